@@ -1,0 +1,1 @@
+"""The `crossmodal` command line: a thin layer over crossmodal.engine."""

@@ -1,0 +1,96 @@
+"""`crossmodal index`, `remove`, `info`, `models`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from crossmodal.models.registry import DEFAULT_MODEL
+
+
+def print_add_report(report, into: Path) -> None:
+    click.echo(
+        f"indexed {report.added} new and {report.updated} changed images "
+        f"({report.texts} captions), {report.unchanged} unchanged, into {into}"
+    )
+    if report.truncated:
+        click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
+                   "and were truncated (listed in the log)")
+    if report.skipped:
+        click.echo(f"skipped {len(report.skipped)} inputs:", err=True)
+        for what, why in report.skipped[:20]:
+            click.echo(f"  {what}: {why}", err=True)
+        if len(report.skipped) > 20:
+            click.echo(f"  ... and {len(report.skipped) - 20} more", err=True)
+    if report.log_path:
+        click.echo(f"details: {report.log_path}", err=True)
+
+
+@click.command("index")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--into", "into", required=True, type=click.Path(path_type=Path),
+              help="Index folder (created if missing; re-running adds only new or changed files).")
+@click.option("--model", default=None,
+              help=f"Model id (default {DEFAULT_MODEL}; an existing index keeps its own).")
+@click.option("--captions", "caption_files", multiple=True, type=click.Path(path_type=Path),
+              help="Caption file(s): IMAGE<TAB>caption, IMAGE#K caption, .json or .jsonl.")
+@click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivfpq"]), default="flat",
+              show_default=True, help="exact search, or approximate for large collections")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def index_command(inputs, into, model, caption_files, index_type, batch_size, quiet) -> None:
+    """Embed images under INPUTS (folders or files) and their captions into an index."""
+    from crossmodal.engine import Collection
+    from crossmodal.index.manifest import MANIFEST
+
+    if (into / MANIFEST).is_file():
+        collection = Collection.open(into, model=model)
+    else:
+        collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type)
+    report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                  progress=not quiet)
+    print_add_report(report, into)
+
+
+@click.command("remove")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("item_ids", nargs=-1, required=True)
+def remove_command(index, item_ids) -> None:
+    """Remove items (and their captions) from INDEX by id."""
+    from crossmodal.engine import Collection
+
+    collection = Collection.open(index)
+    missing = collection.remove(list(item_ids))
+    click.echo(f"removed {len(item_ids) - len(missing)} items; {len(collection)} remain")
+    for item_id in missing:
+        click.echo(f"not found: {item_id}", err=True)
+
+
+@click.command("info")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--verify", is_flag=True, help="Check every file against its checksum.")
+def info_command(index, verify) -> None:
+    """Show what an index holds and which model built it."""
+    from crossmodal.engine import Collection
+
+    collection = Collection.open(index)
+    stats = collection.stats()
+    if verify:
+        bad = collection.manifest.verify(index)
+        stats["verified"] = not bad
+        stats["bad_files"] = bad
+    click.echo(json.dumps(stats, indent=1))
+
+
+@click.command("models")
+def models_command() -> None:
+    """List model ids that can be used."""
+    from crossmodal.models.registry import available_models
+
+    for name in available_models():
+        click.echo(name)
+
+
+COMMANDS = [index_command, remove_command, info_command, models_command]

@@ -1,0 +1,50 @@
+"""`crossmodal search`: text, image or indexed item as the query; images or texts as targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def format_hits(hits, target: str) -> str:
+    lines = []
+    for hit in hits:
+        what = hit.text if target == "texts" else hit.path
+        lines.append(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.id}  {what}")
+    return "\n".join(lines) if lines else "(no results)"
+
+
+@click.command("search")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("query", required=False)
+@click.option("--image", "image", type=click.Path(path_type=Path), help="Query by an image file.")
+@click.option("--like", "like", help="Query by an indexed item id (or ITEM#K for a caption).")
+@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--target", type=click.Choice(["images", "texts"]), default=None,
+              help="What to return (default: images; for --like, the item's own kind).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def search_command(index, query, image, like, k, target, as_json) -> None:
+    """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
+    from crossmodal.engine import Collection
+    from crossmodal.errors import BadInputError
+
+    given = [x is not None for x in (query, image, like)]
+    if sum(given) != 1:
+        raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
+    collection = Collection.open(index)
+    if query is not None:
+        hits = collection.search_text(query, k=k, target=target or "images")
+    elif image is not None:
+        hits = collection.search_image(image, k=k, target=target or "images")
+    else:
+        hits = collection.search_like(like, k=k, target=target)
+        target = target or (hits[0].kind + "s" if hits else "images")
+    if as_json:
+        click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
+    else:
+        click.echo(format_hits(hits, target or "images"))
+
+
+COMMANDS = [search_command]

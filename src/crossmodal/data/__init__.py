@@ -1,0 +1,1 @@
+"""Readers of image-caption collections and safe image loading."""

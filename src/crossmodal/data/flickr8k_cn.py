@@ -1,0 +1,80 @@
+"""Flickr8K-CN: `IMAGE.jpg#enc#K caption` / `IMAGE.jpg#zhc#K caption` and split id lists.
+
+Folder layout (as in ../shared/data/flickr8k-cn):
+    images/                     the photos
+    flickr8k{train,val,test}.txt   image ids (no extension), one a line
+    flickr8kenc.caption.txt     English captions, 5 per image
+    flickr8kzhc.caption.txt     Chinese captions, 5 per image
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crossmodal.errors import BadInputError
+
+LANGUAGES = {"en": "enc", "zh": "zhc"}
+
+
+@dataclass
+class CaptionedImages:
+    """Images with their captions; text i belongs to image `text_image[i]`."""
+
+    image_ids: list[str]
+    image_paths: list[Path]
+    texts: list[str]
+    text_image: list[int]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def read_split_ids(root: Path, split: str) -> list[str]:
+    path = Path(root) / f"flickr8k{split}.txt"
+    if not path.is_file():
+        raise BadInputError(f"split file not found: {path} (splits: train, val, test)")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [i for i in ids if i]
+
+
+def read_captions(root: Path, language: str) -> dict[str, list[str]]:
+    if language not in LANGUAGES:
+        raise BadInputError(f"language must be one of {sorted(LANGUAGES)}, not '{language}'")
+    tag = LANGUAGES[language]
+    path = Path(root) / f"flickr8k{tag}.caption.txt"
+    if not path.is_file():
+        raise BadInputError(f"caption file not found: {path}")
+    captions: dict[str, list[str]] = {}
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            key, _, caption = line.partition(" ")
+            image, sep, _ = key.partition(f"#{tag}#")
+            if not sep:
+                raise BadInputError(
+                    f"{path}:{number}: expected 'IMAGE.jpg#{tag}#K caption', got {line[:60]!r}"
+                )
+            captions.setdefault(Path(image).stem, []).append(caption.strip())
+    return captions
+
+
+def load_flickr8k_cn(root: str | Path, split: str = "val", language: str = "en") -> CaptionedImages:
+    root = Path(root)
+    captions = read_captions(root, language)
+    data = CaptionedImages([], [], [], [])
+    for image_id in read_split_ids(root, split):
+        path = root / "images" / f"{image_id}.jpg"
+        texts = [c for c in captions.get(image_id, []) if c]
+        if not path.is_file() or not texts:
+            data.skipped.append(image_id)
+            continue
+        data.image_ids.append(image_id)
+        data.image_paths.append(path)
+        for text in texts:
+            data.texts.append(text)
+            data.text_image.append(len(data.image_ids) - 1)
+    return data

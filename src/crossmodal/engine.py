@@ -1,0 +1,436 @@
+"""Collection: the one API the CLI and HTTP use to open, add to, remove from and search an index.
+
+On disk a collection is a folder:
+    manifest.json                 model id + fingerprint, dim, preprocessing, versions, files
+    images.<gen>.npy / .faiss     image vectors (row i = item i) and their faiss index
+    texts.<gen>.npy / .faiss      caption vectors (row j = text_rows[j])
+    items.<gen>.json              item metadata and the caption rows
+Each commit writes a new generation of files, then the manifest; old generations are removed
+after. A crash at any moment leaves the previous manifest and its files intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from crossmodal.data.files import ItemSource, collect_items
+from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.data.loader import iter_image_batches
+from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
+from crossmodal.index.faiss_store import FaissStore
+from crossmodal.index.manifest import MANIFEST, Manifest, file_sha256, library_versions
+from crossmodal.index.storage import atomic_save_json
+from crossmodal.models.protocol import Encoder
+from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
+
+TARGETS = ("images", "texts")
+_GENERATION_FILE = re.compile(r"^(images|texts|items)\.(\d{6})\.(npy|faiss|json)$")
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    id: str  # item id for an image, "ITEM#K" for the K-th caption of an item
+    kind: str  # "image" or "text"
+    item_id: str
+    path: str
+    text: str | None = None
+    captions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    texts: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
+    log_path: Path | None = None
+
+
+def _content_hash(path: Path, captions: Sequence[str]) -> str:
+    digest = hashlib.sha256(file_sha256(path).encode())
+    digest.update(json.dumps(list(captions), ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+class Collection:
+    """An index folder plus the encoder that built it."""
+
+    def __init__(self, path: Path, manifest: Manifest, items: list[dict],
+                 text_rows: list[tuple[str, int]], images: FaissStore, texts: FaissStore,
+                 encoder: Encoder | None = None):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.items = items
+        self.text_rows = text_rows
+        self.images = images
+        self.texts = texts
+        self._encoder = encoder
+        self._reindex()
+        if encoder is not None:
+            self._check_encoder(encoder)
+
+    # --- opening ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, model: str = DEFAULT_MODEL, index_type: str = "flat",
+               index_params: dict | None = None, encoder: Encoder | None = None) -> Collection:
+        """A new empty collection; an existing one at `path` is opened (same model only)."""
+        path = Path(path)
+        if (path / MANIFEST).is_file():
+            return cls.open(path, model=model, encoder=encoder)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise BadInputError(f"{path} exists and is not a crossmodal index: choose a new folder")
+        encoder = encoder or load_encoder(model)
+        manifest = Manifest(
+            model=encoder.model_id, model_fingerprint=encoder.fingerprint, dim=encoder.dim,
+            preprocessing=encoder.preprocessing.as_dict(), index_type=index_type,
+            index_params=index_params or {},
+        )
+        images = FaissStore(encoder.dim, index_type, index_params)
+        texts = FaissStore(encoder.dim, index_type, index_params)
+        manifest.index_params = images.params
+        path.mkdir(parents=True, exist_ok=True)
+        collection = cls(path, manifest, [], [], images, texts, encoder)
+        with collection._writing():
+            collection._commit()
+        return collection
+
+    @classmethod
+    def open(cls, path: str | Path, model: str | None = None,
+             encoder: Encoder | None = None) -> Collection:
+        """Open an index; asking for another model than the one that built it is an error."""
+        path = Path(path)
+        for attempt in range(3):  # a writer may replace a generation between our reads
+            try:
+                manifest = Manifest.load(path)
+            except FileNotFoundError:
+                raise BadInputError(
+                    f"no crossmodal index at {path}: build one with `crossmodal index DIR --into {path}`"
+                ) from None
+            wanted = model or (encoder.model_id if encoder else None)
+            if wanted and wanted != manifest.model:
+                raise IndexMismatchError(
+                    f"{path} was built with model '{manifest.model}', not '{wanted}': search it "
+                    f"without --model, or build a new index for '{wanted}'"
+                )
+            try:
+                return cls._load(path, manifest, encoder)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise IndexCorruptError(f"files named by {path / MANIFEST} are missing") from None
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load(cls, path: Path, manifest: Manifest, encoder: Encoder | None) -> Collection:
+        def files_of(role: str) -> dict[str, str]:
+            prefix = f"{role}."
+            return {k[len(prefix):]: v["name"] for k, v in manifest.files.items()
+                    if k.startswith(prefix)}
+
+        stores = [
+            FaissStore.load(path, files_of(role), manifest.dim, manifest.index_type,
+                            manifest.index_params)
+            for role in TARGETS
+        ]
+        meta = json.loads((path / manifest.files["items"]["name"]).read_text(encoding="utf-8"))
+        text_rows = [tuple(row) for row in meta["texts"]]
+        if len(meta["items"]) != len(stores[0]) or len(text_rows) != len(stores[1]):
+            raise IndexCorruptError(f"{path}: metadata and vectors disagree in length")
+        return cls(path, manifest, meta["items"], text_rows, *stores, encoder=encoder)
+
+    # --- the encoder ------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            encoder = load_encoder(self.manifest.model)
+            self._check_encoder(encoder)
+            self._encoder = encoder
+        return self._encoder
+
+    def _check_encoder(self, encoder: Encoder) -> None:
+        m = self.manifest
+        if encoder.model_id != m.model or encoder.dim != m.dim:
+            raise IndexMismatchError(
+                f"{self.path} holds {m.dim}-d vectors of '{m.model}'; the encoder given is "
+                f"'{encoder.model_id}' ({encoder.dim}-d)"
+            )
+        if encoder.fingerprint != m.model_fingerprint:
+            raise IndexMismatchError(
+                f"{self.path} was built with other weights or preprocessing of '{m.model}' "
+                f"(fingerprint {m.model_fingerprint}, now {encoder.fingerprint}): rebuild it "
+                "into a new folder with `crossmodal index`"
+            )
+
+    # --- bookkeeping ------------------------------------------------------------------
+    def _reindex(self) -> None:
+        self._row_of = {item["id"]: row for row, item in enumerate(self.items)}
+        self._text_row_of = {f"{item}#{k}": row for row, (item, k) in enumerate(self.text_rows)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._row_of
+
+    def item(self, item_id: str) -> dict:
+        if item_id not in self._row_of:
+            raise BadInputError(f"no item '{item_id}' in {self.path}")
+        return self.items[self._row_of[item_id]]
+
+    def stats(self) -> dict:
+        return {
+            "path": str(self.path), "model": self.manifest.model, "dim": self.manifest.dim,
+            "index_type": self.manifest.index_type, "items": len(self.items),
+            "images": len(self.images), "texts": len(self.texts),
+            "generation": self.manifest.generation,
+        }
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time per index folder (other processes wait)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _commit(self) -> None:
+        generation = self.manifest.generation + 1
+        stem = f"{generation:06d}"
+        names: dict[str, str] = {}
+        for role, store in zip(TARGETS, (self.images, self.texts), strict=True):
+            for sub, name in store.save(self.path, f"{role}.{stem}").items():
+                names[f"{role}.{sub}"] = name
+        names["items"] = f"items.{stem}.json"
+        atomic_save_json(self.path / names["items"],
+                         {"items": self.items, "texts": [list(r) for r in self.text_rows]})
+        self.manifest.files = {
+            role: {"name": name, "bytes": (self.path / name).stat().st_size,
+                   "sha256": file_sha256(self.path / name)}
+            for role, name in names.items()
+        }
+        self.manifest.generation = generation
+        self.manifest.counts = {"items": len(self.items), "images": len(self.images),
+                                "texts": len(self.texts)}
+        self.manifest.index_params = self.images.params
+        self.manifest.versions = library_versions()
+        self.manifest.save(self.path)  # the commit point
+        current = set(names.values())
+        for entry in os.listdir(self.path):
+            stale = _GENERATION_FILE.match(entry) and entry not in current
+            if stale or (entry.startswith(".") and entry.endswith(".tmp")):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path / entry)
+
+    # --- adding and removing ----------------------------------------------------------
+    def _drop_rows(self, item_ids: set[str]) -> None:
+        image_rows = np.array([self._row_of[i] for i in item_ids if i in self._row_of], np.int64)
+        text_rows = np.array(
+            [row for row, (item, _) in enumerate(self.text_rows) if item in item_ids], np.int64
+        )
+        if len(image_rows):
+            self.images.remove(image_rows)
+        if len(text_rows):
+            self.texts.remove(text_rows)
+        self.items = [item for item in self.items if item["id"] not in item_ids]
+        self.text_rows = [row for row in self.text_rows if row[0] not in item_ids]
+        self._reindex()
+
+    def remove(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items (with their captions); returns the ids not found."""
+        missing = [i for i in item_ids if i not in self._row_of]
+        present = set(item_ids) - set(missing)
+        if present:
+            with self._writing():
+                self._drop_rows(present)
+                self._commit()
+        return missing
+
+    def _plan(self, sources: list[ItemSource], report: AddReport) -> list[tuple[ItemSource, dict]]:
+        """Which sources are new or changed; unchanged ones are counted and left alone."""
+        todo = []
+        for source in sources:
+            stat = source.path.stat()
+            meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
+                    "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            old = self.items[self._row_of[source.id]] if source.id in self._row_of else None
+            if old is not None and old["captions"] == source.captions and (
+                (old["bytes"], old["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+            ):
+                report.unchanged += 1
+                continue
+            meta["sha256"] = _content_hash(source.path, source.captions)
+            if old is not None and old.get("sha256") == meta["sha256"]:
+                report.unchanged += 1
+                continue
+            todo.append((source, meta))
+        return todo
+
+    def add_paths(self, inputs: Sequence[str | Path], caption_files: Sequence[str | Path] = (),
+                  batch_size: int = 32, progress: bool = True,
+                  commit_every: int = 4096) -> AddReport:
+        """Index images (and captions) under `inputs`; only new or changed files are embedded."""
+        collected = collect_items(list(inputs), list(caption_files))
+        report = AddReport(skipped=list(collected.skipped))
+        encoder = self.encoder
+        with self._writing():
+            todo = self._plan(collected.items, report)
+            replaced = {source.id for source, _ in todo if source.id in self._row_of}
+            if replaced:
+                self._drop_rows(replaced)
+            bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
+            pending_since_commit = 0
+            for positions, images, failures in iter_image_batches(
+                [source.path for source, _ in todo], batch_size,
+                target_size=encoder.preprocessing.size,
+            ):
+                for position, reason in failures:
+                    report.skipped.append((str(todo[position][0].path), reason))
+                batch = [todo[p] for p in positions]
+                self._append(batch, encoder.encode_images(images), report)
+                report.added += sum(1 for s, _ in batch if s.id not in replaced)
+                report.updated += sum(1 for s, _ in batch if s.id in replaced)
+                bar.update(len(positions) + len(failures))
+                pending_since_commit += len(positions)
+                if pending_since_commit >= commit_every:
+                    self._commit()
+                    pending_since_commit = 0
+            bar.close()
+            if todo or replaced:
+                self._commit()
+        report.log_path = self._write_log(report)
+        return report
+
+    def _append(self, batch: list[tuple[ItemSource, dict]], image_vectors: np.ndarray,
+                report: AddReport) -> None:
+        encoder = self.encoder
+        texts, rows = [], []
+        for source, meta in batch:
+            for k, caption in enumerate(source.captions):
+                texts.append(caption)
+                rows.append((meta["id"], k))
+        if texts:
+            for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
+                if length > encoder.context_length:
+                    report.truncated.append((f"{item_id}#{k}", length))
+            self.texts.add(encoder.encode_texts(texts))
+        self.images.add(image_vectors)
+        self.items.extend(meta for _, meta in batch)
+        self.text_rows.extend(rows)
+        report.texts += len(texts)
+        self._reindex()
+
+    def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
+                    text_vectors: np.ndarray | None = None) -> None:
+        """Add precomputed embeddings (made by this collection's model) without encoding.
+
+        `items[i]` needs "id" and "path", optionally "captions"; its captions' vectors are
+        the next rows of `text_vectors`, in order.
+        """
+        items = [{"captions": [], **item} for item in items]
+        rows = [(item["id"], k) for item in items for k in range(len(item["captions"]))]
+        text_vectors = np.zeros((0, self.manifest.dim), np.float32) if text_vectors is None \
+            else text_vectors
+        if len(image_vectors) != len(items) or len(text_vectors) != len(rows):
+            raise BadInputError(f"{len(items)} items with {len(rows)} captions need as many "
+                                f"vectors, got {len(image_vectors)} and {len(text_vectors)}")
+        clash = [item["id"] for item in items if item["id"] in self._row_of]
+        if clash or len({item["id"] for item in items}) != len(items):
+            raise BadInputError(f"item ids must be new and unique: {clash[:5]}")
+        with self._writing():
+            self.images.add(image_vectors)
+            if rows:
+                self.texts.add(text_vectors)
+            self.items.extend(items)
+            self.text_rows.extend(rows)
+            self._reindex()
+            self._commit()
+
+    def _write_log(self, report: AddReport) -> Path | None:
+        if not report.skipped and not report.truncated:
+            return None
+        logs = self.path / "logs"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = logs / f"index-{stamp}.json"
+        atomic_save_json(path, {
+            "skipped": [{"input": what, "reason": why} for what, why in report.skipped],
+            "truncated": [{"text": t, "tokens": n} for t, n in report.truncated],
+            "context_length": self.encoder.context_length,
+        })
+        return path
+
+    # --- searching --------------------------------------------------------------------
+    def _store(self, target: str) -> FaissStore:
+        if target not in TARGETS:
+            raise BadInputError(f"target must be one of {', '.join(TARGETS)}, not '{target}'")
+        return self.images if target == "images" else self.texts
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10,
+                       target: str = "images") -> list[list[Hit]]:
+        scores, positions = self._store(target).search(np.atleast_2d(queries), k)
+        return [
+            [self._hit(target, int(pos), float(score), rank)
+             for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1) if pos >= 0]
+            for srow, prow in zip(scores, positions, strict=True)
+        ]
+
+    def _hit(self, target: str, position: int, score: float, rank: int) -> Hit:
+        if target == "images":
+            item = self.items[position]
+            return Hit(rank, score, item["id"], "image", item["id"], item["path"],
+                       captions=item["captions"])
+        item_id, k = self.text_rows[position]
+        item = self.items[self._row_of[item_id]]
+        return Hit(rank, score, f"{item_id}#{k}", "text", item_id, item["path"],
+                   text=item["captions"][k], captions=item["captions"])
+
+    def search_text(self, text: str, k: int = 10, target: str = "images") -> list[Hit]:
+        if not text or not text.strip():
+            raise BadInputError("the query text is empty")
+        return self.search_vectors(self.encoder.encode_texts([text.strip()]), k, target)[0]
+
+    def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
+                     target: str = "images") -> list[Hit]:
+        if not isinstance(image, Image.Image):
+            try:
+                image = load_image(image)
+            except ImageLoadError as exc:
+                raise BadInputError(f"cannot use query image: {exc}") from exc
+        return self.search_vectors(self.encoder.encode_images([image]), k, target)[0]
+
+    def search_like(self, item_id: str, k: int = 10, target: str | None = None) -> list[Hit]:
+        """Items similar to an indexed one: an item id (image) or `ITEM#K` (its K-th caption)."""
+        if item_id in self._row_of:
+            vector, own = self.images.vectors[self._row_of[item_id]], "images"
+        elif item_id in self._text_row_of:
+            vector, own = self.texts.vectors[self._text_row_of[item_id]], "texts"
+        else:
+            raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
+        target = target or own
+        hits = self.search_vectors(np.asarray(vector)[None, :], k + 1, target)[0]
+        hits = [h for h in hits if h.id != item_id][:k]  # the query itself is no answer
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
+        return hits

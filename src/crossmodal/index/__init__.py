@@ -1,0 +1,1 @@
+"""Vector stores on disk: a manifest, vectors, item metadata and a faiss index."""

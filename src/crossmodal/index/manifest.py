@@ -1,0 +1,84 @@
+"""The manifest names everything about an index; it is written last, so it is the commit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from crossmodal.errors import IndexCorruptError
+from crossmodal.index.storage import atomic_save_json
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    import faiss
+    import numpy
+    import torch
+
+    from crossmodal import __version__
+
+    return {
+        "crossmodal": __version__,
+        "faiss": faiss.__version__,
+        "numpy": numpy.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Manifest:
+    model: str
+    model_fingerprint: str
+    dim: int
+    preprocessing: dict
+    index_type: str = "flat"
+    index_params: dict = field(default_factory=dict)
+    generation: int = 0
+    counts: dict = field(default_factory=lambda: {"items": 0, "images": 0, "texts": 0})
+    files: dict = field(default_factory=dict)  # role -> {"name": ..., "sha256": ..., "bytes": ...}
+    versions: dict = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def save(self, folder: Path) -> None:
+        atomic_save_json(Path(folder) / MANIFEST, asdict(self))
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = Path(folder) / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
+        if data.get("format") != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{path} has format {data.get('format')}, this version reads {FORMAT_VERSION}"
+            )
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def verify(self, folder: Path) -> list[str]:
+        """Files whose size or checksum differ from the manifest (empty: consistent)."""
+        bad = []
+        for role, entry in self.files.items():
+            path = Path(folder) / entry["name"]
+            if not path.is_file() or path.stat().st_size != entry["bytes"]:
+                bad.append(role)
+            elif file_sha256(path) != entry["sha256"]:
+                bad.append(role)
+        return bad

@@ -1,0 +1,74 @@
+"""One registry: a model id names its backend and everything needed to rebuild it.
+
+    towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en)
+    hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
+    open_clip:<arch>/<pretrained>      open_clip models (optional extra)
+
+Backends register a loader; third-party packages may add prefixes with `register_backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from crossmodal.errors import UnknownModelError
+from crossmodal.models.protocol import Encoder
+
+DEFAULT_MODEL = "towers:lite-en"
+
+_BACKENDS: dict[str, Callable[[str, str], Encoder]] = {}
+
+
+def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None:
+    """`loader(name_after_prefix, full_model_id)` returns an Encoder."""
+    _BACKENDS[prefix] = loader
+
+
+def _load_towers(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.towers import TowersEncoder, find_tower_config
+
+    return TowersEncoder(find_tower_config(name), model_id=model_id)
+
+
+def _load_hf(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.hf import HFEncoder
+
+    return HFEncoder(name, model_id=model_id)
+
+
+def _load_open_clip(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.openclip import OpenCLIPEncoder
+
+    return OpenCLIPEncoder(name, model_id=model_id)
+
+
+register_backend("towers", _load_towers)
+register_backend("hf", _load_hf)
+register_backend("open_clip", _load_open_clip)
+
+
+def split_model_id(model_id: str) -> tuple[str, str]:
+    prefix, sep, name = model_id.partition(":")
+    if not sep or not name or prefix not in _BACKENDS:
+        raise UnknownModelError(
+            f"unknown model '{model_id}': use one of {', '.join(p + ':…' for p in _BACKENDS)}, "
+            f"e.g. {DEFAULT_MODEL} (see `crossmodal models`)"
+        )
+    return prefix, name
+
+
+@lru_cache(maxsize=4)
+def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
+    """Load (and cache per process) the encoder a model id names."""
+    prefix, name = split_model_id(model_id)
+    return _BACKENDS[prefix](name, model_id)
+
+
+def available_models() -> list[str]:
+    from crossmodal.models.openclip import OPENAI_MODELS
+    from crossmodal.models.towers import shipped_towers
+
+    return [f"towers:{t}" for t in shipped_towers()] + [
+        "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS)
+    ]

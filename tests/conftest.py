@@ -1,0 +1,59 @@
+"""Isolate every test: caches in tmp, hub offline, no network except loopback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from crossmodal.models import registry
+from tests.fakes import FakeEncoder
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CROSSMODAL_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    real_connect = socket.socket.connect
+
+    def guarded_connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")
+                                          or host.startswith("/")):
+            raise RuntimeError(f"tests must not reach the network (tried {address})")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    yield
+
+
+@pytest.fixture
+def fake_encoder(monkeypatch) -> FakeEncoder:
+    encoder = FakeEncoder()
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: encoder)
+    registry.load_encoder.cache_clear()
+    yield encoder
+    registry.load_encoder.cache_clear()
+
+
+def write_image(path: Path, colour: tuple[int, int, int], size=(32, 24), fmt=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def colour_folder(tmp_path) -> Path:
+    """Three solid-colour photos with sidecar captions, one without captions."""
+    root = tmp_path / "photos"
+    write_image(root / "red.jpg", (250, 10, 10))
+    (root / "red.txt").write_text("a red square\nred thing\n", encoding="utf-8")
+    write_image(root / "green.png", (10, 250, 10))
+    (root / "green.txt").write_text("green field\n", encoding="utf-8")
+    write_image(root / "sub" / "blue.webp", (10, 10, 250))
+    (root / "sub" / "blue.webp.txt").write_text("deep blue sea\n   \n", encoding="utf-8")
+    write_image(root / "nocaption.bmp", (120, 120, 120))
+    return root

@@ -1,0 +1,63 @@
+"""kill -9 a writer at random moments: the index must always open, whole and consistent."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from crossmodal.engine import Collection
+from tests.conftest import write_image
+from tests.fakes import FakeEncoder
+
+WRITER = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [sys.argv[3], sys.argv[4]]
+    from crossmodal.engine import Collection
+    from tests.fakes import FakeEncoder
+    from tests.conftest import write_image
+    from pathlib import Path
+    index, photos = Path(sys.argv[1]), Path(sys.argv[2])
+    encoder = FakeEncoder()
+    collection = Collection.open(index, encoder=encoder)
+    print("ready", flush=True)
+    n = 0
+    while True:  # add and remove forever, committing each time, until killed
+        n += 1
+        write_image(photos / f"p{n % 7}.png", (n * 37 % 256, n * 11 % 256, 90))
+        collection.add_paths([photos], progress=False)
+        collection.remove([f"p{(n + 3) % 7}.png"])
+        print(n, flush=True)
+""")
+
+
+def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
+    root = Path(__file__).resolve().parents[1]
+    encoder = FakeEncoder()
+    index = tmp_path / "index"
+    Collection.create(index, model="fake:colours", encoder=encoder).add_paths(
+        [colour_folder], progress=False)
+    rng = random.Random(0)
+    for _ in range(8):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(index), str(colour_folder), str(root),
+             str(root / "src")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()[-2000:]
+        proc.stdout.readline()  # one loop done: commits are now running back to back
+        time.sleep(rng.random() * 0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        collection = Collection.open(index, encoder=encoder)
+        assert collection.manifest.verify(index) == []
+        assert len(collection.items) == len(collection.images.vectors)
+        assert len(collection.text_rows) == len(collection.texts.vectors)
+        hits = collection.search_text("red", k=50)
+        assert len(hits) == len(collection)
+    assert len(collection) > 4, "the writers never committed: the test proved nothing"
