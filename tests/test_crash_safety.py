@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from crossmodal.engine import Collection
-from tests.conftest import write_image
 from tests.fakes import FakeEncoder
 
 WRITER = textwrap.dedent("""

@@ -142,7 +142,8 @@ def test_manifest_records_model_and_checksums(tmp_path, colour_folder, fake_enco
     assert collection.manifest.verify(tmp_path / "index") == []
     # Only the current generation stays on disk.
     names = sorted(p.name for p in (tmp_path / "index").iterdir() if p.name[0] != ".")
-    assert names == sorted(["manifest.json", "logs", *[f["name"] for f in manifest["files"].values()]])
+    current = [f["name"] for f in manifest["files"].values()]
+    assert names == sorted(["manifest.json", "logs", *current])
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])

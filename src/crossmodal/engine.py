@@ -124,7 +124,8 @@ class Collection:
                 manifest = Manifest.load(path)
             except FileNotFoundError:
                 raise BadInputError(
-                    f"no crossmodal index at {path}: build one with `crossmodal index DIR --into {path}`"
+                    f"no crossmodal index at {path}: build one with "
+                    f"`crossmodal index DIR --into {path}`"
                 ) from None
             wanted = model or (encoder.model_id if encoder else None)
             if wanted and wanted != manifest.model:
@@ -136,7 +137,8 @@ class Collection:
                 return cls._load(path, manifest, encoder)
             except FileNotFoundError:
                 if attempt == 2:
-                    raise IndexCorruptError(f"files named by {path / MANIFEST} are missing") from None
+                    raise IndexCorruptError(
+                        f"files named by {path / MANIFEST} are missing") from None
                 time.sleep(0.05)
         raise AssertionError("unreachable")
 

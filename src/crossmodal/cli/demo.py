@@ -34,7 +34,8 @@ def demo_command(into: Path, model: str, fresh: bool) -> None:
     collection = Collection.create(into, model=model)
     print_add_report(collection.add_paths([samples], progress=True), into)
     queries = [
-        ("text (English) -> images", lambda: collection.search_text("a dog playing in the snow", 3)),
+        ("text (English) -> images",
+         lambda: collection.search_text("a dog playing in the snow", 3)),
         ("text (Chinese) -> images", lambda: collection.search_text("一个人在急流中划船", 3)),
         ("image -> captions", lambda: collection.search_image(samples / "lioness.jpg", 3, "texts")),
         ("image -> similar images", lambda: collection.search_like("dog-grass.jpg", 3)),

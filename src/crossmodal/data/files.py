@@ -145,7 +145,8 @@ def collect_items(inputs: list[str | Path], caption_files: list[str | Path] = ()
                 continue
             item_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
             if item_id in seen and seen[item_id] != path.resolve():
-                report.skipped.append((str(path), f"duplicate id '{item_id}' (also {seen[item_id]})"))
+                why = f"duplicate id '{item_id}' (also {seen[item_id]})"
+                report.skipped.append((str(path), why))
                 continue
             seen[item_id] = path.resolve()
             raw_caps = list(_read_sidecar(path) or [])

@@ -33,7 +33,8 @@ class FaissStore:
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_TYPES:
-            raise BadInputError(f"unknown index type '{self.kind}' (known: {', '.join(INDEX_TYPES)})")
+            raise BadInputError(
+                f"unknown index type '{self.kind}' (known: {', '.join(INDEX_TYPES)})")
         self.params = {**DEFAULT_PARAMS[self.kind], **(self.params or {})}
         if self.vectors is None:
             self.vectors = np.zeros((0, self.dim), np.float32)
@@ -131,7 +132,8 @@ class FaissStore:
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"cannot read vectors {files['vectors']}: {exc}") from exc
         if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
-            raise IndexCorruptError(f"{files['vectors']} has shape {vectors.shape}, expected (n, {dim})")
+            raise IndexCorruptError(
+                f"{files['vectors']} has shape {vectors.shape}, expected (n, {dim})")
         index = None
         if "faiss" in files:
             index = faiss.read_index(str(folder / files["faiss"]))

@@ -77,8 +77,7 @@ class Manifest:
         bad = []
         for role, entry in self.files.items():
             path = Path(folder) / entry["name"]
-            if not path.is_file() or path.stat().st_size != entry["bytes"]:
-                bad.append(role)
-            elif file_sha256(path) != entry["sha256"]:
+            if (not path.is_file() or path.stat().st_size != entry["bytes"]
+                    or file_sha256(path) != entry["sha256"]):
                 bad.append(role)
         return bad

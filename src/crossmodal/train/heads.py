@@ -49,8 +49,9 @@ def evaluate_heads(heads: TowerHeads, data: FeatureSet) -> dict:
 
 
 def train_heads(heads: TowerHeads, train: FeatureSet, val: FeatureSet,
-                config: HeadTrainingConfig = HeadTrainingConfig(),
+                config: HeadTrainingConfig | None = None,
                 log_path: Path | None = None, progress: bool = True) -> tuple[TowerHeads, dict]:
+    config = config or HeadTrainingConfig()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     loss_fn = InfoNCELoss(tau=config.tau, learnable=True)
@@ -84,8 +85,8 @@ def train_heads(heads: TowerHeads, train: FeatureSet, val: FeatureSet,
                 schedule.step()
                 losses.append(loss.item())
             report = evaluate_heads(heads, val)
-            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_rsum": report["rsum"],
-                      "tau": float(1.0 / loss_fn.scale.item())}
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                      "val_rsum": report["rsum"], "tau": float(1.0 / loss_fn.scale.item())}
             history.append(record)
             if log:
                 log.write(json.dumps(record) + "\n")

@@ -54,7 +54,8 @@ class EfficientNetLiteBackbone(nn.Module):
     def blocks(self) -> list[nn.Module]:
         """Blocks from input to output, so 'unfreeze the top N' is a slice."""
         n = self.net
-        return [nn.ModuleList([n._conv_stem, n._bn0]), *n._blocks, nn.ModuleList([n._conv_head, n._bn1])]
+        stem, head = nn.ModuleList([n._conv_stem, n._bn0]), nn.ModuleList([n._conv_head, n._bn1])
+        return [stem, *n._blocks, head]
 
 
 def _resolve_package_dir(spec: str) -> Path:
