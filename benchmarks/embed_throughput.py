@@ -51,8 +51,8 @@ def main() -> None:
     data = load_flickr8k_cn(args.data, "val", args.language)
     encoder = load_encoder(args.model)
     encoder.encode_texts(data.texts[:64])  # warm-up: first calls allocate and pick kernels
-    image_rate(encoder, data.image_paths[:32], args.batch_size)
-    images = image_rate(encoder, data.image_paths[: args.images], args.batch_size)
+    image_rate(encoder, data.images[:32], args.batch_size)
+    images = image_rate(encoder, data.images[: args.images], args.batch_size)
     captions = text_rate(encoder, data.texts[: args.captions], args.text_batch_size)
     result = {"model": args.model, "images_per_s": round(images, 1),
               "captions_per_s": round(captions, 1), "images": args.images,

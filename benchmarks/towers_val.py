@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.loader import iter_image_batches
-from crossmodal.metrics.ranking import retrieval_report
+from crossmodal.metrics.evaluate import evaluate_pairs
 from crossmodal.models.registry import load_encoder
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,16 +34,16 @@ def main() -> None:
 
     data = load_flickr8k_cn(args.data, args.split, args.language)
     encoder = load_encoder(args.model)
-    images = np.zeros((len(data.image_paths), encoder.dim), np.float32)
+    images = np.zeros((len(data.images), encoder.dim), np.float32)
     for positions, batch, failures in tqdm(
-        iter_image_batches(data.image_paths, 32, target_size=encoder.preprocessing.size),
-        total=-(-len(data.image_paths) // 32), desc="images",
+        iter_image_batches(data.images, 32, target_size=encoder.preprocessing.size),
+        total=-(-len(data.images) // 32), desc="images",
     ):
         assert not failures, failures
         images[positions] = encoder.encode_images(batch)
     texts = np.concatenate([encoder.encode_texts(data.texts[i : i + 256])
                             for i in tqdm(range(0, len(data.texts), 256), desc="captions")])
-    report = retrieval_report(images, texts, data.text_image)
+    report = evaluate_pairs(images, texts, data.text_image)
     i2t, t2i = report["image_to_text"], report["text_to_image"]
     header = f"{'model':<16} {'lang':<4} | i2t R@1  R@5  R@10 | t2i R@1  R@5  R@10 |  Rsum"
     row = (f"{args.model:<16} {args.language:<4} | {i2t['R@1']:7.1f} {i2t['R@5']:4.1f} "

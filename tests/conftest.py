@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-from pathlib import Path
+import os
 
-import pytest
-from PIL import Image
+# Before anything imports huggingface_hub: it reads these once, at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from crossmodal.models import registry
-from tests.fakes import FakeEncoder
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from crossmodal.models import registry  # noqa: E402
+from tests.fakes import FakeEncoder  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,40 +1,162 @@
+"""Every metric against an independent implementation: brute force, torchmetrics, eccv-caption."""
+
 from __future__ import annotations
 
+import json
+import time
+from importlib import resources
+
 import numpy as np
+import pytest
+import torch
 
-from crossmodal.metrics.ranking import first_positive_ranks, retrieval_report, summarize_ranks
+from crossmodal.metrics import (
+    direction_metrics,
+    evaluate,
+    evaluate_pairs,
+    positive_ranks,
+    positive_ranks_from_scores,
+)
 
 
-def brute_force_ranks(scores, positives):
-    ranks = []
-    for row, pos in zip(scores, positives, strict=True):
-        best = max(row[p] for p in pos)
-        ahead = sum(1 for j, s in enumerate(row) if s >= best and j not in pos)
-        ranks.append(ahead + 1)
-    return np.array(ranks)
+def brute_force_first_rank(row, positives, ties="pessimistic"):
+    best = max(row[p] for p in positives)
+    if ties == "pessimistic":
+        ahead = sum(1 for j, s in enumerate(row) if s >= best and j not in positives)
+    else:
+        ahead = sum(1 for j, s in enumerate(row) if s > best and j not in positives)
+    return ahead + 1
 
 
-def test_ranks_match_brute_force_with_several_positives():
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+def test_first_ranks_match_brute_force_with_ties(ties):
     rng = np.random.default_rng(0)
-    queries, gallery = rng.standard_normal((40, 6)), rng.standard_normal((90, 6))
+    scores = rng.integers(0, 6, (40, 90)).astype(np.float32)  # many ties on purpose
     positives = [list(rng.choice(90, rng.integers(1, 5), replace=False)) for _ in range(40)]
-    ranks = first_positive_ranks(queries, gallery, positives, chunk=7)
-    np.testing.assert_array_equal(ranks, brute_force_ranks(queries @ gallery.T, positives))
+    ranks = positive_ranks_from_scores(scores, positives, ties)
+    expected = [brute_force_first_rank(r, p, ties) for r, p in zip(scores, positives, strict=True)]
+    np.testing.assert_array_equal(ranks[:, 0], expected)
 
 
-def test_ties_count_pessimistically():
-    queries = np.ones((1, 2))
-    gallery = np.ones((5, 2))  # every item scores the same
-    assert first_positive_ranks(queries, gallery, [[3]])[0] == 5
-    assert first_positive_ranks(queries, gallery, [[3, 4]])[0] == 4
+def test_chunking_does_not_change_ranks():
+    rng = np.random.default_rng(1)
+    q, g = rng.standard_normal((50, 8)), rng.standard_normal((70, 8))
+    positives = [list(rng.choice(70, rng.integers(1, 4), replace=False)) for _ in range(50)]
+    np.testing.assert_array_equal(positive_ranks(q, g, positives, chunk=7),
+                                  positive_ranks(q, g, positives, chunk=1000))
 
 
-def test_summary_and_report():
-    summary = summarize_ranks(np.array([1, 2, 6, 11]))
-    assert summary["R@1"] == 25.0 and summary["R@5"] == 50.0 and summary["R@10"] == 75.0
-    assert summary["MedR"] == 4.0 and summary["MnR"] == 5.0
+def test_constant_scores_rank_last_unless_optimistic():
+    scores = np.zeros((1, 5))
+    assert positive_ranks_from_scores(scores, [[3]])[0, 0] == 5
+    assert positive_ranks_from_scores(scores, [[3]], "optimistic")[0, 0] == 1
+
+
+def test_hand_computed_values():
+    # Positives of the one query rank 1, 3 and 6 of 8 items.
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]])
+    metrics = direction_metrics(positive_ranks_from_scores(scores, [[0, 2, 5]]), ks=(1, 5, 10))
+    assert metrics["R@1"] == 100.0 and metrics["MedR"] == 1.0 and metrics["MRR"] == 1.0
+    assert metrics["R-P"] == pytest.approx(100 * 2 / 3)  # top 3 hold 2 positives
+    assert metrics["mAP@R"] == pytest.approx(100 * (1 / 1 + 2 / 3) / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_recall_and_mrr_agree_with_torchmetrics(seed):
+    from torchmetrics.retrieval import RetrievalHitRate, RetrievalMRR
+
+    rng = np.random.default_rng(seed)
+    n_q, n_g = 60, 200
+    # Positive scores: torchmetrics 1.9's reciprocal rank ignores positives scoring <= 0.
+    scores = rng.random((n_q, n_g)) + 0.01
+    positives = [list(rng.choice(n_g, rng.integers(1, 6), replace=False)) for _ in range(n_q)]
+    ours = direction_metrics(positive_ranks_from_scores(scores, positives),
+                             ks=(1, 5, 10, 50, 100))
+    target = np.zeros_like(scores, dtype=bool)
+    for row, pos in enumerate(positives):
+        target[row, pos] = True
+    preds, tgt = torch.from_numpy(scores).flatten(), torch.from_numpy(target).flatten()
+    indexes = torch.arange(n_q).repeat_interleave(n_g)
+    for k in (1, 5, 10, 50, 100):
+        hit = RetrievalHitRate(top_k=k)(preds, tgt, indexes=indexes).item()
+        assert ours[f"R@{k}"] / 100 == pytest.approx(hit, abs=1e-6)
+    mrr = RetrievalMRR(top_k=n_g)(preds, tgt, indexes=indexes).item()
+    assert ours["MRR"] == pytest.approx(mrr, abs=1e-6)
+
+
+def test_map_at_r_and_r_precision_agree_with_eccv_caption():
+    pytest.importorskip("eccv_caption")
+    from eccv_caption._metrics import compute_eccv_metrics
+
+    data = resources.files("eccv_caption") / "data"
+    i2t_gt = {int(k): v for k, v in json.loads((data / "eccv_image_to_caption.json").read_text()).items()}
+    t2i_gt = {int(k): v for k, v in json.loads((data / "eccv_caption_to_image.json").read_text()).items()}
+    coco = {int(k): v for k, v in json.loads((data / "original_image_to_caption.json").read_text()).items()}
+    image_ids = sorted(coco)  # the COCO 5K test images
+    caption_ids = sorted({c for caps in coco.values() for c in caps})
+    image_row = {i: r for r, i in enumerate(image_ids)}
+    caption_row = {c: r for r, c in enumerate(caption_ids)}
+    rng = np.random.default_rng(0)
+    image_emb = rng.standard_normal((len(image_ids), 16)).astype(np.float32)
+    # Captions lie near their COCO image, so rankings are neither random nor perfect.
+    owner = {c: i for i, caps in coco.items() for c in caps}
+    text_emb = np.stack([image_emb[image_row[owner[c]]] for c in caption_ids])
+    text_emb = text_emb + 1.5 * rng.standard_normal(text_emb.shape).astype(np.float32)
+    scores = image_emb @ text_emb.T
+
+    # A few ECCV positives lie outside the COCO 5K gallery; neither side can retrieve them.
+    i2t_gt = {i: [c for c in caps if c in caption_row] for i, caps in i2t_gt.items()}
+    t2i_gt = {c: [i for i in imgs if i in image_row] for c, imgs in t2i_gt.items()
+              if c in caption_row}
+    i2t_q = sorted(i for i, caps in i2t_gt.items() if caps)
+    i2t_rank = {i: [caption_ids[j] for j in np.argsort(-scores[image_row[i]])] for i in i2t_q}
+    t2i_q = sorted(c for c, imgs in t2i_gt.items() if imgs)
+    t2i_rank = {c: [image_ids[j] for j in np.argsort(-scores[:, caption_row[c]])] for c in t2i_q}
+    oracle = {
+        "i2t": compute_eccv_metrics(i2t_rank, {i: i2t_gt[i] for i in i2t_q}),
+        "t2i": compute_eccv_metrics(t2i_rank, {c: t2i_gt[c] for c in t2i_q}),
+    }
+
+    ours_i2t = direction_metrics(positive_ranks(
+        image_emb[[image_row[i] for i in i2t_q]], text_emb,
+        [[caption_row[c] for c in i2t_gt[i]] for i in i2t_q]))
+    ours_t2i = direction_metrics(positive_ranks(
+        text_emb[[caption_row[c] for c in t2i_q]], image_emb,
+        [[image_row[i] for i in t2i_gt[c]] for c in t2i_q]))
+    for ours, key in ((ours_i2t, "i2t"), (ours_t2i, "t2i")):
+        assert ours["mAP@R"] / 100 == pytest.approx(oracle[key]["eccv_map_at_r"], abs=1e-6)
+        assert ours["R-P"] / 100 == pytest.approx(oracle[key]["eccv_rprecision"], abs=1e-6)
+        assert ours["R@1"] / 100 == pytest.approx(oracle[key]["eccv_r1"], abs=1e-6)
+
+
+def test_five_fold_protocol_is_the_mean_of_folds():
+    rng = np.random.default_rng(3)
+    image = rng.standard_normal((50, 8)).astype(np.float32)
+    text_images = [(i // 2,) for i in range(100)]
+    text = image[[t[0] for t in text_images]] + rng.standard_normal((100, 8)).astype(np.float32)
+    report = evaluate(image, text, text_images, protocol="5fold")
+    folds = [evaluate_pairs(image[f * 10:(f + 1) * 10], text[f * 20:(f + 1) * 20],
+                            [(t[0] - f * 10,) for t in text_images[f * 20:(f + 1) * 20]])
+             for f in range(5)]
+    assert report["rsum"] == pytest.approx(np.mean([f["rsum"] for f in folds]))
+    assert report["image_to_text"]["R@1"] == pytest.approx(
+        np.mean([f["image_to_text"]["R@1"] for f in folds]))
+    assert evaluate(image, text, text_images)["images"] == 50
+
+
+def test_perfect_embeddings_score_600():
     image = np.eye(3, dtype=np.float32)
-    text = np.repeat(image, 2, axis=0)  # two perfect captions per image
-    report = retrieval_report(image, text, [0, 0, 1, 1, 2, 2])
-    assert report["rsum"] == 600.0
-    assert report["image_to_text"]["MedR"] == 1.0
+    text = np.repeat(image, 2, axis=0)
+    report = evaluate_pairs(image, text, [0, 0, 1, 1, 2, 2])
+    assert report["rsum"] == 600.0 and report["ties"] == "pessimistic"
+    assert report["image_to_text"]["mAP@R"] == 100.0
+
+
+def test_all_metrics_of_5000_by_25000_within_two_seconds():
+    rng = np.random.default_rng(4)
+    image = rng.standard_normal((5000, 64)).astype(np.float32)
+    text = rng.standard_normal((25000, 64)).astype(np.float32)
+    text_images = [(i // 5,) for i in range(25000)]
+    start = time.perf_counter()
+    evaluate_pairs(image, text, text_images)
+    assert time.perf_counter() - start <= 2.0 * 1.5  # 2 s goal; slack for a loaded CI box

@@ -27,9 +27,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from crossmodal.cli import demo, index_commands, search_commands, train_commands
+    from crossmodal.cli import (
+        demo,
+        eval_commands,
+        index_commands,
+        search_commands,
+        train_commands,
+    )
 
-    for module in (index_commands, search_commands, demo, train_commands):
+    for module in (index_commands, search_commands, eval_commands, demo, train_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

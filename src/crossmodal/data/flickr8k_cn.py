@@ -9,26 +9,12 @@ Folder layout (as in ../shared/data/flickr8k-cn):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError
 
 LANGUAGES = {"en": "enc", "zh": "zhc"}
-
-
-@dataclass
-class CaptionedImages:
-    """Images with their captions; text i belongs to image `text_image[i]`."""
-
-    image_ids: list[str]
-    image_paths: list[Path]
-    texts: list[str]
-    text_image: list[int]
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
 
 
 def read_split_ids(root: Path, split: str) -> list[str]:
@@ -62,19 +48,18 @@ def read_captions(root: Path, language: str) -> dict[str, list[str]]:
     return captions
 
 
-def load_flickr8k_cn(root: str | Path, split: str = "val", language: str = "en") -> CaptionedImages:
+def load_flickr8k_cn(root: str | Path, split: str = "val", language: str = "en"
+                     ) -> RetrievalDataset:
     root = Path(root).resolve()  # absolute paths: feature caches key on them
     captions = read_captions(root, language)
-    data = CaptionedImages([], [], [], [])
+    data = RetrievalDataset(f"flickr8k-cn/{split}/{language}")
     for image_id in read_split_ids(root, split):
         path = root / "images" / f"{image_id}.jpg"
         texts = [c for c in captions.get(image_id, []) if c]
         if not path.is_file() or not texts:
-            data.skipped.append(image_id)
+            data.skipped.append((image_id, "image file missing" if texts else "no captions"))
             continue
-        data.image_ids.append(image_id)
-        data.image_paths.append(path)
-        for text in texts:
-            data.texts.append(text)
-            data.text_image.append(len(data.image_ids) - 1)
+        row = data.add_image(image_id, path)
+        for k, text in enumerate(texts):
+            data.add_text(text, row, f"{image_id}#{k}")
     return data

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,8 +43,51 @@ def _processor_config(source: str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
 
 
+def _weights_folder(source: str) -> Path | None:
+    """The folder holding the weights: a local dir, or the hub cache snapshot of one commit."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from transformers.utils import cached_file
+
+        path = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return None
+    return Path(path).parent if path else None
+
+
+def file_sha256(path: str | Path) -> str:
+    sha = hashlib.sha256()  # chunked: hashlib.file_digest needs Python 3.11
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _weights_digest(folder: Path | None) -> list[tuple[str, str]]:
+    """Content hashes: a fine-tuned checkpoint has the same file names and sizes as its base."""
+    if folder is None:
+        return []
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return [(path.name, file_sha256(path)) for path in files]
+
+
+def _patchify(pixels: torch.Tensor, patch: int) -> dict[str, torch.Tensor]:
+    """SigLIP2 (naflex) takes flattened patches and their grid instead of an NCHW image."""
+    n, channels, height, width = pixels.shape
+    rows, cols = height // patch, width // patch
+    # the patch layout of transformers' convert_image_to_patches: (row, col, y, x, channel)
+    patches = pixels.reshape(n, channels, rows, patch, cols, patch).permute(0, 2, 4, 3, 5, 1)
+    return {"pixel_values": patches.reshape(n, rows * cols, patch * patch * channels),
+            "pixel_attention_mask": torch.ones(n, rows * cols, dtype=torch.long,
+                                               device=pixels.device),
+            "spatial_shapes": torch.tensor([[rows, cols]] * n, device=pixels.device)}
+
+
 def preprocessing_from(config: dict, image_size: int, model_type: str) -> ImagePreprocessing:
     crop = config.get("crop_size") or config.get("size") or image_size
+    if config.get("max_num_patches"):  # siglip2 naflex: the largest square grid in the budget
+        crop = int(config.get("patch_size", 16)) * math.isqrt(int(config["max_num_patches"]))
     if isinstance(crop, dict):
         crop = crop.get("height") or crop.get("shortest_edge") or image_size
     squash = model_type.startswith("siglip") or not config.get("do_center_crop", True)
@@ -72,7 +116,8 @@ class HFEncoder:
             ) from exc
         if config.model_type not in SUPPORTED_TYPES:
             raise UnknownModelError(
-                f"'{source}' is a {config.model_type} model; hf: supports {', '.join(SUPPORTED_TYPES)}"
+                f"'{source}' is a {config.model_type} model; "
+                f"hf: supports {', '.join(SUPPORTED_TYPES)}"
             )
         self.model_type = config.model_type
         self.model = AutoModel.from_pretrained(source).eval().to(device)
@@ -80,25 +125,33 @@ class HFEncoder:
         self.device = device
         text_config = self.model.config.text_config
         vision_config = self.model.config.vision_config
+        positions = getattr(text_config, "max_position_embeddings", 77)
+        if self.model_type == "altclip":  # XLM-R positions start after padding_idx (514 -> 512)
+            positions -= (text_config.pad_token_id or 0) + 1
         self.context_length = int(min(
-            getattr(text_config, "max_position_embeddings", 77),
-            getattr(self.tokenizer, "model_max_length", 10**6) or 10**6,
+            positions, getattr(self.tokenizer, "model_max_length", 10**6) or 10**6
         ))
+        patch = vision_config.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, list | tuple) else patch)
+        image_size = getattr(vision_config, "image_size", None)  # siglip2 has num_patches instead
+        if image_size is None:
+            image_size = self.patch_size * math.isqrt(int(vision_config.num_patches))
         self.preprocessing = preprocessing_from(
-            _processor_config(source), int(vision_config.image_size), self.model_type
+            _processor_config(source), int(image_size), self.model_type
         )
-        projection = getattr(self.model.config, "projection_dim", None)
+        # SigLIP's text head projects to text_config.projection_size, which may differ from
+        # hidden_size; the CLIP family has projection_dim on the top-level config.
+        projection = (getattr(self.model.config, "projection_dim", None)
+                      or getattr(text_config, "projection_size", None))
         self.dim = int(projection or text_config.hidden_size)
         self._fingerprint = self._make_fingerprint(source)
 
     def _make_fingerprint(self, source: str) -> str:
-        blob = {"config": self.model.config.to_diff_dict(),
-                "commit": getattr(self.model.config, "_commit_hash", None),
-                "prep": self.preprocessing.as_dict()}
-        folder = Path(source)
-        if folder.is_dir():  # local weights: their names and sizes identify them cheaply
-            blob["files"] = sorted((p.name, p.stat().st_size) for p in folder.glob("*.safetensors"))
-            blob["files"] += sorted((p.name, p.stat().st_size) for p in folder.glob("*.bin"))
+        config = self.model.config.to_diff_dict()
+        # to_diff_dict stamps the installed version: upgrading transformers changes no vector
+        config.pop("transformers_version", None)
+        blob = {"config": config, "prep": self.preprocessing.as_dict(),
+                "weights": _weights_digest(_weights_folder(source))}
         text = json.dumps(blob, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -125,7 +178,9 @@ class HFEncoder:
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
         pixels = images_to_tensor(images, self.preprocessing).contiguous().to(self.device)
-        return l2_normalize(features_tensor(self.model.get_image_features(pixel_values=pixels)))
+        inputs = (_patchify(pixels, self.patch_size) if self.model_type == "siglip2"
+                  else {"pixel_values": pixels})
+        return l2_normalize(features_tensor(self.model.get_image_features(**inputs)))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
+from crossmodal.models.hf import file_sha256
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
 
@@ -64,9 +66,11 @@ class OpenCLIPEncoder:
         self.context_length = int(getattr(self.model, "context_length", 77))
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(["x"]).to(device)).shape[-1])
-        blob = json.dumps({"arch": arch, "pretrained": pretrained,
-                           "prep": self.preprocessing.as_dict()}, sort_keys=True)
-        self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        blob = {"arch": arch, "pretrained": pretrained, "prep": self.preprocessing.as_dict()}
+        if pretrained and Path(pretrained).is_file():  # retrained weights keep their file name
+            blob["weights"] = file_sha256(pretrained)
+        text = json.dumps(blob, sort_keys=True)
+        self.fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from crossmodal.data.flickr8k_cn import CaptionedImages
+from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.index.storage import atomic_save_npy
 
@@ -24,15 +24,15 @@ def _key(kind: str, spec: dict, items: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_image_features(encoder, data: CaptionedImages, cache_dir: Path) -> np.ndarray:
+def cached_image_features(encoder, data: RetrievalDataset, cache_dir: Path) -> np.ndarray:
     spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict()}
-    path = Path(cache_dir) / f"img-{_key('image', spec, [str(p) for p in data.image_paths])}.npy"
+    path = Path(cache_dir) / f"img-{_key('image', spec, data.image_keys())}.npy"
     if path.is_file():
         return np.load(path)
-    out = np.zeros((len(data.image_paths), encoder.image_backbone.out_dim), np.float32)
-    bar = tqdm(total=len(data.image_paths), desc="image features", unit="img")
+    out = np.zeros((len(data.images), encoder.image_backbone.out_dim), np.float32)
+    bar = tqdm(total=len(data.images), desc="image features", unit="img")
     for positions, images, failures in iter_image_batches(
-        data.image_paths, 32, target_size=encoder.preprocessing.size
+        data.images, 32, target_size=encoder.preprocessing.size
     ):
         if failures:
             raise RuntimeError(f"unreadable training images: {failures[:3]}")
@@ -43,7 +43,7 @@ def cached_image_features(encoder, data: CaptionedImages, cache_dir: Path) -> np
     return out
 
 
-def cached_text_features(encoder, data: CaptionedImages, cache_dir: Path,
+def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
                          batch: int = 256) -> np.ndarray:
     path = Path(cache_dir) / f"txt-{_key('text', encoder.config.text, data.texts)}.npy"
     if path.is_file():

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from crossmodal.losses.infonce import InfoNCELoss
-from crossmodal.metrics.ranking import retrieval_report
+from crossmodal.metrics.evaluate import evaluate_pairs
 from crossmodal.models.preprocess import l2_normalize
 from crossmodal.models.towers.heads import TowerHeads
 
@@ -45,7 +45,7 @@ def evaluate_heads(heads: TowerHeads, data: FeatureSet) -> dict:
     with torch.inference_mode():
         image = l2_normalize(heads.image(torch.from_numpy(data.image)))
         text = l2_normalize(heads.text(torch.from_numpy(data.text)))
-    return retrieval_report(image, text, data.text_image)
+    return evaluate_pairs(image, text, data.text_image)
 
 
 def train_heads(heads: TowerHeads, train: FeatureSet, val: FeatureSet,

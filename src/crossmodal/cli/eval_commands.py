@@ -1,0 +1,151 @@
+"""`crossmodal eval`, `compare` and `classify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from crossmodal.index.storage import atomic_save_json, atomic_write
+
+LAYOUT_TITLES = {
+    "retrieval": "R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)",
+    "newsimages": "text->image MRR and R@K (NewsImages layout)",
+    "ranks": "ranks and ECCV Caption metrics",
+}
+
+data_option = click.option(
+    "--data", "data", required=True,
+    help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or FORMAT:PATH "
+         "(see README, Datasets).")
+split_option = click.option("--split", default=None, help="Split (default: the spec's, or val).")
+language_option = click.option("--language", default=None, help="Caption language (en, zh).")
+protocol_option = click.option(
+    "--protocol", type=click.Choice(["full", "5fold"]), default="full", show_default=True,
+    help="full: every image and caption (Flickr 1K test, COCO 5K); 5fold: mean of 5 folds of "
+         "1K images (COCO 1K).")
+ties_option = click.option("--ties", type=click.Choice(["pessimistic", "optimistic"]),
+                           default="pessimistic", show_default=True,
+                           help="How a negative tied with a positive is ranked.")
+out_option = click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
+                          show_default=True, help="Folder for the JSON and markdown reports.")
+
+
+def _load(data: str, split: str | None, language: str | None):
+    from crossmodal.data.registry import load_dataset
+
+    overrides = {k: v for k, v in (("split", split), ("language", language)) if v}
+    return load_dataset(data, **overrides)
+
+
+def _write(out: Path, stem: str, reports: list[dict], layouts: list[str]) -> None:
+    from crossmodal.evaluation.report import describe, markdown_table
+
+    atomic_save_json(out / f"{stem}.json", reports if len(reports) > 1 else reports[0])
+    parts = [f"# {stem}\n", describe(reports) + "\n"]
+    for layout in layouts:
+        parts += [f"## {LAYOUT_TITLES[layout]}\n", markdown_table(reports, layout) + "\n"]
+    text = "\n".join(parts)
+    atomic_write(out / f"{stem}.md", lambda handle: handle.write(text), mode="w")
+
+
+def _show(reports: list[dict], layouts: list[str]) -> None:
+    from crossmodal.evaluation.report import describe, text_table
+
+    for layout in layouts:
+        click.echo(f"\n{LAYOUT_TITLES[layout]}")
+        click.echo(text_table(reports, layout))
+    click.echo(f"\n{describe(reports)}")
+    skipped = sum(len(r.get("skipped_images", [])) for r in reports)
+    if skipped:
+        click.echo(f"{skipped} unreadable images were left out (listed in the JSON)", err=True)
+
+
+def _stem(*parts: str) -> str:
+    return "-".join(p.replace(":", "_").replace("/", "_") for p in parts if p)
+
+
+@click.command("eval")
+@click.option("--model", required=True, help="Model id, e.g. towers:lite-en.")
+@data_option
+@split_option
+@language_option
+@protocol_option
+@ties_option
+@out_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_command(model, data, split, language, protocol, ties, out, quiet) -> None:
+    """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
+    from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.models.registry import load_encoder
+
+    dataset = _load(data, split, language)
+    report = evaluate_model(load_encoder(model), dataset, protocol, ties=ties,
+                            progress=not quiet)
+    layouts = ["retrieval", "ranks", "newsimages"]
+    _show([report], layouts)
+    stem = _stem("eval", model, dataset.name)
+    _write(out, stem, [report], layouts)
+    click.echo(f"wrote {out / stem}.json and .md")
+
+
+@click.command("compare")
+@click.option("--models", required=True, help="Comma-separated model ids.")
+@data_option
+@split_option
+@language_option
+@protocol_option
+@ties_option
+@out_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare_command(models, data, split, language, protocol, ties, out, quiet) -> None:
+    """One table across models, in the NewsImages and the IConE/CE-CLIP layouts."""
+    from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.models.registry import load_encoder
+
+    dataset = _load(data, split, language)
+    reports = [evaluate_model(load_encoder(m.strip()), dataset, protocol, ties=ties,
+                              progress=not quiet)
+               for m in models.split(",") if m.strip()]
+    layouts = ["newsimages", "retrieval"]
+    _show(reports, layouts)
+    stem = _stem("compare", dataset.name)
+    _write(out, stem, reports, layouts)
+    click.echo(f"wrote {out / stem}.json and .md")
+
+
+@click.command("classify")
+@click.option("--model", required=True)
+@click.option("--images", "images", required=True, type=click.Path(path_type=Path),
+              help="A folder with one sub-folder of images per class.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label texts: 'folder<TAB>label' lines, or one a line in folder order.")
+@click.option("--templates", type=click.Path(path_type=Path), default=None,
+              help="Prompt templates, one a line, each with '{}' for the label.")
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Built-in templates to use when --templates is not given.")
+@click.option("--json", "as_json", is_flag=True)
+def classify_command(model, images, labels, templates, language, as_json) -> None:
+    """Zero-shot classification of class folders from label texts: top-1 / top-5 accuracy."""
+    from crossmodal.evaluation.classify import (
+        TEMPLATES,
+        read_class_folder,
+        read_templates,
+        zero_shot_accuracy,
+    )
+    from crossmodal.models.registry import load_encoder
+
+    folder = read_class_folder(images, labels)
+    prompts = read_templates(templates) if templates else TEMPLATES[language]
+    result = zero_shot_accuracy(load_encoder(model), folder, prompts)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1))
+        return
+    top = next(k for k in result if k.startswith("top") and k != "top1")
+    click.echo(f"{result['model']}: {result['images']} images, {result['classes']} classes, "
+               f"{result['templates']} templates")
+    click.echo(f"top-1 {result['top1']:.1f}%   {top.replace('top', 'top-')} {result[top]:.1f}%")
+
+
+COMMANDS = [eval_command, compare_command, classify_command]

@@ -1,0 +1,1 @@
+"""Evaluation of encoders on datasets: cached embeddings, metrics, tables, zero-shot labels."""

@@ -1,0 +1,69 @@
+"""Embeddings of a dataset, cached by (model, weights, dataset content).
+
+A second evaluation of the same model on the same data costs only the metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.data.loader import iter_image_batches
+from crossmodal.errors import BadInputError
+from crossmodal.index.storage import atomic_write
+from crossmodal.models.protocol import Encoder
+from crossmodal.paths import cache_dir
+
+
+@dataclass
+class DatasetEmbeddings:
+    images: np.ndarray  # (n_images, dim); rows of unreadable images are zero
+    texts: np.ndarray  # (n_texts, dim)
+    failed_images: list[tuple[int, str]]
+    cached: bool = False
+
+
+def cache_path(encoder: Encoder, dataset: RetrievalDataset) -> Path:
+    key = f"{encoder.model_id}|{encoder.fingerprint}|{dataset.fingerprint()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return cache_dir("embeddings") / f"{digest}.npz"
+
+
+def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int = 32,
+                  text_batch_size: int = 256, progress: bool = True,
+                  use_cache: bool = True) -> DatasetEmbeddings:
+    if not dataset.images or not dataset.texts:
+        raise BadInputError(f"dataset {dataset.name} has no images or no texts to evaluate")
+    path = cache_path(encoder, dataset)
+    if use_cache and path.is_file():
+        with np.load(path) as stored:
+            failed = [(int(r), str(w)) for r, w in zip(stored["failed_rows"],
+                                                       stored["failed_why"], strict=True)]
+            return DatasetEmbeddings(stored["images"], stored["texts"], failed, cached=True)
+    images = np.zeros((len(dataset.images), encoder.dim), np.float32)
+    failed: list[tuple[int, str]] = []
+    bar = tqdm(total=len(dataset.images), desc=f"images ({encoder.model_id})", unit="img",
+               disable=not progress)
+    for positions, batch, failures in iter_image_batches(
+        dataset.images, batch_size, target_size=encoder.preprocessing.size
+    ):
+        failed.extend(failures)
+        if batch:
+            images[positions] = encoder.encode_images(batch)
+        bar.update(len(positions) + len(failures))
+    bar.close()
+    parts = [encoder.encode_texts(dataset.texts[i : i + text_batch_size])
+             for i in tqdm(range(0, len(dataset.texts), text_batch_size), unit="batch",
+                           desc=f"texts ({encoder.model_id})", disable=not progress)]
+    result = DatasetEmbeddings(images, np.concatenate(parts), failed)
+    if use_cache:
+        atomic_write(path, lambda handle: np.savez(
+            handle, images=result.images, texts=result.texts,
+            failed_rows=np.array([r for r, _ in failed], np.int64),
+            failed_why=np.array([w for _, w in failed], dtype=str)))
+    return result
