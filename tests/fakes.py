@@ -36,7 +36,7 @@ class FakeEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIM), np.float32)
         for row, text in enumerate(texts):
-            for word in text.lower().split():
+            for word in text.lower().replace(".", " ").split():
                 if word in COLOURS:
                     out[row, COLOURS[word]] += 1.0
                 else:  # other words spread over the remaining dims

@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
+from tests.conftest import write_image
 
 
 @pytest.fixture
@@ -70,3 +71,32 @@ def test_missing_optional_dependency_is_explained(runner, tmp_path, colour_folde
         assert "pip install 'crossmodal[openclip]'" in result.output
     else:
         pytest.skip("open_clip is installed")
+
+
+def test_eval_compare_and_classify(runner, tmp_path, fake_encoder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = ["image,caption"]
+    for name, rgb in {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}.items():
+        write_image(tmp_path / "imgs" / f"{name}.png", rgb)
+        write_image(tmp_path / "classes" / name / "a.png", rgb)
+        rows += [f"imgs/{name}.png,a {name} square", f"imgs/{name}.png,{name}"]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    spec = tmp_path / "data.json"
+    spec.write_text(json.dumps({"format": "table", "path": "pairs.csv", "image_root": "."}))
+
+    out = run(runner, "eval", "--model", "fake:colours", "--data", spec, "--quiet").output
+    assert "600.0" in out and "ties: pessimistic" in out
+    report = json.loads(next((tmp_path / "eval-results").glob("eval-*.json")).read_text())
+    assert report["rsum"] == 600.0 and report["image_to_text"]["mAP@R"] == 100.0
+    assert "| i2t R@1 |" in next((tmp_path / "eval-results").glob("eval-*.md")).read_text()
+
+    out = run(runner, "compare", "--models", "fake:colours,fake:colours", "--data", spec,
+              "--quiet").output
+    assert out.count("fake:colours") == 4  # two models x two layouts
+    assert "NewsImages layout" in out and "IConE / CE-CLIP layout" in out
+
+    out = run(runner, "classify", "--model", "fake:colours", "--images", tmp_path / "classes",
+              "--json").stdout
+    assert json.loads(out)["top1"] == 100.0
+    bad = run(runner, "eval", "--model", "fake:colours", "--data", "nope:x", code=2).output
+    assert "unknown dataset format" in bad

@@ -89,9 +89,12 @@ def test_map_at_r_and_r_precision_agree_with_eccv_caption():
     from eccv_caption._metrics import compute_eccv_metrics
 
     data = resources.files("eccv_caption") / "data"
-    i2t_gt = {int(k): v for k, v in json.loads((data / "eccv_image_to_caption.json").read_text()).items()}
-    t2i_gt = {int(k): v for k, v in json.loads((data / "eccv_caption_to_image.json").read_text()).items()}
-    coco = {int(k): v for k, v in json.loads((data / "original_image_to_caption.json").read_text()).items()}
+    def read(name):
+        return {int(k): v for k, v in json.loads((data / name).read_text()).items()}
+
+    i2t_gt = read("eccv_image_to_caption.json")
+    t2i_gt = read("eccv_caption_to_image.json")
+    coco = read("original_image_to_caption.json")
     image_ids = sorted(coco)  # the COCO 5K test images
     caption_ids = sorted({c for caps in coco.values() for c in caps})
     image_row = {i: r for r, i in enumerate(image_ids)}

@@ -62,6 +62,6 @@ def text_table(reports: Sequence[dict], layout: str) -> str:
 def describe(reports: Sequence[dict]) -> str:
     first = reports[0]
     folds = f", mean of {first['folds']} folds" if first.get("folds") else ""
-    return (f"{first['images']} images, {first['texts']} texts{folds}; ties counted "
-            f"{first['ties']}ly (a negative tied with a positive ranks "
+    return (f"{first['images']} images, {first['texts']} texts{folds}; ties: {first['ties']} "
+            f"(a negative tied with a positive ranks "
             f"{'above' if first['ties'] == 'pessimistic' else 'below'} it)")
