@@ -61,8 +61,10 @@ def test_hnsw_and_ivfpq_recall(tmp_path):
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
     truth = np.argsort(-(queries @ base.T), axis=1)[:, :10]
     for kind, floor in (("hnsw", 0.95), ("ivfpq", 0.5)):
-        store = FaissStore(32, kind)
-        store.add(base)
+        store = FaissStore(32, kind, {"min_train": 2000} if kind == "ivfpq" else {})
+        for start in range(0, 5000, 500):  # batch by batch, as `crossmodal index` adds
+            store.add(base[start : start + 500])
+        assert store.index is not None and store.index.ntotal == 5000
         _, positions = store.search(queries, 10)
         recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=True)])
         assert recall >= floor, (kind, recall)
@@ -86,7 +88,14 @@ def test_save_load_and_errors(tmp_path):
         store.add(unit(rng, 3, 8))
     with pytest.raises(BadInputError, match="unknown index type"):
         FaissStore(16, "lsh")
-    with pytest.raises(BadInputError, match="IVF-PQ needs at least"):
-        FaissStore(16, "ivfpq").add(unit(rng, 10, 16))
+    few = FaissStore(16, "ivfpq")
+    few.add(unit(rng, 10, 16))  # too few to train: searched exactly meanwhile
+    assert few.index is None and few.search(unit(rng, 1, 16), 3)[1].shape == (1, 3)
+    tight = FaissStore(16, "ivfpq", {"nlist": 512, "min_train": 0})
+    with pytest.raises(BadInputError, match="IVF-PQ needs at least 512"):
+        tight.add(unit(rng, 300, 16))
+    assert len(tight) == 0  # a refused add changes nothing
+    scores, positions = store.search(unit(rng, 2, 16), 5, threads=1)
+    assert positions.shape == (2, 5)
     empty = FaissStore(16)
     assert empty.search(unit(rng, 2, 16), 5)[0].shape == (2, 0)

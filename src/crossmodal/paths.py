@@ -1,7 +1,9 @@
-"""Where crossmodal keeps caches; override with CROSSMODAL_CACHE (tests point it at tmp)."""
+"""Where crossmodal keeps caches (CROSSMODAL_CACHE overrides; tests point it at tmp), and
+file hashing."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -11,3 +13,12 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Chunked, so large weight or vector files never sit whole in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,7 @@ is derived from them (exact search builds it at load, HNSW/IVF-PQ are saved besi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 import faiss
@@ -19,7 +19,9 @@ INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 DEFAULT_PARAMS = {
     "flat": {},
     "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64},
-    "ivfpq": {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 16},  # 0: chosen from the data
+    # nlist/m 0: chosen from the data when trained, once min_train vectors are there
+    # rerank: fetch rerank x k candidates, rescore them exactly from the stored vectors
+    "ivfpq": {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 64, "min_train": 10_000, "rerank": 10},
 }
 
 
@@ -28,21 +30,30 @@ class FaissStore:
     dim: int
     kind: str = "flat"
     params: dict = field(default_factory=dict)
-    vectors: np.ndarray = None  # (n, dim) float32, maybe a read-only memmap
-    index: faiss.Index = None
+    initial_vectors: InitVar[np.ndarray | None] = None  # (n, dim) float32, maybe a memmap
+    index: faiss.Index | None = None  # None: IVF-PQ not trained yet (searched exactly)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, initial_vectors: np.ndarray | None) -> None:
         if self.kind not in INDEX_TYPES:
             raise BadInputError(
                 f"unknown index type '{self.kind}' (known: {', '.join(INDEX_TYPES)})")
         self.params = {**DEFAULT_PARAMS[self.kind], **(self.params or {})}
-        if self.vectors is None:
-            self.vectors = np.zeros((0, self.dim), np.float32)
+        first = np.zeros((0, self.dim), np.float32) if initial_vectors is None else initial_vectors
+        # Appends go to a list of chunks, joined only when the whole matrix is needed, so
+        # adding batch by batch stays linear in the collection size.
+        self._chunks: list[np.ndarray] = [first]
+        self._count = len(first)
         if self.index is None:
-            self.index = self._build(self.vectors)
+            self.index = self._build(first)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate([np.asarray(c) for c in self._chunks])]
+        return self._chunks[0]
 
     def __len__(self) -> int:
-        return int(self.vectors.shape[0])
+        return self._count
 
     def _new_index(self, sample: np.ndarray) -> faiss.Index:
         if self.kind == "flat":
@@ -66,15 +77,16 @@ class FaissStore:
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
-        train = sample if n <= 100_000 else sample[rng.choice(n, 100_000, replace=False)]
+        want = max(100_000, 64 * nlist)  # faiss wants >= 39 training points per list
+        train = sample if n <= want else sample[np.sort(rng.choice(n, want, replace=False))]
         index.train(np.ascontiguousarray(train, dtype=np.float32))
         index.nprobe = int(self.params["nprobe"])
         self.params.update(nlist=nlist, m=m)
         return index
 
-    def _build(self, vectors: np.ndarray) -> faiss.Index:
-        if len(vectors) == 0 and self.kind == "ivfpq":
-            return None  # trained on the first add
+    def _build(self, vectors: np.ndarray) -> faiss.Index | None:
+        if self.kind == "ivfpq" and len(vectors) < max(int(self.params["min_train"]), 256):
+            return None  # too few to train on: searched exactly until there are enough
         index = self._new_index(vectors)
         self._add_chunked(index, vectors)
         return index
@@ -88,30 +100,62 @@ class FaissStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise BadInputError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
-        self.vectors = np.concatenate([np.asarray(self.vectors), vectors])
-        if self.index is None:
-            self.index = self._build(self.vectors)
+        if self.index is None:  # untrained IVF-PQ: train now if there are enough (may raise)
+            combined = np.concatenate([np.asarray(self.vectors), vectors])
+            self.index = self._build(combined)
+            self._chunks = [combined]
         else:
             self._add_chunked(self.index, vectors)
+            self._chunks.append(vectors)
+        self._count += len(vectors)
 
     def remove(self, positions: np.ndarray) -> None:
         keep = np.ones(len(self), dtype=bool)
         keep[np.asarray(positions, dtype=np.int64)] = False
-        self.vectors = np.ascontiguousarray(np.asarray(self.vectors)[keep])
+        self._chunks = [np.ascontiguousarray(np.asarray(self.vectors)[keep])]
+        self._count = int(keep.sum())
         if self.kind == "ivfpq" and self.index is not None:
             self.index.reset()  # keep the trained quantizer; positions shift, so re-add
             self._add_chunked(self.index, self.vectors)
         else:
             self.index = self._build(self.vectors)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, positions), each (n_queries, k'), k' = min(k, len); best first."""
+    def search(self, queries: np.ndarray, k: int,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, positions), each (n_queries, k'), k' = min(k, len); best first.
+
+        `threads` caps faiss's OpenMP threads for this call: a single query right after a
+        torch forward pass runs faster on one thread than with two pools fighting for cores.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(int(k), len(self))
-        if k <= 0 or self.index is None:
+        if k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, positions = self.index.search(queries, k)
-        return scores, positions
+        index = self.index
+        if index is None:  # untrained IVF-PQ: few vectors, so exact search is cheap
+            index = faiss.IndexFlatIP(self.dim)
+            self._add_chunked(index, self.vectors)
+        rerank = int(self.params.get("rerank", 0)) if self.kind == "ivfpq" else 0
+        fetch = min(k * rerank, len(self)) if rerank > 1 and self.index is not None else k
+        before = faiss.omp_get_max_threads()
+        if threads is not None:
+            faiss.omp_set_num_threads(threads)
+        try:
+            scores, positions = index.search(queries, fetch)
+        finally:
+            faiss.omp_set_num_threads(before)
+        return self._rescore(queries, positions, k) if fetch > k else (scores, positions)
+
+    def _rescore(self, queries: np.ndarray, candidates: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products of compressed-search candidates: PQ's ranking error goes away
+        at the cost of reading rerank x k stored vectors per query."""
+        valid = candidates >= 0
+        rows = np.asarray(self.vectors)[np.where(valid, candidates, 0).ravel()]
+        exact = np.einsum("qcd,qd->qc", rows.reshape(*candidates.shape, self.dim), queries)
+        exact = np.where(valid, exact, -np.inf).astype(np.float32)
+        top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, top, 1), np.take_along_axis(candidates, top, 1)
 
     # --- persistence -------------------------------------------------------------------
     def save(self, folder: Path, stem: str) -> dict[str, str]:
@@ -143,8 +187,8 @@ class FaissStore:
             if kind == "hnsw":
                 index.hnsw.efSearch = int(params.get("ef_search", 64))
             if kind == "ivfpq":
-                index.nprobe = int(params.get("nprobe", 16))
-        store = cls(dim=dim, kind=kind, params=params, vectors=vectors, index=index)
+                index.nprobe = int(params.get("nprobe", 64))
+        store = cls(dim, kind, params, vectors, index)
         return store
 
     def bytes_per_vector(self) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import asdict, dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from crossmodal.errors import IndexCorruptError
 from crossmodal.index.storage import atomic_save_json
+from crossmodal.paths import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -29,14 +29,6 @@ def library_versions() -> dict[str, str]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from PIL import Image
 from crossmodal.errors import UnknownModelError
 from crossmodal.models.preprocess import features_tensor, images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
+from crossmodal.paths import file_sha256
 
 SUPPORTED_TYPES = ("clip", "chinese_clip", "altclip", "siglip", "siglip2")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -54,14 +55,6 @@ def _weights_folder(source: str) -> Path | None:
     except OSError:
         return None
     return Path(path).parent if path else None
-
-
-def file_sha256(path: str | Path) -> str:
-    sha = hashlib.sha256()  # chunked: hashlib.file_digest needs Python 3.11
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def _weights_digest(folder: Path | None) -> list[tuple[str, str]]:

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
-from crossmodal.models.hf import file_sha256
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
+from crossmodal.paths import file_sha256
 
 # OpenAI name -> open_clip architecture (pretrained tag "openai").
 OPENAI_MODELS = {
