@@ -156,3 +156,20 @@ def test_index_types_agree_on_small_data(tmp_path, colour_folder, fake_encoder, 
     assert reopened.search_text("green", k=1)[0].id == "green.png"
     vectors = np.asarray(reopened.images.vectors)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_encoder,
+                                             monkeypatch):
+    import crossmodal.engine as engine
+
+    real = engine._content_hash
+
+    def unreadable_green(path, captions):
+        if path.name == "green.png":
+            raise PermissionError(13, "Permission denied")
+        return real(path, captions)
+
+    monkeypatch.setattr(engine, "_content_hash", unreadable_green)
+    collection, report = build(tmp_path, colour_folder, fake_encoder)
+    assert ("cannot read: Permission denied" in {why for _, why in report.skipped})
+    assert "green.png" not in collection and len(collection) == 3

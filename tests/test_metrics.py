@@ -163,3 +163,17 @@ def test_all_metrics_of_5000_by_25000_within_two_seconds():
     start = time.perf_counter()
     evaluate_pairs(image, text, text_images)
     assert time.perf_counter() - start <= 2.0 * 1.5  # 2 s goal; slack for a loaded CI box
+
+
+def test_large_matrices_never_hold_the_full_similarity_matrix():
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((4000, 16)).astype(np.float32)
+    text = rng.standard_normal((20000, 16)).astype(np.float32)
+    tracemalloc.start()
+    evaluate_pairs(image, text, [(i // 5,) for i in range(20000)])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full = 4000 * 20000 * 4
+    assert peak < full / 2, f"peak {peak / 2**20:.0f} MiB vs full matrix {full / 2**20:.0f} MiB"

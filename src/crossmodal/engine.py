@@ -275,7 +275,11 @@ class Collection:
         """Which sources are new or changed; unchanged ones are counted and left alone."""
         todo = []
         for source in sources:
-            stat = source.path.stat()
+            try:
+                stat = source.path.stat()
+            except OSError as exc:  # vanished or unreadable since the folder was walked
+                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                continue
             meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
                     "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             old = self.items[self._row_of[source.id]] if source.id in self._row_of else None
@@ -284,7 +288,11 @@ class Collection:
             ):
                 report.unchanged += 1
                 continue
-            meta["sha256"] = _content_hash(source.path, source.captions)
+            try:
+                meta["sha256"] = _content_hash(source.path, source.captions)
+            except OSError as exc:
+                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                continue
             if old is not None and old.get("sha256") == meta["sha256"]:
                 report.unchanged += 1
                 continue
