@@ -15,21 +15,28 @@ LAYOUT_TITLES = {
     "ranks": "ranks and ECCV Caption metrics",
 }
 
-data_option = click.option(
-    "--data", "data", required=True,
-    help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or FORMAT:PATH "
-         "(see README, Datasets).")
-split_option = click.option("--split", default=None, help="Split (default: the spec's, or val).")
-language_option = click.option("--language", default=None, help="Caption language (en, zh).")
-protocol_option = click.option(
-    "--protocol", type=click.Choice(["full", "5fold"]), default="full", show_default=True,
-    help="full: every image and caption (Flickr 1K test, COCO 5K); 5fold: mean of 5 folds of "
-         "1K images (COCO 1K).")
-ties_option = click.option("--ties", type=click.Choice(["pessimistic", "optimistic"]),
-                           default="pessimistic", show_default=True,
-                           help="How a negative tied with a positive is ranked.")
-out_option = click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
-                          show_default=True, help="Folder for the JSON and markdown reports.")
+def evaluation_options(command):
+    """The dataset, protocol and output options `eval` and `compare` share."""
+    options = [
+        click.option("--data", "data", required=True,
+                     help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or "
+                          "FORMAT:PATH (see README, Datasets)."),
+        click.option("--split", default=None, help="Split (default: the spec's, or val)."),
+        click.option("--language", default=None, help="Caption language (en, zh)."),
+        click.option("--protocol", type=click.Choice(["full", "5fold"]), default="full",
+                     show_default=True,
+                     help="full: every image and caption (Flickr 1K test, COCO 5K); 5fold: "
+                          "mean of 5 folds of 1K images (COCO 1K)."),
+        click.option("--ties", type=click.Choice(["pessimistic", "optimistic"]),
+                     default="pessimistic", show_default=True,
+                     help="How a negative tied with a positive is ranked."),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
+                     show_default=True, help="Folder for the JSON and markdown reports."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _load(data: str, split: str | None, language: str | None):
@@ -68,13 +75,7 @@ def _stem(*parts: str) -> str:
 
 @click.command("eval")
 @click.option("--model", required=True, help="Model id, e.g. towers:lite-en.")
-@data_option
-@split_option
-@language_option
-@protocol_option
-@ties_option
-@out_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@evaluation_options
 def eval_command(model, data, split, language, protocol, ties, out, quiet) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
     from crossmodal.evaluation.run import evaluate_model
@@ -92,13 +93,7 @@ def eval_command(model, data, split, language, protocol, ties, out, quiet) -> No
 
 @click.command("compare")
 @click.option("--models", required=True, help="Comma-separated model ids.")
-@data_option
-@split_option
-@language_option
-@protocol_option
-@ties_option
-@out_option
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@evaluation_options
 def compare_command(models, data, split, language, protocol, ties, out, quiet) -> None:
     """One table across models, in the NewsImages and the IConE/CE-CLIP layouts."""
     from crossmodal.evaluation.run import evaluate_model
