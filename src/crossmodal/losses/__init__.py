@@ -1,5 +1,23 @@
 """Losses on raw tensors: embeddings (and ids) in, a scalar out; no data loading inside."""
 
 from crossmodal.losses.infonce import InfoNCELoss
+from crossmodal.losses.instance import InstanceLoss
+from crossmodal.losses.soft_label import (
+    CSA_WEIGHT,
+    USA_WEIGHT,
+    CSALoss,
+    CUSALoss,
+    USALoss,
+    teacher_similarity,
+)
 
-__all__ = ["InfoNCELoss"]
+__all__ = [
+    "CSA_WEIGHT",
+    "USA_WEIGHT",
+    "CSALoss",
+    "CUSALoss",
+    "InfoNCELoss",
+    "InstanceLoss",
+    "USALoss",
+    "teacher_similarity",
+]
