@@ -18,7 +18,7 @@ from crossmodal.index.storage import atomic_save_npy, atomic_write
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 DEFAULT_PARAMS = {
     "flat": {},
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64},
+    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 128},
     # nlist/m 0: chosen from the data when trained, once min_train vectors are there
     # rerank: fetch rerank x k candidates, rescore them exactly from the stored vectors
     "ivfpq": {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 64, "min_train": 10_000, "rerank": 10},
@@ -185,7 +185,7 @@ class FaissStore:
                 raise IndexCorruptError(f"{files['faiss']} holds {index.ntotal} vectors, "
                                         f"the vectors file {len(vectors)}")
             if kind == "hnsw":
-                index.hnsw.efSearch = int(params.get("ef_search", 64))
+                index.hnsw.efSearch = int(params.get("ef_search", 128))
             if kind == "ivfpq":
                 index.nprobe = int(params.get("nprobe", 64))
         store = cls(dim, kind, params, vectors, index)
