@@ -32,4 +32,18 @@ def train_heads_command(tower, data_root, languages, epochs, batch_size, lr, out
     click.echo(json.dumps({"weights": result["weights"], "val": val}, indent=1))
 
 
-COMMANDS = [train_heads_command]
+@click.command("train")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Training config (TOML or JSON): model, data, stages; see configs/.")
+@click.option("--no-resume", is_flag=True, help="Start over even if a checkpoint exists.")
+def train_command(config_path: Path, no_resume: bool) -> None:
+    """Staged training (losses, freezing, schedule per stage), best heads kept by val Rsum."""
+    from crossmodal.train.run import load_and_run
+
+    result = load_and_run(config_path, resume=not no_resume)
+    val = result["val"]
+    click.echo(f"best val Rsum {val['rsum']:.1f} (stage {result['stage']}, epoch "
+               f"{result['epoch']}); use it as --model towers:{result['tower_config']}")
+
+
+COMMANDS = [train_heads_command, train_command]

@@ -1,0 +1,113 @@
+"""Training runs as data: a TOML (or JSON) file of stages, each with its freezing policy,
+losses, learning rate and length. Keys follow CE-CLIP / Chinese-CLIP where they exist
+(context_length, warmup, batch_size, valid_batch_size, lr, wd, max_epochs,
+valid_step_interval, valid_epoch_interval, save_epoch_interval).
+
+    model = "towers:lite-en"
+    train_data = "flickr8k-cn:../shared/data/flickr8k-cn:train:en"
+    val_data = "flickr8k-cn:../shared/data/flickr8k-cn:val:en"
+    output_dir = "runs/lite-en"
+
+    [[stages]]
+    name = "heads"
+    freeze = "towers"            # towers | image | text | none
+    losses = { infonce = 1.0, instance = 1.0 }
+    lr = 1e-3
+    max_epochs = 20
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from crossmodal.errors import BadInputError
+
+LOSSES = ("infonce", "instance", "csa", "usa")
+FREEZE = ("towers", "image", "text", "none")
+
+
+@dataclass
+class StageConfig:
+    name: str = "stage"
+    freeze: str = "towers"  # which backbones stay frozen; heads always train
+    losses: dict[str, float] = field(default_factory=lambda: {"infonce": 1.0})
+    lr: float = 1e-3
+    wd: float = 0.05
+    warmup: int = 100  # steps of linear warm-up, then cosine decay to 0
+    max_epochs: int = 10
+    batch_size: int = 256
+
+    def validate(self, where: str) -> None:
+        if self.freeze not in FREEZE:
+            raise BadInputError(f"{where}: freeze must be one of {FREEZE}, not {self.freeze!r}")
+        unknown = sorted(set(self.losses) - set(LOSSES))
+        if unknown or not self.losses:
+            raise BadInputError(f"{where}: losses must be a table of {LOSSES} -> weight, "
+                                f"got {sorted(self.losses)}")
+        if self.max_epochs < 1 or self.batch_size < 2 or self.lr <= 0:
+            raise BadInputError(f"{where}: need max_epochs >= 1, batch_size >= 2, lr > 0")
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    train_data: str | dict
+    val_data: str | dict
+    output_dir: str = "runs/train"
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    seed: int = 0
+    context_length: int | None = None
+    valid_batch_size: int = 256
+    valid_step_interval: int = 0  # 0: validate by epochs only
+    valid_epoch_interval: int = 1
+    save_epoch_interval: int = 1
+    teacher: dict | None = None  # {"dir": ..., "name": ...} from `crossmodal teacher-features`
+    input_dropout: float = 0.1
+    fresh_heads: bool = False  # True: random heads (ablations); False: start from the model's
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadInputError(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
+        for key in ("model", "train_data", "val_data"):
+            if key not in data:
+                raise BadInputError(f"{where}: missing '{key}'")
+        stage_keys = {f.name for f in fields(StageConfig)}
+        stages = []
+        for number, raw in enumerate(data.get("stages") or [{}], 1):
+            bad = sorted(set(raw) - stage_keys)
+            if bad:
+                raise BadInputError(f"{where}: stage {number}: unknown keys {bad}")
+            stage = StageConfig(**raw)
+            stage.validate(f"{where}: stage {number} ({stage.name})")
+            stages.append(stage)
+        config = cls(**{**data, "stages": stages})
+        needs_teacher = any(s.losses.get(k) for s in stages for k in ("csa", "usa"))
+        if needs_teacher and not config.teacher:
+            raise BadInputError(f"{where}: csa/usa losses need [teacher] features: run "
+                                "`crossmodal teacher-features` and set teacher.dir/name")
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"training config not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import tomllib
+
+                data = tomllib.loads(text)
+        except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+            raise BadInputError(f"{path}: invalid config ({exc})") from exc
+        return cls.from_dict(data, str(path))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

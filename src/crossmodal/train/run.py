@@ -1,0 +1,68 @@
+"""`crossmodal train --config run.toml`: config -> cached features -> staged training ->
+best heads + a tower config that loads them (`towers:OUTPUT_DIR/tower.json`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.data.registry import load_dataset
+from crossmodal.errors import BadInputError
+from crossmodal.index.storage import atomic_save_json
+from crossmodal.models.registry import split_model_id
+from crossmodal.models.towers import TowersEncoder, find_tower_config
+from crossmodal.paths import cache_dir
+from crossmodal.train.config import TrainConfig
+from crossmodal.train.features import cached_image_features, cached_text_features
+from crossmodal.train.heads import FeatureSet
+from crossmodal.train.trainer import HeadTrainer, TeacherFeatures
+
+
+def dataset_features(encoder: TowersEncoder, data: RetrievalDataset) -> FeatureSet:
+    cache = cache_dir("features")
+    return FeatureSet(cached_image_features(encoder, data, cache),
+                      cached_text_features(encoder, data, cache), data.text_image)
+
+
+def _teacher(config: TrainConfig, data: RetrievalDataset) -> TeacherFeatures | None:
+    if not config.teacher:
+        return None
+    from crossmodal.train.teachers import load_teacher_features
+
+    loaded = load_teacher_features(Path(config.teacher["dir"]), config.teacher["name"], data)
+    image, text = loaded["images"], loaded["texts"]
+    if image is None or text is None:
+        raise BadInputError("csa/usa need both image and text teacher features")
+    return TeacherFeatures(np.asarray(image, np.float32), np.asarray(text, np.float32))
+
+
+def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    prefix, name = split_model_id(config.model)
+    if prefix != "towers":
+        raise BadInputError(f"training supports towers: models in this version, not "
+                            f"'{config.model}'")
+    tower = find_tower_config(name)
+    fresh = config.fresh_heads
+    encoder = TowersEncoder(tower, load_heads=not fresh)
+    train_data, val_data = load_dataset(config.train_data), load_dataset(config.val_data)
+    skipped = {"train": train_data.skipped, "val": val_data.skipped}
+    trainer = HeadTrainer(config, encoder.heads, dataset_features(encoder, train_data),
+                          dataset_features(encoder, val_data), _teacher(config, train_data),
+                          progress)
+    best = trainer.fit(resume=resume)
+    out = Path(config.output_dir).resolve()
+    trained = replace(tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),
+                      description=f"{tower.description} Heads trained by {out / 'config.json'}.")
+    atomic_save_json(out / "tower.json", trained.to_dict())
+    atomic_save_json(out / "config.json", config.to_dict())
+    return {**best, "tower_config": str(out / "tower.json"),
+            "skipped": {k: len(v) for k, v in skipped.items()},
+            "log": str(out / "log.jsonl")}
+
+
+def load_and_run(path: str | Path, resume: bool = True) -> dict:
+    return json.loads(json.dumps(run_training(TrainConfig.load(path), resume)))

@@ -1,0 +1,115 @@
+"""The staged trainer on synthetic features: learning, resume, divergence, config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crossmodal.errors import BadInputError
+from crossmodal.models.towers.heads import TowerHeads
+from crossmodal.train.config import TrainConfig
+from crossmodal.train.heads import FeatureSet, evaluate_heads
+from crossmodal.train.trainer import HeadTrainer, TeacherFeatures, TrainingDiverged
+
+
+def synthetic(n_images: int, seed: int) -> FeatureSet:
+    """Text features are a fixed linear view of image features plus noise: learnable."""
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((n_images, 12)).astype(np.float32)
+    mix = np.random.default_rng(99).standard_normal((12, 10)).astype(np.float32)
+    owners = np.repeat(np.arange(n_images), 2)
+    text = image[owners] @ mix + 0.3 * rng.standard_normal((2 * n_images, 10)).astype(np.float32)
+    return FeatureSet(image, text.astype(np.float32), owners)
+
+
+def config(tmp_path, stages, **extra) -> TrainConfig:
+    return TrainConfig.from_dict({"model": "towers:lite-en", "train_data": "x", "val_data": "x",
+                                  "output_dir": str(tmp_path), "stages": stages, **extra})
+
+
+def heads() -> TowerHeads:
+    torch.manual_seed(0)
+    return TowerHeads(12, 10, {"dim": 8})
+
+
+STAGES = [
+    {"name": "one", "losses": {"infonce": 1.0, "instance": 1.0}, "max_epochs": 3,
+     "batch_size": 16, "warmup": 2, "lr": 0.01},
+    {"name": "two", "losses": {"infonce": 1.0}, "max_epochs": 3, "batch_size": 16,
+     "warmup": 0, "lr": 0.003},
+]
+
+
+def test_training_improves_validation_and_keeps_the_best(tmp_path):
+    train, val = synthetic(128, 1), synthetic(32, 2)
+    model = heads()
+    before = evaluate_heads(model, val)["rsum"]
+    best = HeadTrainer(config(tmp_path, STAGES), model, train, val, progress=False).fit()
+    assert best["val"]["rsum"] > before + 50
+    assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.pt").is_file()
+    log = [line for line in (tmp_path / "log.jsonl").read_text().splitlines() if line]
+    assert len(log) == 6 and '"train_instance"' in log[0]
+
+
+def test_resume_after_interruption_gives_the_same_result(tmp_path, monkeypatch):
+    train, val = synthetic(64, 3), synthetic(16, 4)
+    whole = heads()
+    HeadTrainer(config(tmp_path / "a", STAGES), whole, train, val, progress=False).fit()
+
+    calls = {"n": 0}
+    real = HeadTrainer._run_epoch
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # stage two, second epoch: killed mid-run
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(HeadTrainer, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        HeadTrainer(config(tmp_path / "b", STAGES), heads(), train, val, progress=False).fit()
+    monkeypatch.setattr(HeadTrainer, "_run_epoch", real)
+    resumed = heads()
+    HeadTrainer(config(tmp_path / "b", STAGES), resumed, train, val, progress=False).fit()
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(),
+                                 strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    train, val = synthetic(64, 5), synthetic(16, 6)
+    train.image[:] = np.nan
+    trainer = HeadTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
+    with pytest.raises(TrainingDiverged, match="loss became nan in stage 'one' epoch 1"):
+        trainer.fit()
+
+
+def test_cusa_losses_train_with_teacher_features(tmp_path):
+    train, val = synthetic(64, 7), synthetic(16, 8)
+    teacher = TeacherFeatures(train.image.copy(), train.text.copy())
+    stages = [{"name": "cusa", "losses": {"infonce": 1.0, "csa": 0.1, "usa": 0.5},
+               "max_epochs": 2, "batch_size": 16}]
+    cfg = config(tmp_path, stages, teacher={"dir": str(tmp_path), "name": "t"})
+    HeadTrainer(cfg, heads(), train, val, teacher, progress=False).fit()
+    first = (tmp_path / "log.jsonl").read_text().splitlines()[0]
+    assert '"train_csa"' in first and '"train_usa"' in first
+
+
+@pytest.mark.parametrize("stages,extra,message", [
+    ([{"freeze": "everything"}], {}, "freeze must be one of"),
+    ([{"losses": {"triplet": 1.0}}], {}, "losses must be a table"),
+    ([{"losses": {"csa": 0.1}}], {}, "need \\[teacher\\] features"),
+    ([{"epochs": 3}], {}, "unknown keys \\['epochs'\\]"),
+    ([{}], {"learning_rate": 1}, "unknown keys \\['learning_rate'\\]"),
+])
+def test_config_errors(tmp_path, stages, extra, message):
+    with pytest.raises(BadInputError, match=message):
+        config(tmp_path, stages, **extra)
+
+
+def test_backbone_stages_are_refused_clearly(tmp_path):
+    trainer = HeadTrainer(config(tmp_path, [{"freeze": "image"}]), heads(), synthetic(32, 9),
+                          synthetic(8, 10), progress=False)
+    with pytest.raises(BadInputError, match="trains a backbone"):
+        trainer.fit()
