@@ -139,7 +139,7 @@ class HeadTrainer:
             optimizer.step()
             schedule.step()
             self.step += 1
-            for name, value in {"loss": float(loss), **parts}.items():
+            for name, value in {"loss": loss.item(), **parts}.items():
                 sums[name] = sums.get(name, 0.0) + value
             if self.config.valid_step_interval and self.step % self.config.valid_step_interval == 0:
                 self._validate(stage, epoch, {"step": self.step})
@@ -183,6 +183,8 @@ class HeadTrainer:
                                     "features were given")
         start_stage, start_epoch, saved = 0, 0, None
         checkpoint = self.out / "last.pt"
+        if not (resume and checkpoint.is_file()):  # a fresh run starts a fresh log
+            (self.out / "log.jsonl").unlink(missing_ok=True)
         if resume and checkpoint.is_file():
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
             self.heads.load_state_dict(saved["heads"])
