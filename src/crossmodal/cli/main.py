@@ -32,10 +32,12 @@ def _register() -> None:
         eval_commands,
         index_commands,
         search_commands,
+        teacher_commands,
         train_commands,
     )
 
-    for module in (index_commands, search_commands, eval_commands, demo, train_commands):
+    for module in (index_commands, search_commands, eval_commands, demo, train_commands,
+                   teacher_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +126,7 @@ class HeadTrainer:
         order = rng.permutation(len(self.train.image))
         sums: dict[str, float] = {}
         steps = self._steps_per_epoch(stage)
+        started = time.perf_counter()
         for step in range(steps):
             images = order[step * stage.batch_size : (step + 1) * stage.batch_size]
             texts = np.array([rng.choice(self.captions_of[i]) for i in images])
@@ -143,7 +145,9 @@ class HeadTrainer:
                 sums[name] = sums.get(name, 0.0) + value
             if self.config.valid_step_interval and self.step % self.config.valid_step_interval == 0:
                 self._validate(stage, epoch, {"step": self.step})
-        return {name: value / steps for name, value in sums.items()}
+        means = {name: value / steps for name, value in sums.items()}
+        means["pairs_per_s"] = steps * stage.batch_size / (time.perf_counter() - started)
+        return means
 
     # --- validation, checkpoints, log ---------------------------------------------------
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:

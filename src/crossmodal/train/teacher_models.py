@@ -1,0 +1,83 @@
+"""The encoders behind teacher specs: st: (sentence-transformers folder, texts) and effnet:
+(EfficientNet-Lite pooled features, images); registry models are wrapped in `teachers.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from crossmodal.errors import BadInputError, UnknownModelError
+from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.models.protocol import ImagePreprocessing
+
+# Native input size of each EfficientNet-Lite (efficientnet_lite_pytorch's own table).
+EFFNET_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+MICRO_BATCH = 8  # small image batches stay in cache (as in the towers' encoder)
+
+
+@dataclass
+class Teacher:
+    """Encoders of one spec; either may be missing. Outputs are L2-normalised float32 rows."""
+
+    spec: str
+    image_fn: Callable[[Sequence[Image.Image]], np.ndarray] | None = None
+    text_fn: Callable[[Sequence[str]], np.ndarray] | None = None
+    image_size: int | None = None  # lets large JPEGs decode at a reduced scale
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if self.image_fn is None:
+            raise BadInputError(f"teacher '{self.spec}' gives text features only")
+        return l2_normalize(self.image_fn(images))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if self.text_fn is None:
+            raise BadInputError(f"teacher '{self.spec}' gives image features only")
+        return l2_normalize(self.text_fn(list(texts)))
+
+
+def effnet_teacher(spec: str, arch: str) -> Teacher:
+    from crossmodal.models.speed import traced_for_inference
+    from crossmodal.models.towers.backbones import EfficientNetLiteBackbone
+
+    arch = arch if arch.startswith("efficientnet-") else f"efficientnet-{arch}"
+    if arch not in EFFNET_SIZES:
+        raise UnknownModelError(f"unknown image teacher '{spec}' (known: "
+                                + ", ".join(f"effnet:{a}" for a in EFFNET_SIZES) + ")")
+    backbone = EfficientNetLiteBackbone(arch).eval().to(memory_format=torch.channels_last)
+    # The towers' preprocessing (this port's (x - 127) / 128), at the net's native size.
+    prep = ImagePreprocessing(size=EFFNET_SIZES[arch], mean=(0.498,) * 3, std=(0.502,) * 3)
+    traced: list[torch.nn.Module] = []
+
+    @torch.inference_mode()
+    def encode(images: Sequence[Image.Image]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(images), MICRO_BATCH):
+            pixels = images_to_tensor(images[start : start + MICRO_BATCH], prep)
+            if not traced:
+                traced.append(traced_for_inference(backbone, pixels))
+            parts.append(traced[0](pixels))
+        return l2_normalize(torch.cat(parts) if parts else torch.zeros(0, backbone.out_dim))
+
+    return Teacher(spec, image_fn=encode, image_size=prep.size)
+
+
+def st_teacher(spec: str, path: str) -> Teacher:
+    from crossmodal.models.towers.backbones import SentenceTransformerBackbone
+
+    backbone = SentenceTransformerBackbone(path).eval()
+
+    @torch.inference_mode()
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        # Length-sorted micro-batches pad tightly; rows go back to input order after.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), backbone.out_dim), np.float32)
+        for start in range(0, len(order), 64):
+            rows = order[start : start + 64]
+            out[rows] = backbone([texts[i] for i in rows]).float().numpy()
+        return out
+
+    return Teacher(spec, text_fn=encode)

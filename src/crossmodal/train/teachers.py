@@ -1,0 +1,165 @@
+"""Frozen uni-modal teachers (CUSA's soft labels): features computed once per dataset split.
+
+A teacher spec is
+  * a registry model id (towers:lite-en, hf:..., fake:...): images and texts;
+  * st:<folder or package:NAME/sub>: a sentence-transformers folder, texts only;
+  * effnet:efficientnet-lite0|1|2: EfficientNet-Lite pooled features, images only.
+`compute_teacher_features` writes NAME.images.npy / NAME.texts.npy (float32, L2-normalised
+rows in dataset order) and NAME.ids.json; `load_teacher_features` reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.data.loader import iter_image_batches
+from crossmodal.errors import BadInputError
+from crossmodal.index.storage import atomic_save_json, atomic_save_npy
+from crossmodal.paths import file_sha256
+from crossmodal.train.teacher_models import Teacher, effnet_teacher, st_teacher
+
+
+def load_teacher(spec: str) -> Teacher:
+    """The teacher a spec names (see the module docstring)."""
+    prefix, _, rest = spec.partition(":")
+    if prefix == "effnet" and rest:
+        return effnet_teacher(spec, rest)
+    if prefix == "st" and rest:
+        return st_teacher(spec, rest)
+    from crossmodal.models.registry import load_encoder
+
+    encoder = load_encoder(spec)
+    return Teacher(spec, encoder.encode_images, encoder.encode_texts, encoder.preprocessing.size)
+
+
+def default_feature_name(dataset_name: str, image_spec: str | None, text_spec: str | None) -> str:
+    parts = [dataset_name, image_spec and f"img-{image_spec}", text_spec and f"txt-{text_spec}"]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "--".join(p for p in parts if p))
+
+
+def _content_key(dataset: RetrievalDataset) -> str:
+    # Unlike dataset.fingerprint(), blind to where the image files lie: the same split loaded
+    # through another (relative) path or working directory still matches.
+    blob = json.dumps([dataset.image_ids, dataset.text_ids, dataset.texts], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _paths(out_dir: Path, name: str) -> dict[str, Path]:
+    if not name or Path(name).name != name:
+        raise BadInputError(f"feature name {name!r} must be a plain file stem, not a path")
+    return {kind: Path(out_dir) / f"{name}.{kind}.{ext}"
+            for kind, ext in (("images", "npy"), ("texts", "npy"), ("ids", "json"))}
+
+
+def _image_features(teacher: Teacher, dataset: RetrievalDataset, batch_size: int,
+                    progress: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    rows: np.ndarray | None = None
+    failed: list[tuple[int, str]] = []
+    bar = tqdm(total=len(dataset.images), desc=f"images ({teacher.spec})", unit="img",
+               disable=not progress)
+    for positions, batch, failures in iter_image_batches(dataset.images, batch_size,
+                                                         target_size=teacher.image_size):
+        failed.extend(failures)
+        if batch:
+            vectors = teacher.encode_images(batch)
+            if rows is None:  # the dimension is known from the first batch
+                rows = np.zeros((len(dataset.images), vectors.shape[1]), np.float32)
+            rows[positions] = vectors
+        bar.update(len(positions) + len(failures))
+    bar.close()
+    if rows is None:
+        raise BadInputError(f"dataset {dataset.name}: no readable image to compute features of")
+    return rows, failed
+
+
+def _text_features(teacher: Teacher, texts: list[str], batch: int, progress: bool) -> np.ndarray:
+    parts = [teacher.encode_texts(texts[i : i + batch])
+             for i in tqdm(range(0, len(texts), batch), desc=f"texts ({teacher.spec})",
+                           unit="batch", disable=not progress)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def compute_teacher_features(teacher_image_spec: str | None, teacher_text_spec: str | None,
+                             dataset: RetrievalDataset, out_dir: str | Path, name: str, *,
+                             batch_size: int = 32, text_batch_size: int = 256,
+                             progress: bool = True) -> dict[str, Path]:
+    """Write NAME.images.npy / NAME.texts.npy (those asked for) and NAME.ids.json."""
+    if not teacher_image_spec and not teacher_text_spec:
+        raise BadInputError("give an image teacher, a text teacher, or both")
+    paths = _paths(Path(out_dir), name)
+    # Load (and check) both teachers before hours of embedding, not after.
+    image_teacher = load_teacher(teacher_image_spec) if teacher_image_spec else None
+    text_teacher = load_teacher(teacher_text_spec) if teacher_text_spec else None
+    if image_teacher and image_teacher.image_fn is None:
+        raise BadInputError(f"'{teacher_image_spec}' is a text teacher: use it as the text one")
+    if text_teacher and text_teacher.text_fn is None:
+        raise BadInputError(f"'{teacher_text_spec}' is an image teacher: use it as the image one")
+    if (image_teacher and not dataset.images) or (text_teacher and not dataset.texts):
+        raise BadInputError(f"dataset {dataset.name} has no images or no texts")
+    meta: dict = {"image_ids": list(dataset.image_ids), "text_ids": list(dataset.text_ids),
+                  "image_teacher": teacher_image_spec, "text_teacher": teacher_text_spec,
+                  "dataset": dataset.name, "fingerprint": dataset.fingerprint(),
+                  "content": _content_key(dataset), "failed_images": [], "files": {}}
+    arrays = {}
+    if image_teacher:
+        arrays["images"], failed = _image_features(image_teacher, dataset, batch_size, progress)
+        meta["failed_images"] = [{"row": r, "image_id": dataset.image_ids[r], "reason": why}
+                                 for r, why in failed]
+    if text_teacher:
+        arrays["texts"] = _text_features(text_teacher, dataset.texts, text_batch_size, progress)
+    for kind, array in arrays.items():
+        atomic_save_npy(paths[kind], array)
+        # The checksum ties the arrays to this id map (a crash between writes is detected).
+        meta["files"][kind] = {"file": paths[kind].name, "shape": list(array.shape),
+                               "sha256": file_sha256(paths[kind])}
+    atomic_save_json(paths["ids"], meta)  # written last: it is what makes the set valid
+    for kind in ("images", "texts"):
+        if kind not in arrays:  # a stale file of an earlier run under the same name
+            paths[kind].unlink(missing_ok=True)
+    return {kind: paths[kind] for kind in (*arrays, "ids")}
+
+
+def _rerun(dataset: RetrievalDataset, out_dir: str | Path, name: str, meta: dict) -> str:
+    teachers = "".join(f" --{kind}-teacher {meta.get(f'{kind}_teacher') or 'SPEC'}"
+                       for kind in ("image", "text")
+                       if meta.get(f"{kind}_teacher") or not meta)
+    return (f"crossmodal teacher-features --data <spec of {dataset.name}>{teachers} "
+            f"--out {out_dir} --name {name}")
+
+
+def load_teacher_features(out_dir: str | Path, name: str, dataset: RetrievalDataset) -> dict:
+    """{"images": array | None, "texts": array | None, "failed_images": [...], "meta": {...}},
+    rows aligned to `dataset`; refuses features computed for other data."""
+    paths = _paths(Path(out_dir), name)
+    if not paths["ids"].is_file():
+        raise BadInputError(f"no teacher features '{name}' in {out_dir}: run "
+                            f"`{_rerun(dataset, out_dir, name, {})}`")
+    try:
+        meta = json.loads(paths["ids"].read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{paths['ids']}: unreadable ({exc}): re-run "
+                            f"`{_rerun(dataset, out_dir, name, {})}`") from exc
+    rerun = _rerun(dataset, out_dir, name, meta)
+    if (meta.get("image_ids") != dataset.image_ids or meta.get("text_ids") != dataset.text_ids
+            or meta.get("content") != _content_key(dataset)):
+        raise BadInputError(
+            f"teacher features {paths['ids']} were computed for dataset {meta.get('dataset')!r} "
+            f"({len(meta.get('image_ids', []))} images, {len(meta.get('text_ids', []))} texts) "
+            f"and do not match {dataset.name!r} ({len(dataset.image_ids)} images, "
+            f"{len(dataset.texts)} texts): re-run `{rerun}`")
+    out: dict = {"images": None, "texts": None, "failed_images": meta.get("failed_images", []),
+                 "meta": meta}
+    for kind, info in meta.get("files", {}).items():
+        path = Path(out_dir) / info["file"]
+        if not path.is_file() or file_sha256(path) != info["sha256"]:
+            raise BadInputError(f"{path} is missing or does not belong to {paths['ids']}: "
+                                f"re-run `{rerun}`")
+        out[kind] = np.load(path)
+    return out
