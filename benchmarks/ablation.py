@@ -35,15 +35,19 @@ def main() -> None:
         config = TrainConfig.load(path)
         config.output_dir = str(ROOT / "runs" / "ablation" / path.stem)
         best = run_training(config, resume=False, progress=False)
+        log = [json.loads(line) for line in Path(best["log"]).read_text().splitlines()]
+        speeds = [r["train_pairs_per_s"] for r in log if "train_pairs_per_s" in r]
         rows.append({"variant": title, "config": str(path.relative_to(ROOT)), **best["val"],
-                     "stage": best["stage"], "epoch": best["epoch"]})
+                     "stage": best["stage"], "epoch": best["epoch"],
+                     "pairs_per_s": sum(speeds) / len(speeds)})
     header = f"{'variant':<28} {'i2t R@1':>7} {'R@5':>5} {'R@10':>5} {'t2i R@1':>7} {'R@5':>5} " \
-             f"{'R@10':>5} {'Rsum':>6}"
+             f"{'R@10':>5} {'Rsum':>6} {'pairs/s':>8}"
     print(header)
     for r in rows:
         i, t = r["image_to_text"], r["text_to_image"]
         print(f"{r['variant']:<28} {i['R@1']:>7.1f} {i['R@5']:>5.1f} {i['R@10']:>5.1f} "
-              f"{t['R@1']:>7.1f} {t['R@5']:>5.1f} {t['R@10']:>5.1f} {r['rsum']:>6.1f}")
+              f"{t['R@1']:>7.1f} {t['R@5']:>5.1f} {t['R@10']:>5.1f} {r['rsum']:>6.1f} "
+              f"{r['pairs_per_s']:>8.0f}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"ablation_{args.language}.json").write_text(json.dumps(rows, indent=1))
 
