@@ -13,23 +13,36 @@ import click
               help="Shipped tower name or a tower JSON config.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path),
               help="Flickr8K-CN folder (e.g. ../shared/data/flickr8k-cn).")
-@click.option("--language", "languages", multiple=True, default=("en",), show_default=True,
-              type=click.Choice(["en", "zh"]),
-              help="Caption language(s) to train on; validation uses the first.")
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the head weights (default: the config's weights path).")
-def train_heads_command(tower, data_root, languages, epochs, batch_size, lr, out) -> None:
-    """Train projection heads on frozen towers (cached features, symmetric InfoNCE)."""
-    from crossmodal.train.head_run import run_head_training
-    from crossmodal.train.heads import HeadTrainingConfig
+def train_heads_command(tower, data_root, language, epochs, batch_size, lr, out) -> None:
+    """Train a tower's heads from scratch on Flickr8K-CN train (frozen towers, InfoNCE),
+    best epoch by val Rsum, and write them where the tower config expects them."""
+    from crossmodal.index.storage import atomic_save_json, atomic_write
+    from crossmodal.models.towers import find_tower_config
+    from crossmodal.train.config import TrainConfig
+    from crossmodal.train.run import run_training
 
-    config = HeadTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr)
-    result = run_head_training(tower, data_root, list(languages), config, out)
-    val = result["val"]
-    click.echo(json.dumps({"weights": result["weights"], "val": val}, indent=1))
+    tower_config = find_tower_config(tower)
+    root = Path(data_root).resolve()
+    config = TrainConfig.from_dict({
+        "model": f"towers:{tower}", "fresh_heads": True,
+        "train_data": f"flickr8k-cn:{root}:train:{language}",
+        "val_data": f"flickr8k-cn:{root}:val:{language}",
+        "output_dir": str(Path("runs") / f"train-heads-{tower_config.name}-{language}"),
+        "stages": [{"name": "heads", "losses": {"infonce": 1.0}, "lr": lr,
+                    "max_epochs": epochs, "batch_size": batch_size}],
+    })
+    result = run_training(config, resume=False)
+    out = Path(out) if out else tower_config.weights_path
+    best = (Path(config.output_dir) / "best.safetensors").read_bytes()
+    atomic_write(out, lambda handle: handle.write(best))
+    atomic_save_json(out.with_suffix(".json"), {**result, "config": config.to_dict()})
+    click.echo(json.dumps({"weights": str(out), "val": result["val"]}, indent=1))
 
 
 @click.command("train")

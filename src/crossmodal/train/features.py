@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import iter_image_batches
-from crossmodal.index.storage import atomic_save_npy
+from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 
 
 def _key(kind: str, spec: dict, items: list[str]) -> str:
@@ -24,23 +24,29 @@ def _key(kind: str, spec: dict, items: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_image_features(encoder, data: RetrievalDataset, cache_dir: Path) -> np.ndarray:
+def cached_image_features(encoder, data: RetrievalDataset,
+                          cache_dir: Path) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Backbone features per image, and the (row, reason) of unreadable images (zero rows)."""
     spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict()}
     path = Path(cache_dir) / f"img-{_key('image', spec, data.image_keys())}.npy"
-    if path.is_file():
-        return np.load(path)
+    failed_path = path.with_suffix(".failed.json")
+    if path.is_file() and failed_path.is_file():
+        failed = json.loads(failed_path.read_text(encoding="utf-8"))
+        return np.load(path), [(int(row), str(why)) for row, why in failed]
     out = np.zeros((len(data.images), encoder.image_backbone.out_dim), np.float32)
+    failed: list[tuple[int, str]] = []
     bar = tqdm(total=len(data.images), desc="image features", unit="img")
     for positions, images, failures in iter_image_batches(
         data.images, 32, target_size=encoder.preprocessing.size
     ):
-        if failures:
-            raise RuntimeError(f"unreadable training images: {failures[:3]}")
-        out[positions] = encoder.image_features(images).numpy()
-        bar.update(len(positions))
+        failed.extend(failures)
+        if images:
+            out[positions] = encoder.image_features(images).numpy()
+        bar.update(len(positions) + len(failures))
     bar.close()
     atomic_save_npy(path, out)
-    return out
+    atomic_save_json(failed_path, failed)  # written last: both present means complete
+    return out, failed
 
 
 def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,

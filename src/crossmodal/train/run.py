@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.registry import load_dataset
@@ -15,6 +16,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.index.storage import atomic_save_json
 from crossmodal.models.registry import split_model_id
 from crossmodal.models.towers import TowersEncoder, find_tower_config
+from crossmodal.models.towers.heads import TowerHeads
 from crossmodal.paths import cache_dir
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.features import cached_image_features, cached_text_features
@@ -22,13 +24,26 @@ from crossmodal.train.heads import FeatureSet
 from crossmodal.train.trainer import HeadTrainer, TeacherFeatures
 
 
-def dataset_features(encoder: TowersEncoder, data: RetrievalDataset) -> FeatureSet:
+def dataset_features(encoder: TowersEncoder, data: RetrievalDataset
+                     ) -> tuple[FeatureSet, list[int], list[int]]:
+    """Features of the readable images and their captions; unreadable images (and captions
+    only they had) are left out, counted in `data.skipped`. Also returns the kept image and
+    text rows, to align teacher features the same way."""
     cache = cache_dir("features")
-    return FeatureSet(cached_image_features(encoder, data, cache),
-                      cached_text_features(encoder, data, cache), data.text_image)
+    image, failed = cached_image_features(encoder, data, cache)
+    text = cached_text_features(encoder, data, cache)
+    bad = {row for row, _ in failed}
+    data.skipped.extend((data.image_ids[row], why) for row, why in failed)
+    keep = [row for row in range(len(data.images)) if row not in bad]
+    texts, positives = data.restrict(keep)
+    if not keep or not texts:
+        raise BadInputError(f"{data.name}: no readable image with a caption to train on")
+    features = FeatureSet(image[keep], text[texts], np.array([p[0] for p in positives]))
+    return features, keep, texts
 
 
-def _teacher(config: TrainConfig, data: RetrievalDataset) -> TeacherFeatures | None:
+def _teacher(config: TrainConfig, data: RetrievalDataset, keep: list[int],
+             texts: list[int]) -> TeacherFeatures | None:
     if not config.teacher:
         return None
     from crossmodal.train.teachers import load_teacher_features
@@ -37,7 +52,7 @@ def _teacher(config: TrainConfig, data: RetrievalDataset) -> TeacherFeatures | N
     image, text = loaded["images"], loaded["texts"]
     if image is None or text is None:
         raise BadInputError("csa/usa need both image and text teacher features")
-    return TeacherFeatures(np.asarray(image, np.float32), np.asarray(text, np.float32))
+    return TeacherFeatures(np.asarray(image, np.float32)[keep], np.asarray(text, np.float32)[texts])
 
 
 def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
@@ -46,13 +61,17 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
         raise BadInputError(f"training supports towers: models in this version, not "
                             f"'{config.model}'")
     tower = find_tower_config(name)
-    fresh = config.fresh_heads
-    encoder = TowersEncoder(tower, load_heads=not fresh)
+    encoder = TowersEncoder(tower, load_heads=not config.fresh_heads)
+    if config.fresh_heads:  # seeded, so a run's initial heads do not depend on what ran before
+        torch.manual_seed(config.seed)
+        encoder.heads = TowerHeads(encoder.image_backbone.out_dim, encoder.text_backbone.out_dim,
+                                   tower.head)
     train_data, val_data = load_dataset(config.train_data), load_dataset(config.val_data)
     skipped = {"train": train_data.skipped, "val": val_data.skipped}
-    trainer = HeadTrainer(config, encoder.heads, dataset_features(encoder, train_data),
-                          dataset_features(encoder, val_data), _teacher(config, train_data),
-                          progress)
+    train, keep, texts = dataset_features(encoder, train_data)
+    val = dataset_features(encoder, val_data)[0]
+    trainer = HeadTrainer(config, encoder.heads, train, val,
+                          _teacher(config, train_data, keep, texts), progress)
     best = trainer.fit(resume=resume)
     out = Path(config.output_dir).resolve()
     trained = replace(tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),

@@ -29,7 +29,7 @@ from crossmodal.errors import BadInputError, CrossmodalError
 from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
-from crossmodal.losses.soft_label import CSALoss, USALoss, teacher_similarity
+from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
 from crossmodal.train.config import StageConfig, TrainConfig
 from crossmodal.train.heads import FeatureSet, evaluate_heads
 
@@ -67,6 +67,7 @@ class HeadTrainer:
         self.captions_of: list[list[int]] = [[] for _ in range(len(train.image))]
         for text, image in enumerate(train.text_image):
             self.captions_of[image].append(text)
+        self.temperatures = [m for m in self.losses.modules() if isinstance(m, Temperature)]
         self.best = -1.0
         self.step = 0
 
@@ -140,6 +141,8 @@ class HeadTrainer:
             loss.backward()
             optimizer.step()
             schedule.step()
+            for temperature in self.temperatures:  # as CUSA's code: clamp stored tau in place
+                temperature.clamp_()
             self.step += 1
             for name, value in {"loss": loss.item(), **parts}.items():
                 sums[name] = sums.get(name, 0.0) + value
