@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from crossmodal.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
 
@@ -47,3 +49,43 @@ def iter_image_batches(
             yield positions, images, failures
             if pending is None:
                 break
+
+
+def encode_image_sources(
+    sources: Sequence[Path | bytes],
+    encode: Callable[[list[Image.Image]], np.ndarray],
+    batch_size: int = 32,
+    target_size: int | None = None,
+    dim: int | None = None,
+    desc: str = "images",
+    progress: bool = True,
+) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
+    """One row per source (zero where unreadable) and the (row, reason) failures.
+
+    Without `dim` the width comes from the first readable batch; the rows are None when no
+    image could be read.
+    """
+    rows = None if dim is None else np.zeros((len(sources), dim), np.float32)
+    failed: list[tuple[int, str]] = []
+    bar = tqdm(total=len(sources), desc=desc, unit="img", disable=not progress)
+    for positions, images, failures in iter_image_batches(sources, batch_size,
+                                                          target_size=target_size):
+        failed.extend(failures)
+        if images:
+            vectors = np.asarray(encode(images), dtype=np.float32)
+            if rows is None:
+                rows = np.zeros((len(sources), vectors.shape[1]), np.float32)
+            rows[positions] = vectors
+        bar.update(len(positions) + len(failures))
+    bar.close()
+    return rows, failed
+
+
+def encode_text_batches(texts: Sequence[str], encode: Callable[[list[str]], np.ndarray],
+                        batch_size: int = 256, desc: str = "texts",
+                        progress: bool = True) -> np.ndarray:
+    """`encode` over batches of texts, with a progress bar; float32 rows in input order."""
+    parts = [np.asarray(encode(list(texts[i : i + batch_size])), dtype=np.float32)
+             for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch",
+                           disable=not progress)]
+    return np.concatenate(parts)

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.data.loader import iter_image_batches
+from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
 from crossmodal.index.storage import atomic_write
 from crossmodal.models.protocol import Encoder
@@ -45,22 +44,12 @@ def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int =
             failed = [(int(r), str(w)) for r, w in zip(stored["failed_rows"],
                                                        stored["failed_why"], strict=True)]
             return DatasetEmbeddings(stored["images"], stored["texts"], failed, cached=True)
-    images = np.zeros((len(dataset.images), encoder.dim), np.float32)
-    failed: list[tuple[int, str]] = []
-    bar = tqdm(total=len(dataset.images), desc=f"images ({encoder.model_id})", unit="img",
-               disable=not progress)
-    for positions, batch, failures in iter_image_batches(
-        dataset.images, batch_size, target_size=encoder.preprocessing.size
-    ):
-        failed.extend(failures)
-        if batch:
-            images[positions] = encoder.encode_images(batch)
-        bar.update(len(positions) + len(failures))
-    bar.close()
-    parts = [encoder.encode_texts(dataset.texts[i : i + text_batch_size])
-             for i in tqdm(range(0, len(dataset.texts), text_batch_size), unit="batch",
-                           desc=f"texts ({encoder.model_id})", disable=not progress)]
-    result = DatasetEmbeddings(images, np.concatenate(parts), failed)
+    images, failed = encode_image_sources(
+        dataset.images, encoder.encode_images, batch_size, encoder.preprocessing.size,
+        dim=encoder.dim, desc=f"images ({encoder.model_id})", progress=progress)
+    texts = encode_text_batches(dataset.texts, encoder.encode_texts, text_batch_size,
+                                desc=f"texts ({encoder.model_id})", progress=progress)
+    result = DatasetEmbeddings(images, texts, failed)
     if use_cache:
         atomic_write(path, lambda handle: np.savez(
             handle, images=result.images, texts=result.texts,

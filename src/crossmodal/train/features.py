@@ -11,11 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.data.loader import iter_image_batches
+from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 
 
@@ -33,17 +31,9 @@ def cached_image_features(encoder, data: RetrievalDataset,
     if path.is_file() and failed_path.is_file():
         failed = json.loads(failed_path.read_text(encoding="utf-8"))
         return np.load(path), [(int(row), str(why)) for row, why in failed]
-    out = np.zeros((len(data.images), encoder.image_backbone.out_dim), np.float32)
-    failed: list[tuple[int, str]] = []
-    bar = tqdm(total=len(data.images), desc="image features", unit="img")
-    for positions, images, failures in iter_image_batches(
-        data.images, 32, target_size=encoder.preprocessing.size
-    ):
-        failed.extend(failures)
-        if images:
-            out[positions] = encoder.image_features(images).numpy()
-        bar.update(len(positions) + len(failures))
-    bar.close()
+    out, failed = encode_image_sources(
+        data.images, lambda images: encoder.image_features(images).numpy(), 32,
+        encoder.preprocessing.size, dim=encoder.image_backbone.out_dim, desc="image features")
     atomic_save_npy(path, out)
     atomic_save_json(failed_path, failed)  # written last: both present means complete
     return out, failed
@@ -54,10 +44,7 @@ def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
     path = Path(cache_dir) / f"txt-{_key('text', encoder.config.text, data.texts)}.npy"
     if path.is_file():
         return np.load(path)
-    parts = []
-    for start in tqdm(range(0, len(data.texts), batch), desc="text features", unit="batch"):
-        with torch.inference_mode():
-            parts.append(encoder.text_features(data.texts[start : start + batch]).numpy())
-    out = np.concatenate(parts).astype(np.float32)
+    out = encode_text_batches(data.texts, lambda texts: encoder.text_features(texts).numpy(),
+                              batch, desc="text features")
     atomic_save_npy(path, out)
     return out

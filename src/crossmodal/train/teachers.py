@@ -16,10 +16,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.data.loader import iter_image_batches
+from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
 from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 from crossmodal.paths import file_sha256
@@ -60,30 +59,12 @@ def _paths(out_dir: Path, name: str) -> dict[str, Path]:
 
 def _image_features(teacher: Teacher, dataset: RetrievalDataset, batch_size: int,
                     progress: bool) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    rows: np.ndarray | None = None
-    failed: list[tuple[int, str]] = []
-    bar = tqdm(total=len(dataset.images), desc=f"images ({teacher.spec})", unit="img",
-               disable=not progress)
-    for positions, batch, failures in iter_image_batches(dataset.images, batch_size,
-                                                         target_size=teacher.image_size):
-        failed.extend(failures)
-        if batch:
-            vectors = teacher.encode_images(batch)
-            if rows is None:  # the dimension is known from the first batch
-                rows = np.zeros((len(dataset.images), vectors.shape[1]), np.float32)
-            rows[positions] = vectors
-        bar.update(len(positions) + len(failures))
-    bar.close()
+    rows, failed = encode_image_sources(dataset.images, teacher.encode_images, batch_size,
+                                        teacher.image_size, desc=f"images ({teacher.spec})",
+                                        progress=progress)
     if rows is None:
         raise BadInputError(f"dataset {dataset.name}: no readable image to compute features of")
     return rows, failed
-
-
-def _text_features(teacher: Teacher, texts: list[str], batch: int, progress: bool) -> np.ndarray:
-    parts = [teacher.encode_texts(texts[i : i + batch])
-             for i in tqdm(range(0, len(texts), batch), desc=f"texts ({teacher.spec})",
-                           unit="batch", disable=not progress)]
-    return np.concatenate(parts).astype(np.float32)
 
 
 def compute_teacher_features(teacher_image_spec: str | None, teacher_text_spec: str | None,
@@ -113,7 +94,9 @@ def compute_teacher_features(teacher_image_spec: str | None, teacher_text_spec: 
         meta["failed_images"] = [{"row": r, "image_id": dataset.image_ids[r], "reason": why}
                                  for r, why in failed]
     if text_teacher:
-        arrays["texts"] = _text_features(text_teacher, dataset.texts, text_batch_size, progress)
+        arrays["texts"] = encode_text_batches(dataset.texts, text_teacher.encode_texts,
+                                              text_batch_size, f"texts ({text_teacher.spec})",
+                                              progress)
     for kind, array in arrays.items():
         atomic_save_npy(paths[kind], array)
         # The checksum ties the arrays to this id map (a crash between writes is detected).
