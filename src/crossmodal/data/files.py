@@ -10,13 +10,13 @@ IMAGE matches an image by relative path, file name, or file name without extensi
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmodal.data.images import IMAGE_EXTENSIONS, is_image_path
+from crossmodal.data.parsing import iter_jsonl, read_json, require_file
 from crossmodal.errors import BadInputError
 
 _FLICKR_KEY = re.compile(r"^(?P<image>[^\s#]+)#(?:[a-z]+#)?\d+$")
@@ -84,16 +84,11 @@ def _record(record: object, path: Path, where: str) -> tuple[str, str]:
 
 def read_caption_file(path: Path) -> dict[str, list[str]]:
     """IMAGE key -> captions, in file order. Malformed lines name file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"caption file not found: {path}")
+    path = require_file(Path(path), "caption file")
     captions: dict[str, list[str]] = {}
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = read_json(path, "caption file")
         if isinstance(data, dict):
             for image, caps in data.items():
                 captions.setdefault(image, []).extend([caps] if isinstance(caps, str) else caps)
@@ -102,24 +97,22 @@ def read_caption_file(path: Path) -> dict[str, list[str]]:
                 image, caption = _record(record, path, f"{path}: entry {number}")
                 captions.setdefault(image, []).append(caption)
         return captions
-    for number, line in enumerate(text.splitlines(), 1):
+    if suffix == ".jsonl":
+        for number, record in iter_jsonl(path):
+            image, caption = _record(record, path, f"{path}:{number}")
+            captions.setdefault(image.strip(), []).append(caption)
+        return captions
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
-        if path.suffix.lower() == ".jsonl":
-            try:
-                image, caption = _record(json.loads(line), path, where)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{where}: invalid JSON ({exc.msg})") from exc
-        elif "\t" in line:
+        if "\t" in line:
             image, caption = line.split("\t", 1)
         else:
             key, _, caption = line.partition(" ")
             match = _FLICKR_KEY.match(key)
             if not match:
-                raise BadInputError(
-                    f"{where}: expected 'IMAGE<TAB>caption' or 'IMAGE#K caption', got {line[:60]!r}"
-                )
+                raise BadInputError(f"{path}:{number}: expected 'IMAGE<TAB>caption' or "
+                                    f"'IMAGE#K caption', got {line[:60]!r}")
             image = match["image"]
         captions.setdefault(image.strip(), []).append(caption)
     return captions
