@@ -3,6 +3,7 @@
     towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en)
     hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
+    onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime (extra onnx)
 
 Backends register a loader; third-party packages may add prefixes with `register_backend`.
 """
@@ -43,9 +44,16 @@ def _load_open_clip(name: str, model_id: str) -> Encoder:
     return OpenCLIPEncoder(name, model_id=model_id)
 
 
+def _load_onnx(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.onnx.runtime import OnnxEncoder
+
+    return OnnxEncoder(name, model_id=model_id)
+
+
 register_backend("towers", _load_towers)
 register_backend("hf", _load_hf)
 register_backend("open_clip", _load_open_clip)
+register_backend("onnx", _load_onnx)
 
 
 def split_model_id(model_id: str) -> tuple[str, str]:
@@ -70,5 +78,6 @@ def available_models() -> list[str]:
     from crossmodal.models.towers import shipped_towers
 
     return [f"towers:{t}" for t in shipped_towers()] + [
-        "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS)
+        "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS),
+        "onnx:<export folder>"
     ]

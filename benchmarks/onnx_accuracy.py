@@ -1,0 +1,98 @@
+"""Flickr8k val R@1 (both directions) of a model run by PyTorch vs ONNX fp32 vs ONNX int8.
+
+Exports the model (fp32, then int8 with each image quantisation mode), evaluates every variant
+with crossmodal.evaluation (full val: ~1000 images, ~5000 captions) and reports R@1 deltas and
+the row cosine of each variant's embeddings to PyTorch's.
+
+    python benchmarks/onnx_accuracy.py --model towers:lite-en --language en
+    python benchmarks/onnx_accuracy.py --model towers:lite-zh --language zh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from crossmodal.data.flickr8k_cn import load_flickr8k_cn
+from crossmodal.data.images import load_image
+from crossmodal.evaluation.embed import embed_dataset
+from crossmodal.evaluation.run import evaluate_model
+from crossmodal.models.onnx.export import export_encoder
+from crossmodal.models.registry import load_encoder
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> dict:
+    cos = (a * b).sum(1)
+    return {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="towers:lite-en")
+    parser.add_argument("--data", default="/work/shared/data/flickr8k-cn")
+    parser.add_argument("--language", default="en", choices=["en", "zh"])
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="Flickr8k *train* images calibrating static int8 (never val)")
+    parser.add_argument("--image-int8", default="static,dynamic",
+                        help="image quantisation modes to try, comma-separated")
+    parser.add_argument("--exports", type=Path, default=None,
+                        help="folder for the exports (default: a temporary folder)")
+    args = parser.parse_args()
+
+    data = load_flickr8k_cn(args.data, "val", args.language)
+    train = load_flickr8k_cn(args.data, "train", args.language)
+    calibration = [load_image(p, target_size=224) for p in train.images[: args.calibration]]
+    exports = args.exports or Path(tempfile.mkdtemp(prefix="crossmodal-onnx-"))
+    torch_encoder = load_encoder(args.model)
+    variants = {"torch": args.model}
+    stem = args.model.split(":")[-1]
+    export_encoder(torch_encoder, exports / f"{stem}-fp32", overwrite=True)
+    variants["onnx fp32"] = f"onnx:{exports / f'{stem}-fp32'}"
+    for mode in args.image_int8.split(","):
+        folder = exports / f"{stem}-int8-{mode}"
+        export_encoder(torch_encoder, folder, int8=True, image_int8=mode,
+                       calibration=calibration, overwrite=True)
+        variants[f"onnx int8 ({mode} image)"] = f"onnx:{folder}"
+
+    rows, reference = [], None
+    for name, model_id in variants.items():
+        encoder = load_encoder(model_id)
+        embeddings = embed_dataset(encoder, data, progress=True)
+        report = evaluate_model(encoder, data, progress=False)  # reuses the cached embeddings
+        row = {"variant": name, "model": model_id.split("/")[-1] if "onnx:" in model_id
+               else model_id, "i2t_R@1": report["image_to_text"]["R@1"],
+               "t2i_R@1": report["text_to_image"]["R@1"], "rsum": report["rsum"]}
+        if reference is None:
+            reference = embeddings
+        else:
+            row["image_cosine_to_torch"] = row_cosines(embeddings.images, reference.images)
+            row["text_cosine_to_torch"] = row_cosines(embeddings.texts, reference.texts)
+        rows.append(row)
+
+    base = rows[0]
+    print(f"{'variant':<26} {'i2t R@1':>8} {'Δ':>6} {'t2i R@1':>8} {'Δ':>6} "
+          f"{'img cos min':>11} {'txt cos min':>11}")
+    for row in rows:
+        row["delta_i2t"] = round(row["i2t_R@1"] - base["i2t_R@1"], 2)
+        row["delta_t2i"] = round(row["t2i_R@1"] - base["t2i_R@1"], 2)
+        cos_i = row.get("image_cosine_to_torch", {}).get("min", 1.0)
+        cos_t = row.get("text_cosine_to_torch", {}).get("min", 1.0)
+        print(f"{row['variant']:<26} {row['i2t_R@1']:>8.2f} {row['delta_i2t']:>+6.2f} "
+              f"{row['t2i_R@1']:>8.2f} {row['delta_t2i']:>+6.2f} {cos_i:>11.5f} {cos_t:>11.5f}")
+    result = {"model": args.model, "dataset": data.name, "images": len(data.images),
+              "captions": len(data.texts), "calibration_train_images": args.calibration,
+              "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"onnx_accuracy_{stem}.json"
+    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

