@@ -39,3 +39,50 @@ def test_train_skips_bad_images_and_yields_a_usable_model(tmp_path, monkeypatch)
     assert encoder.encode_texts(["a dog"]).shape == (1, 256)
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert best["val"]["images"] == 12  # the unreadable photo was left out, not fatal
+
+
+def _sample_pairs(tmp_path: Path) -> dict:
+    rows = ["image,caption"]
+    for path in sorted(SAMPLES.glob("*.jpg")):
+        for caption in path.with_suffix(".txt").read_text(encoding="utf-8").splitlines()[:1]:
+            rows.append(f"{path},{caption}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return {"format": "table", "path": str(tmp_path / "pairs.csv")}
+
+
+def test_top_block_training_ships_a_tower_that_matches_its_validation(tmp_path, monkeypatch):
+    """Heads first, then the top image blocks and text layer: the saved tower, loaded through
+    the registry and evaluated by `eval`'s code, scores what training's validation said."""
+    from crossmodal.data.registry import load_dataset
+    from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.models import speed
+    from crossmodal.train.config import TrainConfig
+    from crossmodal.train.run import run_training
+
+    monkeypatch.setenv("CROSSMODAL_BF16", "0")  # one arithmetic in training and inference
+    speed.cpu_has_bf16.cache_clear()
+    data = _sample_pairs(tmp_path)
+    config = TrainConfig.from_dict({
+        "model": "towers:lite-en", "train_data": data, "val_data": data,
+        "output_dir": str(tmp_path / "run"), "fresh_heads": True, "input_dropout": 0.0,
+        "stages": [
+            {"name": "heads", "losses": {"infonce": 1.0}, "max_epochs": 2, "batch_size": 4,
+             "warmup": 1, "lr": 1e-2},
+            {"name": "top", "train_image_blocks": 2, "train_text_blocks": 1, "backbone_lr": 1e-3,
+             "losses": {"infonce": 1.0, "instance": 1.0}, "max_epochs": 2, "batch_size": 4,
+             "warmup": 1, "lr": 1e-3},
+        ]})
+    best = run_training(config, progress=False)
+    tower = json.loads(Path(best["tower_config"]).read_text())
+    assert best["stage"] == "top", "training the top blocks should beat heads alone here"
+    assert tower["backbone_weights"].endswith("best-backbones.safetensors")
+    from safetensors.torch import load_file
+
+    saved = load_file(tower["backbone_weights"])
+    assert any(k.startswith("image.net._conv_head") for k in saved)
+    assert any(k.startswith("text.model.encoder.layer.5.") for k in saved)
+    assert not any(k.startswith("text.model.encoder.layer.4.") for k in saved)
+    encoder = load_encoder.__wrapped__(f"towers:{best['tower_config']}")
+    report = evaluate_model(encoder, load_dataset(data), progress=False)
+    assert abs(report["rsum"] - best["val"]["rsum"]) < 1e-6
+    speed.cpu_has_bf16.cache_clear()

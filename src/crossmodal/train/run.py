@@ -18,9 +18,11 @@ from crossmodal.models.registry import split_model_id
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.heads import TowerHeads
 from crossmodal.paths import cache_dir
+from crossmodal.train import distributed
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.features import cached_image_features, cached_text_features
 from crossmodal.train.heads import FeatureSet
+from crossmodal.train.tower_parts import TowerParts
 from crossmodal.train.trainer import HeadTrainer, TeacherFeatures
 
 
@@ -56,6 +58,7 @@ def _teacher(config: TrainConfig, data: RetrievalDataset, keep: list[int],
 
 
 def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    distributed.init_from_env()
     prefix, name = split_model_id(config.model)
     if prefix != "towers":
         raise BadInputError(f"training supports towers: models in this version, not "
@@ -68,14 +71,30 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
                                    tower.head)
     train_data, val_data = load_dataset(config.train_data), load_dataset(config.val_data)
     skipped = {"train": train_data.skipped, "val": val_data.skipped}
-    train, keep, texts = dataset_features(encoder, train_data)
-    val = dataset_features(encoder, val_data)[0]
+    progress = progress and distributed.rank_and_size()[0] == 0
+    with distributed.main_process_first():  # one process fills the feature caches
+        train, keep, texts = dataset_features(encoder, train_data)
+        val, val_keep, val_texts = dataset_features(encoder, val_data)
+        towers = None
+        trains_blocks = any(stage.blocks_to_train(side, 1) for stage in config.stages
+                            for side in ("image", "text"))
+        if trains_blocks:
+            towers = TowerParts(encoder, (train_data, keep, texts, train),
+                                (val_data, val_keep, val_texts, val), cache_dir("features"),
+                                progress)
+            for stage in config.stages:  # a block that cannot train fails before any work
+                towers.counts(stage)
     trainer = HeadTrainer(config, encoder.heads, train, val,
-                          _teacher(config, train_data, keep, texts), progress)
+                          _teacher(config, train_data, keep, texts), progress, towers)
     best = trainer.fit(resume=resume)
+    if distributed.rank_and_size()[0] != 0:
+        return {}
     out = Path(config.output_dir).resolve()
-    trained = replace(tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),
-                      description=f"{tower.description} Heads trained by {out / 'config.json'}.")
+    backbones = out / "best-backbones.safetensors"
+    trained = replace(
+        tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),
+        backbone_weights=str(backbones) if backbones.is_file() else None,
+        description=f"{tower.description} Fine-tuned by {out / 'config.json'}.")
     atomic_save_json(out / "tower.json", trained.to_dict())
     atomic_save_json(out / "config.json", config.to_dict())
     return {**best, "tower_config": str(out / "tower.json"),
