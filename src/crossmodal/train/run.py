@@ -64,6 +64,8 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
         raise BadInputError(f"training supports towers: models in this version, not "
                             f"'{config.model}'")
     tower = find_tower_config(name)
+    if config.context_length:  # CE-CLIP's key: captions truncated to this many tokens
+        tower = replace(tower, text={**tower.text, "max_length": int(config.context_length)})
     encoder = TowersEncoder(tower, load_heads=not config.fresh_heads)
     if config.fresh_heads:  # seeded, so a run's initial heads do not depend on what ran before
         torch.manual_seed(config.seed)

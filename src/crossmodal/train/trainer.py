@@ -178,8 +178,9 @@ class HeadTrainer:
         """Val metrics of the current heads and backbones (features computed in chunks)."""
         self.heads.eval()
         with torch.inference_mode():
-            image = embed_side(self.val_sides[0], len(self.val.image))
-            text = embed_side(self.val_sides[1], len(self.val.text))
+            chunk = self.config.valid_batch_size
+            image = embed_side(self.val_sides[0], len(self.val.image), chunk)
+            text = embed_side(self.val_sides[1], len(self.val.text), chunk)
             image, text = l2_normalize(self.heads.image(image)), l2_normalize(self.heads.text(text))
         return evaluate_pairs(image, text, self.val.text_image)
 
