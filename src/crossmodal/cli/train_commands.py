@@ -59,6 +59,9 @@ def train_command(config_path: Path, no_resume: bool) -> None:
     if not result:  # a torchrun process other than rank 0: rank 0 reports
         return
     val = result["val"]
+    skipped = result.get("skipped", {})
+    if any(skipped.values()):
+        click.echo(f"skipped bad items (unreadable images, empty captions): {skipped}")
     click.echo(f"best val Rsum {val['rsum']:.1f} (stage {result['stage']}, epoch "
                f"{result['epoch']}); use it as --model towers:{result['tower_config']}")
 
