@@ -67,13 +67,15 @@ def test_items_thumbnails_add_and_remove(client):
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:2] == b"\xff\xd8"
 
-    added = client.post("/api/items", files={"file": ("y.png", png_bytes((240, 240, 0)), "image/png")},
+    yellow = {"file": ("y.png", png_bytes((240, 240, 0)), "image/png")}
+    added = client.post("/api/items", files=yellow,
                         data={"captions": "yellow sun\n\nbright", "id": "new/yellow.png"})
     assert added.status_code == 201, added.text
     assert added.json()["captions"] == ["yellow sun", "bright"]
     assert client.get("/api/stats").json()["items"] == 5
     assert client.get("/api/thumbnails/new/yellow.png").status_code == 200
-    same_id = client.post("/api/items", files={"file": ("y.png", png_bytes((1, 2, 3)), "image/png")},
+    other = {"file": ("o.png", png_bytes((1, 2, 3)), "image/png")}
+    same_id = client.post("/api/items", files=other,
                           data={"id": "new/yellow.png"})
     assert same_id.status_code == 400 and "already indexed" in same_id.json()["detail"]
     auto = client.post("/api/items", files={"file": ("x.png", png_bytes((9, 9, 9)), "image/png")})

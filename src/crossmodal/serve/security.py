@@ -6,8 +6,9 @@ import hmac
 import json
 import threading
 import time
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crossmodal.serve.settings import ServeSettings
@@ -42,10 +43,8 @@ class RateLimiter:
 
 def make_guard(settings: ServeSettings, limiter: RateLimiter):
     """A dependency every API route runs: token check first, then the rate limit."""
-    from fastapi import Depends
-
-    def guard(request: Request,
-              credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+    def guard(request: Request, credentials: Annotated[
+            HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if settings.token is not None:
             given = credentials.credentials if credentials else ""
             if not hmac.compare_digest(given.encode(), settings.token.encode()):
