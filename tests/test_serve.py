@@ -158,3 +158,13 @@ def test_read_only_server_has_no_write_routes(index_path, fake_encoder):
                                    encoder=fake_encoder))
     assert client.delete("/api/items/red.jpg").status_code == 405
     assert "/api/items" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_cli_refuses_a_public_address_without_token(index_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from crossmodal.cli.main import cli
+
+    monkeypatch.delenv("CROSSMODAL_TOKEN", raising=False)
+    result = CliRunner().invoke(cli, ["serve", str(index_path), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "set a bearer token" in result.output
