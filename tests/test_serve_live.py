@@ -58,3 +58,20 @@ def test_searches_see_whole_snapshots_while_items_change(tmp_path, colour_folder
     assert len(LiveCollection(final.path, fake_encoder).snapshot) == 7
     # Removed uploads leave no image behind; kept ones are under the index's uploads folder.
     assert len(list(live.uploads.iterdir())) == 3
+
+
+def test_changes_by_another_process_are_picked_up(tmp_path, colour_folder, fake_encoder):
+    from crossmodal.engine import Collection
+    from tests.conftest import write_image
+
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    live = LiveCollection(path, fake_encoder, refresh_s=0)
+    old = live.snapshot
+    assert "more/pink.png" not in old
+    other = Collection.open(path, encoder=fake_encoder)  # as `crossmodal index` would
+    other.add_paths([write_image(tmp_path / "more" / "pink.png", (250, 100, 200)).parent],
+                    progress=False)
+    assert "pink.png" in live.snapshot and len(live.snapshot) == 5
+    assert "pink.png" not in old  # a snapshot already handed out never changes
+    other.remove(["red.jpg"])
+    assert "red.jpg" not in live.snapshot

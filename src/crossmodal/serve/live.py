@@ -4,7 +4,8 @@ Readers take the current snapshot (one attribute read) and search it; a snapshot
 changed after it is published. A writer encodes outside any lock (the slow part), then under
 a short writer lock opens a fresh Collection from disk, applies the change, commits it and
 publishes that Collection as the new snapshot. A search sees the old or the new index, never
-one half-way through a change.
+one half-way through a change. Changes committed by another process (`crossmodal index`,
+`crossmodal remove`) are picked up within `refresh_s` the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +27,13 @@ from PIL import Image
 from crossmodal.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError
+from crossmodal.index.manifest import MANIFEST
 from crossmodal.index.storage import atomic_write
 from crossmodal.models.protocol import Encoder
 
 # Ids a client may choose: path-like, printable, no caption marker '#'.
 _ITEM_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")
+log = logging.getLogger("crossmodal.serve")
 _FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
                       "BMP": ".bmp"}
 
@@ -60,20 +65,49 @@ class Upload:
 
 class LiveCollection:
     def __init__(self, path: str | Path, encoder: Encoder | None = None,
-                 uploads_dir: str = "uploads"):
+                 uploads_dir: str = "uploads", refresh_s: float = 2.0):
         self.path = Path(path)
+        self.refresh_s = refresh_s
+        self._stamp = self._manifest_stamp()
         self._snapshot = Collection.open(self.path, encoder=encoder)
         self.encoder = encoder or self._snapshot.encoder
         self.uploads = self.path / uploads_dir
         self._writer = threading.Lock()
+        self._checked = time.monotonic()
+
+    def _manifest_stamp(self) -> int | None:
+        try:
+            return (self.path / MANIFEST).stat().st_mtime_ns
+        except OSError:
+            return None
 
     @property
     def snapshot(self) -> Collection:
         """The current published index; keep the reference for the whole of one request."""
+        now = time.monotonic()
+        if now - self._checked >= self.refresh_s:
+            self._checked = now
+            if self._manifest_stamp() != self._stamp:
+                self._reload_if_idle()
         return self._snapshot
+
+    def _reload_if_idle(self) -> None:
+        """Another process committed: publish its version (unless a write is under way)."""
+        if not self._writer.acquire(blocking=False):
+            return
+        try:
+            stamp = self._manifest_stamp()  # read first: at worst, one reload too many
+            self._snapshot, self._stamp = self._fresh(), stamp
+        except Exception as exc:  # a half-removed index: keep serving the last good one
+            log.warning("could not reload %s: %s", self.path, exc)
+        finally:
+            self._writer.release()
 
     def _fresh(self) -> Collection:
         return Collection.open(self.path, encoder=self.encoder)
+
+    def _publish(self, collection: Collection) -> None:
+        self._snapshot, self._stamp = collection, self._manifest_stamp()
 
     def add_upload(self, upload: Upload, captions: Sequence[str],
                    item_id: str | None = None) -> dict:
@@ -91,14 +125,20 @@ class LiveCollection:
         image_vector = self.encoder.encode_images([upload.image])
         text_vectors = self.encoder.encode_texts(captions) if captions else None
         stored = self.uploads / f"{digest}{upload.extension}"
-        if not stored.exists():
-            atomic_write(stored, lambda handle: handle.write(upload.data))
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
                 "bytes": len(upload.data)}
         with self._writer:
             writer = self._fresh()
-            writer.add_vectors([item], np.asarray(image_vector, np.float32), text_vectors)
-            self._snapshot = writer
+            fresh_file = not stored.exists()
+            if fresh_file:
+                atomic_write(stored, lambda handle: handle.write(upload.data))
+            try:
+                writer.add_vectors([item], np.asarray(image_vector, np.float32), text_vectors)
+            except BaseException:
+                if fresh_file:  # nothing indexed refers to it
+                    stored.unlink(missing_ok=True)
+                raise
+            self._publish(writer)
         return writer.item(item_id)
 
     def remove(self, item_id: str) -> dict:
@@ -108,7 +148,7 @@ class LiveCollection:
                 raise NotFoundError(f"no item '{item_id}' in the index")
             item = writer.item(item_id)
             writer.remove([item_id])
-            self._snapshot = writer
+            self._publish(writer)
         stored = Path(item["path"])
         still_used = any(i["path"] == item["path"] for i in writer.items)
         if stored.parent == self.uploads and not still_used:
