@@ -168,3 +168,22 @@ def test_cli_refuses_a_public_address_without_token(index_path, monkeypatch):
     monkeypatch.delenv("CROSSMODAL_TOKEN", raising=False)
     result = CliRunner().invoke(cli, ["serve", str(index_path), "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "set a bearer token" in result.output
+
+
+def test_streamed_body_without_length_is_capped(index_path, fake_encoder):
+    client = TestClient(create_app(index_path, ServeSettings(max_body_bytes=10_000),
+                                   encoder=fake_encoder))
+
+    def chunks():  # no Content-Length: the server must count what arrives
+        for _ in range(20):
+            yield b"x" * 1000
+
+    response = client.post("/api/search/text", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_thumbnail_of_a_vanished_file_is_404(client, colour_folder):
+    (colour_folder / "green.png").unlink()
+    response = client.get("/api/thumbnails/green.png")
+    assert response.status_code == 404 and "no longer on disk" in response.json()["detail"]
