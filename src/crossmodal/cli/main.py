@@ -32,12 +32,13 @@ def _register() -> None:
         eval_commands,
         index_commands,
         search_commands,
+        serve_commands,
         teacher_commands,
         train_commands,
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
-                   teacher_commands):
+                   teacher_commands, serve_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 
