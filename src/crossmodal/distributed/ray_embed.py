@@ -56,7 +56,7 @@ class ShardEmbedder:
             "pid": [os.getpid()] * len(results)}
 
 
-def _check_run_file(out: Path, model_id: str, plan: ShardPlan) -> None:
+def prepare_output(out: Path, model_id: str, plan: ShardPlan) -> None:
     """One output folder holds one plan of one model; a rerun must match it to resume."""
     run = {"format": "clip-retrieval", "dtype": "float16", "model": model_id,
            "plan": plan.fingerprint, "shards": len(plan.shards)}
@@ -105,7 +105,7 @@ def embed_plan(plan: ShardPlan, out: str | Path, model_id: str, address: str | N
     """Embed every shard of the plan not yet in `out`; returns what was done."""
     split_model_id(model_id)  # an unknown model fails here, not in every worker
     out = Path(out).resolve()
-    _check_run_file(out, model_id, plan)
+    prepare_output(out, model_id, plan)
     remove_stale_temps(out)
     count = len(plan.shards)
     todo = [s for s in plan.shards if not shard_files(out, s.index, count).done()]
