@@ -77,7 +77,7 @@ def test_table_rows_of_one_image_become_one_item(tmp_path):
         plan_shards([tmp_path / "bad.csv"])
 
 
-def test_webdataset_tar_samples(tmp_path):
+def test_webdataset_tar_samples(tmp_path, fake_encoder):
     tar = _write_tar(tmp_path / "part-000.tar", {
         "000001": {"jpg": _tar_bytes((250, 10, 10)), "txt": b"a red square",
                    "json": json.dumps({"url": "http://x/1.jpg"}).encode()},
@@ -91,6 +91,12 @@ def test_webdataset_tar_samples(tmp_path):
         ("part-000.tar/000001", ["a red square"], "http://x/1.jpg"),
         ("part-000.tar/000002", [], None)]
     assert skipped == [(f"{tar}:000003", "no image in sample")]
+
+    _embed_locally(plan, tmp_path / "emb", fake_encoder)
+    import_embeddings(tmp_path / "emb", tmp_path / "idx", progress=False)
+    collection = Collection.open(tmp_path / "idx")
+    assert collection.item("part-000.tar/000001")["url"] == "http://x/1.jpg"
+    assert collection.search_text("green", k=1)[0].id == "part-000.tar/000002"
 
 
 def test_shards_round_trip_in_clip_retrieval_layout(colour_folder, tmp_path, fake_encoder):
