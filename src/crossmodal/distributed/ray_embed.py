@@ -120,6 +120,8 @@ def embed_plan(plan: ShardPlan, out: str | Path, model_id: str, address: str | N
 
     try:
         ray.data.DataContext.get_current().enable_progress_bars = progress
+        if not progress:  # quiet also means no per-dataset execution log lines
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         dataset = ray.data.from_items(
             [{"spec": json.dumps(s.to_dict(), ensure_ascii=False)} for s in todo],
             override_num_blocks=len(todo),
