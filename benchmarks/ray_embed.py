@@ -51,7 +51,7 @@ def main() -> None:
 
     data = load_flickr8k_cn(args.data, "val", "en")
     load_before = os.getloadavg()[0]
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "pairs.csv"

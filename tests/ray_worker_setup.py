@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,37 @@ class LoggingFakeEncoder(FakeEncoder):
                     pass
                 else:
                     os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(float(os.environ.get("CROSSMODAL_TEST_ENCODE_SLEEP", "0")))
         return super().encode_images(images)
 
 
 def register_fake() -> None:
     registry.register_backend("fake", lambda name, model_id: LoggingFakeEncoder(model_id))
     registry.load_encoder.cache_clear()
+
+
+def main() -> None:
+    """`python -m tests.ray_worker_setup PHOTOS OUT`: a driver to kill mid-run (slow test)."""
+    import logging
+    import sys
+
+    import ray
+
+    from crossmodal.distributed.inputs import plan_shards
+    from crossmodal.distributed.ray_embed import embed_plan
+
+    root = Path(__file__).resolve().parents[1]
+    register_fake()
+    ray.init(address="local", num_cpus=1, include_dashboard=False,
+             logging_level=logging.WARNING, runtime_env={
+        "env_vars": {"PYTHONPATH": f"{root / 'src'}:{root}",
+                     "CROSSMODAL_TEST_DIR": os.environ["CROSSMODAL_TEST_DIR"],
+                     "CROSSMODAL_TEST_ENCODE_SLEEP": os.environ.get(
+                         "CROSSMODAL_TEST_ENCODE_SLEEP", "0")},
+        "worker_process_setup_hook": "tests.ray_worker_setup.register_fake"})
+    embed_plan(plan_shards([sys.argv[1]], shard_size=2), sys.argv[2], "fake:colours",
+               progress=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,13 @@ One cluster serves the module. Its workers register a logging fake model
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,7 +40,7 @@ MAGENTA = (255, 0, 255)
 def worker_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray-workers")
     ray.init(
-        num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+        address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
         runtime_env={
             "env_vars": {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "CROSSMODAL_TEST_DIR": str(folder),
                          "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
@@ -144,3 +150,46 @@ def test_index_with_ray_adds_only_new_items(tmp_path, fake_encoder, encode_log):
     collection = Collection.open(into)
     assert len(collection) == 6 and collection.search_text("red", k=1)[0].id == "new.png"
     assert sum(encode_log().values()) == 6
+
+
+def _kill_processes_with_env(marker: str) -> None:
+    """Ray workers run in sessions of their own; find ours by an environment variable."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray workers through /proc")
+def test_killed_driver_then_rerun_embeds_only_unfinished_shards(tmp_path, fake_encoder,
+                                                               encode_log):
+    colours = _colours(8, 200)
+    photos = _photos(tmp_path / "photos", colours)
+    out = tmp_path / "emb"
+    (tmp_path / "encode.log").write_text("")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+           "CROSSMODAL_TEST_DIR": str(tmp_path), "CROSSMODAL_TEST_ENCODE_SLEEP": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "tests.ray_worker_setup", str(photos),
+                               str(out)], cwd=ROOT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not shard_files(out, 0, 4).done() and time.monotonic() < deadline:
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the cluster it started
+        driver.wait()
+        _kill_processes_with_env(f"CROSSMODAL_TEST_DIR={tmp_path}")  # its workers too
+    finished = [i for i in range(4) if shard_files(out, i, 4).done()]
+    assert 0 in finished and len(finished) < 4
+    report = embed_plan(plan_shards([photos], shard_size=2), out, "fake:colours",
+                        progress=False)
+    assert (report.already_done, report.computed) == (len(finished), 4 - len(finished))
+    redone = encode_log()
+    assert not any(colours[2 * i] in redone or colours[2 * i + 1] in redone for i in finished)
+    assert all(shard_files(out, i, 4).done() for i in range(4))

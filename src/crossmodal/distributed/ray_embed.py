@@ -85,7 +85,7 @@ def connect(address: str | None, workers: int | None) -> tuple[bool, int]:
     started = False
     if not ray.is_initialized():
         if address in (None, LOCAL):
-            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+            ray.init(address="local", num_cpus=workers or os.cpu_count(), include_dashboard=False,
                      logging_level=logging.WARNING)
         else:
             try:
