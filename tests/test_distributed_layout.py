@@ -173,3 +173,17 @@ def test_output_folder_of_another_plan_is_refused(colour_folder, tmp_path, fake_
     assert (done.already_done, done.computed) == (2, 0)
     with pytest.raises(BadInputError, match="other inputs or another model"):
         embed_plan(plan_shards([colour_folder], shard_size=3), fresh, "fake:colours")
+
+
+def test_clip_retrieval_tooling_reads_our_folder(colour_folder, tmp_path, fake_encoder):
+    """embedding-reader is what autofaiss and clip-retrieval's index step read folders with."""
+    embedding_reader = pytest.importorskip("embedding_reader")
+    out = tmp_path / "emb"
+    _embed_locally(plan_shards([colour_folder], shard_size=3), out, fake_encoder)
+    reader = embedding_reader.EmbeddingReader(
+        embeddings_folder=str(out / "img_emb"), metadata_folder=str(out / "metadata"),
+        meta_columns=["image_path", "caption"], file_format="parquet_npy")
+    assert (reader.count, reader.dimension) == (5, fake_encoder.dim)
+    vectors, metadata = next(iter(reader(batch_size=10, start=0, end=reader.count)))
+    assert vectors.shape == (5, fake_encoder.dim)
+    assert metadata["caption"].tolist()[:2] == ["green field", None]
