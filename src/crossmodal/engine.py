@@ -284,7 +284,7 @@ class Collection:
                     "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             old = self.items[self._row_of[source.id]] if source.id in self._row_of else None
             if old is not None and old["captions"] == source.captions and (
-                (old["bytes"], old["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns)
+                (old.get("bytes"), old.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
             ):
                 report.unchanged += 1
                 continue

@@ -29,6 +29,7 @@ def cli() -> None:
 def _register() -> None:
     from crossmodal.cli import (
         demo,
+        distributed_commands,
         eval_commands,
         index_commands,
         search_commands,
@@ -38,7 +39,7 @@ def _register() -> None:
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
-                   teacher_commands, serve_commands):
+                   teacher_commands, serve_commands, distributed_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

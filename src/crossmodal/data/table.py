@@ -7,9 +7,10 @@
 The type comes from the extension: `.csv` (comma), `.tsv` (tab), both read with the csv module
 (so a cell may be quoted), or `.jsonl`. The image column holds a path relative to IMAGE_ROOT
 (default: the table's folder; an absolute path is kept), the text column one caption; a row
-with an empty caption is skipped and recorded. Several captions of one image are separate rows; each image file is one row
-of the dataset. Image ids come from ID_COLUMN where given (one id, one file), else the image
-cell as written; text ids are ID#K. A row whose image file is missing is skipped and recorded.
+with an empty caption is skipped and recorded. Several captions of one image are separate
+rows; each image file is one row of the dataset. Image ids come from ID_COLUMN where given
+(one id, one file), else the image cell as written; text ids are ID#K. A row whose image
+file is missing is skipped and recorded.
 """
 
 from __future__ import annotations
