@@ -31,13 +31,14 @@ def _register() -> None:
         demo,
         eval_commands,
         index_commands,
+        plot_commands,
         search_commands,
         teacher_commands,
         train_commands,
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
-                   teacher_commands):
+                   teacher_commands, plot_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,84 @@
+"""What every picture shares: matplotlib on the Agg backend, PNG bytes, atomic saving, and the
+small subset of image groups a picture shows."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.errors import BadInputError, missing_dependency
+from crossmodal.index.storage import atomic_write
+
+# Families that carry CJK glyphs; matplotlib falls back to them glyph by glyph when installed.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC",
+             "AR PL UMing CN")
+CORRECT, WRONG = "#1a9850", "#d73027"  # green / red, readable on white and on photos
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (chosen here, not at import, so
+    importing crossmodal never touches a user's backend)."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise missing_dependency("matplotlib", "plot") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    fallbacks = [name for name in CJK_FONTS if name in installed]
+    if fallbacks:
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", *fallbacks]
+    return plt
+
+
+def figure_png(figure: Any, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes; the figure is closed (pyplot keeps every open one alive)."""
+    plt = pyplot()
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
+
+
+def save_picture(png: bytes, path: Path, title: str = "") -> Path:
+    """Write a PNG, or (for a `.html` path) a self-contained page showing it; atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        atomic_write(path, lambda handle: handle.write(png))
+    elif suffix in (".html", ".htm"):
+        from crossmodal.viz.report import picture_page
+
+        page = picture_page(title or path.stem, png)
+        atomic_write(path, lambda handle: handle.write(page), mode="w")
+    else:
+        raise BadInputError(f"{path}: pictures are written as .png or .html")
+    return path
+
+
+def sample_groups(dataset: RetrievalDataset, count: int, seed: int = 0) -> list[int]:
+    """`count` image rows that have at least one caption, drawn reproducibly, in row order."""
+    if count < 1:
+        raise BadInputError(f"need at least one image group, got {count}")
+    captioned = sorted({row for rows in dataset.text_images for row in rows})
+    if not captioned:
+        raise BadInputError(f"dataset {dataset.name} has no captioned images to show")
+    if count >= len(captioned):
+        return captioned
+    rng = np.random.default_rng(seed)
+    return sorted(int(r) for r in rng.choice(captioned, size=count, replace=False))
+
+
+def shorten(text: str, width: int) -> str:
+    """One line of at most `width` characters, with an ellipsis when cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
