@@ -24,7 +24,7 @@ from crossmodal.viz.embedding_map import (  # noqa: E402
     embedding_map_png,
     project_2d,
 )
-from crossmodal.viz.figures import CORRECT, WRONG, sample_groups, save_picture  # noqa: E402
+from crossmodal.viz.figures import CORRECT, WRONG, sample_groups  # noqa: E402
 from crossmodal.viz.heatmap import cell_embeddings, heatmap_png, text_heatmaps  # noqa: E402
 from crossmodal.viz.report import (  # noqa: E402
     ReportPage,
@@ -167,6 +167,27 @@ def test_heatmap_png_and_unsupported_models(tmp_path):
         heatmap_png(FakeEncoder(), half_and_half(), ["red"])
     with pytest.raises(BadInputError, match="cannot read"):
         heatmap_png(GridColourEncoder(), tmp_path / "missing.jpg", ["red"])
+
+
+def test_towers_heatmap_finds_each_half_of_a_two_photo_image():
+    """Real towers: a dog photo on the left, a kayak on the right of one 224 px input."""
+    from importlib import resources
+    from pathlib import Path
+
+    from PIL import ImageOps
+
+    from crossmodal.data.images import load_image
+    from crossmodal.models.registry import load_encoder
+
+    samples = Path(str(resources.files("crossmodal") / "samples"))
+    image = Image.new("RGB", (224, 224))
+    for x, name in ((0, "dog-sand"), (112, "kayak")):
+        image.paste(ImageOps.fit(load_image(samples / f"{name}.jpg"), (112, 224)), (x, 0))
+    encoder = load_encoder("towers:lite-en")
+    assert cell_embeddings(encoder, image).shape == (7, 7, encoder.dim)  # EfficientNet /32
+    _, (dog, kayak) = text_heatmaps(encoder, image, ["a dog", "a person in a kayak"])
+    assert dog[:, :3].mean() > dog[:, 4:].mean() + 0.05
+    assert kayak[:, 4:].mean() > kayak[:, :3].mean() + 0.05
 
 
 def test_heatmap_of_hf_clip_patch_tokens(tmp_path):
