@@ -162,7 +162,7 @@ def test_heatmap_lights_up_where_the_text_is():
 
 def test_heatmap_png_and_unsupported_models(tmp_path):
     png = heatmap_png(GridColourEncoder(), half_and_half(), ["red", "blue"])
-    assert png_size(png) == (960, 360)
+    assert png_size(png) == (960, 380)
     with pytest.raises(UnknownModelError, match="towers"):
         heatmap_png(FakeEncoder(), half_and_half(), ["red"])
     with pytest.raises(BadInputError, match="cannot read"):

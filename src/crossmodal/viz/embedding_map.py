@@ -99,7 +99,8 @@ def embedding_map_figure(panels: Sequence[MapPanel], method: str = "tsne", seed:
                plt.Line2D([], [], marker="^", color="grey", linestyle="", markersize=6,
                           label="caption")]
     figure.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
-    figure.suptitle(f"{method.upper()} of image and caption embeddings; colour = image group")
+    name = {"tsne": "t-SNE", "umap": "UMAP"}.get(method, method)
+    figure.suptitle(f"{name} of image and caption embeddings; colour = image group")
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     return figure
 

@@ -53,7 +53,11 @@ def figure_png(figure: Any, dpi: int = 100, colours: int | None = 256) -> bytes:
         plt.close(figure)
     if colours is None:
         return buffer.getvalue()
-    image = Image.open(buffer).convert("RGB").quantize(colours, Image.Quantize.MEDIANCUT)
+    image = Image.open(buffer).convert("RGB")
+    # Median-cut palette, then Floyd-Steinberg dithering: without it smooth heat-map overlays
+    # and colour bars show bands.
+    palette = image.quantize(colours, Image.Quantize.MEDIANCUT)
+    image = image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()

@@ -20,7 +20,7 @@ from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, UnknownModelError
 from crossmodal.models.preprocess import images_to_tensor, resize_and_crop
 from crossmodal.models.protocol import Encoder
-from crossmodal.viz.figures import figure_png, pyplot, shorten
+from crossmodal.viz.figures import figure_png, pyplot
 
 # hf: model types whose pooled image embedding is visual_projection(post_layernorm(CLS)).
 PATCH_TOKEN_TYPES = ("clip", "chinese_clip", "altclip")
@@ -87,7 +87,7 @@ def text_heatmaps(encoder: Encoder, image: Image.Image, texts: Sequence[str]
 def heatmap_figure(crop: Image.Image, texts: Sequence[str], maps: Sequence[np.ndarray],
                    title: str = ""):
     plt = pyplot()
-    figure, axes = plt.subplots(1, len(maps) + 1, figsize=(3.2 * (len(maps) + 1), 3.6),
+    figure, axes = plt.subplots(1, len(maps) + 1, figsize=(3.2 * (len(maps) + 1), 3.8),
                                 squeeze=False)
     axes = axes[0]
     axes[0].imshow(crop)
@@ -98,7 +98,7 @@ def heatmap_figure(crop: Image.Image, texts: Sequence[str], maps: Sequence[np.nd
         # Each map is scaled to its own range: where the text looks, not how strongly.
         shown = ax.imshow(dense, cmap="jet", alpha=0.5, vmin=float(grid.min()),
                           vmax=float(grid.max()))
-        ax.set_title(f"“{shorten(text, 32)}”\ncos {grid.min():.2f} … {grid.max():.2f} "
+        ax.set_title(f"“{_two_lines(text, 34)}”\ncos {grid.min():.2f} … {grid.max():.2f} "
                      f"({grid.shape[0]}×{grid.shape[1]} cells)", fontsize=9)
         figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
     for ax in axes:
@@ -108,6 +108,13 @@ def heatmap_figure(crop: Image.Image, texts: Sequence[str], maps: Sequence[np.nd
         figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def _two_lines(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(" ".join(text.split()), width, max_lines=2,
+                                   placeholder="…"))
 
 
 def heatmap_png(encoder: Encoder, image: ImageSource | Image.Image, texts: Sequence[str],
