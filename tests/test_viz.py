@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import re
@@ -17,7 +18,11 @@ pytest.importorskip("sklearn", reason="embedding maps need the plot extra (sciki
 
 from crossmodal.cli.main import cli  # noqa: E402
 from crossmodal.data.dataset import RetrievalDataset  # noqa: E402
-from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
+from crossmodal.errors import (  # noqa: E402
+    BadInputError,
+    MissingDependencyError,
+    UnknownModelError,
+)
 from crossmodal.evaluation.embed import DatasetEmbeddings, embed_dataset  # noqa: E402
 from crossmodal.viz.embedding_map import (  # noqa: E402
     MapPanel,
@@ -115,6 +120,9 @@ def test_projection_keeps_groups_apart():
     assert same < 0.5 * distances[groups[:, None] != groups[None]].mean()
     with pytest.raises(BadInputError, match="unknown projection"):
         project_2d(points, "pca3d")
+    if importlib.util.find_spec("umap") is None:
+        with pytest.raises(MissingDependencyError, match="umap-learn"):
+            project_2d(points, "umap")
 
 
 def test_recall_within_panel():
@@ -190,10 +198,11 @@ def test_towers_heatmap_finds_each_half_of_a_two_photo_image():
     assert kayak[:, 4:].mean() > kayak[:, :3].mean() + 0.05
 
 
-def test_heatmap_of_hf_clip_patch_tokens(tmp_path):
+@pytest.mark.parametrize("kind", ["clip", "chinese_clip", "altclip"])
+def test_heatmap_of_hf_clip_patch_tokens(tmp_path, kind):
     from tests.test_hf import build, load
 
-    encoder = load(build("clip", tmp_path / "clip"))
+    encoder = load(build(kind, tmp_path / kind))
     cells = cell_embeddings(encoder, half_and_half())
     assert cells.shape == (4, 4, 16)  # 32 px / 8 px patches
     assert np.allclose(np.linalg.norm(cells, axis=-1), 1.0, atol=1e-5)
@@ -251,3 +260,13 @@ def test_plot_commands_and_eval_report(tmp_path, fake_encoder, monkeypatch):
     text = page.read_text()
     assert "<th>Rsum</th>" in text and text.count('<img src="data:image/png') == 3
     assert not list((tmp_path / "eval-results").glob(".*.tmp"))  # atomic: no leftovers
+
+
+def test_missing_plot_extra_fails_before_any_work(monkeypatch, fake_encoder):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a))
+    result = CliRunner().invoke(cli, ["eval", "--model", "fake:colours", "--data", "nope:x",
+                                      "--report"])
+    assert result.exit_code == 2 and "crossmodal[plot]" in result.output  # not "unknown format"
+    assert fake_encoder.images_seen == 0

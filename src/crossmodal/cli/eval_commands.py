@@ -84,6 +84,10 @@ def eval_command(model, data, split, language, protocol, ties, out, quiet, repor
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models.registry import load_encoder
 
+    if report:
+        from crossmodal.viz.figures import require_plotting
+
+        require_plotting()
     dataset = _load(data, split, language)
     encoder = load_encoder(model)
     result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)

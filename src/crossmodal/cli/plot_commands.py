@@ -57,8 +57,15 @@ def embedding_map_command(models, data, split, language, seed, quiet, groups, me
     """t-SNE/UMAP of image and caption embeddings, coloured by image group, one panel a model."""
     from crossmodal.models.registry import load_encoder
     from crossmodal.viz.embedding_map import embedding_map_png
-    from crossmodal.viz.figures import sample_groups, save_picture
+    from crossmodal.viz.figures import (
+        check_picture_path,
+        require_plotting,
+        sample_groups,
+        save_picture,
+    )
 
+    require_plotting(method)
+    check_picture_path(out)
     dataset = _load(data, split, language)
     subset = dataset.subset(sample_groups(dataset, groups, seed))
     encoders = [load_encoder(m.strip()) for m in models.split(",") if m.strip()]
@@ -80,9 +87,11 @@ def retrieval_grid_command(model, data, split, language, seed, quiet, direction,
     """Top-k results of sample queries, ranked over the whole dataset; green = ground truth."""
     from crossmodal.evaluation.embed import embed_dataset
     from crossmodal.models.registry import load_encoder
-    from crossmodal.viz.figures import save_picture
+    from crossmodal.viz.figures import check_picture_path, require_plotting, save_picture
     from crossmodal.viz.retrieval_grid import retrieval_grid_png
 
+    require_plotting()
+    check_picture_path(out)
     dataset = _load(data, split, language)
     embeddings = embed_dataset(load_encoder(model), dataset, progress=not quiet)
     title = f"{model} on {dataset.name}: {direction.replace('-', ' ')}, top {k}"
@@ -103,9 +112,11 @@ def retrieval_grid_command(model, data, split, language, seed, quiet, direction,
 def heatmap_command(model, image, texts, out):
     """Where the image tower matches each text: cosine per feature-map cell, over the image."""
     from crossmodal.models.registry import load_encoder
-    from crossmodal.viz.figures import save_picture
+    from crossmodal.viz.figures import check_picture_path, require_plotting, save_picture
     from crossmodal.viz.heatmap import heatmap_png
 
+    require_plotting()
+    check_picture_path(out)
     png = heatmap_png(load_encoder(model), image, texts, f"{model}: {image.name}")
     save_picture(png, out, f"heat map: {image.name}")
     click.echo(f"wrote {out}")

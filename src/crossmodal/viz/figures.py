@@ -21,6 +21,18 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQ
 CORRECT, WRONG = "#1a9850", "#d73027"  # green / red, readable on white and on photos
 
 
+def require_plotting(projection: str | None = None) -> None:
+    """Fail before any slow work when the `plot` extra (or UMAP) is not installed."""
+    import importlib.util
+
+    needed = [("matplotlib", "matplotlib", "plot"), ("sklearn", "scikit-learn", "plot")]
+    if projection == "umap":
+        needed.append(("umap", "umap-learn", None))
+    for module, package, extra in needed:
+        if importlib.util.find_spec(module) is None:
+            raise missing_dependency(package, extra)
+
+
 def pyplot() -> Any:
     """matplotlib.pyplot on the non-interactive Agg backend (chosen here, not at import, so
     importing crossmodal never touches a user's backend)."""
@@ -63,19 +75,22 @@ def figure_png(figure: Any, dpi: int = 100, colours: int | None = 256) -> bytes:
     return out.getvalue()
 
 
+def check_picture_path(path: Path) -> None:
+    if Path(path).suffix.lower() not in (".png", ".html", ".htm"):
+        raise BadInputError(f"{path}: pictures are written as .png or .html; change --out")
+
+
 def save_picture(png: bytes, path: Path, title: str = "") -> Path:
     """Write a PNG, or (for a `.html` path) a self-contained page showing it; atomically."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".png":
+    check_picture_path(path)
+    if path.suffix.lower() == ".png":
         atomic_write(path, lambda handle: handle.write(png))
-    elif suffix in (".html", ".htm"):
+    else:
         from crossmodal.viz.report import picture_page
 
         page = picture_page(title or path.stem, png)
         atomic_write(path, lambda handle: handle.write(page), mode="w")
-    else:
-        raise BadInputError(f"{path}: pictures are written as .png or .html")
     return path
 
 

@@ -125,7 +125,8 @@ def evaluation_pictures(encoder, dataset, groups: int = 20, queries: int = 4, k:
     captions = {}
     for text, images in enumerate(dataset.text_images):
         captions.setdefault(images[0], dataset.texts[text])
-    shown = [r for r in rows if r in captions][: heatmaps + 1]
+    unreadable = {row for row, _ in embeddings.failed_images}
+    shown = [r for r in rows if r in captions and r not in unreadable][: heatmaps + 1]
     for index, row in enumerate(shown[:heatmaps]):
         other = shown[(index + 1) % len(shown)]
         texts = [captions[row]] + ([captions[other]] if other != row else [])
