@@ -3,7 +3,10 @@ small subset of image groups a picture shows."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +45,28 @@ def pyplot() -> Any:
         raise missing_dependency("matplotlib", "plot") from exc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import font_manager
 
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    fallbacks = [name for name in CJK_FONTS if name in installed]
+    fallbacks = _cjk_fonts()
     if fallbacks:
         matplotlib.rcParams["font.family"] = ["DejaVu Sans", *fallbacks]
     return plt
+
+
+@functools.cache
+def _cjk_fonts() -> list[str]:
+    """Installed CJK families, for Chinese captions. matplotlib's font list is cached on disk
+    when it is first built, so a font installed since then is looked for and added here."""
+    from matplotlib import font_manager
+
+    manager = font_manager.fontManager
+    known = {font.name for font in manager.ttflist}
+    if not any(name in known for name in CJK_FONTS):
+        for path in font_manager.findSystemFonts():
+            if any(tag in Path(path).name.lower() for tag in ("cjk", "wqy", "simhei", "yahei")):
+                with contextlib.suppress(Exception):  # an unreadable font file: skip it
+                    manager.addfont(path)
+        known = {font.name for font in manager.ttflist}
+    return [name for name in CJK_FONTS if name in known]
 
 
 def figure_png(figure: Any, dpi: int = 100, colours: int | None = 256) -> bytes:
@@ -60,16 +78,26 @@ def figure_png(figure: Any, dpi: int = 100, colours: int | None = 256) -> bytes:
     plt = pyplot()
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
     finally:
         plt.close(figure)
+    for warning in caught:  # one line instead of one warning per missing character
+        if "missing from font" not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    if any("missing from font" in str(w.message) for w in caught):
+        warnings.warn("some characters (e.g. Chinese) have no glyph in the installed fonts and "
+                      "show as boxes: install a CJK font, e.g. `apt install fonts-noto-cjk` "
+                      "or `fonts-wqy-microhei`", stacklevel=2)
     if colours is None:
         return buffer.getvalue()
     image = Image.open(buffer).convert("RGB")
     # Median-cut palette, then Floyd-Steinberg dithering: without it smooth heat-map overlays
     # and colour bars show bands.
     palette = image.quantize(colours, Image.Quantize.MEDIANCUT)
-    image = image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+    image = _snap_near_white(image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG))
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()
@@ -78,6 +106,17 @@ def figure_png(figure: Any, dpi: int = 100, colours: int | None = 256) -> bytes:
 def check_picture_path(path: Path) -> None:
     if Path(path).suffix.lower() not in (".png", ".html", ".htm"):
         raise BadInputError(f"{path}: pictures are written as .png or .html; change --out")
+
+
+def _snap_near_white(image: Image.Image) -> Image.Image:
+    """Pillow's palette remap may put the white page on a neighbouring light grey; entries
+    that are all but white become white, so the page is not tinted."""
+    entries = image.getpalette()
+    for start in range(0, len(entries), 3):
+        if min(entries[start: start + 3]) >= 248:
+            entries[start: start + 3] = [255, 255, 255]
+    image.putpalette(entries)
+    return image
 
 
 def save_picture(png: bytes, path: Path, title: str = "") -> Path:
