@@ -47,7 +47,8 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     fallbacks = _cjk_fonts()
-    if fallbacks:
+    if fallbacks and list(matplotlib.rcParams["font.family"]) == ["sans-serif"]:
+        # Only over matplotlib's default, so a font the user chose stays theirs.
         matplotlib.rcParams["font.family"] = ["DejaVu Sans", *fallbacks]
     return plt
 
