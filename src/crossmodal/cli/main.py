@@ -32,6 +32,7 @@ def _register() -> None:
         distributed_commands,
         eval_commands,
         index_commands,
+        plot_commands,
         search_commands,
         serve_commands,
         teacher_commands,
@@ -39,7 +40,7 @@ def _register() -> None:
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
-                   teacher_commands, serve_commands, distributed_commands):
+                   teacher_commands, serve_commands, distributed_commands, plot_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 
