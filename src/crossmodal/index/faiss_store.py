@@ -29,6 +29,8 @@ DEFAULT_PARAMS = {
     # rerank: fetch rerank x k candidates, rescore them exactly from the stored vectors
     "ivfpq": {"nlist": 0, "m": 0, "nbits": 8, "nprobe": 64, "min_train": 10_000, "rerank": 10},
 }
+# A filter matching at most this many rows (or 5%) is searched exactly over just those rows.
+FILTER_EXACT_ROWS = 20_000
 
 
 @dataclass
@@ -193,7 +195,7 @@ class FaissStore:
             return scores, positions
         # Few matches: exact search over just those rows is cheap and never misses one, which
         # a graph or inverted-list search restricted to a tiny subset can.
-        if self.index is None or len(allowed) <= max(20_000, len(self) // 20):
+        if self.index is None or len(allowed) <= max(FILTER_EXACT_ROWS, len(self) // 20):
             sims = queries @ self.get_vectors(allowed).T
             top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
             found = top.shape[1]
