@@ -3,8 +3,8 @@
     source like "beach/%"            folder == "beach" and date >= "2024-01-01"
     modality = image                 not (mtime < 1700000000 or camera in ["a", "b"])
 
-A filter is parsed once into a tree; Milvus gets it back as its own boolean expression (same
-syntax), the faiss store evaluates it in Python against each row's metadata. `key=value`
+A filter is parsed once into a tree; Milvus gets it back as its own boolean expression, the
+faiss store evaluates it in Python against each row's metadata. `key=value`
 with an unquoted word is accepted as a string, so `--where folder=beach` works in a shell.
 A row without the field never matches a comparison on it.
 """
@@ -226,8 +226,15 @@ def _literal(value: Value | tuple[Value, ...]) -> str:
 
 
 def _milvus(node: Node) -> str:
+    """Metadata are Milvus dynamic fields: named as $meta["x"], so a field may share a name
+    with an expression keyword; `in` is spelled out as equalities, which Milvus Lite needs."""
     if isinstance(node, Compare):
-        return f"{node.field} {node.op} {_literal(node.value)}"
+        field = f"$meta[{json.dumps(node.field)}]"
+        if node.op == "in":
+            if not node.value:
+                return "(id < 0)"  # keys are never negative: an empty list matches nothing
+            return "(" + " or ".join(f"{field} == {_literal(v)}" for v in node.value) + ")"
+        return f"{field} {node.op} {_literal(node.value)}"
     if node.op == "not":
         return f"not ({_milvus(node.parts[0])})"
     return "(" + f" {node.op} ".join(_milvus(part) for part in node.parts) + ")"

@@ -56,6 +56,12 @@ class _Clients:
             self._open[uri] = [client, 1]
             return client
 
+    def release_all(self) -> None:
+        """Close every client (a test's clean-up after a failure)."""
+        for uri in list(self._open):
+            self._open[uri][1] = 1
+            self.release(uri)
+
     def release(self, uri: str) -> None:
         with self._lock:
             entry = self._open.get(uri)
@@ -211,7 +217,7 @@ class MilvusStore:
         fetch = min(k + len(self._pending), 16_384)
         results = self._client.search(
             self.collection, data=list(queries), limit=fetch, search_params=self._search_params(),
-            filter=where.to_milvus() if where is not None else "", output_fields=[])
+            filter=where.to_milvus() if where is not None else "", output_fields=["id"])
         for row, hits in enumerate(results):
             pks = np.array([hit["id"] for hit in hits], np.int64)
             dist = np.array([hit["distance"] for hit in hits], np.float32)
