@@ -24,8 +24,9 @@ def store(request, tmp_path):
         return
     probe = tmp_path / "probe.db"
     _lite_or_skip(probe)
-    from crossmodal.index.milvus_store import CLIENTS
     from milvus_lite.server_manager import server_manager_instance as servers
+
+    from crossmodal.index.milvus_store import CLIENTS
 
     CLIENTS.release(str(probe))
     yield "milvus"
