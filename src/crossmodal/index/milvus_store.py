@@ -6,8 +6,10 @@ metadata (as dynamic fields, so `where` filters run in Milvus); the index folder
 generation, the primary keys in row order (`<stem>.ids.npy`) and a small state file. Keys are
 handed out in increasing order and removal keeps the order, so a key's row is found by binary
 search. Crash safety follows the folder's manifest: rows inserted after the last commit carry
-keys >= the committed `next_pk` and are deleted on open; deletes wait until the manifest that
-drops their rows is written (`committed`), and are replayed on open if a crash cut them short.
+keys >= the committed `next_pk`; searches skip them, and the next writer deletes them before
+its first change (not a reader: the rows may be a live writer's). Deletes wait until the
+manifest that drops their rows is written (`committed`), and are replayed if a crash cut
+them short.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class MilvusStore:
         self._pks = np.zeros(0, np.int64) if ids is None else np.asarray(ids, np.int64)
         self._next_pk = int(next_pk)
         self._pending = list(pending or [])  # keys removed, deleted in Milvus once committed
+        self._stale_checked = ids is None  # a loaded store may hold a crashed writer's rows
         self._client = CLIENTS.get(uri)
         self._closed = False
         try:
@@ -168,7 +171,16 @@ class MilvusStore:
         return len(self._pks)
 
     # --- changing -----------------------------------------------------------------------
+    def _before_write(self) -> None:
+        """The engine writes only under its folder lock: rows past the committed keys are
+        left by a writer that crashed, and unfinished deletes are replayed."""
+        if not self._stale_checked:
+            self._stale_checked = True
+            self._client.delete(self.collection, filter=f"id >= {self._next_pk}")
+            self.committed()
+
     def add(self, vectors: np.ndarray, metadata: list[dict] | None = None) -> None:
+        self._before_write()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise BadInputError(f"expected vectors of shape (n, {self.dim}), got {vectors.shape}")
@@ -184,11 +196,13 @@ class MilvusStore:
         self._pks = np.concatenate([self._pks, pks])
 
     def remove(self, positions: np.ndarray) -> None:
+        self._before_write()
         positions = np.unique(np.asarray(positions, dtype=np.int64))
         self._pending.extend(int(pk) for pk in self._pks[positions])
         self._pks = np.delete(self._pks, positions)
 
     def committed(self) -> None:
+        self._stale_checked = True  # called by the writer: the caller holds the lock
         for start in range(0, len(self._pending), 10_000):
             self._client.delete(self.collection, ids=self._pending[start : start + 10_000])
         self._pending = []
@@ -213,11 +227,20 @@ class MilvusStore:
         positions = np.full((len(queries), max(k, 0)), -1, np.int64)
         if k <= 0:
             return scores, positions
-        # Removed rows still in Milvus until the commit may take places: ask for more.
+        # Rows removed but not yet deleted, or left by a crashed (or a running) writer, may
+        # take places: ask for more, and more again while Milvus fills every place it is given.
         fetch = min(k + len(self._pending), 16_384)
-        results = self._client.search(
-            self.collection, data=list(queries), limit=fetch, search_params=self._search_params(),
-            filter=where.to_milvus() if where is not None else "", output_fields=["id"])
+        while True:
+            results = self._client.search(
+                self.collection, data=list(queries), limit=fetch,
+                search_params=self._search_params(),
+                filter=where.to_milvus() if where is not None else "", output_fields=["id"])
+            short = any(len(hits) == fetch and (self._positions(
+                np.array([hit["id"] for hit in hits], np.int64)) >= 0).sum() < k
+                for hits in results)
+            if not short or fetch >= 16_384:
+                break
+            fetch = min(fetch * 4, 16_384)
         for row, hits in enumerate(results):
             pks = np.array([hit["id"] for hit in hits], np.int64)
             dist = np.array([hit["distance"] for hit in hits], np.float32)
@@ -264,12 +287,8 @@ class MilvusStore:
             state = json.loads((folder / files["milvus"]).read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError) as exc:
             raise IndexCorruptError(f"cannot read the Milvus row list in {folder}: {exc}") from exc
-        store = cls(dim, kind, params, uri=uri, collection=state["collection"], ids=ids,
-                    next_pk=state["next_pk"], pending=state["pending"], create=False)
-        # Rows a crashed writer inserted after the last commit; deletes it did not finish.
-        store._client.delete(store.collection, filter=f"id >= {store._next_pk}")
-        store.committed()
-        return store
+        return cls(dim, kind, params, uri=uri, collection=state["collection"], ids=ids,
+                   next_pk=state["next_pk"], pending=state["pending"], create=False)
 
     def drop(self) -> None:
         """Delete the Milvus collection (for a collection that is being thrown away)."""
