@@ -484,7 +484,10 @@ def _caption_metadata(batch: list[tuple[ItemSource, dict]]) -> list[dict]:
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):
-    """Per-store metadata rows, made only when a faiss store first filters."""
+    """Per-store metadata rows of the generation just loaded, made only when a faiss store
+    first needs them (the collection's lists change afterwards: keep copies of these)."""
+    items, text_rows = list(items), list(text_rows)
+
     def rows(role: str) -> list[dict]:
         if role == "images":
             return [item_metadata(item) for item in items]

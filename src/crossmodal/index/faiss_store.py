@@ -153,8 +153,8 @@ class FaissStore:
         keep = np.ones(len(self), dtype=bool)
         keep[np.asarray(positions, dtype=np.int64)] = False
         self._chunks = [np.ascontiguousarray(np.asarray(self.vectors)[keep])]
-        self._count = int(keep.sum())
         self._metadata = [row for row, kept in zip(self.metadata, keep, strict=True) if kept]
+        self._count = int(keep.sum())
         if self.kind == "ivfpq" and self.index is not None:
             self.index.reset()  # keep the trained quantizer; positions shift, so re-add
             self._add_chunked(self.index, self.vectors)
