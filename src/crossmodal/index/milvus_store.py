@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +208,17 @@ class MilvusStore:
             self._client.delete(self.collection, ids=self._pending[start : start + 10_000])
         self._pending = []
 
-    def flush(self) -> None:
-        """Seal what was inserted, so the index covers it (a benchmark's build time)."""
+    def flush(self, wait_s: float = 3600) -> None:
+        """Seal what was inserted and wait until the index covers it (a benchmark's build
+        time: until then Milvus searches the unindexed rows exhaustively)."""
         self._client.flush(self.collection)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            state = self._client.describe_index(self.collection, "vector")
+            if not state.get("pending_index_rows", 0) and state.get("indexed_rows", 0) >= len(
+                    self) or self.kind == "flat":
+                return
+            time.sleep(0.5)
 
     # --- reading ------------------------------------------------------------------------
     def _positions(self, pks: np.ndarray) -> np.ndarray:
