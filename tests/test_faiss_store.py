@@ -7,6 +7,7 @@ from crossmodal.errors import BadInputError, IndexCorruptError
 from crossmodal.index import faiss_store
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.filters import parse_filter
+from crossmodal.index.protocol import VectorStore
 from tests.stores import BACKENDS, StoreMaker, milvus_lite_or_skip, release_lite
 
 
@@ -51,6 +52,7 @@ def test_flat_is_exact_against_numpy(stores):
     rng = np.random.default_rng(0)
     base, queries = unit(rng, 500, 32), unit(rng, 20, 32)
     store = stores.new(32)
+    assert isinstance(store, VectorStore)
     store.add(base[:200])
     store.add(base[200:])
     scores, positions = store.search(queries, 10)
