@@ -63,7 +63,7 @@ def train_command(config_path: Path, no_resume: bool) -> None:
     if any(skipped.values()):
         click.echo(f"skipped bad items (unreadable images, empty captions): {skipped}")
     click.echo(f"best val Rsum {val['rsum']:.1f} (stage {result['stage']}, epoch "
-               f"{result['epoch']}); use it as --model towers:{result['tower_config']}")
+               f"{result['epoch']}); use it as --model {result['model']}")
 
 
 COMMANDS = [train_heads_command, train_command]

@@ -61,9 +61,17 @@ def _teacher(config: TrainConfig, data: RetrievalDataset, keep: list[int],
 def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     distributed.init_from_env()
     prefix, name = split_model_id(config.model)
+    if prefix == "hf":
+        from crossmodal.train.hf_parts import train_hf
+
+        return train_hf(config, name, resume, progress)
+    if prefix == "open_clip":
+        raise BadInputError(f"'{config.model}': open_clip models are not supported for "
+                            "training (open_clip needs torchvision, which crossmodal does not "
+                            "install); train an hf: CLIP / ChineseCLIP or a towers: model")
     if prefix != "towers":
-        raise BadInputError(f"training supports towers: models in this version, not "
-                            f"'{config.model}'")
+        raise BadInputError(f"training supports towers: and hf: (clip, chinese_clip) models, "
+                            f"not '{config.model}'")
     tower = find_tower_config(name)
     if config.context_length:  # CE-CLIP's key: captions truncated to this many tokens
         tower = replace(tower, text={**tower.text, "max_length": int(config.context_length)})
@@ -72,6 +80,27 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
         torch.manual_seed(config.seed)
         encoder.heads = TowerHeads(encoder.image_backbone.out_dim, encoder.text_backbone.out_dim,
                                    tower.head)
+    best, skipped = fit_encoder(config, encoder, resume, progress)
+    if distributed.rank_and_size()[0] != 0:
+        return {}
+    out = Path(config.output_dir).resolve()
+    backbones = out / "best-backbones.safetensors"
+    trained = replace(
+        tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),
+        backbone_weights=str(backbones) if backbones.is_file() else None,
+        description=f"{tower.description} Fine-tuned by {out / 'config.json'}.")
+    atomic_save_json(out / "tower.json", trained.to_dict())
+    atomic_save_json(out / "config.json", config.to_dict())
+    return {**best, "tower_config": str(out / "tower.json"),
+            "model": f"towers:{out / 'tower.json'}",
+            "skipped": skipped, "log": str(out / "log.jsonl")}
+
+
+def fit_encoder(config: TrainConfig, encoder, resume: bool = True, progress: bool = True
+                ) -> tuple[dict, dict[str, int]]:
+    """Features, stages and validation for any encoder with the towers' training attributes
+    (image_backbone / text_backbone blocks, heads; hf_parts.HFTrainable for hf:): the best
+    val report, and how many unreadable items each split skipped."""
     train_data, val_data = load_dataset(config.train_data), load_dataset(config.val_data)
     skipped = {"train": train_data.skipped, "val": val_data.skipped}
     progress = progress and distributed.rank_and_size()[0] == 0
@@ -90,19 +119,7 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
     trainer = HeadTrainer(config, encoder.heads, train, val,
                           _teacher(config, train_data, keep, texts), progress, towers)
     best = trainer.fit(resume=resume)
-    if distributed.rank_and_size()[0] != 0:
-        return {}
-    out = Path(config.output_dir).resolve()
-    backbones = out / "best-backbones.safetensors"
-    trained = replace(
-        tower, name=f"{tower.name}-{out.name}", weights=str(out / "best.safetensors"),
-        backbone_weights=str(backbones) if backbones.is_file() else None,
-        description=f"{tower.description} Fine-tuned by {out / 'config.json'}.")
-    atomic_save_json(out / "tower.json", trained.to_dict())
-    atomic_save_json(out / "config.json", config.to_dict())
-    return {**best, "tower_config": str(out / "tower.json"),
-            "skipped": {k: len(v) for k, v in skipped.items()},
-            "log": str(out / "log.jsonl")}
+    return best, {k: len(v) for k, v in skipped.items()}
 
 
 def load_and_run(path: str | Path, resume: bool = True) -> dict:

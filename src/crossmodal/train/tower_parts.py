@@ -37,7 +37,9 @@ class ImageBlocksSide:
 
     def __call__(self, rows: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.asarray(self.activations[rows], np.float32))
-        return self.backbone.run_blocks(x.contiguous(memory_format=torch.channels_last), self.cut)
+        if x.ndim == 4:  # conv maps; transformer activations are (n, tokens, hidden)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone.run_blocks(x, self.cut)
 
 
 class TextBlocksSide:
