@@ -101,6 +101,14 @@ def test_blocks_reproduce_the_model(tmp_path, kind):
         middle = parts.text_backbone.run_blocks(ids, mask, 0, 2)
         torch.testing.assert_close(parts.text_backbone.run_blocks(middle, mask, 2),
                                    parts.text_features(texts), rtol=0, atol=1e-5)
+        from crossmodal.models.preprocess import images_to_tensor
+
+        pixels = images_to_tensor(images, parts.preprocessing)
+        for cut in (1, 3):  # below the post-layernorm only [CLS] is kept
+            middle = parts.image_backbone.run_blocks(pixels, 0, cut)
+            assert middle.shape[1] == (1 if cut == 3 else 17)
+            torch.testing.assert_close(parts.image_backbone.run_blocks(middle, cut),
+                                       parts.image_features(images), rtol=0, atol=1e-5)
 
 
 def test_top_blocks_train_and_the_saved_model_scores_what_validation_said(tmp_path):
