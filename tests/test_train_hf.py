@@ -204,6 +204,9 @@ def test_train_command_names_the_hf_model(tmp_path, monkeypatch):
     raw = {"model": f"hf:{folder}", "train_data": pairs(tmp_path), "val_data": pairs(tmp_path),
            "output_dir": str(tmp_path / "run"), "stages": [{**HEADS, "max_epochs": 1}]}
     (tmp_path / "run.json").write_text(json.dumps(raw), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["train", "--config", "run.json"])
-    assert result.exit_code == 0, result.output + str(result.exception)
-    assert f"use it as --model hf:{tmp_path / 'run' / 'best'}" in result.output
+    for again in ([], ["--no-resume"]):  # the second run replaces OUT/best whole
+        result = CliRunner().invoke(cli, ["train", "--config", "run.json", *again])
+        assert result.exit_code == 0, result.output + str(result.exception)
+        assert f"use it as --model hf:{tmp_path / 'run' / 'best'}" in result.output
+    assert not list((tmp_path / "run").glob(".best*"))  # no temp or old folder left
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()

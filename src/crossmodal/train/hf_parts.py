@@ -214,8 +214,9 @@ class HFTrainable:
                                 f"(unexpected {unexpected[:3]})")
         model.load_state_dict(state, strict=False)
         final = out / "best"
+        for stale in [*out.glob(".best.tmp-*"), *out.glob(".best.old-*")]:  # a crashed save
+            shutil.rmtree(stale, ignore_errors=True)
         temp = out / f".best.tmp-{os.getpid()}"
-        shutil.rmtree(temp, ignore_errors=True)
         model.save_pretrained(temp)
         tokenizer = self.encoder.tokenizer
         tokenizer.model_max_length = self.encoder.context_length  # context_length sticks
