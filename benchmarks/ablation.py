@@ -18,7 +18,7 @@ from crossmodal.train.run import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-VARIANTS = [("InfoNCE alone", "infonce"), ("+ instance loss, two-stage", "icone"),
+VARIANTS = [("InfoNCE alone", "infonce"), ("+ instance loss, two-stage", "icone-heads"),
             ("+ CUSA (CSA + USA)", "cusa"), ("all together", "all")]
 
 

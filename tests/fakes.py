@@ -8,11 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from crossmodal.models.preprocess import l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
 
 COLOURS = {"red": 0, "green": 1, "blue": 2}
 DIM = 16
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    # Not models.preprocess's: that imports torch, which Ray test workers need not load.
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class FakeEncoder:

@@ -317,8 +317,15 @@ def test_table_tsv_and_jsonl_with_columns_root_and_ids(tmp_path):
     assert len(data) == 1 and len(data.texts) == 2
 
 
+def test_table_rows_with_empty_captions_are_skipped_and_counted(tmp_path):
+    write_image(tmp_path / "a.jpg", RED)
+    path = lines(tmp_path / "t.csv", "image,caption", "a.jpg,", "a.jpg,red", 'a.jpg," "')
+    data = load_table(path)
+    assert data.texts == ["red"]
+    assert data.skipped == [(f"{path}:2", "empty caption"), (f"{path}:4", "empty caption")]
+
+
 @pytest.mark.parametrize("name,rows,where,words", [
-    ("t.csv", ["image,caption", "a.jpg,"], ":2", ["non-empty 'caption'"]),
     ("t.csv", ["image,caption", "a.jpg,ok", " ,x"], ":3", ["non-empty 'image'"]),
     ("t.csv", ["image,caption", "a.jpg,ok", "a.jpg,ok,extra"], ":3", ["2 fields", "got 3"]),
     ("t.csv", ["", "img,caption", "a.jpg,ok"], ":2", ["header with columns 'image'"]),

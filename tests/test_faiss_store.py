@@ -4,7 +4,35 @@ import numpy as np
 import pytest
 
 from crossmodal.errors import BadInputError, IndexCorruptError
+from crossmodal.index import faiss_store
 from crossmodal.index.faiss_store import FaissStore
+from crossmodal.index.filters import parse_filter
+from crossmodal.index.protocol import VectorStore
+from tests.stores import BACKENDS, StoreMaker, milvus_lite_or_skip, release_lite
+
+
+@pytest.fixture(scope="module")
+def lite_uri(tmp_path_factory):
+    """One Milvus Lite server for the module, started on first use; each test gets its own
+    collections. Stopped at the end, so no server thread outlives the module."""
+    started: list[str] = []
+
+    def start() -> str:
+        if not started:
+            started.append(milvus_lite_or_skip(tmp_path_factory.mktemp("milvus") / "lite.db"))
+        return started[0]
+
+    yield start
+    if started:
+        release_lite(started[0])
+
+
+@pytest.fixture(params=BACKENDS)
+def stores(request, lite_uri):
+    """Makes stores of one backend; the same tests run against faiss and Milvus."""
+    maker = StoreMaker(request.param, lite_uri() if request.param == "milvus" else None)
+    yield maker
+    maker.close()
 
 
 def unit(rng, n, d):
@@ -20,35 +48,92 @@ def assert_same_topk(scores, positions, truth_scores, k):
     np.testing.assert_allclose(picked, scores, rtol=1e-5, atol=1e-5)
 
 
-def test_flat_is_exact_against_numpy():
+def test_flat_is_exact_against_numpy(stores):
     rng = np.random.default_rng(0)
     base, queries = unit(rng, 500, 32), unit(rng, 20, 32)
-    store = FaissStore(32)
+    store = stores.new(32)
+    assert isinstance(store, VectorStore)
     store.add(base[:200])
     store.add(base[200:])
     scores, positions = store.search(queries, 10)
     assert_same_topk(scores, positions, queries @ base.T, 10)
 
 
-def test_ties_are_tolerated():
+def test_ties_are_tolerated(stores):
     base = np.tile(np.eye(4, dtype=np.float32)[:1], (6, 1))  # six identical vectors
-    store = FaissStore(4)
+    store = stores.new(4)
     store.add(base)
     scores, positions = store.search(base[:1], 3)
     assert_same_topk(scores, positions, base[:1] @ base.T, 3)
     assert len(set(positions[0])) == 3
 
 
-def test_remove_compacts_rows():
+def test_remove_compacts_rows(stores, tmp_path):
     rng = np.random.default_rng(1)
     base = unit(rng, 50, 8)
-    store = FaissStore(8)
+    store = stores.new(8)
     store.add(base)
     store.remove(np.array([0, 10, 49]))
     kept = np.delete(base, [0, 10, 49], axis=0)
     assert len(store) == 47
     scores, positions = store.search(kept[:5], 1)
     np.testing.assert_array_equal(positions[:, 0], np.arange(5))
+    # Removed rows never come back, before or after the commit that makes removal final.
+    assert (store.search(base[[0, 10, 49]], 1)[0][:, 0] < 0.999).all()  # no exact match left
+    np.testing.assert_allclose(store.get_vectors([0, 46]), kept[[0, 46]], rtol=1e-6)
+    files = store.save(tmp_path, "images.000001")
+    store.committed()
+    loaded = stores.reload(store, tmp_path, files)
+    assert len(loaded) == 47
+    _, positions = loaded.search(base[[0, 10, 49, 1]], 1)
+    assert positions[3, 0] == 0  # base[1] is now row 0
+    assert (loaded.search(base[[0, 10, 49]], 1)[0][:, 0] < 0.999).all()
+
+
+def test_filters_select_rows_by_metadata(stores, tmp_path):
+    rng = np.random.default_rng(4)
+    base = unit(rng, 60, 16)
+    meta = [{"source": f"{'beach' if i % 3 == 0 else 'city'}/{i}.jpg", "mtime": 1000 + i,
+             "date": f"2024-01-{1 + i % 28:02d}", "modality": "image"} for i in range(60)]
+    store = stores.new(16)
+    store.add(base[:30], meta[:30])
+    store.add(base[30:], meta[30:])
+    truth = base[:5] @ base.T
+    where = parse_filter('source like "beach/%" and mtime >= 1030')
+    allowed = [i for i in range(60) if i % 3 == 0 and i >= 30]
+    scores, positions = store.search(base[:5], 4, where=where)
+    for row in range(5):
+        best = sorted(allowed, key=lambda i, row=row: -truth[row, i])[:4]
+        assert list(positions[row]) == best
+        np.testing.assert_allclose(scores[row], truth[row, best], rtol=1e-5, atol=1e-5)
+    in_list = parse_filter('date in ["2024-01-02", "2024-01-03"] or source = "city/5.jpg"')
+    found = set(store.search(base[:1], 10, where=in_list)[1][0]) - {-1}
+    assert found == {i for i in range(60) if 1 + i % 28 in (2, 3)} | {5}
+    none = store.search(base[:2], 5, where=parse_filter("source = nowhere"))[1]
+    assert (none == -1).all()  # nothing matches: padded, not an error
+    store.remove(np.array([30, 33]))  # two beach rows: the rest move down by up to two
+    after = set(store.search(base[:1], 60, where=where)[1][0]) - {-1}
+    assert after == {i - 2 for i in allowed if i > 33}
+    files = store.save(tmp_path, "images.000002")
+    store.committed()
+    rows = meta[:30] + [m for i, m in enumerate(meta) if i >= 30 and i not in (30, 33)]
+    loaded = stores.reload(store, tmp_path, files, metadata=lambda: rows)
+    assert set(loaded.search(base[:1], 60, where=where)[1][0]) - {-1} == after
+
+
+def test_faiss_filter_through_the_index_uses_an_id_selector():
+    rng = np.random.default_rng(5)
+    base = unit(rng, 3000, 16)
+    store = FaissStore(16, "hnsw")
+    store.add(base, [{"odd": i % 2 == 1} for i in range(3000)])
+    with pytest.MonkeyPatch.context() as patch:  # force the selector path, not the subset
+        patch.setattr(FaissStore, "get_vectors", lambda *a: pytest.fail("subset path taken"))
+        patch.setattr(faiss_store, "FILTER_EXACT_ROWS", 0)
+        _, positions = store.search(base[:20], 5, where=parse_filter("odd = true"))
+    assert (positions % 2 == 1).all()
+    exact = np.argsort(-(base[:20] @ base[1::2].T), axis=1)[:, :5] * 2 + 1
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(positions, exact, strict=True)])
+    assert recall >= 0.9
 
 
 def test_hnsw_and_ivfpq_recall(tmp_path):

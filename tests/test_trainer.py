@@ -108,8 +108,28 @@ def test_config_errors(tmp_path, stages, extra, message):
         config(tmp_path, stages, **extra)
 
 
-def test_backbone_stages_are_refused_clearly(tmp_path):
+def test_backbone_stages_without_towers_are_refused_clearly(tmp_path):
     trainer = HeadTrainer(config(tmp_path, [{"freeze": "image"}]), heads(), synthetic(32, 9),
                           synthetic(8, 10), progress=False)
-    with pytest.raises(BadInputError, match="trains a backbone"):
+    with pytest.raises(BadInputError, match="trains backbone blocks"):
         trainer.fit()
+
+
+@pytest.mark.parametrize(("stage", "image", "text"), [
+    ({"freeze": "towers"}, 0, 0),
+    ({"freeze": "image"}, 0, 7),
+    ({"freeze": "text"}, 18, 0),
+    ({"freeze": "none"}, 18, 7),
+    ({"freeze": "towers", "train_image_blocks": 3, "train_text_blocks": "all"}, 3, 7),
+    ({"freeze": "none", "train_image_blocks": 40, "train_text_blocks": 0}, 18, 0),
+])
+def test_freezing_policies_resolve_to_block_counts(tmp_path, stage, image, text):
+    resolved = config(tmp_path, [stage]).stages[0]
+    assert (resolved.blocks_to_train("image", 18), resolved.blocks_to_train("text", 7)) == (
+        image, text)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "some", True])
+def test_block_counts_must_be_counts(tmp_path, value):
+    with pytest.raises(BadInputError, match="train_image_blocks must be a count"):
+        config(tmp_path, [{"train_image_blocks": value}])

@@ -76,19 +76,39 @@ def _stem(*parts: str) -> str:
 @click.command("eval")
 @click.option("--model", required=True, help="Model id, e.g. towers:lite-en.")
 @evaluation_options
-def eval_command(model, data, split, language, protocol, ties, out, quiet) -> None:
+@click.option("--report", is_flag=True,
+              help="Also write one self-contained HTML page: the tables, an embedding map, "
+                   "retrieval grids and heat maps (needs the `plot` extra).")
+def eval_command(model, data, split, language, protocol, ties, out, quiet, report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models.registry import load_encoder
 
+    if report:
+        from crossmodal.viz.figures import require_plotting
+
+        require_plotting()
     dataset = _load(data, split, language)
-    report = evaluate_model(load_encoder(model), dataset, protocol, ties=ties,
-                            progress=not quiet)
+    encoder = load_encoder(model)
+    result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
     layouts = ["retrieval", "ranks", "newsimages"]
-    _show([report], layouts)
+    _show([result], layouts)
     stem = _stem("eval", model, dataset.name)
-    _write(out, stem, [report], layouts)
+    _write(out, stem, [result], layouts)
     click.echo(f"wrote {out / stem}.json and .md")
+    if report:
+        _write_html_report(out / f"{stem}.html", encoder, dataset, result, layouts, quiet)
+        click.echo(f"wrote {out / stem}.html")
+
+
+def _write_html_report(path: Path, encoder, dataset, result: dict, layouts: list[str],
+                       quiet: bool) -> None:
+    from crossmodal.viz.report import ReportPage, evaluation_pictures, write_report
+
+    pictures = evaluation_pictures(encoder, dataset, progress=not quiet)
+    page = ReportPage(f"{result['model']} on {result['dataset']}", [result],
+                      [(LAYOUT_TITLES[layout], layout) for layout in layouts], pictures)
+    write_report(path, page)
 
 
 @click.command("compare")

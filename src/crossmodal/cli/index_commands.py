@@ -38,17 +38,33 @@ def print_add_report(report, into: Path) -> None:
               help="Caption file(s): IMAGE<TAB>caption, IMAGE#K caption, .json or .jsonl.")
 @click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivfpq"]), default="flat",
               show_default=True, help="exact search, or approximate for large collections")
+@click.option("--store", default="faiss", show_default=True,
+              help="Where vectors live, for a new index: faiss (files in the folder), milvus "
+                   "(Milvus Lite in the folder), milvus:PATH or milvus:http://HOST:19530.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def index_command(inputs, into, model, caption_files, index_type, batch_size, quiet) -> None:
+@click.option("--ray", "ray", default=None, metavar="ADDRESS",
+              help="Embed on a Ray cluster ('auto', HOST:PORT or 'local'); inputs may also be "
+                   "webdataset .tar files or a parquet/CSV of paths and captions. New items only.")
+@click.option("--workers", type=int, default=None, help="With --ray: encoder actors.")
+def index_command(inputs, into, model, caption_files, index_type, store, batch_size, quiet, ray,
+                  workers) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.engine import Collection
     from crossmodal.index.manifest import MANIFEST
 
+    if ray:
+        from crossmodal.cli.distributed_commands import index_with_ray
+
+        index_with_ray(inputs, into, model, caption_files, index_type, ray, workers,
+                       batch_size, quiet)
+        return
+
     if (into / MANIFEST).is_file():
         collection = Collection.open(into, model=model)
     else:
-        collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type)
+        collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type,
+                                       store=store)
     report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
                                   progress=not quiet)
     print_add_report(report, into)

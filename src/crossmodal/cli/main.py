@@ -29,16 +29,20 @@ def cli() -> None:
 def _register() -> None:
     from crossmodal.cli import (
         demo,
+        distributed_commands,
         eval_commands,
         index_commands,
         onnx_commands,
+        plot_commands,
         search_commands,
+        serve_commands,
         teacher_commands,
         train_commands,
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
-                   teacher_commands, onnx_commands):
+                   teacher_commands, serve_commands, distributed_commands, plot_commands,
+                   onnx_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

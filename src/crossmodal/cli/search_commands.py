@@ -24,8 +24,11 @@ def format_hits(hits, target: str) -> str:
 @click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--target", type=click.Choice(["images", "texts"]), default=None,
               help="What to return (default: images; for --like, the item's own kind).")
+@click.option("--where", default=None,
+              help='Metadata filter, e.g. \'source like "beach/%"\', folder=beach, '
+                   '\'date >= "2024-01-01" and modality = "image"\'.')
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def search_command(index, query, image, like, k, target, as_json) -> None:
+def search_command(index, query, image, like, k, target, where, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
@@ -35,11 +38,11 @@ def search_command(index, query, image, like, k, target, as_json) -> None:
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
     collection = Collection.open(index)
     if query is not None:
-        hits = collection.search_text(query, k=k, target=target or "images")
+        hits = collection.search_text(query, k=k, target=target or "images", where=where)
     elif image is not None:
-        hits = collection.search_image(image, k=k, target=target or "images")
+        hits = collection.search_image(image, k=k, target=target or "images", where=where)
     else:
-        hits = collection.search_like(like, k=k, target=target)
+        hits = collection.search_like(like, k=k, target=target, where=where)
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))

@@ -50,13 +50,20 @@ def train_heads_command(tower, data_root, language, epochs, batch_size, lr, out)
               help="Training config (TOML or JSON): model, data, stages; see configs/.")
 @click.option("--no-resume", is_flag=True, help="Start over even if a checkpoint exists.")
 def train_command(config_path: Path, no_resume: bool) -> None:
-    """Staged training (losses, freezing, schedule per stage), best heads kept by val Rsum."""
+    """Staged training (losses, freezing, schedule per stage), best heads and fine-tuned
+    blocks kept by val Rsum. Several processes: torchrun --nproc-per-node N --no-python
+    crossmodal train --config ... (gloo on CPU, nccl on GPU)."""
     from crossmodal.train.run import load_and_run
 
     result = load_and_run(config_path, resume=not no_resume)
+    if not result:  # a torchrun process other than rank 0: rank 0 reports
+        return
     val = result["val"]
+    skipped = result.get("skipped", {})
+    if any(skipped.values()):
+        click.echo(f"skipped bad items (unreadable images, empty captions): {skipped}")
     click.echo(f"best val Rsum {val['rsum']:.1f} (stage {result['stage']}, epoch "
-               f"{result['epoch']}); use it as --model towers:{result['tower_config']}")
+               f"{result['epoch']}); use it as --model {result['model']}")
 
 
 COMMANDS = [train_heads_command, train_command]

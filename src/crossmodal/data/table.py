@@ -6,10 +6,11 @@
 
 The type comes from the extension: `.csv` (comma), `.tsv` (tab), both read with the csv module
 (so a cell may be quoted), or `.jsonl`. The image column holds a path relative to IMAGE_ROOT
-(default: the table's folder; an absolute path is kept), the text column one caption; neither
-may be empty. Several captions of one image are separate rows; each image file is one row
-of the dataset. Image ids come from ID_COLUMN where given (one id, one file), else the image
-cell as written; text ids are ID#K. A row whose image file is missing is skipped and recorded.
+(default: the table's folder; an absolute path is kept), the text column one caption; a row
+with an empty caption is skipped and recorded. Several captions of one image are separate
+rows; each image file is one row of the dataset. Image ids come from ID_COLUMN where given
+(one id, one file), else the image cell as written; text ids are ID#K. A row whose image
+file is missing is skipped and recorded.
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ def load_table(path: str | Path, image_column: str = "image", text_column: str =
     for number, row in iter_table(path, columns):
         where = f"{path}:{number}"
         image = required_cell(row, image_column, where)
-        text = required_cell(row, text_column, where)
+        text = clean(cell(row, text_column, where))
+        if not text:  # one bad row should not sink a training run: skipped and counted
+            build.data.skipped.append((where, "empty caption"))
+            continue
         image_id = required_cell(row, id_column, where) if id_column else image
         image_row = build.image(image_id, local_path(root, image), where)
         if image_row is not None:

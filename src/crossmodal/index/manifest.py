@@ -42,6 +42,8 @@ class Manifest:
     generation: int = 0
     counts: dict = field(default_factory=lambda: {"items": 0, "images": 0, "texts": 0})
     files: dict = field(default_factory=dict)  # role -> {"name": ..., "sha256": ..., "bytes": ...}
+    # where the vectors live: {"backend": "faiss"} or {"backend": "milvus", "uri", "collection"}
+    store: dict = field(default_factory=lambda: {"backend": "faiss"})
     versions: dict = field(default_factory=dict)
     format: int = FORMAT_VERSION
 

@@ -14,6 +14,16 @@ valid_step_interval, valid_epoch_interval, save_epoch_interval).
     losses = { infonce = 1.0, instance = 1.0 }
     lr = 1e-3
     max_epochs = 20
+
+    [[stages]]
+    name = "top-blocks"
+    train_image_blocks = 3       # the top 3 blocks of the image tower (or "all")
+    train_text_blocks = 2        # the top 2 layers of the text tower
+    backbone_lr = 2e-5
+    losses = { infonce = 1.0 }
+
+`freeze` names the towers that stay frozen; `train_image_blocks` / `train_text_blocks`
+override it with the number of top blocks that train. Heads always train.
 """
 
 from __future__ import annotations
@@ -38,10 +48,27 @@ class StageConfig:
     warmup: int = 100  # steps of linear warm-up, then cosine decay to 0
     max_epochs: int = 10
     batch_size: int = 256
+    train_image_blocks: int | str | None = None  # top blocks that train; "all"; None: by freeze
+    train_text_blocks: int | str | None = None
+    backbone_lr: float | None = None  # lr of backbone blocks; None: the stage's lr
+
+    def blocks_to_train(self, side: str, total: int) -> int:
+        """How many top blocks of the `side` tower ("image" or "text") train in this stage."""
+        explicit = self.train_image_blocks if side == "image" else self.train_text_blocks
+        if explicit is None:
+            frozen = self.freeze in ("towers", side)
+            return 0 if frozen else total
+        return total if explicit == "all" else min(int(explicit), total)
 
     def validate(self, where: str) -> None:
         if self.freeze not in FREEZE:
             raise BadInputError(f"{where}: freeze must be one of {FREEZE}, not {self.freeze!r}")
+        for key in ("train_image_blocks", "train_text_blocks"):
+            value = getattr(self, key)
+            if value is not None and value != "all" and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise BadInputError(f"{where}: {key} must be a count >= 0 or \"all\", "
+                                    f"not {value!r}")
         unknown = sorted(set(self.losses) - set(LOSSES))
         if unknown or not self.losses:
             raise BadInputError(f"{where}: losses must be a table of {LOSSES} -> weight, "

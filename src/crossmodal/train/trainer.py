@@ -1,14 +1,14 @@
-"""Staged training of a tower's heads on cached frozen-backbone features.
+"""Staged training of a tower's heads and, per stage, the top blocks of its backbones.
 
-Each stage has its losses (InfoNCE, IConE instance loss, CUSA's CSA and USA), learning rate
-(AdamW, linear warm-up then cosine) and length. Validation by Rsum on the val split at the
-configured intervals keeps the best heads (never chosen by test). A checkpoint after every
+Each stage has its losses (InfoNCE, IConE instance loss, CUSA's CSA and USA), trainable
+blocks, learning rates (AdamW, linear warm-up then cosine) and length. Frozen parts come
+from cached features or activations (tower_parts.py), so a stage runs at the speed of what
+it trains. Validation by Rsum on the val split at the configured intervals keeps the best
+heads and fine-tuned blocks (never chosen by test). A checkpoint after every
 `save_epoch_interval` epochs makes an interrupted run resume to the same result: each
 epoch's shuffling and dropout are seeded from (seed, stage, epoch), not from a running RNG.
 A non-finite loss stops the run with a clear error; the last good checkpoint stays.
-
-Stages that train a backbone (freeze = image | text | none) need live backbone passes and
-are refused here for now with a message saying so.
+Under torchrun each process embeds a slice of every global batch (distributed.py).
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
 from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
+from crossmodal.metrics.evaluate import evaluate_pairs
+from crossmodal.models.preprocess import l2_normalize
+from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
-from crossmodal.train.heads import FeatureSet, evaluate_heads
+from crossmodal.train.heads import FeatureSet
+from crossmodal.train.tower_parts import TowerParts, embed_side, frozen_sides
 
 
 class TrainingDiverged(CrossmodalError):
@@ -47,9 +51,13 @@ class TeacherFeatures:
 class HeadTrainer:
     def __init__(self, config: TrainConfig, heads: nn.Module, train: FeatureSet,
                  val: FeatureSet, teacher: TeacherFeatures | None = None,
-                 progress: bool = True):
+                 progress: bool = True, towers: TowerParts | None = None):
         self.config, self.heads, self.train, self.val = config, heads, train, val
-        self.teacher, self.progress = teacher, progress
+        self.teacher, self.towers = teacher, towers
+        self.rank = distributed.rank_and_size()[0]
+        self.progress = progress and self.rank == 0
+        self.sides = frozen_sides(train)
+        self.val_sides = frozen_sides(val)
         self.out = Path(config.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)  # initial weights of the loss modules
@@ -81,8 +89,17 @@ class HeadTrainer:
             params += list(self.losses["usa"].parameters()) + list(self.uni.parameters())
         return params
 
+    def _backbone_parameters(self, stage: StageConfig) -> list[nn.Parameter]:
+        if self.towers is None:
+            return []
+        return [p for block in self.towers.modules(stage) for p in block.parameters()]
+
     def _optimizer(self, stage: StageConfig):
-        optimizer = torch.optim.AdamW(self._parameters(stage), lr=stage.lr, weight_decay=stage.wd)
+        groups = [{"params": self._parameters(stage)}]
+        backbone = self._backbone_parameters(stage)
+        if backbone:
+            groups.append({"params": backbone, "lr": stage.backbone_lr or stage.lr})
+        optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=stage.wd)
         total = stage.max_epochs * self._steps_per_epoch(stage)
 
         def factor(step: int) -> float:
@@ -98,9 +115,12 @@ class HeadTrainer:
 
     def _loss(self, stage: StageConfig, images: np.ndarray, texts: np.ndarray,
               dropout: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
-        image_x = dropout(torch.from_numpy(self.train.image[images]))
-        text_x = dropout(torch.from_numpy(self.train.text[texts]))
-        img, txt = self.heads.image(image_x), self.heads.text(text_x)
+        # This process embeds its slice of the global batch; the losses see all slices.
+        mine = distributed.local_slice(images)
+        gather = distributed.gather_with_grad
+        image_x = dropout(self.sides[0](images[mine]))
+        text_x = dropout(self.sides[1](texts[mine]))
+        img, txt = gather(self.heads.image(image_x)), gather(self.heads.text(text_x))
         parts: dict[str, torch.Tensor] = {}
         weights = stage.losses
         if weights.get("infonce"):
@@ -113,8 +133,8 @@ class HeadTrainer:
             if weights.get("csa"):
                 parts["csa"] = self.losses["csa"](img, txt, t_img, t_txt)
             if weights.get("usa"):
-                parts["usa"] = self.losses["usa"](self.uni["image"](image_x),
-                                                  self.uni["text"](text_x), t_img, t_txt)
+                parts["usa"] = self.losses["usa"](gather(self.uni["image"](image_x)),
+                                                  gather(self.uni["text"](text_x)), t_img, t_txt)
         total = sum(weights[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
@@ -139,6 +159,7 @@ class HeadTrainer:
                     f"checkpoint is {self.out / 'last.pt'}")
             optimizer.zero_grad()
             loss.backward()
+            distributed.average_gradients(p for g in optimizer.param_groups for p in g["params"])
             optimizer.step()
             schedule.step()
             for temperature in self.temperatures:  # as CUSA's code: clamp stored tau in place
@@ -153,12 +174,26 @@ class HeadTrainer:
         return means
 
     # --- validation, checkpoints, log ---------------------------------------------------
+    def evaluate(self) -> dict:
+        """Val metrics of the current heads and backbones (features computed in chunks)."""
+        self.heads.eval()
+        with torch.inference_mode():
+            chunk = self.config.valid_batch_size
+            image = embed_side(self.val_sides[0], len(self.val.image), chunk)
+            text = embed_side(self.val_sides[1], len(self.val.text), chunk)
+            image, text = l2_normalize(self.heads.image(image)), l2_normalize(self.heads.text(text))
+        return evaluate_pairs(image, text, self.val.text_image)
+
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:
-        report = evaluate_heads(self.heads, self.val)
+        if self.rank != 0:  # one process validates and writes
+            return self.best
+        report = self.evaluate()
         rsum = report["rsum"]
         if rsum > self.best:
             self.best = rsum
             self.heads.save(self.out / "best.safetensors")
+            if self.towers is not None:
+                self.towers.save(self.out / "best-backbones.safetensors")
             atomic_save_json(self.out / "best.json", {"stage": stage.name, "epoch": epoch + 1,
                                                      "step": self.step, "val": report})
         self._log({**record, "stage": stage.name, "epoch": epoch + 1, "val_rsum": rsum,
@@ -170,7 +205,12 @@ class HeadTrainer:
             handle.write(json.dumps(record) + "\n")
 
     def _save(self, s: int, epoch: int, optimizer, schedule) -> None:
+        if self.rank != 0:
+            return
+        towers = self.towers
         state = {"stage": s, "epoch": epoch, "step": self.step, "best": self.best,
+                 "backbones": towers.state() if towers else {},
+                 "first_trained": towers.first_trained if towers else {},
                  "heads": self.heads.state_dict(), "losses": self.losses.state_dict(),
                  "uni": self.uni.state_dict(), "optimizer": optimizer.state_dict(),
                  "schedule": schedule.state_dict()}
@@ -180,28 +220,41 @@ class HeadTrainer:
 
     # --- the whole run ------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
+        size = distributed.rank_and_size()[1]
         for stage in self.config.stages:
-            if stage.freeze != "towers":
-                raise BadInputError(
-                    f"stage '{stage.name}': freeze = '{stage.freeze}' trains a backbone, which "
-                    "this version does not do yet; use freeze = 'towers' (heads only)")
+            trains_blocks = any(stage.blocks_to_train(side, 1) for side in ("image", "text"))
+            if self.towers is None and trains_blocks:
+                raise BadInputError(f"stage '{stage.name}' trains backbone blocks, which needs "
+                                    "the towers themselves (crossmodal train), not features")
+            if self.towers is not None:
+                self.towers.counts(stage)  # refuses blocks that cannot train, before any work
+            if stage.batch_size % size:
+                raise BadInputError(f"stage '{stage.name}': batch_size {stage.batch_size} must "
+                                    f"divide evenly over {size} processes")
             if (stage.losses.get("csa") or stage.losses.get("usa")) and self.teacher is None:
                 raise BadInputError(f"stage '{stage.name}' uses csa/usa but no teacher "
                                     "features were given")
         start_stage, start_epoch, saved = 0, 0, None
         checkpoint = self.out / "last.pt"
-        if not (resume and checkpoint.is_file()):  # a fresh run starts a fresh log
-            (self.out / "log.jsonl").unlink(missing_ok=True)
+        if not (resume and checkpoint.is_file()) and self.rank == 0:  # fresh run, fresh files
+            for stale in ("log.jsonl", "best-backbones.safetensors"):
+                (self.out / stale).unlink(missing_ok=True)
         if resume and checkpoint.is_file():
             saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
             self.heads.load_state_dict(saved["heads"])
             self.losses.load_state_dict(saved["losses"])
             self.uni.load_state_dict(saved["uni"])
+            if self.towers is not None and saved.get("backbones"):
+                self.towers.load_state(saved["backbones"], saved["first_trained"])
             self.step, self.best = saved["step"], saved["best"]
             start_stage, start_epoch = saved["stage"], saved["epoch"] + 1
         for s, stage in enumerate(self.config.stages):
             if s < start_stage:
                 continue
+            if self.towers is not None:
+                self.towers.begin(stage)
+                self.sides = self.towers.sides(stage, "train")
+                self.val_sides = self.towers.sides(stage, "val")
             optimizer, schedule = self._optimizer(stage)
             first = start_epoch if s == start_stage else 0
             if saved is not None and s == start_stage and first < stage.max_epochs:
@@ -218,4 +271,7 @@ class HeadTrainer:
                     self._log({**record, "stage": stage.name, "epoch": epoch + 1})
                 if last or (epoch + 1) % self.config.save_epoch_interval == 0:
                     self._save(s, epoch, optimizer, schedule)
+        distributed.barrier()
+        if self.rank != 0:
+            return {}
         return json.loads((self.out / "best.json").read_text(encoding="utf-8"))

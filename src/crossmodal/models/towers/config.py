@@ -19,17 +19,26 @@ class TowersConfig:
     text: dict
     head: dict
     weights: str | None = None  # safetensors path, relative to the config file
+    # Fine-tuned backbone blocks (safetensors, keys "image.*" / "text.*") over the pretrained.
+    backbone_weights: str | None = None
     description: str = ""
     source: Path | None = field(default=None, repr=False)
 
-    @property
-    def weights_path(self) -> Path | None:
-        if not self.weights:
+    def _resolve(self, value: str | None) -> Path | None:
+        if not value:
             return None
-        path = Path(self.weights)
+        path = Path(value)
         if not path.is_absolute() and self.source is not None:
             path = self.source.parent / path
         return path
+
+    @property
+    def weights_path(self) -> Path | None:
+        return self._resolve(self.weights)
+
+    @property
+    def backbone_weights_path(self) -> Path | None:
+        return self._resolve(self.backbone_weights)
 
     @classmethod
     def from_file(cls, path: Path) -> TowersConfig:
@@ -47,6 +56,7 @@ class TowersConfig:
             "text": self.text,
             "head": self.head,
             "weights": self.weights,
+            **({"backbone_weights": self.backbone_weights} if self.backbone_weights else {}),
         }
 
 

@@ -13,7 +13,11 @@ from PIL import Image
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
 from crossmodal.models.speed import traced_for_inference
-from crossmodal.models.towers.backbones import build_image_backbone, build_text_backbone
+from crossmodal.models.towers.backbones import (
+    build_image_backbone,
+    build_text_backbone,
+    load_backbone_weights,
+)
 from crossmodal.models.towers.config import TowersConfig
 from crossmodal.models.towers.heads import TowerHeads
 
@@ -47,12 +51,16 @@ class TowersEncoder:
         if load_heads and config.weights_path is not None:
             self.heads.load(config.weights_path)
             self._weights_digest = hashlib.sha256(config.weights_path.read_bytes()).hexdigest()
+        self.backbone_digest = "pretrained"
+        if config.backbone_weights_path is not None:
+            path = config.backbone_weights_path
+            load_backbone_weights(self.image_backbone, self.text_backbone, path)
+            self.backbone_digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps(
-            {"config": self.config.to_dict(), "weights": self._weights_digest}, sort_keys=True
-        )
+        blob = json.dumps({"config": self.config.to_dict(), "weights": self._weights_digest,
+                           "backbones": self.backbone_digest}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     # Backbone features are separate from heads so training can cache them.

@@ -1,0 +1,50 @@
+"""`crossmodal serve`: the HTTP API and search page over one index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but loopback needs --token.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--token", envvar="CROSSMODAL_TOKEN", default=None,
+              help="Bearer token clients must send (or set CROSSMODAL_TOKEN).")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow browser calls from this origin (repeatable). Default: CORS off.")
+@click.option("--rate-limit", default=20.0, show_default=True, type=click.FloatRange(0),
+              help="Requests per second per client address after a burst of 100; 0: off.")
+@click.option("--max-body-mb", default=16.0, show_default=True, type=click.FloatRange(0.01),
+              help="Largest request body (uploads) in MB.")
+@click.option("--read-only", is_flag=True, help="No adding or removing items over HTTP.")
+@click.option("--log-level", "log_level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="Server log level.")
+def serve_command(index, host, port, token, cors_origins, rate_limit, max_body_mb, read_only,
+                  log_level) -> None:
+    """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
+    from crossmodal.errors import missing_dependency
+
+    try:
+        import uvicorn
+
+        from crossmodal.serve import ServeSettings, create_app
+    except ImportError as exc:
+        raise missing_dependency(exc.name or "fastapi", "serve") from exc
+
+    settings = ServeSettings(host=host, port=port, token=token, cors_origins=tuple(cors_origins),
+                             rate_per_second=rate_limit,
+                             max_body_bytes=int(max_body_mb * 1024 * 1024),
+                             allow_writes=not read_only)
+    app = create_app(index, settings)
+    stats = app.state.live.snapshot.stats()
+    click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
+               f"http://{host}:{port}/  (API docs: /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+COMMANDS = [serve_command]

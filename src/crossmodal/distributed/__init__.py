@@ -1,0 +1,1 @@
+"""Distributed embedding (Ray) into clip-retrieval's layout, and importing such folders."""

@@ -1,0 +1,129 @@
+"""Build (or extend) a crossmodal index from a clip-retrieval embeddings folder, without encoding.
+
+Rows are grouped into items by `item_id` (our folders) or `image_path` (clip-retrieval's):
+the first row of an item gives its image vector, every row with a caption adds a caption and
+its text vector. Items already in the index are left alone, so an import can be rerun.
+The model is recorded in the index so text and image queries are encoded the same way; its
+dimension (and, for our folders, its fingerprint) must match the vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from crossmodal.distributed.clip_layout import RUN_FILE, list_shards, read_shard
+from crossmodal.engine import Collection
+from crossmodal.errors import BadInputError, IndexMismatchError
+from crossmodal.index.manifest import MANIFEST
+from crossmodal.models.preprocess import l2_normalize
+
+_EXTRA_FIELDS = ("url", "bytes", "mtime_ns")
+_COMMIT_EVERY = 50_000  # items per add_vectors call: each call rewrites the index files
+
+
+@dataclass
+class ImportReport:
+    into: Path
+    model: str
+    shards: int = 0
+    added: int = 0
+    texts: int = 0
+    already_present: int = 0
+    captions_without_vectors: int = 0
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _model_of(folder: Path, into: Path, model: str | None) -> str:
+    run_path = folder / RUN_FILE
+    recorded = json.loads(run_path.read_text(encoding="utf-8")).get("model") \
+        if run_path.is_file() else None
+    if model and recorded and model != recorded:
+        raise IndexMismatchError(f"{folder} was embedded with '{recorded}', not '{model}'")
+    if model or recorded:
+        return model or recorded
+    if (into / MANIFEST).is_file():
+        return Collection.open(into).manifest.model
+    raise BadInputError(f"which model made the vectors in {folder}? give --model "
+                        "(e.g. the open_clip or hf id clip-retrieval used)")
+
+
+def _check_vectors(collection: Collection, shard, folder: Path) -> None:
+    dim = collection.manifest.dim
+    if shard.image_vectors.ndim != 2 or (len(shard.image_vectors)
+                                         and shard.image_vectors.shape[1] != dim):
+        raise IndexMismatchError(
+            f"{folder}: img_emb_{shard.tag}.npy holds {shard.image_vectors.shape[-1]}-d vectors "
+            f"but '{collection.manifest.model}' makes {dim}-d ones: give the model that made them"
+        )
+    info = shard.info or {}
+    if info.get("fingerprint") and info["fingerprint"] != collection.manifest.model_fingerprint:
+        raise IndexMismatchError(
+            f"{folder}: shard {shard.tag} was embedded by other weights of '{info.get('model')}' "
+            f"(fingerprint {info['fingerprint']}, index {collection.manifest.model_fingerprint})"
+        )
+
+
+def import_embeddings(folder: str | Path, into: str | Path, model: str | None = None,
+                      index_type: str = "flat", progress: bool = True) -> ImportReport:
+    folder, into = Path(folder), Path(into)
+    tags = list_shards(folder)
+    model = _model_of(folder, into, model)
+    collection = Collection.create(into, model=model, index_type=index_type)
+    report = ImportReport(into, collection.manifest.model, shards=len(tags))
+    items: dict[str, dict] = {}
+    image_rows: list[np.ndarray] = []
+    text_rows: dict[str, list[np.ndarray]] = {}
+
+    def flush() -> None:
+        if not items:
+            return
+        texts = [v for item_id in items for v in text_rows.get(item_id, [])]
+        dim = collection.manifest.dim
+        collection.add_vectors(
+            list(items.values()), l2_normalize(np.stack(image_rows)),
+            l2_normalize(np.stack(texts)) if texts else np.zeros((0, dim), np.float32),
+        )
+        report.added += len(items)
+        report.texts += len(texts)
+        items.clear(), image_rows.clear(), text_rows.clear()
+
+    seen: set[str] = set()
+    for tag in tqdm(tags, desc="importing", unit="shard", disable=not progress):
+        shard = read_shard(folder, tag)
+        _check_vectors(collection, shard, folder)
+        for row, meta in enumerate(shard.metadata):
+            item_id = str(meta.get("item_id") or meta.get("image_path") or f"{tag}/{row}")
+            if item_id in collection:
+                if item_id not in seen:
+                    report.already_present += 1
+                    seen.add(item_id)
+                continue
+            if item_id not in items and item_id not in seen:
+                seen.add(item_id)
+                item = {"id": item_id, "path": str(meta.get("image_path") or item_id),
+                        "captions": []}
+                item.update({k: _plain(meta[k]) for k in _EXTRA_FIELDS
+                             if meta.get(k) is not None})
+                items[item_id] = item
+                image_rows.append(shard.image_vectors[row])
+            elif item_id not in items:  # an item of an earlier, already added chunk
+                continue
+            caption = meta.get("caption")
+            if isinstance(caption, str) and caption:
+                if shard.text_vectors is None:
+                    report.captions_without_vectors += 1
+                    continue
+                items[item_id]["captions"].append(caption)
+                text_rows.setdefault(item_id, []).append(shard.text_vectors[row])
+        if len(items) >= _COMMIT_EVERY:
+            flush()
+    flush()
+    return report

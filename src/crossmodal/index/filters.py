@@ -1,0 +1,246 @@
+"""Metadata filters: one small expression language, honoured by every vector store.
+
+    source like "beach/%"            folder == "beach" and date >= "2024-01-01"
+    modality = image                 not (mtime < 1700000000 or camera in ["a", "b"])
+
+A filter is parsed once into a tree; Milvus gets it back as its own boolean expression, the
+faiss store evaluates it in Python against each row's metadata. `key=value`
+with an unquoted word is accepted as a string, so `--where folder=beach` works in a shell.
+A row without the field never matches a comparison on it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from crossmodal.errors import BadInputError
+
+Value = str | int | float | bool
+_TOKEN = re.compile(r"""\s*(?:(?P<number>-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)(?![\w.])
+    |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    |(?P<op>==|!=|<=|>=|=|<|>|\(|\)|\[|\]|,)
+    |(?P<word>[A-Za-z_][\w./%-]*))""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not", "like", "in", "true", "false"}
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class Compare:
+    field: str
+    op: str  # ==, !=, <, <=, >, >=, like, in
+    value: Value | tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class Logic:
+    op: str  # and, or, not
+    parts: tuple[Compare | Logic, ...]
+
+
+Node = Compare | Logic
+
+
+@dataclass(frozen=True)
+class Filter:
+    text: str
+    tree: Node
+
+    def matches(self, row: dict) -> bool:
+        return _evaluate(self.tree, row)
+
+    def to_milvus(self) -> str:
+        return _milvus(self.tree)
+
+    def fields(self) -> set[str]:
+        return _fields(self.tree)
+
+
+def parse_filter(text: str | Filter | None) -> Filter | None:
+    """None for no filter; a BadInputError that points at the problem for a malformed one."""
+    if text is None or isinstance(text, Filter):
+        return text
+    if not text.strip():
+        return None
+    return _parse_cached(text.strip())
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str) -> Filter:
+    parser = _Parser(text)
+    tree = parser.expression()
+    if parser.peek() is not None:
+        parser.fail(f"unexpected '{parser.peek()[1]}'")
+    return Filter(text, tree)
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(text):
+            if text[position:].strip() == "":
+                break
+            match = _TOKEN.match(text, position)
+            if not match:
+                self.fail(f"cannot read '{text[position:].strip()[:20]}'")
+            kind = match.lastgroup
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+
+    def fail(self, why: str):
+        raise BadInputError(
+            f"bad filter {self.text!r}: {why}. Write comparisons like source like \"beach/%\", "
+            "folder = beach, mtime > 1700000000, modality in [\"image\"], joined by and/or/not")
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            self.fail("it ends too early")
+        self.at += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token and token[0] == "word" and token[1].lower() == word:
+            self.at += 1
+            return True
+        return False
+
+    def expression(self) -> Node:
+        parts = [self.conjunction()]
+        while self.keyword("or"):
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else Logic("or", tuple(parts))
+
+    def conjunction(self) -> Node:
+        parts = [self.negation()]
+        while self.keyword("and"):
+            parts.append(self.negation())
+        return parts[0] if len(parts) == 1 else Logic("and", tuple(parts))
+
+    def negation(self) -> Node:
+        if self.keyword("not"):
+            return Logic("not", (self.negation(),))
+        if self.peek() == ("op", "("):
+            self.take()
+            node = self.expression()
+            if self.take() != ("op", ")"):
+                self.fail("a '(' is not closed")
+            return node
+        return self.comparison()
+
+    def comparison(self) -> Compare:
+        kind, field = self.take()
+        if kind != "word" or not _IDENT.match(field) or field.lower() in _KEYWORDS:
+            self.fail(f"expected a field name, got '{field}'")
+        if self.keyword("like"):
+            value = self.value()
+            if not isinstance(value, str):
+                self.fail("like needs a string pattern")
+            return Compare(field, "like", value)
+        negated = self.keyword("not")
+        if self.keyword("in"):
+            node = Compare(field, "in", self.values())
+            return Logic("not", (node,)) if negated else node
+        if negated:
+            self.fail("'not' after a field name must be followed by 'in'")
+        kind, op = self.take()
+        if kind != "op" or op not in ("==", "=", "!=", "<", "<=", ">", ">="):
+            self.fail(f"expected a comparison after '{field}', got '{op}'")
+        return Compare(field, "==" if op == "=" else op, self.value())
+
+    def values(self) -> tuple[Value, ...]:
+        if self.take() != ("op", "["):
+            self.fail("in needs a list: in [\"a\", \"b\"]")
+        items: list[Value] = []
+        while self.peek() != ("op", "]"):
+            items.append(self.value())
+            if self.peek() == ("op", ","):
+                self.take()
+        self.take()
+        return tuple(items)
+
+    def value(self) -> Value:
+        kind, text = self.take()
+        if kind == "number":
+            return float(text) if any(c in text for c in ".eE") else int(text)
+        if kind == "string":
+            return json.loads('"' + text[1:-1].replace('"', '\\"').replace("\\'", "'") + '"')
+        if kind == "word" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if kind == "word":
+            return text  # a bare word: key=value from a shell
+        self.fail(f"expected a value, got '{text}'")
+        raise AssertionError("unreachable")
+
+
+def _like(pattern: str) -> re.Pattern:
+    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c)
+                              for c in pattern), re.DOTALL)
+
+
+_LIKE = lru_cache(maxsize=64)(_like)
+
+
+def _compare(have: object, op: str, want: Value | tuple[Value, ...]) -> bool:
+    if op == "in":
+        return have in want
+    if op == "like":
+        return isinstance(have, str) and _LIKE(want).fullmatch(have) is not None
+    if op == "==":
+        return have == want
+    if op == "!=":
+        return have != want
+    try:
+        return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]
+    except TypeError:  # a string field compared with a number: no match, as in Milvus
+        return False
+
+
+def _evaluate(node: Node, row: dict) -> bool:
+    if isinstance(node, Compare):
+        return node.field in row and _compare(row[node.field], node.op, node.value)
+    if node.op == "and":
+        return all(_evaluate(part, row) for part in node.parts)
+    if node.op == "or":
+        return any(_evaluate(part, row) for part in node.parts)
+    return not _evaluate(node.parts[0], row)
+
+
+def _literal(value: Value | tuple[Value, ...]) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def _milvus(node: Node) -> str:
+    """Metadata are Milvus dynamic fields: named as $meta["x"], so a field may share a name
+    with an expression keyword; `in` is spelled out as equalities, which Milvus Lite needs."""
+    if isinstance(node, Compare):
+        field = f"$meta[{json.dumps(node.field)}]"
+        if node.op == "in":
+            if not node.value:
+                return "(id < 0)"  # keys are never negative: an empty list matches nothing
+            return "(" + " or ".join(f"{field} == {_literal(v)}" for v in node.value) + ")"
+        return f"{field} {node.op} {_literal(node.value)}"
+    if node.op == "not":
+        return f"not ({_milvus(node.parts[0])})"
+    return "(" + f" {node.op} ".join(_milvus(part) for part in node.parts) + ")"
+
+
+def _fields(node: Node) -> set[str]:
+    if isinstance(node, Compare):
+        return {node.field}
+    return set().union(*(_fields(part) for part in node.parts))

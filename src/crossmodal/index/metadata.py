@@ -1,0 +1,40 @@
+"""The per-row metadata a store keeps for query-time filters, derived from an item.
+
+Fields (all filterable): item_id; source (the item id: the path relative to the folder that was
+indexed, e.g. "beach/dog.jpg"); folder ("beach"; "." at the top); name ("dog.jpg"); path (as
+given to `crossmodal index`); modality ("image" or "text"); caption (the caption's number, texts
+only); mtime (seconds since 1970, int); date ("YYYY-MM-DD", UTC); plus the item's own "meta"
+fields (strings, numbers, booleans) given through `Collection.add_vectors`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import PurePosixPath
+
+from crossmodal.errors import BadInputError
+
+# Names the stores use for their own columns; metadata may not shadow them.
+RESERVED = frozenset({"id", "vector"})
+BUILT_IN = ("item_id", "source", "folder", "name", "path", "modality", "caption", "mtime", "date")
+
+
+def item_metadata(item: dict, modality: str = "image", caption: int | None = None) -> dict:
+    source = PurePosixPath(str(item["id"]))
+    row: dict = {"item_id": item["id"], "source": item["id"], "folder": str(source.parent),
+                 "name": source.name, "path": str(item.get("path", "")), "modality": modality}
+    if caption is not None:
+        row["caption"] = caption
+    if item.get("mtime_ns") is not None:
+        seconds = int(item["mtime_ns"]) // 1_000_000_000
+        row["mtime"] = seconds
+        row["date"] = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d")
+    for key, value in (item.get("meta") or {}).items():
+        if key in RESERVED or key in BUILT_IN or not str(key).isidentifier():
+            raise BadInputError(f"item {item['id']}: metadata field '{key}' is reserved or not "
+                                "a plain name; rename it")
+        if not isinstance(value, str | int | float | bool):
+            raise BadInputError(f"item {item['id']}: metadata '{key}' must be a string, number "
+                                f"or boolean, not {type(value).__name__}")
+        row[key] = value
+    return row

@@ -1,0 +1,49 @@
+"""What the engine needs from a vector store (faiss in a folder, or a Milvus collection).
+
+Rows are addressed by position: row i is the i-th vector added and not removed since, so the
+engine's item list and the store stay aligned; removing rows shifts the later ones down.
+Each row may carry a metadata dict (crossmodal.index.metadata) that `where` filters match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from crossmodal.index.filters import Filter
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    dim: int
+    kind: str  # "flat", "hnsw" or "ivfpq"
+    params: dict
+
+    def __len__(self) -> int: ...
+
+    def add(self, vectors: np.ndarray, metadata: list[dict] | None = None) -> None:
+        """Append (n, dim) float32 rows, with one metadata dict per row (or none)."""
+
+    def remove(self, positions: np.ndarray) -> None:
+        """Drop rows by position; the rows after them move down."""
+
+    def search(self, queries: np.ndarray, k: int, threads: int | None = None,
+               where: Filter | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, positions), each (n_queries, k'), best first; -1 pads missing hits."""
+
+    def get_vectors(self, positions: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of these rows, (len(positions), dim)."""
+
+    def save(self, folder: Path, stem: str) -> dict[str, str]:
+        """Write this generation's local files; role -> file name, for the manifest."""
+
+    def committed(self) -> None:
+        """The manifest naming the last save is on disk: finish work deferred until then."""
+
+    def bytes_per_vector(self) -> float:
+        """Memory (or disk, for a remote store: 0 when unknown) the index holds per vector."""
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""

@@ -1,0 +1,78 @@
+"""create_app: the FastAPI app over one index, with its safety settings applied."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from crossmodal.errors import BadInputError, CrossmodalError
+from crossmodal.models.protocol import Encoder
+from crossmodal.serve.live import LiveCollection, NotFoundError
+from crossmodal.serve.routes import build_router
+from crossmodal.serve.security import BodyLimitMiddleware, RateLimiter, make_guard
+from crossmodal.serve.settings import ServeSettings
+
+STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("crossmodal.serve")
+
+# The page loads only its own script and the API's thumbnails (fetched as blobs).
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+                               "style-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(index_path: str | Path, settings: ServeSettings | None = None,
+               encoder: Encoder | None = None) -> FastAPI:
+    """The app for the index at `index_path`; the index and its encoder load here, once."""
+    settings = settings or ServeSettings()
+    live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir)
+    guard = make_guard(settings, RateLimiter(settings.rate_per_second, settings.rate_burst))
+
+    app = FastAPI(
+        title="crossmodal",
+        summary="Image-text retrieval over one index: search by text, image or item; "
+                "add and remove items.",
+        version="1",
+    )
+    app.state.live = live
+    app.state.settings = settings
+    app.include_router(build_router(live, settings, guard))
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(CrossmodalError)
+    async def bad_input(request: Request, exc: CrossmodalError) -> JSONResponse:
+        status = 400 if isinstance(exc, BadInputError) else 503  # the index, not the request
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,135 @@
+"""The API routes: search three ways, items in and out, thumbnails, health and stats."""
+
+# No `from __future__ import annotations`: FastAPI must resolve the local models at runtime.
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from crossmodal.engine import Hit as EngineHit
+from crossmodal.errors import BadInputError
+from crossmodal.serve import schemas
+from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
+from crossmodal.serve.settings import ServeSettings
+from crossmodal.serve.thumbnails import thumbnail_bytes
+
+ERRORS = {code: {"model": schemas.Problem} for code in (400, 401, 404, 413, 422, 429)}
+
+
+def _hits_out(hits: list[EngineHit], target: str, started: float) -> schemas.SearchResult:
+    return schemas.SearchResult(
+        target=target,
+        hits=[schemas.Hit(rank=h.rank, score=h.score, id=h.id, kind=h.kind, item_id=h.item_id,
+                          text=h.text, captions=h.captions,
+                          thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
+        took_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def _read_upload(file: UploadFile, settings: ServeSettings) -> Upload:
+    data = file.file.read(settings.max_body_bytes + 1)
+    return Upload.decode(data, settings.max_pixels)
+
+
+def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRouter:
+    router = APIRouter(prefix="/api", responses=ERRORS)
+    guarded = [Depends(guard)]
+    K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
+    ItemId = Annotated[str, Path(min_length=1, max_length=512,
+                                 description="An indexed item id (e.g. 'beach/dog.jpg').")]
+
+    class TextQuery(BaseModel):
+        query: str = Field(min_length=1, max_length=settings.max_query_chars,
+                           description="English or Chinese text, by the index's model.")
+        k: K = 10
+        target: schemas.Target = "images"
+
+    class LikeQuery(BaseModel):
+        id: str = Field(min_length=1, max_length=512,
+                        description="An item id (its image) or ITEM#K (its K-th caption).")
+        k: K = 10
+        target: schemas.Target | None = Field(
+            None, description="Default: the kind of the query (images for an item id).")
+
+    @router.get("/health", response_model=schemas.Health)
+    def health() -> schemas.Health:
+        return schemas.Health(status="ok")
+
+    @router.get("/stats", response_model=schemas.Stats, dependencies=guarded)
+    def stats() -> schemas.Stats:
+        info = live.snapshot.stats()
+        return schemas.Stats(**{k: info[k] for k in schemas.Stats.model_fields})
+
+    @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded)
+    def search_text(body: TextQuery) -> schemas.SearchResult:
+        started = time.perf_counter()
+        if not body.query.strip():
+            raise BadInputError("the query text is empty")
+        hits = live.snapshot.search_text(body.query, k=body.k, target=body.target)
+        return _hits_out(hits, body.target, started)
+
+    @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded)
+    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
+                     k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
+                     target: Annotated[schemas.Target, Form()] = "images",
+                     ) -> schemas.SearchResult:
+        started = time.perf_counter()
+        upload = _read_upload(file, settings)
+        hits = live.snapshot.search_image(upload.image, k=k, target=target)
+        return _hits_out(hits, target, started)
+
+    @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded)
+    def search_like(body: LikeQuery) -> schemas.SearchResult:
+        started = time.perf_counter()
+        snapshot = live.snapshot
+        try:
+            hits = snapshot.search_like(body.id, k=body.k, target=body.target)
+        except BadInputError as exc:  # the only bad input left: an id not indexed
+            raise NotFoundError(str(exc)) from exc
+        target = body.target or ("images" if body.id in snapshot else "texts")
+        return _hits_out(hits, target, started)
+
+    @router.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=guarded)
+    def get_item(item_id: ItemId) -> schemas.Item:
+        snapshot = live.snapshot
+        if item_id not in snapshot:
+            raise NotFoundError(f"no item '{item_id}' in the index")
+        return schemas.item_out(snapshot.item(item_id))
+
+    @router.get("/thumbnails/{item_id:path}", dependencies=guarded,
+                response_class=Response,
+                responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
+    def thumbnail(item_id: ItemId) -> Response:
+        snapshot = live.snapshot
+        if item_id not in snapshot:
+            raise NotFoundError(f"no item '{item_id}' in the index")
+        data = thumbnail_bytes(snapshot.item(item_id), settings.thumbnail_size)
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+    if settings.allow_writes:
+        @router.post("/items", response_model=schemas.Item, status_code=201,
+                     dependencies=guarded)
+        def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+                     captions: Annotated[str, Form(
+                         max_length=20_000, description="Captions, one a line.")] = "",
+                     id: Annotated[str | None, Form(
+                         max_length=200, description="Item id (default: from the content).")
+                     ] = None) -> schemas.Item:
+            lines = [c for c in captions.splitlines() if c.strip()]
+            if len(lines) > settings.max_captions:
+                raise BadInputError(f"at most {settings.max_captions} captions per item")
+            if any(len(c) > settings.max_query_chars for c in lines):
+                raise BadInputError(f"captions are at most {settings.max_query_chars} "
+                                    "characters long")
+            upload = _read_upload(file, settings)
+            return schemas.item_out(live.add_upload(upload, lines, id or None))
+
+        @router.delete("/items/{item_id:path}", response_model=schemas.Item,
+                       dependencies=guarded)
+        def remove_item(item_id: ItemId) -> schemas.Item:
+            return schemas.item_out(live.remove(item_id))
+
+    return router

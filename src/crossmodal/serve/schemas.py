@@ -1,0 +1,55 @@
+"""Request and response bodies of the HTTP API (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Target = Literal["images", "texts"]
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="What was wrong with the request and what to do.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Stats(BaseModel):
+    model: str
+    dim: int
+    index_type: str
+    items: int
+    images: int
+    texts: int
+    generation: int
+
+
+class Item(BaseModel):
+    id: str
+    captions: list[str]
+    thumbnail: str = Field(description="URL of the item's thumbnail (JPEG).")
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float
+    id: str = Field(description="An item id, or ITEM#K for the K-th caption of an item.")
+    kind: Literal["image", "text"]
+    item_id: str
+    text: str | None = None
+    captions: list[str]
+    thumbnail: str
+
+
+class SearchResult(BaseModel):
+    target: Target
+    hits: list[Hit]
+    took_ms: float
+
+
+def item_out(item: dict, prefix: str = "/api") -> Item:
+    return Item(id=item["id"], captions=item["captions"],
+                thumbnail=f"{prefix}/thumbnails/{item['id']}")

@@ -1,0 +1,261 @@
+"""`hf:` CLIP-family dual encoders as trainable parts: the same stages, freezing policies and
+cached activations as towers (tower_parts.py, activations.py), through small adapters.
+
+Per tower the blocks run from input to output, so "the top N blocks" means what it means for
+towers: image [embeddings + pre-layernorm, encoder layers..., post-layernorm of [CLS]];
+text [embeddings, encoder layers..., final layernorm (CLIP)], pooled at the end-of-text token
+(CLIP) or [CLS] (ChineseCLIP). The heads are the model's own visual_projection and
+text_projection; CLIP's logit_scale is left alone (our InfoNCE owns the temperature).
+The result is a transformers folder (`hf:OUTPUT_DIR/best`) that the registry loads as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from crossmodal.errors import BadInputError
+from crossmodal.index.storage import fsync_dir
+from crossmodal.models.preprocess import images_to_tensor
+
+TRAINABLE_TYPES = ("clip", "chinese_clip")
+IMAGE_MICRO_BATCH = 8
+TEXT_MICRO_BATCH = 64
+
+
+def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    out = layer(x, mask)
+    return out[0] if isinstance(out, tuple) else out  # transformers 4.x layers give tuples
+
+
+class HFVisionBlocks(nn.Module):
+    """A CLIP-style vision transformer as blocks; run_blocks(pixels, 0) is its pooler output."""
+
+    def __init__(self, vision_model: nn.Module):
+        super().__init__()
+        self.vision_model = vision_model  # state_dict keys match the full model's
+        self.out_dim = int(vision_model.config.hidden_size)
+
+    def blocks(self) -> list[nn.Module]:
+        m = self.vision_model
+        return [nn.ModuleList([m.embeddings, m.pre_layrnorm]), *m.encoder.layers,
+                m.post_layernorm]
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int | None = None) -> torch.Tensor:
+        """blocks[start:stop] on `x` (pixels when start is 0, else (n, tokens, hidden))."""
+        m = self.vision_model
+        count = len(m.encoder.layers) + 2
+        stop = count if stop is None else stop
+        for index in range(start, stop):
+            if index == 0:
+                x = m.pre_layrnorm(m.embeddings(x))
+            elif index == count - 1:
+                x = m.post_layernorm(x[:, 0])
+            else:
+                x = _layer(m.encoder.layers[index - 1], x, None)
+        if stop == count - 1 and start < stop:  # only [CLS] goes on: a 50-200x smaller cache
+            x = x[:, :1]
+        return x
+
+
+class HFTextBlocks(nn.Module):
+    """A CLIP (causal, end-of-text pooled) or BERT-style (ChineseCLIP, [CLS]) text tower."""
+
+    def __init__(self, text_model: nn.Module, tokenize: Callable, causal: bool):
+        super().__init__()
+        self.text_model = text_model  # state_dict keys match the full model's
+        self._tokenize, self.causal = tokenize, causal
+        self.out_dim = int(text_model.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self._tokenize(texts)
+
+    def _layers(self) -> nn.ModuleList:
+        encoder = self.text_model.encoder
+        return encoder.layers if hasattr(encoder, "layers") else encoder.layer
+
+    def blocks(self) -> list[nn.Module]:
+        tail = [self.text_model.final_layer_norm] if self.causal else []
+        return [self.text_model.embeddings, *self._layers(), *tail]
+
+    def run_blocks(self, x: torch.Tensor, mask: torch.Tensor, start: int,
+                   stop: int | None = None) -> torch.Tensor:
+        """blocks[start:stop] on a right-padded batch (token ids when start is 0); past the
+        last block the tokens are pooled as the model's get_text_features pools them."""
+        layers = self._layers()
+        count = len(layers) + 1 + int(self.causal)
+        stop = count if stop is None else stop
+        allowed = mask[:, None, None, :].bool()
+        if self.causal:
+            length = mask.shape[1]
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool).tril()
+        additive = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+        for index in range(start, stop):
+            if index == 0:
+                x = self.text_model.embeddings(input_ids=x)
+            elif index <= len(layers):
+                x = _layer(layers[index - 1], x, additive)
+            else:
+                x = self.text_model.final_layer_norm(x)
+        if stop < count:
+            return x
+        if not self.causal:
+            return x[:, 0]
+        # The end-of-text token closes every caption, truncated ones too (the tokenizers
+        # append it after truncation): the last unpadded position.
+        last = mask.sum(dim=1).long() - 1
+        return x[torch.arange(len(x)), last]
+
+
+class HFHeads(nn.Module):
+    """The model's own projections, as the trainer's heads (trained in place)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.image, self.text = model.visual_projection, model.text_projection
+        self.dim = int(self.text.out_features)
+
+    def reset(self, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.image.reset_parameters()
+        self.text.reset_parameters()
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save
+
+        from crossmodal.index.storage import atomic_write
+
+        blob = save({k: v.detach().contiguous() for k, v in self.state_dict().items()})
+        atomic_write(Path(path), lambda handle: handle.write(blob))
+
+
+@dataclass
+class HFSpec:
+    """What the feature and activation caches key on (as a TowersConfig offers them)."""
+
+    image: dict = field(default_factory=dict)
+    text: dict = field(default_factory=dict)
+    backbone_weights_path: Path | None = None  # the folder already holds fine-tuned weights
+
+
+class HFTrainable:
+    """An hf: encoder with the attributes training reads of a TowersEncoder: image_backbone,
+    text_backbone (blocks / run_blocks), heads, preprocessing, image_features/text_features."""
+
+    def __init__(self, source: str, context_length: int | None = None,
+                 fresh_heads: bool = False, seed: int = 0):
+        from crossmodal.models.hf import HFEncoder
+
+        encoder = HFEncoder(source)
+        if encoder.model_type not in TRAINABLE_TYPES:
+            raise BadInputError(
+                f"'{source}' is a {encoder.model_type} model; crossmodal train supports hf: "
+                f"{', '.join(TRAINABLE_TYPES)} models (evaluate it with `crossmodal eval`)")
+        if context_length:  # captions truncated to this many tokens, in training and after
+            encoder.context_length = min(encoder.context_length, int(context_length))
+        self.source, self.encoder = source, encoder
+        model = encoder.model.eval()
+        self.preprocessing = encoder.preprocessing
+        self.image_backbone = HFVisionBlocks(model.vision_model)
+        self.text_backbone = HFTextBlocks(model.text_model, encoder._tokenize,
+                                          causal=encoder.model_type == "clip")
+        self.heads = HFHeads(model)
+        if fresh_heads:  # seeded, so a run's initial heads do not depend on what ran before
+            self.heads.reset(seed)
+        key = {"hf": encoder.fingerprint}
+        self.config = HFSpec(image={**key, "side": "image"},
+                             text={**key, "side": "text", "max_length": encoder.context_length})
+
+    # Pooled features before the heads, by the very code the trainable blocks run.
+    @torch.inference_mode()
+    def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        parts = [self.image_backbone.run_blocks(
+                     images_to_tensor(images[start : start + IMAGE_MICRO_BATCH],
+                                      self.preprocessing), 0)
+                 for start in range(0, len(images), IMAGE_MICRO_BATCH)]
+        return torch.cat(parts) if parts else torch.empty(0, self.image_backbone.out_dim)
+
+    @torch.inference_mode()
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.text_backbone.out_dim)
+        for start in range(0, len(order), TEXT_MICRO_BATCH):
+            rows = order[start : start + TEXT_MICRO_BATCH]
+            tokens = self.text_backbone.tokenize([texts[i] for i in rows])
+            out[torch.tensor(rows)] = self.text_backbone.run_blocks(
+                tokens["input_ids"], tokens["attention_mask"], 0)
+        return out
+
+    # --- the result: a transformers folder ------------------------------------------------
+    def save_best(self, out: Path) -> Path:
+        """OUT/best: the source model with the best heads and blocks, written to a temp
+        folder and renamed into place. Starts again from the source weights, so blocks that
+        trained after the best validation do not leak into it."""
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(self.source)
+        heads = {"image.": "visual_projection.", "text.": "text_projection."}
+        state = {_renamed(k, heads): v for k, v in load_file(str(out / "best.safetensors")).items()}
+        backbones = out / "best-backbones.safetensors"
+        if backbones.is_file():  # keys "image.vision_model.…" / "text.text_model.…"
+            state.update({k.partition(".")[2]: v for k, v in load_file(str(backbones)).items()})
+        unexpected = sorted(set(state) - set(model.state_dict()))
+        if unexpected:
+            raise BadInputError(f"{out}: trained weights do not fit {self.source} "
+                                f"(unexpected {unexpected[:3]})")
+        model.load_state_dict(state, strict=False)
+        final = out / "best"
+        for stale in [*out.glob(".best.tmp-*"), *out.glob(".best.old-*")]:  # a crashed save
+            shutil.rmtree(stale, ignore_errors=True)
+        temp = out / f".best.tmp-{os.getpid()}"
+        model.save_pretrained(temp)
+        tokenizer = self.encoder.tokenizer
+        tokenizer.model_max_length = self.encoder.context_length  # context_length sticks
+        tokenizer.save_pretrained(temp)
+        from crossmodal.models.hf import _processor_config
+
+        processor = _processor_config(self.source)
+        if processor:
+            (temp / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
+        for path in temp.iterdir():  # complete on disk before it takes the name
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        old = out / f".best.old-{os.getpid()}"
+        if final.exists():
+            final.rename(old)
+        temp.rename(final)
+        fsync_dir(out)
+        shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+def _renamed(key: str, prefixes: dict[str, str]) -> str:
+    for old, new in prefixes.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def train_hf(config, source: str, resume: bool = True, progress: bool = True) -> dict:
+    """run_training for hf: models: the towers flow, then OUT/best instead of tower.json."""
+    from crossmodal.index.storage import atomic_save_json
+    from crossmodal.train import distributed
+    from crossmodal.train.run import fit_encoder
+
+    encoder = HFTrainable(source, config.context_length, config.fresh_heads, config.seed)
+    best, skipped = fit_encoder(config, encoder, resume, progress)
+    if distributed.rank_and_size()[0] != 0:
+        return {}
+    out = Path(config.output_dir).resolve()
+    folder = encoder.save_best(out)
+    atomic_save_json(out / "config.json", config.to_dict())
+    return {**best, "model": f"hf:{folder}", "skipped": skipped, "log": str(out / "log.jsonl")}

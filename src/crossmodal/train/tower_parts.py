@@ -1,0 +1,170 @@
+"""What the trainer feeds the heads: per side (image, text), either cached frozen features or
+the top blocks of the backbone run on cached activations at the first block that trains.
+
+Backbone blocks that train stay in eval mode: BatchNorm keeps its pretrained statistics (a
+few thousand images would only add noise to them) and dropout stays off, so cached
+activations below the cut and the trainable part agree with inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossmodal.errors import BadInputError
+from crossmodal.index.storage import atomic_write
+from crossmodal.train.activations import TokenStates, image_activations, text_activations
+from crossmodal.train.heads import FeatureSet
+
+Side = Callable[[np.ndarray], torch.Tensor]  # rows -> pooled backbone features
+
+
+class FrozenSide:
+    def __init__(self, features: np.ndarray):
+        self.features = features
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.features[rows]))
+
+
+class ImageBlocksSide:
+    def __init__(self, backbone: nn.Module, activations: np.ndarray, cut: int):
+        self.backbone, self.activations, self.cut = backbone, activations, cut
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(self.activations[rows], np.float32))
+        if x.ndim == 4:  # conv maps; transformer activations are (n, tokens, hidden)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone.run_blocks(x, self.cut)
+
+
+class TextBlocksSide:
+    def __init__(self, backbone: nn.Module, states: TokenStates, cut: int):
+        self.backbone, self.states, self.cut = backbone, states, cut
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        x, mask = self.states.batch(np.asarray(rows))
+        return self.backbone.run_blocks(x, mask, self.cut)
+
+
+@torch.inference_mode()
+def embed_side(side: Side, n: int, chunk: int = 256) -> torch.Tensor:
+    return torch.cat([side(np.arange(start, min(n, start + chunk)))
+                      for start in range(0, n, chunk)])
+
+
+def frozen_sides(features: FeatureSet) -> tuple[Side, Side]:
+    return FrozenSide(features.image), FrozenSide(features.text)
+
+
+class TowerParts:
+    """The backbones of a towers encoder while a run trains them.
+
+    `train` / `val` are (dataset, kept image rows, kept text rows, frozen features)."""
+
+    def __init__(self, encoder, train: tuple, val: tuple, cache: Path, progress: bool = True):
+        self.encoder, self.splits = encoder, {"train": train, "val": val}
+        self.cache, self.progress = cache, progress
+        self.backbones = {"image": encoder.image_backbone, "text": encoder.text_backbone}
+        self.totals = {side: len(b.blocks()) for side, b in self.backbones.items()}
+        # Lowest block index trained so far per side: what the fine-tuned weights hold.
+        self.first_trained = dict(self.totals)
+        # A run that starts from fine-tuned towers keeps their blocks in what it saves.
+        start = encoder.config.backbone_weights_path
+        self.inherited: dict[str, torch.Tensor] = {}
+        if start is not None:
+            from safetensors.torch import load_file
+
+            self.inherited = load_file(str(start))
+
+    def counts(self, stage) -> dict[str, int]:
+        counts = {side: stage.blocks_to_train(side, total) for side, total in self.totals.items()}
+        for side, count in counts.items():
+            backbone = self.backbones[side]
+            if count and getattr(backbone, "trainable", True) is False:
+                raise BadInputError(
+                    f"stage '{stage.name}': the {side} tower ({type(backbone).__name__}) is a "
+                    f"frozen engine and cannot train; set train_{side}_blocks = 0")
+        return counts
+
+    def begin(self, stage) -> None:
+        """Before a stage: only its blocks take gradients; a block trained in an earlier stage
+        keeps running live (its cached input would be stale otherwise)."""
+        for side, count in self.counts(stage).items():
+            self.first_trained[side] = min(self.first_trained[side], self.totals[side] - count)
+        for backbone in self.backbones.values():
+            backbone.requires_grad_(False)
+        for block in self.modules(stage):
+            block.requires_grad_(True)
+
+    def modules(self, stage) -> list[nn.Module]:
+        blocks = []
+        for side, count in self.counts(stage).items():
+            if count:
+                blocks += self.backbones[side].blocks()[-count:]
+        return blocks
+
+    def sides(self, stage, split: str) -> tuple[Side, Side]:
+        """Call after begin(stage): sides run from the lowest block trained so far."""
+        data, images, texts, frozen = self.splits[split]
+        image: Side = FrozenSide(frozen.image)
+        text: Side = FrozenSide(frozen.text)
+        if self.first_trained["image"] < self.totals["image"]:
+            cut = self.first_trained["image"]
+            activations, _ = image_activations(self.encoder, data, cut, self.cache, self.progress)
+            image = ImageBlocksSide(self.backbones["image"], _rows(activations, images), cut)
+        if self.first_trained["text"] < self.totals["text"]:
+            cut = self.first_trained["text"]
+            states = text_activations(self.encoder, data.texts, cut, self.cache, self.progress)
+            text = TextBlocksSide(self.backbones["text"], _ragged_rows(states, texts), cut)
+        return image, text
+
+    # --- the weights of the blocks trained so far ----------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        state = {name: self._current(name) for name in self.inherited}
+        for side, backbone in self.backbones.items():
+            blocks = backbone.blocks()[self.first_trained[side]:]
+            owned = {id(t) for b in blocks for t in [*b.parameters(), *b.buffers()]}
+            for name, tensor in backbone.state_dict(keep_vars=True).items():
+                if id(tensor) in owned:
+                    state[f"{side}.{name}"] = tensor.detach().clone().contiguous()
+        return state
+
+    def _current(self, name: str) -> torch.Tensor:
+        side, _, key = name.partition(".")
+        return self.backbones[side].state_dict()[key].detach().clone().contiguous()
+
+    def load_state(self, state: dict[str, torch.Tensor], first_trained: dict[str, int]) -> None:
+        self.first_trained = dict(first_trained)
+        for side, backbone in self.backbones.items():
+            part = {k[len(side) + 1:]: v for k, v in state.items() if k.startswith(f"{side}.")}
+            if part:
+                backbone.load_state_dict(part, strict=False)
+
+    def save(self, path: Path) -> bool:
+        """Fine-tuned blocks as safetensors; False (nothing written) when none trained."""
+        from safetensors.torch import save
+
+        state = self.state()
+        if not state:
+            return False
+        blob = save(state)
+        atomic_write(Path(path), lambda handle: handle.write(blob))
+        return True
+
+
+def _rows(array: np.ndarray, rows: list[int]) -> np.ndarray:
+    return array if len(rows) == len(array) and rows == list(range(len(array))) else array[rows]
+
+
+def _ragged_rows(states: TokenStates, rows: list[int]) -> TokenStates:
+    if rows == list(range(len(states.offsets) - 1)):
+        return states
+    lengths = states.offsets[np.array(rows) + 1] - states.offsets[np.array(rows)]
+    values = np.concatenate([states.values[states.offsets[r]:states.offsets[r + 1]]
+                             for r in rows])
+    return TokenStates(values, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))

@@ -1,0 +1,67 @@
+"""Build any vector store the same way, so one test suite runs against faiss and Milvus."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from crossmodal.index.faiss_store import FaissStore
+
+BACKENDS = ("faiss", "milvus")
+_names = itertools.count()
+
+
+def milvus_lite_or_skip(path: Path) -> str:
+    """A Milvus Lite URI that has started, or a clean skip saying why not."""
+    pytest.importorskip("pymilvus", reason="pymilvus not installed (pip install '.[milvus]')")
+    pytest.importorskip("milvus_lite", reason="milvus-lite not installed")
+    from crossmodal.index.milvus_store import CLIENTS
+
+    uri = str(path)
+    try:
+        CLIENTS.get(uri)  # held until release_lite: one server for the whole module
+    except Exception as exc:  # noqa: BLE001 - any failure to start means: skip, say why
+        pytest.skip(f"Milvus Lite cannot start here: {exc}")
+    return uri
+
+
+def release_lite(uri: str) -> None:
+    from crossmodal.index.milvus_store import CLIENTS
+
+    CLIENTS.release(uri)
+
+
+class StoreMaker:
+    """new(dim, kind, params) and reload(store, folder, files) for one backend."""
+
+    def __init__(self, backend: str, uri: str | None):
+        self.backend, self.uri = backend, uri
+        self.made: list = []
+
+    def new(self, dim: int, kind: str = "flat", params: dict | None = None):
+        if self.backend == "faiss":
+            store = FaissStore(dim, kind, params)
+        else:
+            from crossmodal.index.milvus_store import MilvusStore
+
+            store = MilvusStore(dim, kind, params, uri=self.uri, collection=f"t{next(_names)}")
+        self.made.append(store)
+        return store
+
+    def reload(self, store, folder: Path, files: dict[str, str], metadata=None):
+        if self.backend == "faiss":
+            loaded = FaissStore.load(folder, files, store.dim, store.kind, store.params,
+                                     metadata)
+        else:
+            from crossmodal.index.milvus_store import MilvusStore
+
+            loaded = MilvusStore.load(folder, files, store.dim, store.kind, store.params,
+                                      uri=self.uri)
+        self.made.append(loaded)
+        return loaded
+
+    def close(self) -> None:
+        for store in self.made:
+            store.close()

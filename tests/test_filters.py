@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from crossmodal.errors import BadInputError
+from crossmodal.index.filters import parse_filter
+from crossmodal.index.metadata import item_metadata
+
+ROW = {"source": "beach/dog.jpg", "folder": "beach", "mtime": 1_700_000_000, "score": 0.5,
+       "date": "2023-11-14", "flag": True}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('source like "beach/%"', True),
+    ("source like 'beach/_og.jpg'", True),
+    ('source like "beach"', False),  # like matches the whole value
+    ("folder=beach", True),  # bare word from a shell
+    ("folder != beach", False),
+    ("mtime > 1600000000 and score <= 0.5", True),
+    ('date >= "2024-01-01" or flag = true', True),
+    ("not (folder = beach)", False),
+    ('folder in ["city", "beach"]', True),
+    ("folder not in [beach]", False),
+    ("missing = 1", False),  # a row without the field never matches
+    ('mtime > "abc"', False),  # mismatched types: no match, not an error
+])
+def test_filters_match_rows(text, expected):
+    assert parse_filter(text).matches(ROW) is expected
+
+
+def test_milvus_expression_and_parse_errors():
+    where = parse_filter('folder = beach and (mtime > 5 or tag in ["a", 2]) and not x like "q%"')
+    assert where.to_milvus() == (
+        '($meta["folder"] == "beach" and ($meta["mtime"] > 5 or ($meta["tag"] == "a" or '
+        '$meta["tag"] == 2)) and not ($meta["x"] like "q%"))')
+    assert where.fields() == {"folder", "mtime", "tag", "x"}
+    assert parse_filter("  ") is None and parse_filter(None) is None
+    for bad in ("folder ==", "= beach", "(folder = a", "folder ~ a", "a = 1 b = 2",
+                "and = 1", "x like 3", "x not = 1"):
+        with pytest.raises(BadInputError, match="bad filter"):
+            parse_filter(bad)
+
+
+def test_item_metadata_fields():
+    row = item_metadata({"id": "beach/dog.jpg", "path": "/p/beach/dog.jpg", "captions": [],
+                         "mtime_ns": 1_700_000_000_123_456_789, "meta": {"camera": "x"}},
+                        "text", 2)
+    assert row == {"item_id": "beach/dog.jpg", "source": "beach/dog.jpg", "folder": "beach",
+                   "name": "dog.jpg", "path": "/p/beach/dog.jpg", "modality": "text",
+                   "caption": 2, "mtime": 1_700_000_000, "date": "2023-11-14", "camera": "x"}
+    with pytest.raises(BadInputError, match="must be a string"):
+        item_metadata({"id": "a", "meta": {"tags": ["x"]}})

@@ -1,0 +1,189 @@
+"""The HTTP API over a fake-encoder index: every search direction, items, limits, security."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+pytest.importorskip("multipart")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from crossmodal.errors import BadInputError  # noqa: E402
+from crossmodal.serve import ServeSettings, create_app  # noqa: E402
+from tests.serve_helpers import build_index, png_bytes  # noqa: E402
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture
+def index_path(tmp_path, colour_folder, fake_encoder):
+    return build_index(tmp_path, colour_folder, fake_encoder)
+
+
+@pytest.fixture
+def client(index_path, fake_encoder):
+    return TestClient(create_app(index_path, ServeSettings(), encoder=fake_encoder))
+
+
+def ids(response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["hits"]]
+
+
+def test_health_stats_and_page(client):
+    assert client.get("/api/health").json() == {"status": "ok"}
+    stats = client.get("/api/stats").json()
+    assert stats["items"] == 4 and stats["texts"] == 4 and stats["model"] == "fake:colours"
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="query"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").status_code == 200
+    assert "/api/search/text" in client.get("/openapi.json").json()["paths"]
+
+
+def test_search_every_direction(client, colour_folder):
+    assert ids(client.post("/api/search/text", json={"query": "red", "k": 2}))[0] == "red.jpg"
+    texts = client.post("/api/search/text", json={"query": "blue", "k": 1, "target": "texts"})
+    assert ids(texts) == ["sub/blue.webp#0"] and texts.json()["hits"][0]["text"] == "deep blue sea"
+    green = (colour_folder / "green.png").read_bytes()
+    by_image = client.post("/api/search/image", files={"file": ("g.png", green, "image/png")},
+                           data={"k": "1", "target": "texts"})
+    assert by_image.json()["hits"][0]["item_id"] == "green.png"
+    like = ids(client.post("/api/search/like", json={"id": "red.jpg", "k": 3}))
+    assert "red.jpg" not in like and len(like) == 3
+    like_caption = client.post("/api/search/like", json={"id": "red.jpg#0", "k": 1})
+    assert like_caption.json()["target"] == "texts"
+    assert like_caption.json()["hits"][0]["kind"] == "text"
+
+
+def test_items_thumbnails_add_and_remove(client):
+    item = client.get("/api/items/sub/blue.webp").json()
+    assert item == {"id": "sub/blue.webp", "captions": ["deep blue sea"],
+                    "thumbnail": "/api/thumbnails/sub/blue.webp"}
+    assert "path" not in item  # server paths stay private
+    thumb = client.get(item["thumbnail"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"
+
+    yellow = {"file": ("y.png", png_bytes((240, 240, 0)), "image/png")}
+    added = client.post("/api/items", files=yellow,
+                        data={"captions": "yellow sun\n\nbright", "id": "new/yellow.png"})
+    assert added.status_code == 201, added.text
+    assert added.json()["captions"] == ["yellow sun", "bright"]
+    assert client.get("/api/stats").json()["items"] == 5
+    assert client.get("/api/thumbnails/new/yellow.png").status_code == 200
+    other = {"file": ("o.png", png_bytes((1, 2, 3)), "image/png")}
+    same_id = client.post("/api/items", files=other,
+                          data={"id": "new/yellow.png"})
+    assert same_id.status_code == 400 and "already indexed" in same_id.json()["detail"]
+    auto = client.post("/api/items", files={"file": ("x.png", png_bytes((9, 9, 9)), "image/png")})
+    assert auto.json()["id"].startswith("uploads/")
+
+    removed = client.delete("/api/items/new/yellow.png")
+    assert removed.status_code == 200 and removed.json()["id"] == "new/yellow.png"
+    assert client.get("/api/items/new/yellow.png").status_code == 404
+    assert client.delete("/api/items/new/yellow.png").status_code == 404
+    assert client.get("/api/stats").json()["items"] == 5  # 4 + the auto-named one
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, words", [
+    ("post", "/api/search/text", {"json": {"query": "   "}}, 400, "empty"),
+    ("post", "/api/search/text", {"json": {"query": "red", "k": 0}}, 422, "k"),
+    ("post", "/api/search/text", {"json": {"query": "red", "k": 101}}, 422, "k"),
+    ("post", "/api/search/text", {"json": {"query": "red", "target": "sounds"}}, 422, "target"),
+    ("post", "/api/search/text", {"json": {"query": "x" * 1001}}, 422, "query"),
+    ("post", "/api/search/text", {"content": b"not json",
+                                  "headers": {"content-type": "application/json"}}, 422, "JSON"),
+    ("post", "/api/search/like", {"json": {"id": "nope.jpg"}}, 404, "nope.jpg"),
+    ("post", "/api/search/like", {"json": {"id": "red.jpg#7"}}, 404, "red.jpg#7"),
+    ("post", "/api/search/image", {"files": {"file": ("a.png", b"not an image", "image/png")}},
+     400, "not a recognised image"),
+    ("post", "/api/search/image", {"files": {"file": ("a.png", b"", "image/png")}}, 400, "empty"),
+    ("post", "/api/search/image", {"data": {"k": "3"}}, 422, "file"),
+    ("get", "/api/items/../../etc/passwd", {}, 404, "no"),  # normalised away, or unknown
+    ("get", "/api/thumbnails/%2Fetc%2Fpasswd", {}, 404, "no item"),
+    ("post", "/api/items", {"files": {"file": ("a.png", png_bytes((1, 1, 1)), "image/png")},
+                            "data": {"id": "../escape.png"}}, 400, "item id"),
+])
+def test_bad_input_is_a_clear_4xx(client, method, path, kwargs, status, words):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert words.lower() in response.json()["detail"].lower()
+
+
+def test_pixel_and_body_limits(index_path, fake_encoder):
+    settings = ServeSettings(max_pixels=100 * 100, max_body_bytes=50_000)
+    client = TestClient(create_app(index_path, settings, encoder=fake_encoder))
+    big = client.post("/api/search/image",
+                      files={"file": ("big.png", png_bytes((1, 1, 1), (200, 200)), "image/png")})
+    assert big.status_code == 400 and "exceeds the cap" in big.json()["detail"]
+    huge = client.post("/api/search/image", files={"file": ("h.bin", b"\0" * 60_000)})
+    assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+
+
+def test_token_rate_limit_and_cors(index_path, fake_encoder):
+    settings = ServeSettings(token=TOKEN, rate_per_second=1, rate_burst=3)
+    client = TestClient(create_app(index_path, settings, encoder=fake_encoder))
+    assert client.get("/api/stats").status_code == 401
+    assert client.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/health").status_code == 200  # health needs no token
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    codes = [client.get("/api/stats", headers=auth).status_code for _ in range(5)]
+    assert codes[:3] == [200] * 3 and codes[-1] == 429
+    limited = client.get("/api/stats", headers=auth)
+    assert "retry" in limited.json()["detail"] and int(limited.headers["retry-after"]) >= 1
+    # CORS is off unless origins are configured: no allow-origin header for a foreign page.
+    cors = client.get("/api/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in cors.headers
+
+    allowed = TestClient(create_app(index_path, ServeSettings(cors_origins=("https://ok.example",)),
+                                    encoder=fake_encoder))
+    ok = allowed.get("/api/health", headers={"Origin": "https://ok.example"})
+    assert ok.headers["access-control-allow-origin"] == "https://ok.example"
+
+
+def test_settings_refuse_unsafe_binding():
+    with pytest.raises(BadInputError, match="token"):
+        ServeSettings(host="0.0.0.0")
+    with pytest.raises(BadInputError, match="16 characters"):
+        ServeSettings(host="0.0.0.0", token="short")
+    assert ServeSettings(host="0.0.0.0", token=TOKEN).token == TOKEN
+    assert ServeSettings(host="::1").token is None
+
+
+def test_read_only_server_has_no_write_routes(index_path, fake_encoder):
+    client = TestClient(create_app(index_path, ServeSettings(allow_writes=False),
+                                   encoder=fake_encoder))
+    assert client.delete("/api/items/red.jpg").status_code == 405
+    assert "/api/items" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_cli_refuses_a_public_address_without_token(index_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from crossmodal.cli.main import cli
+
+    monkeypatch.delenv("CROSSMODAL_TOKEN", raising=False)
+    result = CliRunner().invoke(cli, ["serve", str(index_path), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "set a bearer token" in result.output
+
+
+def test_streamed_body_without_length_is_capped(index_path, fake_encoder):
+    client = TestClient(create_app(index_path, ServeSettings(max_body_bytes=10_000),
+                                   encoder=fake_encoder))
+
+    def chunks():  # no Content-Length: the server must count what arrives
+        for _ in range(20):
+            yield b"x" * 1000
+
+    response = client.post("/api/search/text", content=chunks(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_thumbnail_of_a_vanished_file_is_404(client, colour_folder):
+    (colour_folder / "green.png").unlink()
+    response = client.get("/api/thumbnails/green.png")
+    assert response.status_code == 404 and "no longer on disk" in response.json()["detail"]

@@ -1,0 +1,132 @@
+"""Collections on either store: add, remove, search, filter, reopen, CLI, a crashed writer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from crossmodal.cli.main import cli
+from crossmodal.engine import Collection
+from crossmodal.errors import BadInputError
+from crossmodal.index.manifest import Manifest
+from tests.stores import BACKENDS
+from tests.stores import milvus_lite_or_skip as _lite_or_skip
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    """The --store value; for Milvus, Lite in the index folder. Checks nothing keeps running."""
+    if request.param == "faiss":
+        yield "faiss"
+        return
+    probe = tmp_path / "probe.db"
+    _lite_or_skip(probe)
+    from milvus_lite.server_manager import server_manager_instance as servers
+
+    from crossmodal.index.milvus_store import CLIENTS
+
+    CLIENTS.release(str(probe))
+    yield "milvus"
+    left_open, left_running = list(CLIENTS._open), list(servers._servers)
+    CLIENTS.release_all()
+    assert not left_open, "a Milvus client was left open"
+    assert not left_running, "a Milvus Lite server was left running"
+
+
+def test_add_search_filter_remove_reopen(tmp_path, colour_folder, fake_encoder, store):
+    index = tmp_path / "index"
+    collection = Collection.create(index, model="fake:colours", encoder=fake_encoder, store=store)
+    collection.add_paths([colour_folder], progress=False)
+    assert Manifest.load(index).store["backend"] == store
+    assert collection.search_text("red", k=1)[0].id == "red.jpg"
+
+    # Filters by folder, path pattern, modality and date, on images and on captions.
+    in_sub = collection.search_text("red", k=4, where="folder = sub")
+    assert [h.id for h in in_sub] == ["sub/blue.webp"]
+    top_level = collection.search_text("blue", k=4, where='source like "%.png" or name = red.jpg')
+    assert {h.id for h in top_level} == {"green.png", "red.jpg"}
+    captions = collection.search_text("red", k=9, target="texts", where='folder = "."')
+    assert {h.item_id for h in captions} == {"red.jpg", "green.png"}
+    assert collection.search_text("red", k=3, where="date < \"1990-01-01\"") == []
+    assert len(collection.search_text("red", k=9, where='date >= "1990-01-01"')) == 4
+    like = collection.search_like("red.jpg", k=3, where="modality = image and folder != sub")
+    assert {h.id for h in like} == {"green.png", "nocaption.bmp"}
+    with pytest.raises(BadInputError, match="bad filter"):
+        collection.search_text("red", where="folder ==")
+
+    assert collection.remove(["red.jpg"]) == []
+    assert "red.jpg" not in {h.id for h in collection.search_text("red", k=9)}
+    assert "red.jpg" not in {h.item_id for h in collection.search_text("red", k=9, target="texts")}
+    collection.close()
+    reopened = Collection.open(index, encoder=fake_encoder)
+    assert len(reopened) == 3 and len(reopened.texts) == 2
+    assert [h.id for h in reopened.search_text("blue", k=4, where="folder = sub")] == [
+        "sub/blue.webp"]
+    assert reopened.search_like("green.png#0", k=1, target="images")[0].id == "green.png"
+    reopened.close()
+
+
+def test_add_vectors_with_user_metadata(tmp_path, fake_encoder, store):
+    collection = Collection.create(tmp_path / "v", model="fake:colours", encoder=fake_encoder,
+                                   store=store)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((6, fake_encoder.dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [{"id": f"cam{i % 2}/{i}.jpg", "path": f"/p/{i}.jpg",
+              "meta": {"camera": "a" if i < 3 else "b", "iso": 100 * i}} for i in range(6)]
+    collection.add_vectors(items, vectors)
+    hits = collection.search_vectors(vectors[0], k=6, where='camera = "b" and iso >= 400')
+    assert {h.id for h in hits[0]} == {"cam0/4.jpg", "cam1/5.jpg"}
+    with pytest.raises(BadInputError, match="reserved"):
+        collection.add_vectors([{"id": "x", "path": "x", "meta": {"source": "y"}}], vectors[:1])
+    assert len(collection) == 6  # the refused add wrote nothing
+    collection.close()
+
+
+def test_cli_index_store_and_where(tmp_path, colour_folder, fake_encoder, store):
+    runner = CliRunner()
+    index = tmp_path / "idx"
+    result = runner.invoke(cli, ["index", str(colour_folder), "--into", str(index), "--model",
+                                 "fake:colours", "--store", store, "--quiet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["search", str(index), "red", "--json", "--where", "folder=sub"])
+    assert result.exit_code == 0, result.output
+    assert [h["id"] for h in json.loads(result.output)] == ["sub/blue.webp"]
+    info = runner.invoke(cli, ["info", str(index)])
+    assert store in info.output
+    bad = runner.invoke(cli, ["index", str(colour_folder), "--into", str(tmp_path / "b"),
+                              "--model", "fake:colours", "--store", "elastic"])
+    assert bad.exit_code == 2 and "unknown store 'elastic'" in bad.output
+
+
+def test_rows_of_an_uncommitted_write_are_dropped_on_open(tmp_path, colour_folder, fake_encoder,
+                                                           store):
+    index = tmp_path / "index"
+    collection = Collection.create(index, model="fake:colours", encoder=fake_encoder, store=store)
+    collection.add_paths([colour_folder], progress=False)
+    # A writer that crashed after adding vectors (and removing a row) but before its commit:
+    stray = fake_encoder.encode_texts(["red"])
+    collection.images.add(stray, [{"source": "stray", "modality": "image"}])
+    collection.images.remove(np.array([0]))
+    collection.close()
+    reopened = Collection.open(index, encoder=fake_encoder)
+    assert len(reopened.images) == len(reopened) == 4
+    hits = reopened.search_vectors(stray, k=10)[0]
+    assert len(hits) == 4 and {h.id for h in hits} == {item["id"] for item in reopened.items}
+
+    def rows_in_milvus() -> int:
+        images = reopened.images
+        return len(images._client.query(images.collection, filter="id >= 0",
+                                         output_fields=["id"]))
+
+    if store == "milvus":  # a reader leaves the stray row (it may be a live writer's) ...
+        assert rows_in_milvus() == 5
+    reopened.remove(["green.png"])  # ... the next writer deletes it
+    if store == "milvus":
+        assert rows_in_milvus() == 3
+    top_level = reopened.search_vectors(stray, k=9, where='folder = "."')[0]
+    assert {h.id for h in top_level} == {"red.jpg", "nocaption.bmp"}
+    reopened.close()
