@@ -15,14 +15,21 @@ LAYOUT_TITLES = {
     "ranks": "ranks and ECCV Caption metrics",
 }
 
-def evaluation_options(command):
-    """The dataset, protocol and output options `eval` and `compare` share."""
-    options = [
+def data_options() -> list:
+    """--data, --split, --language: one meaning wherever a command names a dataset."""
+    return [
         click.option("--data", "data", required=True,
                      help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or "
                           "FORMAT:PATH (see README, Datasets)."),
         click.option("--split", default=None, help="Split (default: the spec's, or val)."),
         click.option("--language", default=None, help="Caption language (en, zh)."),
+    ]
+
+
+def evaluation_options(command):
+    """The dataset, protocol and output options `eval` and `compare` share."""
+    options = [
+        *data_options(),
         click.option("--protocol", type=click.Choice(["full", "5fold"]), default="full",
                      show_default=True,
                      help="full: every image and caption (Flickr 1K test, COCO 5K); 5fold: "

@@ -10,12 +10,10 @@ import click
 
 def dataset_options(command):
     """The dataset options of every plot command (same meaning as in `crossmodal eval`)."""
+    from crossmodal.cli.eval_commands import data_options
+
     options = [
-        click.option("--data", "data", required=True,
-                     help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or "
-                          "FORMAT:PATH (see README, Datasets)."),
-        click.option("--split", default=None, help="Split (default: the spec's, or val)."),
-        click.option("--language", default=None, help="Caption language (en, zh)."),
+        *data_options(),
         click.option("--seed", default=0, show_default=True,
                      help="Which image groups / queries are drawn."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
