@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--language", default="en", choices=["en", "zh"])
     parser.add_argument("--calibration", type=int, default=64,
                         help="Flickr8k *train* images calibrating static int8 (never val)")
-    parser.add_argument("--image-int8", default="static,dynamic",
+    parser.add_argument("--image-int8", default="none,static,dynamic",
                         help="image quantisation modes to try, comma-separated")
     parser.add_argument("--exports", type=Path, default=None,
                         help="folder for the exports (default: a temporary folder)")

@@ -57,7 +57,8 @@ def tiny_clip(tmp_path_factory) -> dict:
     torch_encoder = load_encoder(f"hf:{source}")
     load_encoder.cache_clear()
     export_encoder(torch_encoder, root / "fp32")
-    export_encoder(torch_encoder, root / "int8", int8=True, calibration=photos())
+    export_encoder(torch_encoder, root / "int8", int8=True, image_int8="static",
+                   calibration=photos())
     return {"torch": torch_encoder, "root": root, "source": source}
 
 
@@ -66,7 +67,8 @@ def lite_en(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("onnx-lite-en")
     torch_encoder = load_encoder("towers:lite-en")
     export_encoder(torch_encoder, root / "fp32")
-    export_encoder(torch_encoder, root / "int8", int8=True, calibration=sample_images())
+    export_encoder(torch_encoder, root / "int8", int8=True, image_int8="static",
+                   calibration=sample_images())
     return {"torch": torch_encoder, "root": root,
             "images": torch_encoder.encode_images(sample_images()),
             "texts": torch_encoder.encode_texts(sample_captions("en"))}
@@ -217,4 +219,4 @@ def test_a_failed_export_leaves_nothing_behind(tiny_clip, tmp_path, monkeypatch)
         export_encoder(tiny_clip["torch"], tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(BadInputError, match="calibration"):
-        export_encoder(tiny_clip["torch"], tmp_path / "out", int8=True)
+        export_encoder(tiny_clip["torch"], tmp_path / "out", int8=True, image_int8="static")

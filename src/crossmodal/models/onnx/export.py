@@ -55,7 +55,7 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: str = "static",
+def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: str = "none",
                    calibration: Sequence[Image.Image] = (), overwrite: bool = False,
                    log: Callable[[str], None] = lambda message: None) -> OnnxManifest:
     """Write `out/` (image.onnx, text.onnx, tokenizer/, onnx.json) for a towers: or hf: encoder.
