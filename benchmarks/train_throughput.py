@@ -90,22 +90,28 @@ def pairs_per_second(encoder, captions, policy, steps: int) -> float:
     return batch * steps / sum(timings[1:])
 
 
+def measure_policies(encoder, captions: list[str], policies: dict, steps: int) -> list[dict]:
+    """pairs/s of each policy, printed as a table as they come."""
+    encoder.image_backbone.requires_grad_(False)
+    encoder.text_backbone.requires_grad_(False)
+    results = []
+    print(f"{'policy':<30} {'batch':>6} {'pairs/s':>9}")
+    for name, policy in policies.items():
+        rate = pairs_per_second(encoder, captions, policy, steps)
+        results.append({"policy": name, "image_blocks": policy[0], "text_blocks": policy[1],
+                        "batch_size": policy[2], "pairs_per_s": round(rate, 1)})
+        print(f"{name:<30} {policy[2]:>6} {rate:>9.1f}")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     captions = load_flickr8k_cn(args.data, "train", "en").texts
-    encoder = TowersEncoder(find_tower_config("lite-en"))
-    encoder.image_backbone.requires_grad_(False)
-    encoder.text_backbone.requires_grad_(False)
-    results = []
-    print(f"{'policy':<30} {'batch':>6} {'pairs/s':>9}")
-    for name, policy in POLICIES.items():
-        rate = pairs_per_second(encoder, captions, policy, args.steps)
-        results.append({"policy": name, "image_blocks": policy[0], "text_blocks": policy[1],
-                        "batch_size": policy[2], "pairs_per_s": round(rate, 1)})
-        print(f"{name:<30} {policy[2]:>6} {rate:>9.1f}")
+    results = measure_policies(TowersEncoder(find_tower_config("lite-en")), captions,
+                               POLICIES, args.steps)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "train_throughput.json"
     out.write_text(json.dumps({"threads": torch.get_num_threads(), "results": results},

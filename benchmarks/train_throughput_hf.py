@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn  # noqa: E402
 from crossmodal.train.hf_parts import HFTrainable  # noqa: E402
-from train_throughput import RESULTS, pairs_per_second  # noqa: E402
+from train_throughput import RESULTS, measure_policies  # noqa: E402
 
 POLICIES = {  # name: (image blocks, text blocks, batch size)
     "heads only": (0, 0, 256),
@@ -72,17 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         source = (str(random_clip_b32(Path(temp), captions)) if args.random_clip
                   else args.model.removeprefix("hf:"))
-        encoder = HFTrainable(source)
-        encoder.image_backbone.requires_grad_(False)
-        encoder.text_backbone.requires_grad_(False)
-        results = []
-        print(f"{'policy':<30} {'batch':>6} {'pairs/s':>9}")
-        for name, policy in POLICIES.items():
-            rate = pairs_per_second(encoder, captions, policy, args.steps)
-            results.append({"policy": name, "image_blocks": policy[0],
-                            "text_blocks": policy[1], "batch_size": policy[2],
-                            "pairs_per_s": round(rate, 1)})
-            print(f"{name:<30} {policy[2]:>6} {rate:>9.1f}")
+        results = measure_policies(HFTrainable(source), captions, POLICIES, args.steps)
     label = "random-clip-b32" if args.random_clip else re.sub(r"\W+", "-", args.model)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"train_throughput_hf_{label}.json"
