@@ -55,6 +55,8 @@ def _sample_pairs(tmp_path: Path) -> dict:
 def test_top_block_training_ships_a_tower_that_matches_its_validation(tmp_path, monkeypatch):
     """Heads first, then the top image blocks and text layer: the saved tower, loaded through
     the registry and evaluated by `eval`'s code, scores what training's validation said."""
+    import torch
+
     from crossmodal.data.registry import load_dataset
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models import speed
@@ -87,6 +89,20 @@ def test_top_block_training_ships_a_tower_that_matches_its_validation(tmp_path, 
     encoder = load_encoder.__wrapped__(f"towers:{best['tower_config']}")
     report = evaluate_model(encoder, load_dataset(data), progress=False)
     assert abs(report["rsum"] - best["val"]["rsum"]) < 1e-6
+
+    # Fine-tuning that model further (text layer only) keeps its fine-tuned image blocks.
+    again = TrainConfig.from_dict({
+        "model": f"towers:{best['tower_config']}", "train_data": data, "val_data": data,
+        "output_dir": str(tmp_path / "again"), "input_dropout": 0.0,
+        "stages": [{"name": "text", "train_text_blocks": 1, "losses": {"infonce": 1.0},
+                    "max_epochs": 1, "batch_size": 4, "warmup": 1, "lr": 1e-4,
+                    "backbone_lr": 1e-3}]})
+    second = run_training(again, progress=False)
+    kept = load_file(json.loads(Path(second["tower_config"]).read_text())["backbone_weights"])
+    assert set(kept) == set(saved)
+    for name in saved:
+        if name.startswith("image."):
+            assert torch.equal(kept[name], saved[name]), name
     speed.cpu_has_bf16.cache_clear()
 
 

@@ -51,6 +51,14 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, array))
 
 
+def atomic_save_safetensors(path: Path, tensors: dict) -> None:
+    """Tensors (name -> torch tensor) as one safetensors file, written atomically."""
+    from safetensors.torch import save
+
+    blob = save({name: t.detach().contiguous() for name, t in tensors.items()})
+    atomic_write(Path(path), lambda handle: handle.write(blob))
+
+
 def atomic_save_json(path: Path, data: object) -> None:
     atomic_write(
         path, lambda handle: json.dump(data, handle, ensure_ascii=False, indent=1), mode="w"

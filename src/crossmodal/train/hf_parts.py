@@ -129,12 +129,9 @@ class HFHeads(nn.Module):
         self.text.reset_parameters()
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save
+        from crossmodal.index.storage import atomic_save_safetensors
 
-        from crossmodal.index.storage import atomic_write
-
-        blob = save({k: v.detach().contiguous() for k, v in self.state_dict().items()})
-        atomic_write(Path(path), lambda handle: handle.write(blob))
+        atomic_save_safetensors(Path(path), self.state_dict())
 
 
 @dataclass

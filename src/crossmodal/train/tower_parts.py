@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_write
+from crossmodal.index.storage import atomic_save_safetensors
+from crossmodal.models.towers.backbones import apply_backbone_state
 from crossmodal.train.activations import TokenStates, image_activations, text_activations
 from crossmodal.train.heads import FeatureSet
 
@@ -75,11 +76,12 @@ class TowerParts:
         self.first_trained = dict(self.totals)
         # A run that starts from fine-tuned towers keeps their blocks in what it saves.
         start = encoder.config.backbone_weights_path
-        self.inherited: dict[str, torch.Tensor] = {}
+        self.inherited: set[str] = set()
         if start is not None:
-            from safetensors.torch import load_file
+            from safetensors import safe_open
 
-            self.inherited = load_file(str(start))
+            with safe_open(str(start), "pt") as weights:  # names only; the encoder loaded them
+                self.inherited = set(weights.keys())
 
     def counts(self, stage) -> dict[str, int]:
         counts = {side: stage.blocks_to_train(side, total) for side, total in self.totals.items()}
@@ -125,36 +127,28 @@ class TowerParts:
 
     # --- the weights of the blocks trained so far ----------------------------------------
     def state(self) -> dict[str, torch.Tensor]:
-        state = {name: self._current(name) for name in self.inherited}
+        """Current weights of the inherited fine-tuned blocks and of every block trained so
+        far, keyed "image.<name>" / "text.<name>" (what load_backbone_weights reads)."""
+        state = {}
         for side, backbone in self.backbones.items():
             blocks = backbone.blocks()[self.first_trained[side]:]
             owned = {id(t) for b in blocks for t in [*b.parameters(), *b.buffers()]}
             for name, tensor in backbone.state_dict(keep_vars=True).items():
-                if id(tensor) in owned:
-                    state[f"{side}.{name}"] = tensor.detach().clone().contiguous()
+                key = f"{side}.{name}"
+                if id(tensor) in owned or key in self.inherited:
+                    state[key] = tensor.detach().clone().contiguous()
         return state
-
-    def _current(self, name: str) -> torch.Tensor:
-        side, _, key = name.partition(".")
-        return self.backbones[side].state_dict()[key].detach().clone().contiguous()
 
     def load_state(self, state: dict[str, torch.Tensor], first_trained: dict[str, int]) -> None:
         self.first_trained = dict(first_trained)
-        for side, backbone in self.backbones.items():
-            part = {k[len(side) + 1:]: v for k, v in state.items() if k.startswith(f"{side}.")}
-            if part:
-                backbone.load_state_dict(part, strict=False)
+        apply_backbone_state(self.backbones["image"], self.backbones["text"], state, "checkpoint")
 
     def save(self, path: Path) -> bool:
         """Fine-tuned blocks as safetensors; False (nothing written) when none trained."""
-        from safetensors.torch import save
-
         state = self.state()
-        if not state:
-            return False
-        blob = save(state)
-        atomic_write(Path(path), lambda handle: handle.write(blob))
-        return True
+        if state:
+            atomic_save_safetensors(Path(path), state)
+        return bool(state)
 
 
 def _rows(array: np.ndarray, rows: list[int]) -> np.ndarray:

@@ -204,11 +204,17 @@ def load_backbone_weights(image: nn.Module, text: nn.Module, path: Path) -> None
     if not Path(path).is_file():
         raise UnknownModelError(f"fine-tuned backbone weights not found at {path}: run the "
                                 "training command that made them, or fix 'backbone_weights'")
-    state = load_file(str(path))
+    apply_backbone_state(image, text, load_file(str(path)), str(path))
+
+
+def apply_backbone_state(image: nn.Module, text: nn.Module, state: dict[str, torch.Tensor],
+                         source: str) -> None:
+    """Load "image.<name>" / "text.<name>" tensors into the two backbones (a subset of their
+    weights); keys a backbone lacks are an error, not silently ignored."""
     for side, backbone in (("image", image), ("text", text)):
         part = {k[len(side) + 1 :]: v for k, v in state.items() if k.startswith(f"{side}.")}
         if part:
             unexpected = backbone.load_state_dict(part, strict=False).unexpected_keys
             if unexpected:
-                raise UnknownModelError(f"{path}: {side} keys {unexpected[:3]} do not exist in "
-                                        "this backbone (weights of another model?)")
+                raise UnknownModelError(f"{source}: {side} keys {unexpected[:3]} do not exist "
+                                        "in this backbone (weights of another model?)")

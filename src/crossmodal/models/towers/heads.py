@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import nn
 
 from crossmodal.errors import UnknownModelError
@@ -52,11 +52,9 @@ class TowerHeads(nn.Module):
         self.dim = dim
 
     def save(self, path: Path) -> None:
-        from crossmodal.index.storage import atomic_write
+        from crossmodal.index.storage import atomic_save_safetensors
 
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        blob = save(state)
-        atomic_write(Path(path), lambda handle: handle.write(blob))
+        atomic_save_safetensors(Path(path), self.state_dict())
 
     def load(self, path: Path) -> None:
         if not Path(path).is_file():
