@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources
-from crossmodal.index.storage import atomic_save_json, atomic_save_npy
+from crossmodal.index.storage import atomic_save_npy
 from crossmodal.models.preprocess import images_to_tensor
+from crossmodal.train.features import load_image_rows, save_image_rows
 
 
 def weights_digest(blocks: list[nn.Module]) -> str:
@@ -51,10 +52,9 @@ def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
     spec = {"backbone": encoder.config.image, "prep": prep.as_dict()}
     digest = weights_digest(backbone.blocks()[:cut])
     path = Path(cache) / f"act-img-{_key('image', spec, cut, digest, data.image_keys())}.npy"
-    failed_path = path.with_suffix(".failed.json")
-    if path.is_file() and failed_path.is_file():
-        failed = json.loads(failed_path.read_text(encoding="utf-8"))
-        return np.load(path, mmap_mode="r"), [(int(r), str(why)) for r, why in failed]
+    cached = load_image_rows(path, mmap=True)
+    if cached is not None:
+        return cached
     with torch.inference_mode():
         probe = backbone.run_blocks(torch.zeros(1, 3, prep.size, prep.size), 0, cut)
     shape = tuple(probe.shape[1:])
@@ -69,9 +69,8 @@ def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
 
     flat, failed = encode_image_sources(data.images, run, 32, prep.size,
                                        dim=int(np.prod(shape)), desc=f"image blocks[:{cut}]")
-    atomic_save_npy(path, flat.astype(np.float16).reshape(len(flat), *shape))
-    atomic_save_json(failed_path, failed)  # written last: both present means complete
-    return np.load(path, mmap_mode="r"), failed
+    save_image_rows(path, flat.astype(np.float16).reshape(len(flat), *shape), failed)
+    return load_image_rows(path, mmap=True)
 
 
 @dataclass

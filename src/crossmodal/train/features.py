@@ -34,16 +34,30 @@ def cached_image_features(encoder, data: RetrievalDataset,
     spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict(),
             **_fine_tuned(encoder)}
     path = Path(cache_dir) / f"img-{_key('image', spec, data.image_keys())}.npy"
-    failed_path = path.with_suffix(".failed.json")
-    if path.is_file() and failed_path.is_file():
-        failed = json.loads(failed_path.read_text(encoding="utf-8"))
-        return np.load(path), [(int(row), str(why)) for row, why in failed]
+    cached = load_image_rows(path)
+    if cached is not None:
+        return cached
     out, failed = encode_image_sources(
         data.images, lambda images: encoder.image_features(images).numpy(), 32,
         encoder.preprocessing.size, dim=encoder.image_backbone.out_dim, desc="image features")
-    atomic_save_npy(path, out)
-    atomic_save_json(failed_path, failed)  # written last: both present means complete
+    save_image_rows(path, out, failed)
     return out, failed
+
+
+def load_image_rows(path: Path, mmap: bool = False
+                    ) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
+    """A cached per-image array and its unreadable rows, or None unless both files exist."""
+    failed_path = path.with_suffix(".failed.json")
+    if not (path.is_file() and failed_path.is_file()):
+        return None
+    failed = json.loads(failed_path.read_text(encoding="utf-8"))
+    array = np.load(path, mmap_mode="r" if mmap else None)
+    return array, [(int(row), str(why)) for row, why in failed]
+
+
+def save_image_rows(path: Path, array: np.ndarray, failed: list[tuple[int, str]]) -> None:
+    atomic_save_npy(path, array)
+    atomic_save_json(path.with_suffix(".failed.json"), failed)  # last: both present = complete
 
 
 def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
