@@ -62,7 +62,8 @@ def index_with_ray(inputs, into: Path, model: str | None, caption_files, index_t
         return
     work = into / ".ray-work" / plan.fingerprint
     run_embed(plan, work, collection.manifest.model, ray, workers, batch_size, quiet)
-    _print_import_report(import_embeddings(work, into, progress=not quiet))
+    _print_import_report(import_embeddings(work, into, progress=not quiet,
+                                           collection=collection))
     shutil.rmtree(into / ".ray-work", ignore_errors=True)
 
 

@@ -32,6 +32,9 @@ from crossmodal.index.storage import atomic_file, atomic_save_json, atomic_save_
 FOLDERS = ("img_emb", "text_emb", "metadata")
 INFO_FOLDER = "crossmodal"
 RUN_FILE = "crossmodal_run.json"
+# Item fields written as metadata columns beside image_path / caption / item_id, and read back
+# by the importer (the image bytes of tar samples are not).
+EXTRA_COLUMNS = ("url", "bytes", "mtime_ns")
 _SHARD_NAME = re.compile(r"^metadata_(\d+)\.parquet$")
 
 

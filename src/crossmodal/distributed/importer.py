@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from crossmodal.distributed.clip_layout import RUN_FILE, list_shards, read_shard
+from crossmodal.distributed.clip_layout import EXTRA_COLUMNS, RUN_FILE, list_shards, read_shard
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.manifest import MANIFEST
 from crossmodal.models.preprocess import l2_normalize
 
-_EXTRA_FIELDS = ("url", "bytes", "mtime_ns")
 _COMMIT_EVERY = 50_000  # items per add_vectors call: each call rewrites the index files
 
 
@@ -72,11 +71,16 @@ def _check_vectors(collection: Collection, shard, folder: Path) -> None:
 
 
 def import_embeddings(folder: str | Path, into: str | Path, model: str | None = None,
-                      index_type: str = "flat", progress: bool = True) -> ImportReport:
+                      index_type: str = "flat", progress: bool = True,
+                      collection: Collection | None = None) -> ImportReport:
+    """`collection`: the index at `into` when the caller has it open already."""
     folder, into = Path(folder), Path(into)
     tags = list_shards(folder)
-    model = _model_of(folder, into, model)
-    collection = Collection.create(into, model=model, index_type=index_type)
+    if collection is None:
+        collection = Collection.create(into, model=_model_of(folder, into, model),
+                                       index_type=index_type)
+    else:
+        _model_of(folder, into, collection.manifest.model)  # refuses another model's vectors
     report = ImportReport(into, collection.manifest.model, shards=len(tags))
     items: dict[str, dict] = {}
     image_rows: list[np.ndarray] = []
@@ -110,7 +114,7 @@ def import_embeddings(folder: str | Path, into: str | Path, model: str | None = 
                 seen.add(item_id)
                 item = {"id": item_id, "path": str(meta.get("image_path") or item_id),
                         "captions": []}
-                item.update({k: _plain(meta[k]) for k in _EXTRA_FIELDS
+                item.update({k: _plain(meta[k]) for k in EXTRA_COLUMNS
                              if meta.get(k) is not None})
                 items[item_id] = item
                 image_rows.append(shard.image_vectors[row])

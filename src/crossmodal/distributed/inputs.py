@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossmodal.data.files import collect_items
-from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, missing_dependency
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
@@ -198,14 +197,6 @@ def read_tar_samples(tar_path: str | Path) -> tuple[list[dict], list[tuple[str, 
             item["url"] = sample["url"]
         items.append(item)
     return items, skipped
-
-
-def load_item_image(item: dict, target_size: int | None):
-    """The decoded image of an item (file path or tar bytes), or the reason it failed."""
-    try:
-        return load_image(item.get("image") or item["path"], target_size=target_size)
-    except ImageLoadError as exc:
-        return str(exc)
 
 
 def without_items(plan: ShardPlan, item_ids: set[str], shard_size: int = 1000) -> ShardPlan:

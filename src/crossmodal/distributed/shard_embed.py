@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
-from crossmodal.distributed.clip_layout import shard_files, write_shard
-from crossmodal.distributed.inputs import ShardSpec, load_item_image, read_tar_samples
+from crossmodal.data.loader import iter_image_batches
+from crossmodal.distributed.clip_layout import EXTRA_COLUMNS, shard_files, write_shard
+from crossmodal.distributed.inputs import ShardSpec, read_tar_samples
 from crossmodal.models.protocol import Encoder
-
-# Item fields that become metadata columns (the image bytes of tar samples do not).
-_COLUMNS = ("url", "bytes", "mtime_ns")
 
 
 def embed_shard(spec: ShardSpec, encoder: Encoder, batch_size: int = 32
@@ -22,28 +18,25 @@ def embed_shard(spec: ShardSpec, encoder: Encoder, batch_size: int = 32
     else:
         items, skipped = spec.items, []
     image_rows, text_rows, metadata = [], [], []
-    size = encoder.preprocessing.size
-    with ThreadPoolExecutor(max_workers=2) as pool:  # PIL decodes outside the GIL
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            decoded = list(pool.map(lambda item: load_item_image(item, size), batch))
-            kept = [(item, image) for item, image in zip(batch, decoded, strict=True)
-                    if not isinstance(image, str)]
-            skipped.extend((item["path"], why) for item, why in zip(batch, decoded, strict=True)
-                           if isinstance(why, str))
-            if not kept:
-                continue
-            vectors = encoder.encode_images([image for _, image in kept])
-            captions = [c for item, _ in kept for c in item["captions"]]
-            caption_vectors = iter(encoder.encode_texts(captions) if captions else [])
-            for (item, _), vector in zip(kept, vectors, strict=True):
-                extra = {key: item[key] for key in _COLUMNS if key in item}
-                for caption in item["captions"] or [None]:
-                    image_rows.append(vector)
-                    text_rows.append(next(caption_vectors) if caption is not None
-                                     else np.zeros(encoder.dim, np.float32))
-                    metadata.append({"image_path": item["path"], "caption": caption,
-                                     "item_id": item["id"], **extra})
+    sources = [item.get("image") or item["path"] for item in items]  # tar bytes or a path
+    # The next batch decodes while this one encodes.
+    for positions, images, failures in iter_image_batches(
+            sources, batch_size, target_size=encoder.preprocessing.size):
+        skipped.extend((items[p]["path"], why) for p, why in failures)
+        if not images:
+            continue
+        kept = [items[p] for p in positions]
+        vectors = encoder.encode_images(images)
+        captions = [c for item in kept for c in item["captions"]]
+        caption_vectors = iter(encoder.encode_texts(captions) if captions else [])
+        for item, vector in zip(kept, vectors, strict=True):
+            extra = {key: item[key] for key in EXTRA_COLUMNS if key in item}
+            for caption in item["captions"] or [None]:
+                image_rows.append(vector)
+                text_rows.append(next(caption_vectors) if caption is not None
+                                 else np.zeros(encoder.dim, np.float32))
+                metadata.append({"image_path": item["path"], "caption": caption,
+                                 "item_id": item["id"], **extra})
     empty = np.zeros((0, encoder.dim), np.float32)
     return (np.stack(image_rows) if image_rows else empty,
             np.stack(text_rows) if text_rows else empty, metadata, skipped)
