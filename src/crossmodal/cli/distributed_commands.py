@@ -44,7 +44,8 @@ def run_embed(plan, out: Path, model: str, ray: str, workers: int | None, batch_
 
 
 def index_with_ray(inputs, into: Path, model: str | None, caption_files, index_type: str,
-                   ray: str, workers: int | None, batch_size: int, quiet: bool) -> None:
+                   ray: str, workers: int | None, batch_size: int, quiet: bool,
+                   store: str = "faiss") -> None:
     """`crossmodal index --ray`: embed the items not yet indexed on the cluster, import them.
 
     The shards go to INTO/.ray-work/<plan>/ (rerunning the same command resumes there) and
@@ -54,7 +55,8 @@ def index_with_ray(inputs, into: Path, model: str | None, caption_files, index_t
     from crossmodal.distributed.inputs import plan_shards, without_items
     from crossmodal.engine import Collection
 
-    collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type)
+    collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type,
+                                   store=store)
     plan = plan_shards(list(inputs), list(caption_files))
     plan = without_items(plan, {item["id"] for item in collection.items})
     if not plan.shards:

@@ -46,7 +46,8 @@ def evaluation_options(command):
     return command
 
 
-def _load(data: str, split: str | None, language: str | None):
+def load_data(data: str, split: str | None, language: str | None):
+    """The dataset that --data, --split and --language name."""
     from crossmodal.data.registry import load_dataset
 
     overrides = {k: v for k, v in (("split", split), ("language", language)) if v}
@@ -85,7 +86,7 @@ def _stem(*parts: str) -> str:
 @evaluation_options
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
-                   "retrieval grids and heat maps (needs the `plot` extra).")
+                   "retrieval grids and heat maps (needs the `viz` extra).")
 def eval_command(model, data, split, language, protocol, ties, out, quiet, report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
     from crossmodal.evaluation.run import evaluate_model
@@ -95,7 +96,7 @@ def eval_command(model, data, split, language, protocol, ties, out, quiet, repor
         from crossmodal.viz.figures import require_plotting
 
         require_plotting()
-    dataset = _load(data, split, language)
+    dataset = load_data(data, split, language)
     encoder = load_encoder(model)
     result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
     layouts = ["retrieval", "ranks", "newsimages"]
@@ -126,7 +127,7 @@ def compare_command(models, data, split, language, protocol, ties, out, quiet) -
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models.registry import load_encoder
 
-    dataset = _load(data, split, language)
+    dataset = load_data(data, split, language)
     reports = [evaluate_model(load_encoder(m.strip()), dataset, protocol, ties=ties,
                               progress=not quiet)
                for m in models.split(",") if m.strip()]

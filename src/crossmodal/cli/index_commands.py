@@ -57,7 +57,7 @@ def index_command(inputs, into, model, caption_files, index_type, store, batch_s
         from crossmodal.cli.distributed_commands import index_with_ray
 
         index_with_ray(inputs, into, model, caption_files, index_type, ray, workers,
-                       batch_size, quiet)
+                       batch_size, quiet, store)
         return
 
     if (into / MANIFEST).is_file():

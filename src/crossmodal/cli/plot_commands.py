@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.eval_commands import data_options, load_data
+
 
 def dataset_options(command):
     """The dataset options of every plot command (same meaning as in `crossmodal eval`)."""
-    from crossmodal.cli.eval_commands import data_options
-
     options = [
         *data_options(),
         click.option("--seed", default=0, show_default=True,
@@ -27,13 +27,6 @@ def _out_option(default: str):
     return click.option("--out", type=click.Path(path_type=Path), default=Path(default),
                         show_default=True, help="Picture to write: .png, or .html (one page "
                                                 "with the PNG embedded).")
-
-
-def _load(data: str, split: str | None, language: str | None):
-    from crossmodal.data.registry import load_dataset
-
-    overrides = {k: v for k, v in (("split", split), ("language", language)) if v}
-    return load_dataset(data, **overrides)
 
 
 @click.group("plot")
@@ -64,7 +57,7 @@ def embedding_map_command(models, data, split, language, seed, quiet, groups, me
 
     require_plotting(method)
     check_picture_path(out)
-    dataset = _load(data, split, language)
+    dataset = load_data(data, split, language)
     subset = dataset.subset(sample_groups(dataset, groups, seed))
     encoders = [load_encoder(m.strip()) for m in models.split(",") if m.strip()]
     png = embedding_map_png(encoders, subset, method, seed, progress=not quiet)
@@ -90,7 +83,7 @@ def retrieval_grid_command(model, data, split, language, seed, quiet, direction,
 
     require_plotting()
     check_picture_path(out)
-    dataset = _load(data, split, language)
+    dataset = load_data(data, split, language)
     embeddings = embed_dataset(load_encoder(model), dataset, progress=not quiet)
     title = f"{model} on {dataset.name}: {direction.replace('-', ' ')}, top {k}"
     png = retrieval_grid_png(dataset, embeddings, direction, queries, k, seed,

@@ -33,6 +33,11 @@ DEFAULT_PARAMS = {
 FILTER_EXACT_ROWS = 20_000
 
 
+
+def pq_subvectors(dim: int) -> int:
+    """Default product-quantiser sub-vectors: the largest of 64..1 dividing dim, <= dim / 4."""
+    return next(c for c in (64, 32, 16, 8, 4, 2, 1) if dim % c == 0 and c <= max(1, dim // 4))
+
 @dataclass
 class FaissStore:
     dim: int
@@ -103,8 +108,7 @@ class FaissStore:
         # IVF-PQ needs training data; fewer than 256 vectors per list trains poorly.
         n = len(sample)
         nlist = int(self.params["nlist"]) or max(1, min(4096, int(4 * np.sqrt(max(n, 1)))))
-        divisors = [c for c in (64, 32, 16, 8, 4, 2, 1) if self.dim % c == 0]
-        m = int(self.params["m"]) or next(c for c in divisors if c <= max(1, self.dim // 4))
+        m = int(self.params["m"]) or pq_subvectors(self.dim)
         nbits = int(self.params["nbits"])
         if n < max(nlist, 2**nbits):
             raise BadInputError(

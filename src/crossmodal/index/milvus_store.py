@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from crossmodal.errors import BadInputError, IndexCorruptError, missing_dependency
+from crossmodal.index.faiss_store import pq_subvectors
 from crossmodal.index.filters import Filter
 from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 
@@ -105,10 +106,6 @@ def _connect(uri: str) -> Any:
                             f"{TOKEN_ENV} for a server that needs a token)") from exc
 
 
-def _pq_m(dim: int) -> int:
-    return next(c for c in (64, 32, 16, 8, 4, 2, 1) if dim % c == 0 and c <= max(1, dim // 4))
-
-
 class MilvusStore:
     def __init__(self, dim: int, kind: str = "flat", params: dict | None = None, *,
                  uri: str, collection: str, ids: np.ndarray | None = None, next_pk: int = 0,
@@ -119,7 +116,7 @@ class MilvusStore:
         self.dim, self.kind, self.uri, self.collection = dim, kind, uri, collection
         self.params = {**DEFAULT_PARAMS[kind], **(params or {})}
         if kind == "ivfpq" and not self.params["m"]:
-            self.params["m"] = _pq_m(dim)
+            self.params["m"] = pq_subvectors(dim)
         self._pks = np.zeros(0, np.int64) if ids is None else np.asarray(ids, np.int64)
         self._next_pk = int(next_pk)
         self._pending = list(pending or [])  # keys removed, deleted in Milvus once committed
@@ -298,10 +295,6 @@ class MilvusStore:
             raise IndexCorruptError(f"cannot read the Milvus row list in {folder}: {exc}") from exc
         return cls(dim, kind, params, uri=uri, collection=state["collection"], ids=ids,
                    next_pk=state["next_pk"], pending=state["pending"], create=False)
-
-    def drop(self) -> None:
-        """Delete the Milvus collection (for a collection that is being thrown away)."""
-        self._client.drop_collection(self.collection)
 
     def close(self) -> None:
         if not self._closed:

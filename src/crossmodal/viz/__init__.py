@@ -1,2 +1,2 @@
 """Pictures of embeddings and retrievals (embedding maps, retrieval grids, heat maps) and the
-self-contained HTML evaluation report. Needs the `plot` extra (matplotlib, scikit-learn)."""
+self-contained HTML evaluation report. Needs the `viz` extra (matplotlib, scikit-learn)."""

@@ -25,7 +25,7 @@ CORRECT, WRONG = "#1a9850", "#d73027"  # green / red, readable on white and on p
 
 
 def require_plotting(projection: str | None = None) -> None:
-    """Fail before any slow work when the `plot` extra (or UMAP) is not installed."""
+    """Fail before any slow work when the `viz` extra (or UMAP) is not installed."""
     import importlib.util
 
     needed = [("matplotlib", "matplotlib", "viz"), ("sklearn", "scikit-learn", "viz")]
