@@ -88,6 +88,9 @@ def test_grid_rows_rank_and_mark_results():
     broken = DatasetEmbeddings(images, texts, failed_images=[(1, "zero-byte file")])
     (row,) = grid_rows(dataset, broken, "text-to-image", [0], k=3)
     assert "b.png" not in row.results[:2] and row.results[0] == "a.png"
+    # ... nor as an image->text query (its vector is zeros: its "results" would be noise)
+    assert [r.query for r in grid_rows(dataset, broken, "image-to-text", [0, 1], k=2)] == [
+        "a.png"]
 
 
 @pytest.mark.parametrize("direction,size", [("text-to-image", (1120, 630)),

@@ -64,7 +64,7 @@ def grid_rows(dataset: RetrievalDataset, embeddings: DatasetEmbeddings, directio
     """Rank the whole dataset for each query and mark each of the top `k` right or wrong."""
     if direction not in DIRECTIONS:
         raise BadInputError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction}")
-    unreadable = [row for row, _ in embeddings.failed_images]
+    unreadable = sorted({row for row, _ in embeddings.failed_images})
     rows = []
     if direction == "text-to-image":
         scores = embeddings.texts[list(queries)] @ embeddings.images.T
@@ -77,6 +77,7 @@ def grid_rows(dataset: RetrievalDataset, embeddings: DatasetEmbeddings, directio
                                 first_correct_rank(row_scores, positives)))
     else:
         image_texts = dataset.image_texts()
+        queries = [q for q in queries if q not in unreadable]  # no vector to query with
         scores = embeddings.images[list(queries)] @ embeddings.texts.T
         for query, row_scores in zip(queries, scores, strict=True):
             ranked = top_k(row_scores, k)
