@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from crossmodal.data.images import load_image
 from crossmodal.engine import Collection
@@ -61,3 +62,23 @@ def test_fingerprint_ties_index_to_head_weights():
     encoder = load_encoder("towers:lite-en")
     assert encoder.fingerprint == load_encoder.__wrapped__("towers:lite-en").fingerprint
     assert encoder.fingerprint != load_encoder("towers:lite-zh").fingerprint
+
+
+@pytest.mark.parametrize("model", ["towers:lite-en", "towers:lite-zh"])
+def test_flip_tta_makes_an_image_and_its_mirror_image_one_embedding(model):
+    from PIL import ImageOps
+
+    # square photos: a centre crop of an odd margin would shift the mirror image by a pixel
+    images = [image.resize((256, 256)) for image in sample_pairs()[0][:3]]
+    encoder = load_encoder(model)
+    assert encoder.image_views == ("plain", "mirror")
+    mirrored = encoder.encode_images([ImageOps.mirror(image) for image in images])
+    np.testing.assert_allclose(encoder.encode_images(images), mirrored, atol=2e-5)
+
+
+def test_gram_bag_adds_nothing_to_a_query_in_another_script():
+    encoder = load_encoder("towers:lite-zh")
+    assert encoder.heads.grams.unit == "chars" and len(encoder.heads.grams.vocab) > 1000
+    with torch.inference_mode():
+        bag = encoder.heads.grams(["一只狗在雪地里", "a man paddling a kayak"])
+    assert bag[0].abs().sum() > 0 and bag[1].abs().sum() == 0

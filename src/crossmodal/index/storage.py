@@ -51,11 +51,12 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, array))
 
 
-def atomic_save_safetensors(path: Path, tensors: dict) -> None:
+def atomic_save_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None = None
+                            ) -> None:
     """Tensors (name -> torch tensor) as one safetensors file, written atomically."""
     from safetensors.torch import save
 
-    blob = save({name: t.detach().contiguous() for name, t in tensors.items()})
+    blob = save({name: t.detach().contiguous() for name, t in tensors.items()}, metadata)
     atomic_write(Path(path), lambda handle: handle.write(blob))
 
 

@@ -23,6 +23,7 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources
 from crossmodal.index.storage import atomic_save_npy
 from crossmodal.models.preprocess import images_to_tensor
+from crossmodal.models.towers.encoder import view_of
 from crossmodal.train.features import load_image_rows, save_image_rows
 
 
@@ -44,12 +45,15 @@ def _key(kind: str, spec: dict, cut: int, digest: str, items: list[str]) -> str:
 
 
 def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
-                      progress: bool = True) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Output of image blocks[:cut] per image as float16 (n, C, H, W); unreadable images
-    give zero rows and are returned as (row, reason)."""
+                      progress: bool = True, view: str = "plain"
+                      ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Output of image blocks[:cut] per image (or per mirror image, view "mirror") as float16
+    (n, C, H, W); unreadable images give zero rows and are returned as (row, reason)."""
     backbone = encoder.image_backbone
     prep = encoder.preprocessing
     spec = {"backbone": encoder.config.image, "prep": prep.as_dict()}
+    if view != "plain":  # plain keeps its old key: caches made before views stay valid
+        spec["view"] = view
     digest = weights_digest(backbone.blocks()[:cut])
     path = Path(cache) / f"act-img-{_key('image', spec, cut, digest, data.image_keys())}.npy"
     cached = load_image_rows(path, mmap=True)
@@ -63,12 +67,13 @@ def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
     def run(images) -> np.ndarray:
         parts = []
         for start in range(0, len(images), 8):
-            pixels = images_to_tensor(images[start : start + 8], prep)
+            pixels = view_of(images_to_tensor(images[start : start + 8], prep), view)
             parts.append(backbone.run_blocks(pixels, 0, cut).reshape(len(pixels), -1))
         return torch.cat(parts).numpy()
 
     flat, failed = encode_image_sources(data.images, run, 32, prep.size,
-                                       dim=int(np.prod(shape)), desc=f"image blocks[:{cut}]")
+                                       dim=int(np.prod(shape)),
+                                       desc=f"image blocks[:{cut}] {view}")
     save_image_rows(path, flat.astype(np.float16).reshape(len(flat), *shape), failed)
     return load_image_rows(path, mmap=True)
 

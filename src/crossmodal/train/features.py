@@ -30,18 +30,23 @@ def _fine_tuned(encoder) -> dict:
 
 def cached_image_features(encoder, data: RetrievalDataset,
                           cache_dir: Path) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Backbone features per image, and the (row, reason) of unreadable images (zero rows)."""
+    """Backbone features per image (per view with tta), and the (row, reason) of unreadable
+    images (zero rows)."""
     spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict(),
             **_fine_tuned(encoder)}
     path = Path(cache_dir) / f"img-{_key('image', spec, data.image_keys())}.npy"
+    views = len(getattr(encoder, "image_views", ("plain",)))
     cached = load_image_rows(path)
-    if cached is not None:
-        return cached
-    out, failed = encode_image_sources(
-        data.images, lambda images: encoder.image_features(images).numpy(), 32,
-        encoder.preprocessing.size, dim=encoder.image_backbone.out_dim, desc="image features")
-    save_image_rows(path, out, failed)
-    return out, failed
+    if cached is None:
+        width = encoder.image_backbone.out_dim
+        flat, failed = encode_image_sources(
+            data.images, lambda images: encoder.image_features(images).reshape(len(images), -1)
+            .numpy(), 32, encoder.preprocessing.size, dim=width * views, desc="image features")
+        save_image_rows(path, flat, failed)
+        cached = flat, failed
+    rows, failed = cached
+    # (n, d), or (n, views, d) for towers that average views of each image (tta)
+    return (rows if views == 1 else rows.reshape(len(rows), views, -1)), failed
 
 
 def load_image_rows(path: Path, mmap: bool = False

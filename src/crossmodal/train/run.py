@@ -40,7 +40,8 @@ def dataset_features(encoder: TowersEncoder, data: RetrievalDataset
     texts, positives = data.restrict(keep)
     if not keep or not texts:
         raise BadInputError(f"{data.name}: no readable image with a caption to train on")
-    features = FeatureSet(image[keep], text[texts], np.array([p[0] for p in positives]))
+    features = FeatureSet(image[keep], text[texts], np.array([p[0] for p in positives]),
+                          [data.texts[t] for t in texts])
     return features, keep, texts
 
 
@@ -116,6 +117,9 @@ def fit_encoder(config: TrainConfig, encoder, resume: bool = True, progress: boo
                                 progress)
             for stage in config.stages:  # a block that cannot train fails before any work
                 towers.counts(stage)
+    grams = getattr(encoder.heads, "grams", None)
+    if grams is not None and not grams.vocab:  # fresh heads: the vocabulary of train captions
+        grams.fit(train.texts)
     trainer = HeadTrainer(config, encoder.heads, train, val,
                           _teacher(config, train_data, keep, texts), progress, towers)
     best = trainer.fit(resume=resume)

@@ -21,26 +21,46 @@ from crossmodal.models.towers.backbones import apply_backbone_state
 from crossmodal.train.activations import TokenStates, image_activations, text_activations
 from crossmodal.train.heads import FeatureSet
 
-Side = Callable[[np.ndarray], torch.Tensor]  # rows -> pooled backbone features
+# rows -> pooled backbone features. Image sides also take `views`: one view index per row
+# (training augmentation), or None for every view, (n, views, d), when the tower has tta.
+Side = Callable[..., torch.Tensor]
 
 
 class FrozenSide:
     def __init__(self, features: np.ndarray):
         self.features = features
 
-    def __call__(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.features[rows]))
+    def __call__(self, rows: np.ndarray, views: np.ndarray | None = None) -> torch.Tensor:
+        chosen = self.features[rows] if views is None else self.features[rows, views]
+        return torch.from_numpy(np.ascontiguousarray(chosen))
 
 
 class ImageBlocksSide:
-    def __init__(self, backbone: nn.Module, activations: np.ndarray, cut: int):
+    """Top image blocks on cached activations: one array per view (tta), or one."""
+
+    def __init__(self, backbone: nn.Module, activations: list[np.ndarray], cut: int):
         self.backbone, self.activations, self.cut = backbone, activations, cut
 
-    def __call__(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(self.activations[rows], np.float32))
+    def _run(self, view: int, rows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(self.activations[view][rows], np.float32))
         if x.ndim == 4:  # conv maps; transformer activations are (n, tokens, hidden)
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone.run_blocks(x, self.cut)
+
+    def __call__(self, rows: np.ndarray, views: np.ndarray | None = None) -> torch.Tensor:
+        rows = np.asarray(rows)
+        if len(self.activations) == 1:
+            return self._run(0, rows)
+        if views is None:
+            return torch.stack([self._run(v, rows) for v in range(len(self.activations))], 1)
+        out = None
+        for view in range(len(self.activations)):
+            picked = np.flatnonzero(views == view)
+            if len(picked):
+                part = self._run(view, rows[picked])
+                out = part.new_empty((len(rows), part.shape[1])) if out is None else out
+                out[torch.from_numpy(picked)] = part
+        return out
 
 
 class TextBlocksSide:
@@ -117,8 +137,11 @@ class TowerParts:
         text: Side = FrozenSide(frozen.text)
         if self.first_trained["image"] < self.totals["image"]:
             cut = self.first_trained["image"]
-            activations, _ = image_activations(self.encoder, data, cut, self.cache, self.progress)
-            image = ImageBlocksSide(self.backbones["image"], _rows(activations, images), cut)
+            per_view = [image_activations(self.encoder, data, cut, self.cache, self.progress,
+                                          view)[0]
+                        for view in getattr(self.encoder, "image_views", ("plain",))]
+            image = ImageBlocksSide(self.backbones["image"],
+                                    [_rows(activations, images) for activations in per_view], cut)
         if self.first_trained["text"] < self.totals["text"]:
             cut = self.first_trained["text"]
             states = text_activations(self.encoder, data.texts, cut, self.cache, self.progress)

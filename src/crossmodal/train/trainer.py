@@ -31,7 +31,7 @@ from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
 from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
 from crossmodal.metrics.evaluate import evaluate_pairs
-from crossmodal.models.preprocess import l2_normalize
+from crossmodal.models.towers.heads import embed_images, embed_texts
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
 from crossmodal.train.heads import FeatureSet
@@ -118,9 +118,12 @@ class HeadTrainer:
         # This process embeds its slice of the global batch; the losses see all slices.
         mine = distributed.local_slice(images)
         gather = distributed.gather_with_grad
-        image_x = dropout(self.sides[0](images[mine]))
+        views = self._random_views(len(images))  # drawn for the global batch, then sliced
+        image_x = dropout(self.sides[0](images[mine], None if views is None else views[mine]))
         text_x = dropout(self.sides[1](texts[mine]))
-        img, txt = gather(self.heads.image(image_x)), gather(self.heads.text(text_x))
+        captions = self.train.captions(texts[mine], self.heads)
+        img = gather(embed_images(self.heads, image_x))
+        txt = gather(embed_texts(self.heads, text_x, captions))
         parts: dict[str, torch.Tensor] = {}
         weights = stage.losses
         if weights.get("infonce"):
@@ -137,6 +140,11 @@ class HeadTrainer:
                                                   gather(self.uni["text"](text_x)), t_img, t_txt)
         total = sum(weights[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
+
+    def _random_views(self, n: int) -> np.ndarray | None:
+        """With tta views, each training image shows one view at random (augmentation)."""
+        views = self.train.image.shape[1] if self.train.image.ndim == 3 else 1
+        return None if views == 1 else torch.randint(views, (n,)).numpy()
 
     def _run_epoch(self, s: int, stage: StageConfig, epoch: int, optimizer, schedule) -> dict:
         seed = self.config.seed * 1_000_003 + s * 1009 + epoch
@@ -181,7 +189,9 @@ class HeadTrainer:
             chunk = self.config.valid_batch_size
             image = embed_side(self.val_sides[0], len(self.val.image), chunk)
             text = embed_side(self.val_sides[1], len(self.val.text), chunk)
-            image, text = l2_normalize(self.heads.image(image)), l2_normalize(self.heads.text(text))
+            captions = self.val.captions(np.arange(len(self.val.text)), self.heads)
+            image = embed_images(self.heads, image).numpy()
+            text = embed_texts(self.heads, text, captions).numpy()
         return evaluate_pairs(image, text, self.val.text_image)
 
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:

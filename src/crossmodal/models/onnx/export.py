@@ -98,6 +98,11 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
         shutil.rmtree(fp32)
         if plan.tokenizer is not None:
             plan.tokenizer.save_pretrained(str(work / plan.text_meta["tokenizer"]))
+        graph_files = ["image.onnx", "text.onnx"]
+        if plan.grams is not None:  # the gram bag runs beside the text graph (a table lookup)
+            plan.grams.save(work / "grams.safetensors")
+            plan.text_meta["grams"] = "grams.safetensors"
+            graph_files.append("grams.safetensors")
         manifest = OnnxManifest(
             source_model=encoder.model_id, source_fingerprint=encoder.fingerprint,
             dim=int(encoder.dim), context_length=int(encoder.context_length),
@@ -105,7 +110,7 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
             image={"file": "image.onnx", "quantization": image_q},
             text={**plan.text_meta, "file": "text.onnx", "quantization": text_q},
             precision="int8" if int8 else "fp32",
-            files={name: file_sha256(work / name) for name in ("image.onnx", "text.onnx")},
+            files={name: file_sha256(work / name) for name in graph_files},
             versions=_versions(),
         )
         atomic_save_json(work / MANIFEST_NAME, manifest.to_dict())

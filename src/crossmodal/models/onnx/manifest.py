@@ -25,7 +25,7 @@ class OnnxManifest:
     context_length: int
     preprocessing: dict
     image: dict  # {"file", "quantization"}
-    text: dict  # {"kind", "file", "quantization", "tokenizer" | "side", "max_length"}
+    text: dict  # {"kind", "file", "quantization", "tokenizer" | "side", "max_length", "grams"?}
     precision: str = "fp32"  # or "int8"
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     versions: dict[str, str] = field(default_factory=dict)
@@ -75,6 +75,8 @@ def read_manifest(folder: Path) -> OnnxManifest:
     needed = [manifest.image.get("file"), manifest.text.get("file"), *manifest.files]
     if manifest.text["kind"] == "tokens":
         needed.append(manifest.text.get("tokenizer"))
+    if "grams" in manifest.text:
+        needed.append(manifest.text["grams"])
     missing = sorted({str(n) for n in needed if not n or not (folder / n).exists()})
     if missing:
         raise _corrupt(folder, f"missing {', '.join(missing)}")

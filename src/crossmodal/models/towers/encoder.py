@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.errors import UnknownModelError
+from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.protocol import ImagePreprocessing
 from crossmodal.models.speed import traced_for_inference
 from crossmodal.models.towers.backbones import (
@@ -19,11 +20,18 @@ from crossmodal.models.towers.backbones import (
     load_backbone_weights,
 )
 from crossmodal.models.towers.config import TowersConfig
-from crossmodal.models.towers.heads import TowerHeads
+from crossmodal.models.towers.heads import TowerHeads, embed_images, embed_texts
 
 # Small image micro-batches keep activations in cache: ~2x faster on a 2-core CPU than 64.
 IMAGE_MICRO_BATCH = 8
 TEXT_MICRO_BATCH = 64
+# Test-time augmentation: "flip" embeds each image and its mirror image and averages them.
+TTA_VIEWS = {"none": ("plain",), "flip": ("plain", "mirror")}
+
+
+def view_of(pixels: torch.Tensor, view: str) -> torch.Tensor:
+    """A view of preprocessed (n, 3, H, W) pixels; "mirror" flips them left to right."""
+    return pixels.flip(3) if view == "mirror" else pixels
 
 
 class TowersEncoder:
@@ -38,6 +46,10 @@ class TowersEncoder:
             resize=img.get("resize", "shortest_edge"),
             interpolation=img.get("interpolation", "bicubic"),
         )
+        tta = img.get("tta", "none")
+        if tta not in TTA_VIEWS:
+            raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
+        self.image_views = TTA_VIEWS[tta]
         self.image_backbone = build_image_backbone(img).eval()
         self.image_backbone.to(memory_format=torch.channels_last)
         self._traced_image_backbone = None  # built on first use; training uses the eager one
@@ -66,13 +78,18 @@ class TowersEncoder:
     # Backbone features are separate from heads so training can cache them.
     @torch.inference_mode()
     def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(n, d) pooled features; (n, views, d) when the tower averages views (tta)."""
         parts = []
         for start in range(0, len(images), IMAGE_MICRO_BATCH):
             pixels = images_to_tensor(images[start : start + IMAGE_MICRO_BATCH], self.preprocessing)
             if self._traced_image_backbone is None:
                 self._traced_image_backbone = traced_for_inference(self.image_backbone, pixels)
-            parts.append(self._traced_image_backbone(pixels))
-        return torch.cat(parts) if parts else torch.empty(0, self.image_backbone.out_dim)
+            views = [self._traced_image_backbone(view_of(pixels, v)) for v in self.image_views]
+            parts.append(views[0] if len(views) == 1 else torch.stack(views, 1))
+        if parts:
+            return torch.cat(parts)
+        width, views = self.image_backbone.out_dim, len(self.image_views)
+        return torch.empty(0, width) if views == 1 else torch.empty(0, views, width)
 
     @torch.inference_mode()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
@@ -93,13 +110,13 @@ class TowersEncoder:
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
-        return l2_normalize(self.heads.image(self.image_features(images)))
+        return embed_images(self.heads, self.image_features(images)).numpy()
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        return l2_normalize(self.heads.text(self.text_features(list(texts))))
+        return embed_texts(self.heads, self.text_features(list(texts)), list(texts)).numpy()
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         return self.text_backbone.text_lengths(list(texts))
