@@ -43,7 +43,7 @@ def side_inputs(encoder, captions: list[str], n: int, image_blocks, text_blocks)
             pixels = torch.randn(n, 3, 224, 224)
             acts = torch.cat([encoder.image_backbone.run_blocks(pixels[i:i + 16], 0, cut)
                               for i in range(0, n, 16)]).numpy()
-        image = ImageBlocksSide(encoder.image_backbone, acts, cut)
+        image = ImageBlocksSide(encoder.image_backbone, [acts], cut)  # one view, as in training
     else:
         image = FrozenSide(rng.standard_normal((n, encoder.image_backbone.out_dim), np.float32))
     if text_count:

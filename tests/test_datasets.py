@@ -415,6 +415,16 @@ def test_registry_dict_shorthand_and_config_files(tmp_path):
     assert load_dataset(str(toml)).texts == ["green"]
 
 
+def test_flickr8k_cn_joins_languages_with_plus(tmp_path):
+    root = flickr8k_cn_root(tmp_path)
+    lines(root / "flickr8kenc.caption.txt", "100.jpg#enc#0 a red square")
+    data = load_dataset(f"flickr8k-cn:{root}:test:zh+en")
+    assert data.texts == ["红色方块", "红色", "a red square"]
+    assert data.text_images == [(0,), (0,), (0,)] and len(data.image_texts()[0]) == 3
+    with pytest.raises(BadInputError, match="language must be one of"):
+        load_dataset(f"flickr8k-cn:{root}:test:zh+fr")
+
+
 @pytest.mark.parametrize("spec,pattern", [
     ({"format": "laion", "path": "x"}, "unknown dataset format 'laion' .*karpathy.*newsimages"),
     ("laion:x", "unknown dataset format 'laion' .*karpathy"),

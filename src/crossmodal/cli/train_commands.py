@@ -13,13 +13,21 @@ import click
               help="Shipped tower name or a tower JSON config.")
 @click.option("--data", "data_root", required=True, type=click.Path(path_type=Path),
               help="Flickr8K-CN folder (e.g. ../shared/data/flickr8k-cn).")
-@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
+@click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Captions to validate on (val split) and, by default, to train on.")
+@click.option("--train-language", default=None,
+              help="Captions to train on, e.g. zh+en: lite-zh's multilingual text tower learns "
+                   "from the Chinese and the English captions of each photo (the default "
+                   "lite-zh weights).")
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seeds the initial heads and each epoch's shuffling and dropout.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Where to write the head weights (default: the config's weights path).")
-def train_heads_command(tower, data_root, language, epochs, batch_size, lr, out) -> None:
+def train_heads_command(tower, data_root, language, train_language, epochs, batch_size, lr,
+                        seed, out) -> None:
     """Train a tower's heads from scratch on Flickr8K-CN train (frozen towers, InfoNCE),
     best epoch by val Rsum, and write them where the tower config expects them."""
     from crossmodal.index.storage import atomic_save_json, atomic_write
@@ -30,8 +38,8 @@ def train_heads_command(tower, data_root, language, epochs, batch_size, lr, out)
     tower_config = find_tower_config(tower)
     root = Path(data_root).resolve()
     config = TrainConfig.from_dict({
-        "model": f"towers:{tower}", "fresh_heads": True,
-        "train_data": f"flickr8k-cn:{root}:train:{language}",
+        "model": f"towers:{tower}", "fresh_heads": True, "seed": seed,
+        "train_data": f"flickr8k-cn:{root}:train:{train_language or language}",
         "val_data": f"flickr8k-cn:{root}:val:{language}",
         "output_dir": str(Path("runs") / f"train-heads-{tower_config.name}-{language}"),
         "stages": [{"name": "heads", "losses": {"infonce": 1.0}, "lr": lr,

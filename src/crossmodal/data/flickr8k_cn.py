@@ -50,12 +50,14 @@ def read_captions(root: Path, language: str) -> dict[str, list[str]]:
 
 def load_flickr8k_cn(root: str | Path, split: str = "val", language: str = "en"
                      ) -> RetrievalDataset:
+    """`language` is en, zh, or several joined by "+" ("zh+en": each photo with its Chinese
+    and then its English captions, e.g. to train a multilingual text tower on both)."""
     root = Path(root).resolve()  # absolute paths: feature caches key on them
-    captions = read_captions(root, language)
+    per_language = [read_captions(root, lang) for lang in language.split("+")]
     data = RetrievalDataset(f"flickr8k-cn/{split}/{language}")
     for image_id in read_split_ids(root, split):
         path = root / "images" / f"{image_id}.jpg"
-        texts = [c for c in captions.get(image_id, []) if c]
+        texts = [c for captions in per_language for c in captions.get(image_id, []) if c]
         if not path.is_file() or not texts:
             data.skipped.append((image_id, "image file missing" if texts else "no captions"))
             continue
