@@ -133,3 +133,29 @@ def test_freezing_policies_resolve_to_block_counts(tmp_path, stage, image, text)
 def test_block_counts_must_be_counts(tmp_path, value):
     with pytest.raises(BadInputError, match="train_image_blocks must be a count"):
         config(tmp_path, [{"train_image_blocks": value}])
+
+
+def with_views_and_captions(data: FeatureSet, seed: int) -> FeatureSet:
+    """A second, slightly different view of each image (as a mirror image gives) and a caption
+    string per text, for heads with tta views and a gram bag."""
+    rng = np.random.default_rng(seed)
+    mirror = data.image + 0.1 * rng.standard_normal(data.image.shape).astype(np.float32)
+    captions = [f"a photo number {i % 3}" for i in range(len(data.text))]
+    return FeatureSet(np.stack([data.image, mirror], 1), data.text, data.text_image, captions)
+
+
+def test_views_gram_bag_and_every_loss_train_together(tmp_path):
+    train = with_views_and_captions(synthetic(64, 9), 1)
+    val = with_views_and_captions(synthetic(16, 10), 2)
+    torch.manual_seed(0)
+    model = TowerHeads(12, 10, {"dim": 8, "grams": {"unit": "words", "min_count": 1}})
+    model.grams.fit(train.texts)
+    teacher = TeacherFeatures(train.image[:, 0].copy(), train.text.copy())
+    stages = [{"name": "all", "losses": {"infonce": 1.0, "instance": 1.0, "csa": 0.1, "usa": 0.5},
+               "max_epochs": 3, "batch_size": 16, "warmup": 2, "lr": 0.01}]
+    cfg = config(tmp_path, stages, teacher={"dir": str(tmp_path), "name": "t"})
+    before = evaluate_heads(model, val)["rsum"]
+    best = HeadTrainer(cfg, model, train, val, teacher, progress=False).fit()
+    assert best["val"]["rsum"] > before + 50
+    table = model.grams.table.weight
+    assert table[:-1].abs().sum() > 0 and table[-1].abs().sum() == 0  # padding row stays 0

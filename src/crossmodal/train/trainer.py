@@ -70,7 +70,7 @@ class HeadTrainer:
             "usa": USALoss(),
         })
         # USA aligns uni-modal similarities through extra heads of their own.
-        self.uni = nn.ModuleDict({"image": nn.Linear(train.image.shape[1], dim),
+        self.uni = nn.ModuleDict({"image": nn.Linear(train.image.shape[-1], dim),
                                   "text": nn.Linear(train.text.shape[1], dim)})
         self.captions_of: list[list[int]] = [[] for _ in range(len(train.image))]
         for text, image in enumerate(train.text_image):
