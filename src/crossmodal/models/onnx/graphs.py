@@ -12,6 +12,7 @@ from torch import nn
 from crossmodal.errors import UnknownModelError
 from crossmodal.models.preprocess import features_tensor
 from crossmodal.models.protocol import Encoder
+from crossmodal.models.towers.encoder import view_of
 
 # hf: families whose get_*_features take (input_ids, attention_mask) padded to the longest text
 HF_EXPORTABLE = ("clip",)
@@ -31,8 +32,6 @@ class TowersImagePath(nn.Module):
         self.backbone, self.head, self.views = backbone, head, tuple(views)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        from crossmodal.models.towers.encoder import view_of
-
         embedded = [_normalize(self.head(self.backbone(view_of(pixel_values, view))))
                     for view in self.views]
         return embedded[0] if len(embedded) == 1 else _normalize(sum(embedded) / len(embedded))
