@@ -23,10 +23,17 @@ class FeatureSet:
         return [self.texts[i] for i in rows] if getattr(heads, "grams", None) else None
 
 
+def evaluate_features(heads, image: torch.Tensor, text: torch.Tensor, data: FeatureSet) -> dict:
+    """Retrieval metrics of the heads on backbone features of all of `data`'s images
+    (per view with tta) and texts; the caller puts the heads in eval mode."""
+    with torch.inference_mode():
+        captions = data.captions(np.arange(len(data.text)), heads)
+        image_emb = embed_images(heads, image).numpy()
+        text_emb = embed_texts(heads, text, captions).numpy()
+    return evaluate_pairs(image_emb, text_emb, data.text_image)
+
+
 def evaluate_heads(heads: TowerHeads, data: FeatureSet) -> dict:
     heads.eval()
-    with torch.inference_mode():
-        image = embed_images(heads, torch.from_numpy(data.image)).numpy()
-        rows = np.arange(len(data.text))
-        text = embed_texts(heads, torch.from_numpy(data.text), data.captions(rows, heads)).numpy()
-    return evaluate_pairs(image, text, data.text_image)
+    return evaluate_features(heads, torch.from_numpy(data.image), torch.from_numpy(data.text),
+                             data)

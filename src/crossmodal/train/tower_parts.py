@@ -41,26 +41,19 @@ class ImageBlocksSide:
     def __init__(self, backbone: nn.Module, activations: list[np.ndarray], cut: int):
         self.backbone, self.activations, self.cut = backbone, activations, cut
 
-    def _run(self, view: int, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.asarray(self.activations[view][rows], np.float32))
+    def _run(self, activations: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(activations, np.float32))
         if x.ndim == 4:  # conv maps; transformer activations are (n, tokens, hidden)
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone.run_blocks(x, self.cut)
 
     def __call__(self, rows: np.ndarray, views: np.ndarray | None = None) -> torch.Tensor:
-        rows = np.asarray(rows)
+        if views is not None:  # one view per row, gathered into one batch
+            pairs = zip(rows, views, strict=True)
+            return self._run(np.stack([self.activations[view][row] for row, view in pairs]))
         if len(self.activations) == 1:
-            return self._run(0, rows)
-        if views is None:
-            return torch.stack([self._run(v, rows) for v in range(len(self.activations))], 1)
-        out = None
-        for view in range(len(self.activations)):
-            picked = np.flatnonzero(views == view)
-            if len(picked):
-                part = self._run(view, rows[picked])
-                out = part.new_empty((len(rows), part.shape[1])) if out is None else out
-                out[torch.from_numpy(picked)] = part
-        return out
+            return self._run(self.activations[0][rows])
+        return torch.stack([self._run(per_view[rows]) for per_view in self.activations], 1)
 
 
 class TextBlocksSide:

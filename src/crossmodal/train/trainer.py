@@ -30,11 +30,10 @@ from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
 from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
-from crossmodal.metrics.evaluate import evaluate_pairs
 from crossmodal.models.towers.heads import embed_images, embed_texts
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
-from crossmodal.train.heads import FeatureSet
+from crossmodal.train.heads import FeatureSet, evaluate_features
 from crossmodal.train.tower_parts import TowerParts, embed_side, frozen_sides
 
 
@@ -189,10 +188,7 @@ class HeadTrainer:
             chunk = self.config.valid_batch_size
             image = embed_side(self.val_sides[0], len(self.val.image), chunk)
             text = embed_side(self.val_sides[1], len(self.val.text), chunk)
-            captions = self.val.captions(np.arange(len(self.val.text)), self.heads)
-            image = embed_images(self.heads, image).numpy()
-            text = embed_texts(self.heads, text, captions).numpy()
-        return evaluate_pairs(image, text, self.val.text_image)
+        return evaluate_features(self.heads, image, text, self.val)
 
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:
         if self.rank != 0:  # one process validates and writes
