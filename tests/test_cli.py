@@ -100,3 +100,24 @@ def test_eval_compare_and_classify(runner, tmp_path, fake_encoder, monkeypatch):
     assert json.loads(out)["top1"] == 100.0
     bad = run(runner, "eval", "--model", "fake:colours", "--data", "nope:x", code=2).output
     assert "unknown dataset format" in bad
+
+
+def test_remove_counts_each_id_once_and_lists_unknown_ones(runner, tmp_path, colour_folder,
+                                                           fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    result = run(runner, "remove", index, "red.jpg", "red.jpg", "nope.jpg", "nope.jpg")
+    assert result.stdout == "removed 1 items; 3 remain\n"
+    assert result.stderr == "not found: nope.jpg\n"
+
+
+def test_info_verify_reports_a_corrupt_items_file(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    manifest = json.loads((index / "manifest.json").read_text())
+    (index / manifest["files"]["items"]["name"]).write_text('{"items": [', encoding="utf-8")
+    info = json.loads(run(runner, "info", index, "--verify").output)
+    assert info["verified"] is False and info["bad_files"] == ["items"]
+    assert info["items"] == 4 and "is corrupt" in info["error"]
+    plain = run(runner, "info", index, code=2).output
+    assert plain.startswith("error: ") and "is corrupt" in plain and plain.count("\n") == 1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from crossmodal.engine import Collection
-from crossmodal.errors import BadInputError, IndexMismatchError
+from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from tests.conftest import write_image
 from tests.fakes import FakeEncoder
 
@@ -75,8 +75,8 @@ def test_caption_change_re_embeds(tmp_path, colour_folder, fake_encoder):
 
 def test_remove(tmp_path, colour_folder, fake_encoder):
     collection, _ = build(tmp_path, colour_folder, fake_encoder)
-    missing = collection.remove(["red.jpg", "nope"])
-    assert missing == ["nope"]
+    missing = collection.remove(["red.jpg", "nope", "red.jpg", "nope"])
+    assert missing == ["nope"]  # each unknown id once
     reopened = Collection.open(tmp_path / "index", encoder=fake_encoder)
     assert "red.jpg" not in reopened and len(reopened) == 3
     assert all(item != "red.jpg" for item, _ in reopened.text_rows)
@@ -173,3 +173,13 @@ def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_enco
     collection, report = build(tmp_path, colour_folder, fake_encoder)
     assert ("cannot read: Permission denied" in {why for _, why in report.skipped})
     assert "green.png" not in collection and len(collection) == 3
+
+
+@pytest.mark.parametrize("damage", [b'{"items": [', b"\xff\xfe", b'{"texts": []}', b"[]"])
+def test_corrupt_items_json_is_an_index_error(tmp_path, colour_folder, fake_encoder, damage):
+    collection, _ = build(tmp_path, colour_folder, fake_encoder)
+    items = tmp_path / "index" / collection.manifest.files["items"]["name"]
+    items.write_bytes(damage)
+    with pytest.raises(IndexCorruptError, match=rf"{items.name} is corrupt .*--verify"):
+        Collection.open(tmp_path / "index", encoder=fake_encoder)
+    assert collection.manifest.verify(tmp_path / "index") == ["items"]

@@ -156,8 +156,17 @@ class Collection:
             return {k[len(prefix):]: v["name"] for k, v in manifest.files.items()
                     if k.startswith(prefix)}
 
-        meta = json.loads((path / manifest.files["items"]["name"]).read_text(encoding="utf-8"))
-        text_rows = [tuple(row) for row in meta["texts"]]
+        items_path = path / manifest.files["items"]["name"]
+        try:
+            meta = json.loads(items_path.read_text(encoding="utf-8"))
+            text_rows = [tuple(row) for row in meta["texts"]]
+            if not isinstance(meta["items"], list):
+                raise TypeError("'items' is not a list")
+        except (ValueError, KeyError, TypeError) as exc:  # bad JSON or UTF-8, or wrong shape
+            raise IndexCorruptError(
+                f"{items_path} is corrupt ({type(exc).__name__}: {exc}): see `crossmodal info "
+                f"{path} --verify`; restore the folder from a backup or rebuild the index"
+            ) from exc
         rows = _metadata_rows(meta["items"], text_rows)
         stores = [
             load_store(manifest.store, path, files_of(role), manifest.dim, manifest.index_type,
@@ -278,9 +287,10 @@ class Collection:
         self._reindex()
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
-        """Remove items (with their captions); returns the ids not found."""
-        missing = [i for i in item_ids if i not in self._row_of]
-        present = set(item_ids) - set(missing)
+        """Remove items (with their captions); returns the ids not found, each once."""
+        unique = list(dict.fromkeys(item_ids))  # an id given twice is removed once
+        missing = [i for i in unique if i not in self._row_of]
+        present = set(unique) - set(missing)
         if present:
             with self._writing():
                 self._drop_rows(present)

@@ -78,8 +78,9 @@ def remove_command(index, item_ids) -> None:
     from crossmodal.engine import Collection
 
     collection = Collection.open(index)
-    missing = collection.remove(list(item_ids))
-    click.echo(f"removed {len(item_ids) - len(missing)} items; {len(collection)} remain")
+    unique = list(dict.fromkeys(item_ids))
+    missing = collection.remove(unique)
+    click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")
     for item_id in missing:
         click.echo(f"not found: {item_id}", err=True)
 
@@ -90,8 +91,21 @@ def remove_command(index, item_ids) -> None:
 def info_command(index, verify) -> None:
     """Show what an index holds and which model built it."""
     from crossmodal.engine import Collection
+    from crossmodal.errors import IndexCorruptError
+    from crossmodal.index.manifest import Manifest
 
-    collection = Collection.open(index)
+    try:
+        collection = Collection.open(index)
+    except IndexCorruptError as exc:
+        if not verify:
+            raise
+        # The checksums tell which file is bad even when the index cannot be opened.
+        manifest = Manifest.load(index)
+        stats = {"path": str(index), "model": manifest.model, **manifest.counts,
+                 "generation": manifest.generation, "verified": False,
+                 "bad_files": manifest.verify(index), "error": str(exc)}
+        click.echo(json.dumps(stats, indent=1))
+        return
     stats = collection.stats()
     if verify:
         bad = collection.manifest.verify(index)

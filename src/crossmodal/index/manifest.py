@@ -59,12 +59,17 @@ class Manifest:
             raise
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise IndexCorruptError(f"unreadable manifest {path}: not a JSON object")
         if data.get("format") != FORMAT_VERSION:
             raise IndexCorruptError(
                 f"{path} has format {data.get('format')}, this version reads {FORMAT_VERSION}"
             )
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:  # a required field is missing
+            raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
 
     def verify(self, folder: Path) -> list[str]:
         """Files whose size or checksum differ from the manifest (empty: consistent)."""
