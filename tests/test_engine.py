@@ -21,7 +21,7 @@ def build(tmp_path, colour_folder, encoder):
 def test_add_and_search_every_direction(tmp_path, colour_folder, fake_encoder):
     collection, report = build(tmp_path, colour_folder, fake_encoder)
     assert report.added == 4 and report.texts == 4
-    assert ("empty caption" in {why for _, why in report.skipped})
+    assert ("empty caption" in {why for _, why in report.skipped_captions})
     assert sorted(i["id"] for i in collection.items) == [
         "green.png", "nocaption.bmp", "red.jpg", "sub/blue.webp"]
 
@@ -91,14 +91,17 @@ def test_bad_images_are_skipped_and_logged(tmp_path, colour_folder, fake_encoder
     (colour_folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (colour_folder / "readme.md").write_text("hello")
     collection, report = build(tmp_path, colour_folder, fake_encoder)
-    reasons = {os.path.basename(what): why for what, why in report.skipped}
+    reasons = {os.path.basename(what): why for what, why in report.skipped_files}
     assert reasons["empty.jpg"] == "zero-byte file"
     assert "not a recognised image" in reasons["notes.png"]
     assert "truncated" in reasons["truncated.jpg"]
     assert reasons["readme.md"] == "not an image file"
     assert report.added == 4 and len(collection) == 4
     log = json.loads(report.log_path.read_text())
-    assert {os.path.basename(s["input"]) for s in log["skipped"]} >= {"empty.jpg", "notes.png"}
+    assert {os.path.basename(s["input"]) for s in log["skipped_files"]} >= {"empty.jpg",
+                                                                            "notes.png"}
+    assert log["skipped_captions"] == [
+        {"caption": f"{colour_folder / 'sub' / 'blue.webp.txt'}:2", "reason": "empty caption"}]
 
 
 def test_long_captions_are_reported(tmp_path, colour_folder, fake_encoder):
@@ -171,7 +174,7 @@ def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_enco
 
     monkeypatch.setattr(engine, "_content_hash", unreadable_green)
     collection, report = build(tmp_path, colour_folder, fake_encoder)
-    assert ("cannot read: Permission denied" in {why for _, why in report.skipped})
+    assert ("cannot read: Permission denied" in {why for _, why in report.skipped_files})
     assert "green.png" not in collection and len(collection) == 3
 
 

@@ -65,7 +65,8 @@ class AddReport:
     updated: int = 0
     unchanged: int = 0
     texts: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, why)
+    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
     truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
     log_path: Path | None = None
 
@@ -304,7 +305,7 @@ class Collection:
             try:
                 stat = source.path.stat()
             except OSError as exc:  # vanished or unreadable since the folder was walked
-                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
                 continue
             meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
                     "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -317,7 +318,7 @@ class Collection:
             try:
                 meta["sha256"] = _content_hash(source.path, source.captions)
             except OSError as exc:
-                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
                 continue
             if old is not None and old.get("sha256") == meta["sha256"]:
                 report.unchanged += 1
@@ -330,7 +331,8 @@ class Collection:
                   commit_every: int = 4096) -> AddReport:
         """Index images (and captions) under `inputs`; only new or changed files are embedded."""
         collected = collect_items(list(inputs), list(caption_files))
-        report = AddReport(skipped=list(collected.skipped))
+        report = AddReport(skipped_files=list(collected.skipped_files),
+                           skipped_captions=list(collected.skipped_captions))
         encoder = self.encoder
         with self._writing():
             todo = self._plan(collected.items, report)
@@ -344,7 +346,7 @@ class Collection:
                 target_size=encoder.preprocessing.size,
             ):
                 for position, reason in failures:
-                    report.skipped.append((str(todo[position][0].path), reason))
+                    report.skipped_files.append((str(todo[position][0].path), reason))
                 batch = [todo[p] for p in positions]
                 self._append(batch, encoder.encode_images(images), report)
                 report.added += sum(1 for s, _ in batch if s.id not in replaced)
@@ -411,13 +413,16 @@ class Collection:
             self._commit()
 
     def _write_log(self, report: AddReport) -> Path | None:
-        if not report.skipped and not report.truncated:
+        if not report.skipped_files and not report.skipped_captions and not report.truncated:
             return None
         logs = self.path / "logs"
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = logs / f"index-{stamp}.json"
         atomic_save_json(path, {
-            "skipped": [{"input": what, "reason": why} for what, why in report.skipped],
+            "skipped_files": [{"input": what, "reason": why}
+                              for what, why in report.skipped_files],
+            "skipped_captions": [{"caption": where, "reason": why}
+                                 for where, why in report.skipped_captions],
             "truncated": [{"text": t, "tokens": n} for t, n in report.truncated],
             "context_length": self.encoder.context_length,
         })

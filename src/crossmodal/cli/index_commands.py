@@ -10,6 +10,16 @@ import click
 from crossmodal.models.registry import DEFAULT_MODEL
 
 
+def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -> None:
+    if not entries:
+        return
+    click.echo(f"skipped {len(entries)} {noun}:", err=True)
+    for what, why in entries[:shown]:
+        click.echo(f"  {what}: {why}", err=True)
+    if len(entries) > shown:
+        click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
+
+
 def print_add_report(report, into: Path) -> None:
     click.echo(
         f"indexed {report.added} new and {report.updated} changed images "
@@ -18,12 +28,8 @@ def print_add_report(report, into: Path) -> None:
     if report.truncated:
         click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
                    "and were truncated (listed in the log)")
-    if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} inputs:", err=True)
-        for what, why in report.skipped[:20]:
-            click.echo(f"  {what}: {why}", err=True)
-        if len(report.skipped) > 20:
-            click.echo(f"  ... and {len(report.skipped) - 20} more", err=True)
+    _print_skipped(report.skipped_files, "files")
+    _print_skipped(report.skipped_captions, "captions")
     if report.log_path:
         click.echo(f"details: {report.log_path}", err=True)
 

@@ -132,7 +132,7 @@ def plan_shards(inputs: list[str | Path], caption_files: list[str | Path] = (),
     items: list[dict] = []
     if files:
         collected = collect_items(files, list(caption_files))
-        plan.skipped.extend(collected.skipped)
+        plan.skipped.extend(collected.skipped_files + collected.skipped_captions)
         items.extend(_file_item(s.id, s.path, s.captions) for s in collected.items)
     for table in tables:
         items.extend(read_table_items(table, path_column, caption_column))
