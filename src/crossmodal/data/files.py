@@ -193,8 +193,8 @@ def _caption_records(path: Path) -> dict[str, list[Caption]]:
     """IMAGE key -> (caption, FILE:LINE), in file order. Malformed lines name file and line;
     a file that is not UTF-8 is an error naming the line (the captions are the point of
     --captions: better stopped than garbled)."""
-    path = require_file(Path(path), "caption file")
-    shown = os.path.abspath(path)
+    path = Path(os.path.abspath(require_file(Path(path), "caption file")))  # as in reports
+    shown = str(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _json_captions(path, shown)
