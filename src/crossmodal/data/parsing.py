@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError
 
+_OLD_MAC_LINE_END = re.compile(r"(?<=\r)(?!\n)")  # a lone \r ends a line, as in text mode
 _KINDS = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
 
@@ -54,6 +56,19 @@ def read_text(path: Path, what: str = "text file") -> str:
     """A whole UTF-8 file; not UTF-8 is a NotUtf8Error naming file and line."""
     path = require_file(path, what)
     return decode_utf8(path.read_bytes(), path)
+
+
+def text_lines(path: Path, what: str = "text file") -> Iterator[tuple[int, str]]:
+    """(line number, line with its ending) of a UTF-8 file, read as it goes; a line that is
+    not UTF-8 is a NotUtf8Error naming it."""
+    number = 0
+    with require_file(path, what).open("rb") as handle:
+        for raw in handle:
+            text = decode_utf8(raw, path, number + 1)
+            for line in _OLD_MAC_LINE_END.split(text) if "\r" in text else (text,):
+                if line:
+                    number += 1
+                    yield number, line
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -102,15 +117,13 @@ def json_list(data: object, path: Path, key: str | None = None) -> list:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
     """(line number, value) per non-blank line."""
-    with require_file(path, "JSONL file").open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            line = decode_utf8(raw, path, number)
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+    for number, line in text_lines(path, "JSONL file"):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
 
 
 class Builder:
