@@ -31,7 +31,7 @@ from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index.filters import Filter, parse_filter
-from crossmodal.index.manifest import MANIFEST, Manifest, library_versions
+from crossmodal.index.manifest import MANIFEST, Manifest, library_versions, read_items
 from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
 from crossmodal.index.storage import atomic_save_json
@@ -157,26 +157,16 @@ class Collection:
             return {k[len(prefix):]: v["name"] for k, v in manifest.files.items()
                     if k.startswith(prefix)}
 
-        items_path = path / manifest.files["items"]["name"]
-        try:
-            meta = json.loads(items_path.read_text(encoding="utf-8"))
-            text_rows = [tuple(row) for row in meta["texts"]]
-            if not isinstance(meta["items"], list):
-                raise TypeError("'items' is not a list")
-        except (ValueError, KeyError, TypeError) as exc:  # bad JSON or UTF-8, or wrong shape
-            raise IndexCorruptError(
-                f"{items_path} is corrupt ({type(exc).__name__}: {exc}): see `crossmodal info "
-                f"{path} --verify`; restore the folder from a backup or rebuild the index"
-            ) from exc
-        rows = _metadata_rows(meta["items"], text_rows)
+        items, text_rows = read_items(path, manifest)
+        rows = _metadata_rows(items, text_rows)
         stores = [
             load_store(manifest.store, path, files_of(role), manifest.dim, manifest.index_type,
                        manifest.index_params, lambda role=role: rows(role))
             for role in TARGETS
         ]
-        if len(meta["items"]) != len(stores[0]) or len(text_rows) != len(stores[1]):
+        if len(items) != len(stores[0]) or len(text_rows) != len(stores[1]):
             raise IndexCorruptError(f"{path}: metadata and vectors disagree in length")
-        return cls(path, manifest, meta["items"], text_rows, *stores, encoder=encoder)
+        return cls(path, manifest, items, text_rows, *stores, encoder=encoder)
 
     # --- the encoder ------------------------------------------------------------------
     @property

@@ -80,3 +80,20 @@ class Manifest:
                     or file_sha256(path) != entry["sha256"]):
                 bad.append(role)
         return bad
+
+
+def read_items(folder: Path, manifest: Manifest) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The items and caption rows of the manifest's generation; a file that is not the JSON
+    the engine writes is an IndexCorruptError naming it (FileNotFoundError passes through:
+    a writer may have replaced the generation, and the reader tries again)."""
+    path = Path(folder) / manifest.files["items"]["name"]
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        text_rows = [tuple(row) for row in meta["texts"]]
+        if not isinstance(meta["items"], list):
+            raise TypeError("'items' is not a list")
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON or UTF-8, or the wrong shape
+        raise IndexCorruptError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}): see `crossmodal info {folder} "
+            "--verify`; restore the folder from a backup or rebuild the index") from exc
+    return meta["items"], text_rows
