@@ -148,3 +148,6 @@ def test_info_verify_reports_a_corrupt_items_file(runner, tmp_path, colour_folde
     assert info["items"] == 4 and "is corrupt" in info["error"]
     plain = run(runner, "info", index, code=2).output
     assert plain.startswith("error: ") and "is corrupt" in plain and plain.count("\n") == 1
+    (index / manifest["files"]["images.vectors"]["name"]).unlink()  # missing: same answer
+    info = json.loads(run(runner, "info", index, "--verify").output)
+    assert info["bad_files"] == ["images.vectors", "items"]
