@@ -126,3 +126,23 @@ def test_server_uploads_and_the_cli_indexing_at_once_lose_nothing(
     stored = {p.name for p in (path / "uploads").iterdir()}
     used = {Path(on_disk.item(i)["path"]).name for i in acknowledged}
     assert stored == used and len(stored) == len(acknowledged) >= 15
+
+
+def test_the_server_removes_upload_files_no_item_refers_to(tmp_path, colour_folder, fake_encoder):
+    import os
+    import time
+
+    from crossmodal.serve.live import LiveCollection
+
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    uploads = path / "uploads"
+    uploads.mkdir()
+    orphan, fresh = uploads / "dead.png", uploads / "in-flight.png"
+    orphan.write_bytes(png_bytes((1, 2, 3)))
+    fresh.write_bytes(png_bytes((3, 2, 1)))
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))  # a server killed two hours ago left it behind
+    live = LiveCollection(path, fake_encoder)
+    assert not orphan.exists() and fresh.exists()  # a young file may be another's upload
+    live.remove_orphan_uploads(min_age_s=0)
+    assert not fresh.exists()
