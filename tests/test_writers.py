@@ -146,3 +146,23 @@ def test_the_server_removes_upload_files_no_item_refers_to(tmp_path, colour_fold
     assert not orphan.exists() and fresh.exists()  # a young file may be another's upload
     live.remove_orphan_uploads(min_age_s=0)
     assert not fresh.exists()
+
+
+def test_add_vectors_can_skip_ids_another_writer_added_meanwhile(
+        tmp_path, colour_folder, fake_encoder):
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    stale = Collection.open(path, encoder=fake_encoder)
+    Collection.open(path, encoder=fake_encoder).add_paths(
+        [photos(tmp_path / "a", 1, "a")], progress=False)
+    items = [{"id": "a000.png", "path": "x.png", "captions": ["one", "two"]},
+             {"id": "new.png", "path": "y.png", "captions": ["three"]}]
+    vectors = fake_encoder.encode_texts(["red", "blue"])
+    skipped = stale.add_vectors(items, vectors, fake_encoder.encode_texts(["1", "2", "green"]),
+                                skip_existing=True)
+    assert skipped == ["a000.png"]
+    on_disk = Collection.open(path, encoder=fake_encoder)
+    assert on_disk.item("a000.png")["captions"] == ["a photo 0"]  # the first writer's, kept
+    assert on_disk.item("new.png")["captions"] == ["three"]
+    assert len(on_disk) == 6 and len(on_disk.texts) == 4 + 1 + 1
+    hit = on_disk.search_text("green", k=1, target="texts")[0]
+    assert hit.id == "new.png#0"

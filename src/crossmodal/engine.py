@@ -428,11 +428,14 @@ class Collection:
         report.texts += len(embedded.rows)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
-                    text_vectors: np.ndarray | None = None) -> None:
+                    text_vectors: np.ndarray | None = None,
+                    skip_existing: bool = False) -> list[str]:
         """Add precomputed embeddings (made by this collection's model) without encoding.
 
         `items[i]` needs "id" and "path", optionally "captions"; its captions' vectors are
-        the next rows of `text_vectors`, in order.
+        the next rows of `text_vectors`, in order. An id already in the index (checked on the
+        latest generation, under the lock) is an error, or skipped with `skip_existing`;
+        returns the ids skipped.
         """
         items = [{"captions": [], **item} for item in items]
         rows = [(item["id"], k) for item in items for k in range(len(item["captions"]))]
@@ -443,19 +446,30 @@ class Collection:
                                 f"vectors, got {len(image_vectors)} and {len(text_vectors)}")
         if len({item["id"] for item in items}) != len(items):
             raise BadInputError("item ids must be unique within one add")
-        image_meta = [item_metadata(item) for item in items]  # checks "meta" before writing
+        for item in items:
+            item_metadata(item)  # checks "meta" before anything is written
         with self._writing():
-            clash = [item["id"] for item in items if item["id"] in self._row_of]
-            if clash:
-                raise BadInputError(f"item ids must be new: {clash[:5]} are already indexed")
-            self.images.add(image_vectors, image_meta)
+            clash = {item["id"] for item in items if item["id"] in self._row_of}
+            if clash and not skip_existing:
+                raise BadInputError(f"item ids must be new: {sorted(clash)[:5]} are already "
+                                    "indexed")
+            keep = np.array([item["id"] not in clash for item in items], bool)
+            keep_rows = np.array([item_id not in clash for item_id, _ in rows], bool)
+            items = [item for item, kept in zip(items, keep, strict=True) if kept]
+            rows = [row for row, kept in zip(rows, keep_rows, strict=True) if kept]
+            if items:
+                self.images.add(np.asarray(image_vectors)[keep],
+                                [item_metadata(item) for item in items])
             if rows:
-                self.texts.add(text_vectors, [item_metadata(item, "text", k) for item in items
-                                              for k in range(len(item["captions"]))])
-            self.items.extend(items)
-            self.text_rows.extend(rows)
-            self._reindex()
-            self._commit()
+                self.texts.add(np.asarray(text_vectors)[keep_rows],
+                               [item_metadata(item, "text", k) for item in items
+                                for k in range(len(item["captions"]))])
+            if items:
+                self.items.extend(items)
+                self.text_rows.extend(rows)
+                self._reindex()
+                self._commit()
+        return sorted(clash)
 
     def _write_log(self, report: AddReport) -> Path | None:
         if not report.skipped and not report.truncated:
