@@ -425,6 +425,15 @@ def test_flickr8k_cn_joins_languages_with_plus(tmp_path):
         load_dataset(f"flickr8k-cn:{root}:test:zh+fr")
 
 
+def test_flickr8k_cn_reads_the_machine_translated_chinese_captions(tmp_path):
+    root = flickr8k_cn_root(tmp_path)
+    lines(root / "flickr8kzhb.caption.txt", "100.jpg#zhb#0 一个红色的正方形")
+    lines(root / "flickr8kzhg.caption.txt", "100.jpg#zhg#0 红色正方形")
+    data = load_dataset(f"flickr8k-cn:{root}:test:zh+zhb+zhg")
+    assert data.texts == ["红色方块", "红色", "一个红色的正方形", "红色正方形"]
+    assert load_dataset(f"flickr8k-cn:{root}:test:zhg").texts == ["红色正方形"]
+
+
 @pytest.mark.parametrize("spec,pattern", [
     ({"format": "laion", "path": "x"}, "unknown dataset format 'laion' .*karpathy.*newsimages"),
     ("laion:x", "unknown dataset format 'laion' .*karpathy"),

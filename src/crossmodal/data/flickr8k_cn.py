@@ -5,6 +5,8 @@ Folder layout (as in ../shared/data/flickr8k-cn):
     flickr8k{train,val,test}.txt   image ids (no extension), one a line
     flickr8kenc.caption.txt     English captions, 5 per image
     flickr8kzhc.caption.txt     Chinese captions, 5 per image
+    flickr8kzh{b,g}.caption.txt Baidu / Google machine translations of the English ones
+                                (languages zhb / zhg: training text; evaluate on zh)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.parsing import read_text, text_lines
 from crossmodal.errors import BadInputError
 
-LANGUAGES = {"en": "enc", "zh": "zhc"}
+LANGUAGES = {"en": "enc", "zh": "zhc", "zhb": "zhb", "zhg": "zhg"}
 
 
 def read_split_ids(root: Path, split: str) -> list[str]:
