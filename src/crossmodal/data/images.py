@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import io
 from pathlib import Path
 
@@ -86,3 +89,20 @@ def _reduced(image: Image.Image, min_side: int) -> Image.Image:
     reduced.info = dict(image.info)  # keeps the EXIF orientation for exif_transpose
     image.close()  # the full-size buffer goes now, not when the caller is done
     return reduced
+
+
+@functools.cache
+def _libc_malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+def return_freed_memory() -> None:
+    """Give the pages of freed image buffers back to the OS now (glibc keeps them in the
+    freeing thread's arena otherwise, so a server's RSS stays at its peak for good)."""
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
