@@ -215,3 +215,26 @@ def test_method_not_allowed_lists_every_method_of_the_path(make_client):
     assert "DELETE" in response.json()["detail"]
     read_only = make_client(allow_writes=False).delete("/api/items/red.jpg")
     assert read_only.status_code == 405 and "DELETE" not in read_only.headers["allow"]
+
+
+def test_cli_passes_proxy_and_host_options_to_uvicorn(index_path, fake_encoder, monkeypatch):
+    import uvicorn
+    from click.testing import CliRunner
+
+    from crossmodal.cli.main import cli
+    from crossmodal.errors import BadInputError
+
+    started: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.append(
+        {**options, "settings": app.state.settings}))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["serve", str(index_path)]).exit_code == 0
+    assert started[-1]["proxy_headers"] is False and "forwarded_allow_ips" not in started[-1]
+    proxied = runner.invoke(cli, ["serve", str(index_path), "--trusted-proxy", "10.0.0.0/8",
+                                  "--allowed-host", "search.example"])
+    assert proxied.exit_code == 0, proxied.output
+    assert started[-1]["proxy_headers"] is True
+    assert started[-1]["forwarded_allow_ips"] == ["10.0.0.0/8"]
+    assert "search.example" in started[-1]["settings"].host_names
+    with pytest.raises(BadInputError, match="not an IP address or network"):
+        ServeSettings(trusted_proxies=("proxy.example",))
