@@ -37,10 +37,12 @@ def _hits_out(hits: list[EngineHit], target: str, started: float) -> schemas.Sea
     )
 
 
-def _lookup_id(raw: str, what: str = "item") -> str:
-    """The id a URL or body names, in its normal spelling; 404 if it can name nothing."""
+def _lookup_id(raw: str, captions: bool = False) -> str:
+    """The id a URL or body names (`captions`: or ITEM#K) in its normal spelling; 404 if it
+    can name nothing."""
+    what = "item or caption" if captions else "item"
     try:
-        return normal_query_id(raw) if what == "item or caption" else normal_item_id(raw)
+        return normal_query_id(raw) if captions else normal_item_id(raw)
     except BadInputError as exc:
         raise NotFoundError(f"no {what} {raw[:200]!r} in the index: {exc}") from None
 
@@ -109,7 +111,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         snapshot = live.snapshot
-        query_id = _lookup_id(body.id, "item or caption")
+        query_id = _lookup_id(body.id, captions=True)
         try:
             hits = snapshot.search_like(query_id, k=body.k, target=body.target)
         except BadInputError:  # the only bad input left: an id not indexed
