@@ -82,7 +82,9 @@ def index_command(inputs, into, model, caption_files, index_type, store, batch_s
 def remove_command(index, item_ids) -> None:
     """Remove items (and their captions) from INDEX by id."""
     from crossmodal.engine import Collection
+    from crossmodal.item_ids import normal_item_id
 
+    item_ids = [normal_item_id(item_id) for item_id in item_ids]  # the server's rule
     collection = Collection.open(index)
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
