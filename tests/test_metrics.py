@@ -128,6 +128,9 @@ def test_nan_scores_are_refused():
     with pytest.raises(NonFiniteError):
         positive_ranks(np.ones((2, 2)), np.ones((3, 2)), [[0], [1]],
                        score_fn=lambda q, g: np.full((len(q), len(g)), np.nan))
+    huge = np.full((2, 4), 1e30, np.float32)  # finite, but the dot products overflow to inf
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteError, match="2 of 2 score rows"):
+        positive_ranks(huge, -huge, [[0], [1]])
 
 
 def test_median_rank_is_vse_plus_plus_floor_of_the_zero_based_median_plus_one():

@@ -57,16 +57,31 @@ def require_finite(**named: np.ndarray) -> None:
                              "(a diverged training?); fix them, metrics would be meaningless")
 
 
+def _dot_cannot_overflow(queries: np.ndarray, gallery: np.ndarray) -> bool:
+    """|q . g| <= d * max|q| * max|g| bounds every partial sum of the dot products too."""
+    dtype = np.result_type(queries, gallery)
+    if not np.issubdtype(dtype, np.floating) or queries.size == 0 or gallery.size == 0:
+        return False
+    bound = (float(np.abs(queries).max()) * float(np.abs(gallery).max())
+             * queries.shape[-1])
+    return bound < float(np.finfo(dtype).max)
+
+
 def positive_ranks_from_scores(scores: np.ndarray, positives: Sequence[Sequence[int]],
                                ties: str = "pessimistic") -> np.ndarray:
     """(n_queries, max_positives) 1-based ranks, best positive first; padding is 0.
 
     The j-th best positive ranks at j + (negatives scoring >= it), or > it when optimistic.
     """
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, not {ties!r}")
     scores = np.asarray(scores)
     require_finite(score=scores)
+    return _ranks_of_finite_scores(scores, positives, ties)
+
+
+def _ranks_of_finite_scores(scores: np.ndarray, positives: Sequence[Sequence[int]],
+                            ties: str) -> np.ndarray:
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, not {ties!r}")
     index, mask = _padded(positives, scores.shape[1])
     pos_scores = np.where(mask, np.take_along_axis(scores, index, axis=1), -np.inf)
     pos_scores = -np.sort(-pos_scores, axis=1)  # best first; padding (-inf) last
@@ -86,9 +101,14 @@ def positive_ranks(
     score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Ranks of all positives per query, scoring `queries @ gallery.T` chunk by chunk."""
-    score_fn = score_fn or (lambda q, g: q @ g.T)
-    parts = [positive_ranks_from_scores(score_fn(queries[start:start + chunk], gallery),
-                                        positives[start:start + chunk], ties)
+    ranks_of = positive_ranks_from_scores  # checks every chunk of scores for NaN and inf
+    if score_fn is None:
+        score_fn = lambda q, g: q @ g.T  # noqa: E731
+        require_finite(query=queries, gallery=gallery)
+        if _dot_cannot_overflow(queries, gallery):  # then no score needs checking
+            ranks_of = _ranks_of_finite_scores
+    parts = [ranks_of(score_fn(queries[start:start + chunk], gallery),
+                      positives[start:start + chunk], ties)
              for start in range(0, len(queries), chunk)]
     width = max((part.shape[1] for part in parts), default=1)
     out = np.zeros((len(queries), width), np.int64)
