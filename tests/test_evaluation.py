@@ -60,6 +60,9 @@ def test_non_finite_embeddings_are_refused_before_ranking(colour_dataset, fake_e
     with pytest.raises(NonFiniteError, match="fake:colours on colours: 0 of 3 image rows and "
                                              "3 of 6 text rows hold NaN or inf"):
         evaluate_model(fake_encoder, colour_dataset, progress=False)
+    monkeypatch.setattr(fake_encoder, "encode_texts", real)  # the bug fixed, same weights
+    report = evaluate_model(fake_encoder, colour_dataset, progress=False)
+    assert report["rsum"] == 600.0 and report["cached_embeddings"] is False
 
 
 def test_tables_in_both_layouts(colour_dataset, fake_encoder):
