@@ -28,9 +28,12 @@ def lite_uri(tmp_path_factory):
 
 
 @pytest.fixture(params=BACKENDS)
-def stores(request, lite_uri):
-    """Makes stores of one backend; the same tests run against faiss and Milvus."""
-    maker = StoreMaker(request.param, lite_uri() if request.param == "milvus" else None)
+def stores(request, lite_uri, milvus_server_uri):
+    """Makes stores of one backend; the same tests run against faiss, Milvus Lite and a
+    Milvus server."""
+    uri = {"faiss": lambda: None, "milvus-lite": lite_uri,
+           "milvus-server": milvus_server_uri}[request.param]()
+    maker = StoreMaker(request.param, uri)
     yield maker
     maker.close()
 

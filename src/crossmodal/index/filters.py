@@ -1,12 +1,19 @@
-"""Metadata filters: one small expression language, honoured by every vector store.
+r"""Metadata filters: one small expression language, honoured by every vector store.
 
     source like "beach/%"            folder == "beach" and date >= "2024-01-01"
     modality = image                 not (mtime < 1700000000 or camera in ["a", "b"])
 
-A filter is parsed once into a tree; Milvus gets it back as its own boolean expression, the
-faiss store evaluates it in Python against each row's metadata. `key=value`
-with an unquoted word is accepted as a string, so `--where folder=beach` works in a shell.
-A row without the field never matches a comparison on it.
+A filter is parsed once into a tree and means the same on every store: `matches` (Python) is
+the meaning. The faiss store evaluates it on each row; Milvus stores ask Milvus for a superset
+(`milvus_superset`: only what every Milvus reads as we do) and keep the rows that `matches`.
+Milvus itself differs where the tree does not: a Milvus server takes only prefix patterns and
+reads `_` literally, Milvus Lite drops rows without the field under `not`.
+
+`key=value` with an unquoted word is accepted as a string, so `--where folder=beach` works in a
+shell. A row without the field never matches a comparison on it (so `not` of one does). In a
+`like` pattern `%` is any run of characters, `_` one character, and a backslash makes the next
+character literal: `name like "a\_b"` (or "a\\_b") matches a_b, not axb. Booleans are
+not numbers: `flag = 1` does not match true.
 """
 
 from __future__ import annotations
@@ -52,7 +59,13 @@ class Filter:
         return _evaluate(self.tree, row)
 
     def to_milvus(self) -> str:
+        """The tree in Milvus's syntax, read by Milvus's own rules (see the module notes)."""
         return _milvus(self.tree)
+
+    def milvus_superset(self) -> str:
+        """A Milvus expression every matching row satisfies ("" when none is safe): what a
+        Milvus store searches with before keeping the rows that `matches`."""
+        return _superset(self.tree) or ""
 
     def fields(self) -> set[str]:
         return _fields(self.tree)
@@ -173,7 +186,7 @@ class _Parser:
         if kind == "number":
             return float(text) if any(c in text for c in ".eE") else int(text)
         if kind == "string":
-            return json.loads('"' + text[1:-1].replace('"', '\\"').replace("\\'", "'") + '"')
+            return _unquote(text[1:-1])
         if kind == "word" and text.lower() in ("true", "false"):
             return text.lower() == "true"
         if kind == "word":
@@ -182,23 +195,62 @@ class _Parser:
         raise AssertionError("unreachable")
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\",
+            '"': '"', "'": "'"}
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+
+
+def _unquote(body: str) -> str:
+    """A quoted string's text: JSON escapes; any other backslash stays, for like's \\_."""
+    def one(match: re.Match) -> str:
+        code = match.group(1)
+        if len(code) == 5:
+            return chr(int(code[1:], 16))
+        return _ESCAPES.get(code, "\\" + code)
+    return _ESCAPE.sub(one, body)
+
+
+def _like_parts(pattern: str) -> list[str]:
+    """The pattern as literal characters and the wildcards "%" / "_" (as None-free tokens:
+    a wildcard is the one-character string itself, a literal is prefixed with a backslash)."""
+    parts, escaped = [], False
+    for char in pattern:
+        if escaped:
+            parts.append("\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            parts.append(char if char in "%_" else "\\" + char)
+    if escaped:  # a trailing backslash is itself
+        parts.append("\\\\")
+    return parts
+
+
 def _like(pattern: str) -> re.Pattern:
-    return re.compile("".join(".*" if c == "%" else "." if c == "_" else re.escape(c)
-                              for c in pattern), re.DOTALL)
+    wildcard = {"%": ".*", "_": "."}
+    return re.compile("".join(wildcard.get(part) or re.escape(part[1]) for part in
+                              _like_parts(pattern)), re.DOTALL)
 
 
 _LIKE = lru_cache(maxsize=64)(_like)
 
 
+def _same(have: object, want: Value) -> bool:
+    return have == want and isinstance(have, bool) == isinstance(want, bool)
+
+
 def _compare(have: object, op: str, want: Value | tuple[Value, ...]) -> bool:
     if op == "in":
-        return have in want
+        return any(_same(have, value) for value in want)
     if op == "like":
         return isinstance(have, str) and _LIKE(want).fullmatch(have) is not None
     if op == "==":
-        return have == want
+        return _same(have, want)
     if op == "!=":
-        return have != want
+        return not _same(have, want)
+    if isinstance(have, bool) or isinstance(want, bool):
+        return False  # true < 2 is no question a filter asks
     try:
         return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]
     except TypeError:  # a string field compared with a number: no match, as in Milvus
@@ -238,6 +290,31 @@ def _milvus(node: Node) -> str:
     if node.op == "not":
         return f"not ({_milvus(node.parts[0])})"
     return "(" + f" {node.op} ".join(_milvus(part) for part in node.parts) + ")"
+
+
+def _superset(node: Node) -> str | None:
+    """A Milvus expression true for every row the node matches; None: no safe constraint.
+    Safe: comparisons (a Milvus server also keeps rows without the field for `!=`: more, not
+    fewer), `in`, and a like pattern's literal prefix; `not` of a superset is not one."""
+    if isinstance(node, Compare):
+        field = f"$meta[{json.dumps(node.field)}]"
+        if node.op != "like":
+            return _milvus(node)
+        prefix = ""
+        for part in _like_parts(node.value):
+            if len(part) == 1 or part[1] in "%_\\":  # a wildcard, or a literal Milvus reads
+                break                                # as one (or as an escape)
+            prefix += part[1]
+        else:
+            return f"{field} == {_literal(prefix)}"
+        return f"{field} like {_literal(prefix + '%')}" if prefix else None
+    if node.op == "not":
+        return None
+    parts = [_superset(part) for part in node.parts]
+    if node.op == "or":
+        return None if None in parts else "(" + " or ".join(parts) + ")"
+    kept = [part for part in parts if part is not None]
+    return "(" + " and ".join(kept) + ")" if kept else None
 
 
 def _fields(node: Node) -> set[str]:
