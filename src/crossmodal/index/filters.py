@@ -294,10 +294,12 @@ def _milvus(node: Node) -> str:
 
 def _superset(node: Node) -> str | None:
     """A Milvus expression true for every row the node matches; None: no safe constraint.
-    Safe: comparisons (a Milvus server also keeps rows without the field for `!=`: more, not
-    fewer), `in`, and a like pattern's literal prefix; `not` of a superset is not one."""
+    Safe: ==, <, <=, >, >=, `in`, and a like pattern's literal prefix. Not safe: `not` of a
+    superset, and `!=` (Milvus Lite reads true as 1: `x != 1` drops x = true)."""
     if isinstance(node, Compare):
         field = f"$meta[{json.dumps(node.field)}]"
+        if node.op == "!=":
+            return None
         if node.op != "like":
             return _milvus(node)
         prefix = ""
