@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
-from crossmodal.errors import BadInputError
+from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.manifest import Manifest
 from tests.stores import BACKENDS
 from tests.stores import milvus_lite_or_skip as _lite_or_skip
@@ -139,3 +142,74 @@ def test_rows_of_an_uncommitted_write_are_dropped_on_open(tmp_path, colour_folde
     top_level = reopened.search_vectors(stray, k=9, where='folder = "."')[0]
     assert {h.id for h in top_level} == {"red.jpg", "nocaption.bmp"}
     reopened.close()
+
+
+def test_old_generations_are_removed(tmp_path, fake_encoder, store):
+    index = tmp_path / "gens"
+    collection = Collection.create(index, model="fake:colours", encoder=fake_encoder,
+                                   store=store)
+    vectors = fake_encoder.encode_texts(["red", "green", "blue", "grey"])
+    for i, vector in enumerate(vectors):  # four commits after the first
+        collection.add_vectors([{"id": f"{i}.jpg", "path": f"/p/{i}.jpg"}], vector[None])
+    collection.close()
+    generations = {m.group(1) for m in (re.match(r"^(?:images|texts|items)\.(\d{6})\.", n)
+                                        for n in os.listdir(index)) if m}
+    assert generations == {f"{Manifest.load(index).generation:06d}"}
+
+
+def test_a_copied_folder_is_not_written_and_a_moved_one_is(tmp_path, colour_folder,
+                                                           fake_encoder, store):
+    """cp -r of an index on a server leaves two folders naming one collection: the copy can
+    be searched, not changed (that would change the original). Milvus Lite in the folder is
+    copied with it, so its copy is a separate index."""
+    if store == "faiss":
+        pytest.skip("a faiss folder holds its vectors: a copy is a separate index")
+    index, copy, moved = tmp_path / "index", tmp_path / "copy", tmp_path / "moved"
+    original = Collection.create(index, model="fake:colours", encoder=fake_encoder, store=store)
+    original.add_paths([colour_folder], progress=False)
+    original.close()
+    shutil.copytree(index, copy)
+    copied = Collection.open(copy, encoder=fake_encoder)
+    assert copied.search_text("red", k=1)[0].id == "red.jpg"
+    if store == "milvus":
+        assert copied.remove(["red.jpg"]) == [] and len(copied) == 3
+    else:
+        with pytest.raises(IndexMismatchError, match=r"is a copy of .*--into NEW_FOLDER"):
+            copied.remove(["red.jpg"])
+    copied.close()
+    index.rename(moved)  # a moved folder takes its collections over
+    mover = Collection.open(moved, encoder=fake_encoder)
+    assert mover.search_text("red", k=1)[0].id == "red.jpg"  # the copy changed nothing
+    assert mover.remove(["green.png"]) == [] and len(mover) == 3
+    collections = [f"{mover.manifest.store['collection']}_{role}" for role in ("images", "texts")]
+    mover.close()
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["drop", str(moved)], input="n\n").exit_code == 1
+    assert moved.exists()  # not confirmed: nothing dropped
+    dropped = runner.invoke(cli, ["drop", str(copy), "--yes"])
+    assert dropped.exit_code == 0, dropped.output
+    assert not copy.exists()
+    if store != "milvus":
+        assert "another index folder owns them" in dropped.output
+        reopened = Collection.open(moved, encoder=fake_encoder)
+        assert len(reopened.search_text("red", k=9)) == 3  # the original still works
+        reopened.close()
+        assert collections_on(store, collections) == [True, True]
+    assert runner.invoke(cli, ["drop", str(moved), "--yes"]).exit_code == 0
+    assert not moved.exists()
+    if store != "milvus":
+        assert collections_on(store, collections) == [False, False]
+    missing = runner.invoke(cli, ["drop", str(moved), "--yes"])
+    assert missing.exit_code == 2 and "no crossmodal index" in missing.output
+
+
+def collections_on(store: str, names: list[str]) -> list[bool]:
+    from crossmodal.index.milvus_store import CLIENTS
+
+    uri = store.partition(":")[2]
+    client = CLIENTS.get(uri)
+    try:
+        return [client.has_collection(name) for name in names]
+    finally:
+        CLIENTS.release(uri)
