@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -157,6 +158,9 @@ def _connect(uri: str) -> Any:
         from pymilvus import MilvusClient
     except ImportError:
         raise missing_dependency("pymilvus", "milvus") from None
+    # Failures reach the caller as exceptions (one line in the CLI); pymilvus would also log
+    # each with a traceback first.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
     if not is_remote(uri):
         try:
             import milvus_lite  # noqa: F401
