@@ -232,3 +232,24 @@ def test_a_filter_checked_after_milvus_still_finds_k_rows(stores):
     best = sorted(far, key=lambda i: -float(base[i] @ query[0]))[:5]
     assert list(positions[0]) == best
     np.testing.assert_allclose(scores[0], (query @ base[best].T)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_milvus_hnsw_and_ivfpq_recall(stores):
+    """Milvus's own HNSW and IVF_PQ (IVF_SQ8 on Milvus Lite) find what exact search finds."""
+    if stores.backend == "faiss":
+        pytest.skip("faiss's index types: test_hnsw_and_ivfpq_recall")
+    rng = np.random.default_rng(9)
+    centres = unit(rng, 30, 32)
+    base = centres[rng.integers(0, 30, 4000)] + 0.15 * rng.standard_normal((4000, 32))
+    base = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    queries = base[rng.choice(4000, 50, replace=False)]
+    truth = np.argsort(-(queries @ base.T), axis=1)[:, :10]
+    for kind, params, floor in (("hnsw", {}, 0.95), ("ivfpq", {"nlist": 32, "nprobe": 16}, 0.5)):
+        store = stores.new(32, kind, params)
+        store.add(base, [{"half": "a" if i < 2000 else "b"} for i in range(4000)])
+        store.flush(wait_s=120)
+        _, positions = store.search(queries, 10)
+        recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=True)])
+        assert recall >= floor, (kind, recall)
+        _, positions = store.search(queries, 10, where=parse_filter('half like "a%"'))
+        assert ((positions >= 0) & (positions < 2000)).all(), kind
