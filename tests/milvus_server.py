@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 START_TIMEOUT_S = 120.0  # ~9 s on an idle machine; far more on a busy, shared one
 
@@ -36,9 +36,9 @@ def _free_port() -> int:
 class MilvusServer:
     """One `milvus-server` process on 127.0.0.1:<port> with a fresh data folder."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, port: int | None = None):
         self.data = Path(data)
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
@@ -56,8 +56,9 @@ class MilvusServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"milvus-server exited with {self.process.returncode}: "
                                    f"{self._log_tail()}")
+            self._check_port()
             try:
-                self._check()
+                self._answers()
                 return
             except Exception as exc:  # noqa: BLE001 - not up yet: retry until the deadline
                 last_error = exc
@@ -65,15 +66,23 @@ class MilvusServer:
         raise TimeoutError(f"Milvus did not answer at {self.uri} within {timeout_s:.0f} s "
                            f"({last_error}); {self._log_tail()}")
 
-    def _check(self) -> None:
-        """Answers at our port, and is the server we asked for (not moved to another)."""
+    def _check_port(self) -> None:
+        """The wrapper writes its config before it starts the server: is the port ours?"""
+        try:
+            config = (self.data / "configs" / "milvus.yaml").read_text(encoding="utf-8")
+        except OSError:
+            return  # not written yet
+        try:
+            port = int(yaml.safe_load(config)["proxy"]["port"])
+        except (yaml.YAMLError, KeyError, TypeError, ValueError):
+            return  # half written
+        if port != self.port:
+            raise RuntimeError(f"milvus-server moved from port {self.port} to {port} (was "
+                               f"{self.port} taken?)")
+
+    def _answers(self) -> None:
         from pymilvus import MilvusClient
 
-        config = (self.data / "configs" / "milvus.yaml").read_text(encoding="utf-8")
-        proxy = re.search(r"^proxy:\n(?:[ \t].*\n)*?\s+port:\s*(\d+)", config, re.MULTILINE)
-        if proxy and int(proxy.group(1)) != self.port:
-            raise RuntimeError(f"milvus-server moved from port {self.port} to "
-                               f"{proxy.group(1)} (was {self.port} taken?)")
         client = MilvusClient(uri=self.uri, timeout=2)
         try:
             client.list_collections()

@@ -4,6 +4,7 @@ its own server (the session's one stays up for the other tests)."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -55,3 +56,22 @@ def test_an_unreachable_server_is_503_and_one_cli_line(tmp_path, colour_folder, 
     assert result.exit_code == 2
     assert result.output.startswith(f"error: cannot reach Milvus at {own_server.uri}")
     assert result.output.count("\n") == 1, result.output  # one line, no traceback
+
+
+def test_the_server_fixture_refuses_a_moved_port_and_fails_only_in_ci(tmp_path, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="needed in CI"):
+        unavailable("no server")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no Milvus server here"):
+        unavailable("no server")
+    pytest.importorskip("milvus", reason="the milvus package (a Milvus server) is not installed")
+    with socket.socket() as taken:  # the wrapper would quietly move to the next port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = MilvusServer(tmp_path / "moved", port=taken.getsockname()[1])
+        try:
+            with pytest.raises(RuntimeError, match="moved from port"):
+                server.start(timeout_s=60)
+        finally:
+            server.stop()
