@@ -48,7 +48,8 @@ class MilvusServer:
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from milvus import main; main()", "--data", str(self.data),
              "--proxy-port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "ETCD_CONFIG_PATH": str(self._etcd_config())})
         log.close()
         deadline = time.monotonic() + timeout_s
         last_error: Exception | None = None
@@ -65,6 +66,18 @@ class MilvusServer:
                 time.sleep(0.5)
         raise TimeoutError(f"Milvus did not answer at {self.uri} within {timeout_s:.0f} s "
                            f"({last_error}); {self._log_tail()}")
+
+    def _etcd_config(self) -> Path:
+        """Free ports for the embedded etcd, which the wrapper leaves at 2379/2380: two servers
+        on one machine (the session's and a test's own) would clash there. Milvus reads
+        etcd.config.path from $ETCD_CONFIG_PATH."""
+        client, peer = (f"http://127.0.0.1:{_free_port()}" for _ in range(2))
+        path = self.data / "embed-etcd.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "default", "listen-client-urls": client, "advertise-client-urls": client,
+            "listen-peer-urls": peer, "initial-advertise-peer-urls": peer,
+            "initial-cluster": f"default={peer}"}), encoding="utf-8")
+        return path
 
     def _check_port(self) -> None:
         """The wrapper writes its config before it starts the server: is the port ours?"""

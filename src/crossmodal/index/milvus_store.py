@@ -15,9 +15,9 @@ Filters: Milvus is asked for a superset of the matching rows (Filter.milvus_supe
 each hit is checked with Filter.matches, so every store gives the same answer; when few hits
 survive, the search asks again for more, and past Milvus's limit it lists the matching keys.
 
-Consistency: searches are Session (this process's writes are seen, ~7 ms a search on a local
-server) except the first one of a generation loaded from disk, which is Strong (~400 ms), so
-a reader sees the rows another process committed before it wrote the manifest.
+Consistency: searches are Session (this process's writes are seen: 7 ms p50 on a local
+server, 200 ms right after a write), except the first one of a generation loaded from disk,
+Strong (~200 ms), so a reader sees the rows another process committed before its manifest.
 
 Copies: a collection records the folder that owns it (`crossmodal.folder`, a collection
 property); a writer in another folder whose owner still names the collection is a copy, and
