@@ -16,6 +16,7 @@ from PIL import Image  # noqa: E402
 
 from crossmodal.models import registry  # noqa: E402
 from tests.fakes import FakeEncoder  # noqa: E402
+from tests.milvus_server import milvus_server_uri  # noqa: E402, F401 - a session fixture
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,9 @@ from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.paths import file_sha256
 
 TARGETS = ("images", "texts")
-_GENERATION_FILE = re.compile(r"^(images|texts|items)\.(\d{6})\.(npy|faiss|json)$")
+# A generation's files: faiss's vectors/index, Milvus's key list/state, the item list.
+_GENERATION_FILE = re.compile(
+    r"^(images|texts|items)\.(\d{6})\.(npy|faiss|json|ids\.npy|milvus\.json)$")
 
 
 @dataclass

@@ -122,6 +122,34 @@ def info_command(index, verify) -> None:
     click.echo(json.dumps(stats, indent=1))
 
 
+@click.command("drop")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def drop_command(index, yes) -> None:
+    """Delete INDEX: the Milvus collections it owns (if any), then its folder."""
+    import shutil
+
+    from crossmodal.engine import TARGETS
+    from crossmodal.errors import BadInputError
+    from crossmodal.index.manifest import Manifest
+    from crossmodal.index.stores import drop_store
+
+    try:
+        store = Manifest.load(index).store
+    except FileNotFoundError:
+        raise BadInputError(f"no crossmodal index at {index}: nothing to drop") from None
+    also = f" and its collections on Milvus {store['uri']}" if store.get("backend") == "milvus" \
+        else ""
+    if not yes:
+        click.confirm(f"delete {index}{also}?", abort=True)
+    kept = drop_store(store, index, TARGETS)
+    shutil.rmtree(index)
+    click.echo(f"dropped {index}")
+    if kept:
+        click.echo(f"kept {', '.join(kept)}: another index folder owns them (this was a copy)",
+                   err=True)
+
+
 @click.command("models")
 def models_command() -> None:
     """List model ids that can be used."""
@@ -131,4 +159,4 @@ def models_command() -> None:
         click.echo(name)
 
 
-COMMANDS = [index_command, remove_command, info_command, models_command]
+COMMANDS = [index_command, remove_command, info_command, drop_command, models_command]
