@@ -60,6 +60,16 @@ class Hit:
 
 
 @dataclass
+class _Embedded:
+    """A batch of new or changed items with their vectors, not yet applied to the index."""
+
+    batch: list[tuple[ItemSource, dict]]
+    image_vectors: np.ndarray
+    text_vectors: np.ndarray | None
+    rows: list[tuple[str, int]]  # (item id, caption number) of each text vector
+
+
+@dataclass
 class AddReport:
     added: int = 0
     updated: int = 0
@@ -224,16 +234,43 @@ class Collection:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder (other processes wait)."""
+        """One writer at a time per index folder (other processes wait), and every change is
+        applied to the latest committed generation: whatever another writer committed since
+        this object was loaded is read back first, so no writer overwrites another's work."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self._catch_up()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _committed_manifest(self) -> Manifest | None:
+        try:
+            return Manifest.load(self.path)
+        except FileNotFoundError:
+            return None
+
+    def _catch_up(self) -> None:
+        """Under the lock: load the committed state if it is not the one in memory."""
+        latest = self._committed_manifest()
+        if latest is None or (latest.generation, latest.files) == (
+                self.manifest.generation, self.manifest.files):
+            return
+        fresh = type(self)._load(self.path, latest, self._encoder)
+        for store in (self.images, self.texts):
+            store.close()
+        self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
+        self.images, self.texts = fresh.images, fresh.texts
+        self._reindex()
+
     def _commit(self) -> None:
+        latest = self._committed_manifest()  # compare-and-swap: callers hold _writing()
+        if latest is not None and latest.generation != self.manifest.generation:
+            raise IndexCorruptError(
+                f"{self.path} moved to generation {latest.generation} while this writer held "
+                f"generation {self.manifest.generation}: a writer bypassed the folder's lock")
         generation = self.manifest.generation + 1
         stem = f"{generation:06d}"
         names: dict[str, str] = {}
@@ -279,10 +316,10 @@ class Collection:
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items (with their captions); returns the ids not found."""
-        missing = [i for i in item_ids if i not in self._row_of]
-        present = set(item_ids) - set(missing)
-        if present:
-            with self._writing():
+        with self._writing():  # decided on the latest generation, not on what we opened
+            missing = [i for i in item_ids if i not in self._row_of]
+            present = set(item_ids) - set(missing)
+            if present:
                 self._drop_rows(present)
                 self._commit()
         return missing
@@ -318,66 +355,87 @@ class Collection:
     def add_paths(self, inputs: Sequence[str | Path], caption_files: Sequence[str | Path] = (),
                   batch_size: int = 32, progress: bool = True,
                   commit_every: int = 4096) -> AddReport:
-        """Index images (and captions) under `inputs`; only new or changed files are embedded."""
+        """Index images (and captions) under `inputs`; only new or changed files are embedded.
+
+        Embedding runs outside the folder's lock, so other writers (a server taking uploads)
+        are not held up; each commit takes the lock, reads the latest generation and applies
+        the embedded batch to it."""
         collected = collect_items(list(inputs), list(caption_files))
         report = AddReport(skipped=list(collected.skipped))
         encoder = self.encoder
         with self._writing():
             todo = self._plan(collected.items, report)
-            replaced = {source.id for source, _ in todo if source.id in self._row_of}
-            if replaced:
-                self._drop_rows(replaced)
-            bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
-            pending_since_commit = 0
-            for positions, images, failures in iter_image_batches(
-                [source.path for source, _ in todo], batch_size,
-                target_size=encoder.preprocessing.size,
-            ):
-                for position, reason in failures:
-                    report.skipped.append((str(todo[position][0].path), reason))
-                batch = [todo[p] for p in positions]
-                self._append(batch, encoder.encode_images(images), report)
-                report.added += sum(1 for s, _ in batch if s.id not in replaced)
-                report.updated += sum(1 for s, _ in batch if s.id in replaced)
-                bar.update(len(positions) + len(failures))
-                pending_since_commit += len(positions)
-                if pending_since_commit >= commit_every:
-                    self._commit()
-                    pending_since_commit = 0
-            bar.close()
-            if todo or replaced:
-                self._commit()
+        pending: list[_Embedded] = []
+        unreadable: set[str] = set()  # changed files that no longer decode: drop old vectors
+        bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
+        for positions, images, failures in iter_image_batches(
+            [source.path for source, _ in todo], batch_size,
+            target_size=encoder.preprocessing.size,
+        ):
+            for position, reason in failures:
+                report.skipped.append((str(todo[position][0].path), reason))
+                unreadable.add(todo[position][0].id)
+            if positions:
+                pending.append(self._embed([todo[p] for p in positions], images, report))
+            bar.update(len(positions) + len(failures))
+            if sum(len(e.batch) for e in pending) >= commit_every:
+                self._apply(pending, set(), report)
+                pending = []
+        bar.close()
+        if pending or unreadable:
+            self._apply(pending, unreadable, report)
         report.log_path = self._write_log(report)
         return report
 
-    def _append(self, batch: list[tuple[ItemSource, dict]], image_vectors: np.ndarray,
-                report: AddReport) -> None:
+    def _embed(self, batch: list[tuple[ItemSource, dict]], images: list[Image.Image],
+               report: AddReport) -> _Embedded:
         encoder = self.encoder
-        texts, rows = [], []
-        for source, meta in batch:
-            for k, caption in enumerate(source.captions):
-                texts.append(caption)
-                rows.append((meta["id"], k))
+        texts = [caption for source, _ in batch for caption in source.captions]
+        rows = [(meta["id"], k) for source, meta in batch for k in range(len(source.captions))]
+        text_vectors = None
         if texts:
             for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
                 if length > encoder.context_length:
                     report.truncated.append((f"{item_id}#{k}", length))
-            self.texts.add(encoder.encode_texts(texts), _caption_metadata(batch))
-        self.images.add(image_vectors, [item_metadata(meta) for _, meta in batch])
-        for _, meta in batch:  # extend the lookups; a full _reindex per batch is quadratic
+            text_vectors = encoder.encode_texts(texts)
+        return _Embedded(batch, encoder.encode_images(images), text_vectors, rows)
+
+    def _apply(self, embedded: list[_Embedded], unreadable: set[str], report: AddReport) -> None:
+        """Under the lock, on the latest generation: replace what is there, append, commit."""
+        with self._writing():
+            ids = {meta["id"] for e in embedded for _, meta in e.batch}
+            present = (ids | unreadable) & set(self._row_of)
+            if present:
+                self._drop_rows(present)
+            for e in embedded:
+                self._append(e, report)
+            report.added += len(ids - present)
+            report.updated += len(ids & present)
+            if embedded or present:
+                self._commit()
+
+    def _append(self, embedded: _Embedded, report: AddReport) -> None:
+        if embedded.text_vectors is not None:
+            self.texts.add(embedded.text_vectors, _caption_metadata(embedded.batch))
+        self.images.add(embedded.image_vectors,
+                        [item_metadata(meta) for _, meta in embedded.batch])
+        for _, meta in embedded.batch:  # extend the lookups; a full _reindex per batch is quadratic
             self._row_of[meta["id"]] = len(self.items)
             self.items.append(meta)
-        for item_id, k in rows:
+        for item_id, k in embedded.rows:
             self._text_row_of[f"{item_id}#{k}"] = len(self.text_rows)
             self.text_rows.append((item_id, k))
-        report.texts += len(texts)
+        report.texts += len(embedded.rows)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
-                    text_vectors: np.ndarray | None = None) -> None:
+                    text_vectors: np.ndarray | None = None,
+                    skip_existing: bool = False) -> list[str]:
         """Add precomputed embeddings (made by this collection's model) without encoding.
 
         `items[i]` needs "id" and "path", optionally "captions"; its captions' vectors are
-        the next rows of `text_vectors`, in order.
+        the next rows of `text_vectors`, in order. An id already in the index (checked on the
+        latest generation, under the lock) is an error, or skipped with `skip_existing`;
+        returns the ids skipped.
         """
         items = [{"captions": [], **item} for item in items]
         rows = [(item["id"], k) for item in items for k in range(len(item["captions"]))]
@@ -386,19 +444,32 @@ class Collection:
         if len(image_vectors) != len(items) or len(text_vectors) != len(rows):
             raise BadInputError(f"{len(items)} items with {len(rows)} captions need as many "
                                 f"vectors, got {len(image_vectors)} and {len(text_vectors)}")
-        clash = [item["id"] for item in items if item["id"] in self._row_of]
-        if clash or len({item["id"] for item in items}) != len(items):
-            raise BadInputError(f"item ids must be new and unique: {clash[:5]}")
-        image_meta = [item_metadata(item) for item in items]  # checks "meta" before writing
+        if len({item["id"] for item in items}) != len(items):
+            raise BadInputError("item ids must be unique within one add")
+        for item in items:
+            item_metadata(item)  # checks "meta" before anything is written
         with self._writing():
-            self.images.add(image_vectors, image_meta)
+            clash = {item["id"] for item in items if item["id"] in self._row_of}
+            if clash and not skip_existing:
+                raise BadInputError(f"item ids must be new: {sorted(clash)[:5]} are already "
+                                    "indexed")
+            keep = np.array([item["id"] not in clash for item in items], bool)
+            keep_rows = np.array([item_id not in clash for item_id, _ in rows], bool)
+            items = [item for item, kept in zip(items, keep, strict=True) if kept]
+            rows = [row for row, kept in zip(rows, keep_rows, strict=True) if kept]
+            if items:
+                self.images.add(np.asarray(image_vectors)[keep],
+                                [item_metadata(item) for item in items])
             if rows:
-                self.texts.add(text_vectors, [item_metadata(item, "text", k) for item in items
-                                              for k in range(len(item["captions"]))])
-            self.items.extend(items)
-            self.text_rows.extend(rows)
-            self._reindex()
-            self._commit()
+                self.texts.add(np.asarray(text_vectors)[keep_rows],
+                               [item_metadata(item, "text", k) for item in items
+                                for k in range(len(item["captions"]))])
+            if items:
+                self.items.extend(items)
+                self.text_rows.extend(rows)
+                self._reindex()
+                self._commit()
+        return sorted(clash)
 
     def _write_log(self, report: AddReport) -> Path | None:
         if not report.skipped and not report.truncated:

@@ -91,12 +91,16 @@ def import_embeddings(folder: str | Path, into: str | Path, model: str | None = 
             return
         texts = [v for item_id in items for v in text_rows.get(item_id, [])]
         dim = collection.manifest.dim
-        collection.add_vectors(
+        # another writer may have added some of these since they were checked: skip those
+        skipped = set(collection.add_vectors(
             list(items.values()), l2_normalize(np.stack(image_rows)),
             l2_normalize(np.stack(texts)) if texts else np.zeros((0, dim), np.float32),
-        )
-        report.added += len(items)
-        report.texts += len(texts)
+            skip_existing=True,
+        ))
+        report.added += len(items) - len(skipped)
+        report.already_present += len(skipped)
+        report.texts += sum(len(text_rows.get(item_id, [])) for item_id in items
+                            if item_id not in skipped)
         items.clear(), image_rows.clear(), text_rows.clear()
 
     seen: set[str] = set()

@@ -74,6 +74,25 @@ class LiveCollection:
         self.uploads = self.path / uploads_dir
         self._writer = threading.Lock()
         self._checked = time.monotonic()
+        self.remove_orphan_uploads()
+
+    def remove_orphan_uploads(self, min_age_s: float = 3600.0) -> list[Path]:
+        """Delete stored uploads no item refers to (a server killed between storing a file and
+        committing its item); young files may belong to another server's upload in flight."""
+        if not self.uploads.is_dir():
+            return []
+        used = {Path(item["path"]).name for item in self._snapshot.items}
+        cutoff = time.time() - min_age_s
+        removed = []
+        for stored in self.uploads.iterdir():
+            with contextlib.suppress(OSError):
+                if (stored.is_file() and stored.name not in used
+                        and stored.stat().st_mtime < cutoff):
+                    stored.unlink()
+                    removed.append(stored)
+        if removed:
+            log.info("removed %d upload files no item refers to", len(removed))
+        return removed
 
     def _manifest_stamp(self) -> int | None:
         try:
