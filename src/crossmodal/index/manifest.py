@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossmodal.errors import IndexCorruptError
+from crossmodal.index import wal
 from crossmodal.index.storage import atomic_save_json
 from crossmodal.paths import file_sha256
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a write-ahead log beside the generation
+READABLE_FORMATS = (1, 2)
 
 
 def library_versions() -> dict[str, str]:
@@ -45,6 +47,7 @@ class Manifest:
     # where the vectors live: {"backend": "faiss"} or {"backend": "milvus", "uri", "collection"}
     store: dict = field(default_factory=lambda: {"backend": "faiss"})
     versions: dict = field(default_factory=dict)
+    log: str = ""  # the generation's write-ahead log (crossmodal.index.wal); "" for none
     format: int = FORMAT_VERSION
 
     def save(self, folder: Path) -> None:
@@ -59,19 +62,25 @@ class Manifest:
             raise
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
-        if data.get("format") != FORMAT_VERSION:
+        if data.get("format") not in READABLE_FORMATS:
             raise IndexCorruptError(
-                f"{path} has format {data.get('format')}, this version reads {FORMAT_VERSION}"
+                f"{path} has format {data.get('format')}, this version reads "
+                f"{', '.join(map(str, READABLE_FORMATS))}: upgrade crossmodal to open it"
             )
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        manifest = cls(**{k: v for k, v in data.items() if k in known})
+        manifest.format = FORMAT_VERSION  # written back as 2; a format-1 folder has no log
+        return manifest
 
     def verify(self, folder: Path) -> list[str]:
-        """Files whose size or checksum differ from the manifest (empty: consistent)."""
+        """Files whose size or checksum differ from the manifest, and "log" if a whole record
+        of the log fails its checksum (a torn last record is not damage); empty: consistent."""
         bad = []
         for role, entry in self.files.items():
             path = Path(folder) / entry["name"]
             if (not path.is_file() or path.stat().st_size != entry["bytes"]
                     or file_sha256(path) != entry["sha256"]):
                 bad.append(role)
+        if self.log and wal.problems(Path(folder) / self.log):
+            bad.append("log")
         return bad
