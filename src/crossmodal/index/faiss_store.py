@@ -61,9 +61,10 @@ class FaissStore:
     # one dict per initial (live) row, or a function making them when a filter first needs them
     initial_metadata: InitVar[list[dict] | Callable[[], list[dict]] | None] = None
     alive: np.ndarray | None = None  # bool per physical row; None: all alive
-    # Filters matching at most max(rows, share x live rows) are searched exactly (0: never).
-    filter_exact_rows: int = FILTER_EXACT_ROWS
-    filter_exact_share: float = FILTER_EXACT_SHARE
+    # Filters matching at most max(rows, share x live rows) are searched exactly (rows 0:
+    # never); None: the module's FILTER_EXACT_ROWS / FILTER_EXACT_SHARE.
+    filter_exact_rows: int | None = None
+    filter_exact_share: float | None = None
 
     def __post_init__(self, initial_vectors: np.ndarray | None,
                       initial_metadata: list[dict] | Callable[[], list[dict]] | None) -> None:
@@ -94,6 +95,7 @@ class FaissStore:
             if len(rows) != len(self):
                 raise BadInputError(f"{len(rows)} metadata rows for {len(self)} vectors")
             self._metadata = self._spread(rows, self._live_ids(), self._count)
+        self.exact_fallbacks = 0  # queries a filtered index search left short of k
         self.rebuilt = False  # the index was (re)trained or rebuilt since the last save
         if self.index is None:
             self.index = self._build(first)
@@ -336,8 +338,9 @@ class FaissStore:
         positions = np.full((n, k), -1, np.int64)
         if matching == 0:
             return scores, positions
-        exact_rows = max(self.filter_exact_rows, int(len(self) * self.filter_exact_share))
-        small = where is not None and self.filter_exact_rows > 0 and matching <= exact_rows
+        rows = FILTER_EXACT_ROWS if self.filter_exact_rows is None else self.filter_exact_rows
+        share = FILTER_EXACT_SHARE if self.filter_exact_share is None else self.filter_exact_share
+        small = where is not None and rows > 0 and matching <= max(rows, int(len(self) * share))
         # Few matches: exact search over just those rows is cheap and never misses one.
         if self.index is None or small:
             return self._exact(queries, k, np.flatnonzero(mask), scores, positions)
@@ -350,6 +353,7 @@ class FaissStore:
         # those queries are answered exactly over the matching rows (vectors are in memory).
         short = (found >= 0).sum(axis=1) < min(k, matching)
         if short.any():
+            self.exact_fallbacks += int(short.sum())
             redo_s, redo_p = self._exact(queries[short], k, np.flatnonzero(mask),
                                          scores[short].copy(), positions[short].copy())
             found_scores[short], found[short] = redo_s, redo_p
