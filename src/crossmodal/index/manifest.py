@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 from dataclasses import asdict, dataclass, field
@@ -20,15 +21,18 @@ READABLE_FORMATS = (1, 2)
 def library_versions() -> dict[str, str]:
     import faiss
     import numpy
-    import torch
 
     from crossmodal import __version__
 
+    try:  # from the package metadata: importing torch costs seconds, a commit should not
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "not installed"
     return {
         "crossmodal": __version__,
         "faiss": faiss.__version__,
         "numpy": numpy.__version__,
-        "torch": torch.__version__,
+        "torch": torch_version,
         "python": platform.python_version(),
     }
 
