@@ -38,6 +38,7 @@ from crossmodal.index.generations import TARGETS, LogState
 from crossmodal.index.manifest import MANIFEST, Manifest
 from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
+from crossmodal.index.rows import RowIndex
 from crossmodal.index.storage import atomic_save_json
 from crossmodal.index.stores import load_store, new_stores, parse_store_spec
 from crossmodal.models.protocol import Encoder
@@ -209,33 +210,20 @@ class Collection:
 
     # --- bookkeeping ------------------------------------------------------------------
     def _reindex(self) -> None:
-        """Forget the lookups: rebuilt on first use (at 1M items that costs ~0.2 s, so a
-        change does it only when it needs them)."""
-        self._lookups: tuple[dict[str, int], dict[str, int]] | None = None
+        """Forget the lookups: rebuilt on first use (once per load; changes update them)."""
+        self._rows: RowIndex | None = None
         self._caption_lookup: dict[str, int] | None = None
 
     @property
-    def _row_of(self) -> dict[str, int]:
-        """Item id -> position."""
-        return self._lookup_tables()[0]
-
-    @property
-    def _first_text_of(self) -> dict[str, int]:
-        """Item id -> position of its first caption (an item's captions are consecutive)."""
-        return self._lookup_tables()[1]
-
-    def _lookup_tables(self) -> tuple[dict[str, int], dict[str, int]]:
-        if self._lookups is None:
-            rows, first, text = {}, {}, 0
-            for row, item in enumerate(self.items):
-                rows[item["id"]] = row
-                first[item["id"]] = text
-                text += len(item["captions"])
-            if text != len(self.text_rows):
-                raise IndexCorruptError(f"{self.path}: {text} captions listed by the items, "
-                                        f"{len(self.text_rows)} caption rows")
-            self._lookups = (rows, first)
-        return self._lookups
+    def _row_of(self) -> RowIndex:
+        """Item id -> position; also the positions of an item's captions."""
+        if self._rows is None:
+            self._rows = RowIndex(self.items)
+            if self._rows.caption_rows != len(self.text_rows):
+                raise IndexCorruptError(
+                    f"{self.path}: {self._rows.caption_rows} captions listed by the items, "
+                    f"{len(self.text_rows)} caption rows")
+        return self._rows
 
     @property
     def _text_row_of(self) -> dict[str, int]:
@@ -314,12 +302,11 @@ class Collection:
     def _drop_rows(self, item_ids: set[str]) -> None:
         """Remove items and their captions; the stores only mark the rows dead, so this costs
         two lookups and two list deletions per item, not a pass over the collection."""
-        rows_of, first_text = self._row_of, self._first_text_of
-        item_rows = sorted(rows_of[i] for i in item_ids if i in rows_of)
-        spans = [(first_text[self.items[r]["id"]], len(self.items[r]["captions"]))
-                 for r in item_rows]
-        text_rows = np.array([t for start, n in spans for t in range(start, start + n)],
-                             np.int64)
+        rows = self._row_of
+        present = sorted((rows[i], i) for i in item_ids if i in rows)
+        item_rows = [row for row, _ in present]
+        spans = [rows.captions_of(item_id) for _, item_id in present]
+        text_rows = np.array([t for span in spans for t in span], np.int64)
         if item_rows:
             self.images.remove(np.array(item_rows, np.int64))
         if len(text_rows):
@@ -330,11 +317,12 @@ class Collection:
             dead = set(text_rows.tolist())
             self.text_rows = [r for row, r in enumerate(self.text_rows) if row not in dead]
         else:
-            for row, (start, n) in zip(reversed(item_rows), reversed(spans), strict=True):
+            for row, span in zip(reversed(item_rows), reversed(spans), strict=True):
                 del self.items[row]
-                del self.text_rows[start : start + n]
+                del self.text_rows[span.start : span.stop]
         self._pending.append(("remove", sorted(item_ids)))
-        self._reindex()
+        rows.remove(item_ids)
+        self._caption_lookup = None
 
     def _add_rows(self, items: list[dict], image_vectors: np.ndarray,
                   text_vectors: np.ndarray | None) -> None:
@@ -345,12 +333,8 @@ class Collection:
             self.texts.add(text_vectors, [item_metadata(item, "text", k) for item in items
                                           for k in range(len(item["captions"]))])
         self.images.add(image_vectors, [item_metadata(item) for item in items])
-        if self._lookups is not None:  # extend them; rebuilding per batch is quadratic
-            row_of, first_text = self._lookups
-            text = len(self.text_rows)
-            for row, item in enumerate(items, len(self.items)):
-                row_of[item["id"]], first_text[item["id"]] = row, text
-                text += len(item["captions"])
+        if self._rows is not None:  # extend it; rebuilding per batch is quadratic
+            self._rows.append(items)
         self._caption_lookup = None
         self.items.extend(items)
         self.text_rows.extend(rows)
