@@ -140,3 +140,47 @@ def test_a_format_1_index_opens_and_gets_a_log_at_its_next_commit(tmp_path, fake
     reopened = Collection.open(collection.path, encoder=fake_encoder)
     assert len(reopened) == 9 and reopened.manifest.log
     assert isinstance(reopened.images, FaissStore)
+
+
+def test_ivfpq_retrains_at_commit_once_the_collection_is_4x_its_training_set(tmp_path,
+                                                                              fake_encoder):
+    rng = np.random.default_rng(5)
+    collection = Collection.create(tmp_path / "index", model="fake:colours", encoder=fake_encoder,
+                                   index_type="ivfpq",
+                                   index_params={"min_train": 256, "m": 4, "rerank": 10})
+    collection.add_vectors(items("a", 300, captions=0), unit(rng, 300, 16))
+    assert collection.manifest.index_params["trained_on"] == 300
+    collection.add_vectors(items("b", 600, captions=0), unit(rng, 600, 16))
+    assert collection.notes == []  # 900 < 4 x 300
+    more = unit(rng, 300, 16)
+    collection.add_vectors(items("c", 300, captions=0), more)
+    assert collection.notes and "retrained the images IVF-PQ index on 1200" in collection.notes[0]
+    reopened = Collection.open(collection.path, encoder=fake_encoder)
+    assert reopened.manifest.index_params["trained_on"] == 1200
+    assert reopened.images.index.ntotal == 1200
+    assert reopened.search_vectors(more[:1], k=1)[0][0].id == "c0"
+
+
+def test_cli_refuses_another_index_type_for_an_existing_index_unless_converted(
+        tmp_path, colour_folder, fake_encoder):
+    from click.testing import CliRunner
+
+    from crossmodal.cli.main import cli
+
+    runner = CliRunner()
+    into = tmp_path / "idx"
+    args = ["index", str(colour_folder), "--into", str(into), "--model", "fake:colours",
+            "--quiet"]
+    assert runner.invoke(cli, args).exit_code == 0
+    refused = runner.invoke(cli, [*args, "--index-type", "hnsw"])
+    assert refused.exit_code != 0
+    assert "is a flat index; --index-type hnsw applies to new indexes" in refused.output
+    assert "--convert" in refused.output and "Traceback" not in refused.output
+    converted = runner.invoke(cli, [*args, "--index-type", "hnsw", "--convert"])
+    assert converted.exit_code == 0, converted.output
+    assert "converted" in converted.output
+    reopened = Collection.open(into, encoder=fake_encoder)
+    assert reopened.manifest.index_type == "hnsw" and reopened.images.kind == "hnsw"
+    assert reopened.search_text("red", k=1)[0].id == "red.jpg"
+    retrain = runner.invoke(cli, [*args, "--retrain"])
+    assert retrain.exit_code == 0 and "needs no training" in retrain.output

@@ -80,6 +80,7 @@ class AddReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
     log_path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. "retrained the IVF-PQ index ..."
 
 
 def _content_hash(path: Path, captions: Sequence[str]) -> str:
@@ -294,9 +295,14 @@ class Collection:
         """Write a full generation now (folding the log in, dropping removed rows past a
         share); `retrain` retrains IVF-PQ on all vectors. Returns what was done besides."""
         with self._writing():
-            self.notes = []
+            before = len(self.notes)
             self._commit(compact=True, retrain=retrain)
-        return self.notes
+        return self.notes[before:]
+
+    def convert(self, index_type: str) -> None:
+        """Rebuild the search index as another type (faiss store), committed atomically."""
+        with self._writing():
+            generations.convert(self, index_type, _metadata_rows(self.items, self.text_rows))
 
     # --- adding and removing ----------------------------------------------------------
     def _drop_rows(self, item_ids: set[str]) -> None:
@@ -388,6 +394,7 @@ class Collection:
         the embedded batch to it."""
         collected = collect_items(list(inputs), list(caption_files))
         report = AddReport(skipped=list(collected.skipped))
+        notes_before = len(self.notes)
         encoder = self.encoder
         with self._writing():
             todo = self._plan(collected.items, report)
@@ -410,6 +417,7 @@ class Collection:
         bar.close()
         if pending or unreadable:
             self._apply(pending, unreadable, report)
+        report.notes = self.notes[notes_before:]
         report.log_path = self._write_log(report)
         return report
 

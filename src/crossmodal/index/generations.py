@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossmodal.errors import IndexCorruptError
+from crossmodal.errors import BadInputError, IndexCorruptError
 from crossmodal.index import wal
 from crossmodal.index.faiss_store import PURGE_SHARE, FaissStore
 from crossmodal.index.manifest import Manifest, library_versions
@@ -182,6 +182,25 @@ def write_generation(col: Collection) -> None:
         if stale or (entry.startswith(".") and entry.endswith(".tmp")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(col.path / entry)
+
+
+def convert(col: Collection, kind: str, metadata_rows) -> None:
+    """New stores of `kind` over the same vectors, then a new generation (the commit point:
+    a crash before it leaves the old index as it was)."""
+    if col.manifest.store.get("backend", "faiss") != "faiss":
+        raise BadInputError(f"{col.path} keeps its vectors in Milvus: build a new index with "
+                            f"--index-type {kind} instead of converting this one")
+    stores = []
+    for role, old in zip(TARGETS, (col.images, col.texts), strict=True):
+        new = FaissStore(col.manifest.dim, kind, dict(col.manifest.index_params)
+                         if kind == col.manifest.index_type else None)
+        if len(old):
+            new.add(np.asarray(old.vectors), metadata_rows(role))
+        stores.append(new)
+    col.images, col.texts = stores
+    col.manifest.index_type = kind
+    col.notes.append(f"converted {col.path} to a {kind} index")
+    commit(col, compact=True)
 
 
 # --- reading back -----------------------------------------------------------------------
