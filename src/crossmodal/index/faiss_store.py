@@ -316,23 +316,24 @@ class FaissStore:
             return self._search(queries, k, threads)
         return self._search_selected(queries, k, threads, where)
 
-    def _allowed(self, where: Filter | None) -> np.ndarray:
-        """Bool per physical row: live and matching `where`; cached per filter and version."""
-        if where is None:
-            return self.alive
-        key = f"where:{where.text}"
-
-        def make() -> np.ndarray:
-            rows = np.fromiter((where.matches(row) for row in self.metadata), bool, self._count)
-            return rows & self.alive if self.alive is not None else rows
+    def _allowed(self, where: Filter | None) -> tuple[np.ndarray, int, np.ndarray]:
+        """(bool per physical row: live and matching `where`, how many, faiss bitmap);
+        cached per filter and version, so repeated queries pay for none of it."""
+        def make() -> tuple[np.ndarray, int, np.ndarray]:
+            if where is None:
+                mask = self.alive
+            else:
+                mask = np.fromiter((where.matches(row) for row in self.metadata), bool,
+                                   self._count)
+                mask = mask & self.alive if self.alive is not None else mask
+            return mask, int(mask.sum()), np.packbits(mask, bitorder="little")
         if len(self._cache) > 64:  # many distinct filters: keep memory bounded
             self._cache = {k: v for k, v in self._cache.items() if not k.startswith("where:")}
-        return self._cached(key, make)
+        return self._cached(f"where:{where.text if where is not None else ''}", make)
 
     def _search_selected(self, queries: np.ndarray, k: int, threads: int | None,
                          where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
-        mask = self._allowed(where)
-        matching = int(mask.sum())
+        mask, matching, bitmap = self._allowed(where)
         n = len(queries)
         scores = np.full((n, k), -np.inf, np.float32)
         positions = np.full((n, k), -1, np.int64)
@@ -344,7 +345,6 @@ class FaissStore:
         # Few matches: exact search over just those rows is cheap and never misses one.
         if self.index is None or small:
             return self._exact(queries, k, np.flatnonzero(mask), scores, positions)
-        bitmap = np.packbits(mask, bitorder="little")  # held until the search returns
         params = selector_params(self.kind, self.params, faiss.IDSelectorBitmap(bitmap),
                                  k, matching / max(self._count, 1))
         found_scores, found = self._search(queries, k, threads, params)
