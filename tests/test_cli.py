@@ -100,3 +100,54 @@ def test_eval_compare_and_classify(runner, tmp_path, fake_encoder, monkeypatch):
     assert json.loads(out)["top1"] == 100.0
     bad = run(runner, "eval", "--model", "fake:colours", "--data", "nope:x", code=2).output
     assert "unknown dataset format" in bad
+
+
+def test_bad_input_is_one_line_and_skips_are_counted_apart(runner, tmp_path, colour_folder,
+                                                           fake_encoder):
+    index = tmp_path / "idx"
+    captions = tmp_path / "caps.tsv"
+    captions.write_bytes("red.jpg\tcrimson\ngreen.png\tune fillé\n".encode("latin-1"))
+    bad = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
+              "--captions", captions, "--quiet", code=2).output
+    assert bad == (f"error: {captions}:2: not UTF-8 text (byte 0xe9): save the file as UTF-8, "
+                   "e.g. `iconv -f latin1 -t utf-8 caps.tsv > new.txt`\n")
+
+    (colour_folder / "green.txt").write_bytes(b"")
+    (colour_folder / "notes.md").write_text("x", encoding="utf-8")
+    out = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
+              "--quiet").output
+    assert "skipped 2 files:\n" in out and "skipped 1 captions:\n" in out
+    assert f"  {colour_folder / 'green.txt'}: caption file with no captions" in out
+    assert f"  {colour_folder / 'sub' / 'blue.webp.txt'}:2: empty caption" in out
+
+
+def test_remove_counts_each_id_once_and_lists_unknown_ones(runner, tmp_path, colour_folder,
+                                                           fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    result = run(runner, "remove", index, "red.jpg", "red.jpg", "nope.jpg", "nope.jpg")
+    assert result.stdout == "removed 1 items; 3 remain\n"
+    assert result.stderr == "not found: nope.jpg\n"
+
+
+def test_where_with_escaped_quotes_searches(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    for where in ('name == "a\\"b"', "path like 'C:\\x%'"):
+        assert json.loads(run(runner, "search", index, "red", "--json", "--where", where)
+                          .output) == []
+
+
+def test_info_verify_reports_a_corrupt_items_file(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    manifest = json.loads((index / "manifest.json").read_text())
+    (index / manifest["files"]["items"]["name"]).write_text('{"items": [', encoding="utf-8")
+    info = json.loads(run(runner, "info", index, "--verify").output)
+    assert info["verified"] is False and info["bad_files"] == ["items"]
+    assert info["items"] == 4 and "is corrupt" in info["error"]
+    plain = run(runner, "info", index, code=2).output
+    assert plain.startswith("error: ") and "is corrupt" in plain and plain.count("\n") == 1
+    (index / manifest["files"]["images.vectors"]["name"]).unlink()  # missing: same answer
+    info = json.loads(run(runner, "info", index, "--verify").output)
+    assert info["bad_files"] == ["images.vectors", "items"]

@@ -450,3 +450,32 @@ def test_registry_bad_config_files(tmp_path):
     listed = dump(tmp_path / "list.json", ["karpathy"])
     with pytest.raises(BadInputError, match="expected an object with 'format'"):
         load_dataset(listed)
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.tsv", "t.jsonl"])
+def test_table_not_utf8_names_file_and_line(tmp_path, name):
+    rows = {"t.csv": "image,caption\na.jpg,red\na.jpg,une fillé\n",
+            "t.tsv": "image\tcaption\na.jpg\tred\na.jpg\tune fillé\n",
+            "t.jsonl": '{"image": "a.jpg", "caption": "red"}\n\n'
+                       '{"image": "a.jpg", "caption": "une fillé"}\n'}[name]
+    path = tmp_path / name
+    path.write_bytes(rows.encode("latin-1"))
+    with raises_at(f"{path}:3", "not UTF-8 text (byte 0xe9)", "save the file as UTF-8"):
+        load_table(path)
+
+
+def test_table_with_a_bom_and_old_mac_line_ends(tmp_path):
+    write_image(tmp_path / "a.jpg", RED)
+    path = tmp_path / "t.csv"
+    path.write_bytes("\ufeffimage,caption\ra.jpg,red\r\na.jpg,\"two\rlines\"\ra.jpg,\n".encode())
+    data = load_table(path)
+    assert data.texts == ["red", "two lines"]
+    assert data.skipped == [(f"{path}:5", "empty caption")]
+
+
+def test_flickr8k_cn_caption_file_not_utf8(tmp_path):
+    (tmp_path / "flickr8kval.txt").write_text("a\n", encoding="utf-8")
+    (tmp_path / "flickr8kzhc.caption.txt").write_bytes("a.jpg#zhc#0 狗\n".encode()
+                                                       + "a.jpg#zhc#1 café\n".encode("latin-1"))
+    with raises_at(f"{tmp_path / 'flickr8kzhc.caption.txt'}:2", "not UTF-8 text (byte 0xe9)"):
+        load_dataset(f"flickr8k-cn:{tmp_path}", split="val", language="zh")

@@ -62,6 +62,14 @@ def test_folder_plan_chunks_items_and_fingerprint_tracks_changes(colour_folder):
         plan_shards([colour_folder], shard_size=0)
 
 
+def test_plan_reports_skipped_captions_apart_from_inputs(colour_folder):
+    (colour_folder / "notes.md").write_text("x", encoding="utf-8")
+    plan = plan_shards([colour_folder])
+    assert plan.skipped == [(str(colour_folder / "notes.md"), "not an image file")]
+    assert plan.skipped_captions == [(f"{colour_folder / 'sub' / 'blue.webp.txt'}:2",
+                                      "empty caption")]
+
+
 def test_table_rows_of_one_image_become_one_item(tmp_path):
     write_image(tmp_path / "img" / "a.png", (250, 10, 10))
     write_image(tmp_path / "img" / "b.png", (10, 10, 250))

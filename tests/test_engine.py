@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from crossmodal.engine import Collection
-from crossmodal.errors import BadInputError, IndexMismatchError
+from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from tests.conftest import write_image
 from tests.fakes import FakeEncoder
 
@@ -21,7 +21,7 @@ def build(tmp_path, colour_folder, encoder):
 def test_add_and_search_every_direction(tmp_path, colour_folder, fake_encoder):
     collection, report = build(tmp_path, colour_folder, fake_encoder)
     assert report.added == 4 and report.texts == 4
-    assert ("empty caption" in {why for _, why in report.skipped})
+    assert ("empty caption" in {why for _, why in report.skipped_captions})
     assert sorted(i["id"] for i in collection.items) == [
         "green.png", "nocaption.bmp", "red.jpg", "sub/blue.webp"]
 
@@ -75,8 +75,8 @@ def test_caption_change_re_embeds(tmp_path, colour_folder, fake_encoder):
 
 def test_remove(tmp_path, colour_folder, fake_encoder):
     collection, _ = build(tmp_path, colour_folder, fake_encoder)
-    missing = collection.remove(["red.jpg", "nope"])
-    assert missing == ["nope"]
+    missing = collection.remove(["red.jpg", "nope", "red.jpg", "nope"])
+    assert missing == ["nope"]  # each unknown id once
     reopened = Collection.open(tmp_path / "index", encoder=fake_encoder)
     assert "red.jpg" not in reopened and len(reopened) == 3
     assert all(item != "red.jpg" for item, _ in reopened.text_rows)
@@ -91,14 +91,17 @@ def test_bad_images_are_skipped_and_logged(tmp_path, colour_folder, fake_encoder
     (colour_folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (colour_folder / "readme.md").write_text("hello")
     collection, report = build(tmp_path, colour_folder, fake_encoder)
-    reasons = {os.path.basename(what): why for what, why in report.skipped}
+    reasons = {os.path.basename(what): why for what, why in report.skipped_files}
     assert reasons["empty.jpg"] == "zero-byte file"
     assert "not a recognised image" in reasons["notes.png"]
     assert "truncated" in reasons["truncated.jpg"]
     assert reasons["readme.md"] == "not an image file"
     assert report.added == 4 and len(collection) == 4
     log = json.loads(report.log_path.read_text())
-    assert {os.path.basename(s["input"]) for s in log["skipped"]} >= {"empty.jpg", "notes.png"}
+    assert {os.path.basename(s["input"]) for s in log["skipped_files"]} >= {"empty.jpg",
+                                                                            "notes.png"}
+    assert log["skipped_captions"] == [
+        {"caption": f"{colour_folder / 'sub' / 'blue.webp.txt'}:2", "reason": "empty caption"}]
 
 
 def test_long_captions_are_reported(tmp_path, colour_folder, fake_encoder):
@@ -174,5 +177,15 @@ def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_enco
 
     monkeypatch.setattr(engine, "_content_hash", unreadable_green)
     collection, report = build(tmp_path, colour_folder, fake_encoder)
-    assert ("cannot read: Permission denied" in {why for _, why in report.skipped})
+    assert ("cannot read: Permission denied" in {why for _, why in report.skipped_files})
     assert "green.png" not in collection and len(collection) == 3
+
+
+@pytest.mark.parametrize("damage", [b'{"items": [', b"\xff\xfe", b'{"texts": []}', b"[]"])
+def test_corrupt_items_json_is_an_index_error(tmp_path, colour_folder, fake_encoder, damage):
+    collection, _ = build(tmp_path, colour_folder, fake_encoder)
+    items = tmp_path / "index" / collection.manifest.files["items"]["name"]
+    items.write_bytes(damage)
+    with pytest.raises(IndexCorruptError, match=rf"{items.name} is corrupt .*--verify"):
+        Collection.open(tmp_path / "index", encoder=fake_encoder)
+    assert collection.manifest.verify(tmp_path / "index") == ["items"]

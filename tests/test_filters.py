@@ -41,6 +41,48 @@ def test_milvus_expression_and_parse_errors():
             parse_filter(bad)
 
 
+@pytest.mark.parametrize("text, value", [
+    (r'name == "a\"b"', 'a"b'),  # \" and \\ are escapes, as the tokenizer reads them
+    (r"name == 'it\'s'", "it's"),
+    (r'name == "a\\b"', "a\\b"),
+    (r'name == "a\\\"b"', 'a\\"b'),
+    (r"name like 'C:\x%'", "C:\\x%"),  # any other backslash is kept: Windows paths work
+    (r'name == "tab\tnew\n"', "tab\\tnew\\n"),
+    ('name == "été"', "été"),
+])
+def test_string_escapes(text, value):
+    where = parse_filter(text)
+    assert where.tree.value == value
+    assert where.matches({"name": value.replace("%", "xyz")})
+
+
+@pytest.mark.parametrize("pattern, matching", [
+    (r"'a\%'", ["a%"]),  # \% \_ \\ in a like pattern: the character itself, as in Milvus
+    (r"'a\_'", ["a_"]),
+    (r"'a\%%'", ["a%", "a%b"]),
+    (r"'a\\\\%'", ["a\\", "a\\%", "a\\\\b", "a\\_", "a\\b"]),  # \\\\ in quotes: one \ in like
+    (r"'C:\x%'", ["C:\\xyz"]),  # any other backslash is itself
+])
+def test_like_escapes(pattern, matching):
+    values = ["a%", "a%b", "a\\b", "a_", "ab", "a\\%", "a\\\\b", "a\\", "C:\\xyz", "a\\_"]
+    where = parse_filter(f"label like {pattern}")
+    assert [v for v in values if where.matches({"label": v})] == sorted(matching, key=values.index)
+
+
+def test_like_pattern_ending_in_a_lone_backslash_is_refused():
+    with pytest.raises(BadInputError, match="lone backslash"):
+        parse_filter(r"label like 'a\\'")
+    assert parse_filter(r"label like 'a\\\\'").matches({"label": "a\\"})
+
+
+def test_deep_nesting_is_a_bad_filter_not_a_crash():
+    with pytest.raises(BadInputError, match="nested"):
+        parse_filter("(" * 2000 + "a = 1" + ")" * 2000)
+    with pytest.raises(BadInputError, match="nested"):
+        parse_filter("not " * 2000 + "a = 1")
+    assert parse_filter("not " * 10 + "a = 1").matches({"a": 1})
+
+
 def test_item_metadata_fields():
     row = item_metadata({"id": "beach/dog.jpg", "path": "/p/beach/dog.jpg", "captions": [],
                          "mtime_ns": 1_700_000_000_123_456_789, "meta": {"camera": "x"}},

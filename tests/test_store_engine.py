@@ -130,3 +130,20 @@ def test_rows_of_an_uncommitted_write_are_dropped_on_open(tmp_path, colour_folde
     top_level = reopened.search_vectors(stray, k=9, where='folder = "."')[0]
     assert {h.id for h in top_level} == {"red.jpg", "nocaption.bmp"}
     reopened.close()
+
+
+def test_filter_strings_and_like_escapes_agree_on_both_stores(tmp_path, fake_encoder, store):
+    values = ['a"b', "it's", "a%", "a%b", "a\\b", "a_", "a\\%", "C:\\xyz", "plain"]
+    vectors = np.random.default_rng(0).standard_normal((len(values), 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder, store=store)
+    collection.add_vectors([{"id": f"i{k}", "path": f"/p/{k}.jpg", "meta": {"label": v}}
+                            for k, v in enumerate(values)], vectors)
+    expected = {r'label == "a\"b"': ['a"b'], r"label == 'it\'s'": ["it's"],
+                r"label like 'a\%'": ["a%"], r"label like 'a\_'": ["a_"],
+                r"label like 'a\\\\%'": ["a\\b", "a\\%"], r"label like 'C:\x%'": ["C:\\xyz"]}
+    for where, labels in expected.items():
+        hits = collection.search_vectors(vectors[:1], k=len(values), where=where)[0]
+        assert sorted(values[int(h.id[1:])] for h in hits) == sorted(labels), where
+    collection.close()

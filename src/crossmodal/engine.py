@@ -35,7 +35,7 @@ from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchErr
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
 from crossmodal.index.generations import TARGETS, LogState
-from crossmodal.index.manifest import MANIFEST, Manifest
+from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
 from crossmodal.index.rows import RowIndex
@@ -77,7 +77,8 @@ class AddReport:
     updated: int = 0
     unchanged: int = 0
     texts: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, why)
+    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
     truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. "retrained the IVF-PQ index ..."
@@ -172,17 +173,16 @@ class Collection:
             return {k[len(prefix):]: v["name"] for k, v in manifest.files.items()
                     if k.startswith(prefix)}
 
-        meta = json.loads((path / manifest.files["items"]["name"]).read_text(encoding="utf-8"))
-        text_rows = [tuple(row) for row in meta["texts"]]
-        rows = _metadata_rows(meta["items"], text_rows)
+        items, text_rows = read_items(path, manifest)
+        rows = _metadata_rows(items, text_rows)
         stores = [
             load_store(manifest.store, path, files_of(role), manifest.dim, manifest.index_type,
                        manifest.index_params, lambda role=role: rows(role))
             for role in TARGETS
         ]
-        if len(meta["items"]) != len(stores[0]) or len(text_rows) != len(stores[1]):
+        if len(items) != len(stores[0]) or len(text_rows) != len(stores[1]):
             raise IndexCorruptError(f"{path}: metadata and vectors disagree in length")
-        collection = cls(path, manifest, meta["items"], text_rows, *stores, encoder=encoder)
+        collection = cls(path, manifest, items, text_rows, *stores, encoder=encoder)
         generations.replay(collection)
         return collection
 
@@ -347,10 +347,11 @@ class Collection:
         self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
-        """Remove items (with their captions); returns the ids not found."""
+        """Remove items (with their captions); returns the ids not found, each once."""
+        unique = list(dict.fromkeys(item_ids))  # an id given twice is removed once
         with self._writing():  # decided on the latest generation, not on what we opened
-            missing = [i for i in item_ids if i not in self._row_of]
-            present = set(item_ids) - set(missing)
+            missing = [i for i in unique if i not in self._row_of]
+            present = set(unique) - set(missing)
             if present:
                 self._drop_rows(present)
                 self._commit()
@@ -363,7 +364,7 @@ class Collection:
             try:
                 stat = source.path.stat()
             except OSError as exc:  # vanished or unreadable since the folder was walked
-                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
                 continue
             meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
                     "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -376,7 +377,7 @@ class Collection:
             try:
                 meta["sha256"] = _content_hash(source.path, source.captions)
             except OSError as exc:
-                report.skipped.append((str(source.path), f"cannot read: {exc.strerror}"))
+                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
                 continue
             if old is not None and old.get("sha256") == meta["sha256"]:
                 report.unchanged += 1
@@ -393,7 +394,8 @@ class Collection:
         are not held up; each commit takes the lock, reads the latest generation and applies
         the embedded batch to it."""
         collected = collect_items(list(inputs), list(caption_files))
-        report = AddReport(skipped=list(collected.skipped))
+        report = AddReport(skipped_files=list(collected.skipped_files),
+                           skipped_captions=list(collected.skipped_captions))
         notes_before = len(self.notes)
         encoder = self.encoder
         with self._writing():
@@ -406,7 +408,7 @@ class Collection:
             target_size=encoder.preprocessing.size,
         ):
             for position, reason in failures:
-                report.skipped.append((str(todo[position][0].path), reason))
+                report.skipped_files.append((str(todo[position][0].path), reason))
                 unreadable.add(todo[position][0].id)
             if positions:
                 pending.append(self._embed([todo[p] for p in positions], images, report))
@@ -489,13 +491,16 @@ class Collection:
         return sorted(clash)
 
     def _write_log(self, report: AddReport) -> Path | None:
-        if not report.skipped and not report.truncated:
+        if not report.skipped_files and not report.skipped_captions and not report.truncated:
             return None
         logs = self.path / "logs"
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = logs / f"index-{stamp}.json"
         atomic_save_json(path, {
-            "skipped": [{"input": what, "reason": why} for what, why in report.skipped],
+            "skipped_files": [{"input": what, "reason": why}
+                              for what, why in report.skipped_files],
+            "skipped_captions": [{"caption": where, "reason": why}
+                                 for where, why in report.skipped_captions],
             "truncated": [{"text": t, "tokens": n} for t, n in report.truncated],
             "context_length": self.encoder.context_length,
         })

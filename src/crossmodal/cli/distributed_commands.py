@@ -23,6 +23,10 @@ def _print_embed_report(report) -> None:
                    err=True)
         for what, why in report.skipped[:10]:
             click.echo(f"  {what}: {why}", err=True)
+    if report.skipped_captions:  # counted apart from inputs, as `crossmodal index` does
+        click.echo(f"skipped {len(report.skipped_captions)} captions:", err=True)
+        for where, why in report.skipped_captions[:10]:
+            click.echo(f"  {where}: {why}", err=True)
 
 
 def _print_import_report(report) -> None:

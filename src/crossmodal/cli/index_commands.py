@@ -10,6 +10,16 @@ import click
 from crossmodal.models.registry import DEFAULT_MODEL
 
 
+def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -> None:
+    if not entries:
+        return
+    click.echo(f"skipped {len(entries)} {noun}:", err=True)
+    for what, why in entries[:shown]:
+        click.echo(f"  {what}: {why}", err=True)
+    if len(entries) > shown:
+        click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
+
+
 def print_add_report(report, into: Path) -> None:
     click.echo(
         f"indexed {report.added} new and {report.updated} changed images "
@@ -18,12 +28,8 @@ def print_add_report(report, into: Path) -> None:
     if report.truncated:
         click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
                    "and were truncated (listed in the log)")
-    if report.skipped:
-        click.echo(f"skipped {len(report.skipped)} inputs:", err=True)
-        for what, why in report.skipped[:20]:
-            click.echo(f"  {what}: {why}", err=True)
-        if len(report.skipped) > 20:
-            click.echo(f"  ... and {len(report.skipped) - 20} more", err=True)
+    _print_skipped(report.skipped_files, "files")
+    _print_skipped(report.skipped_captions, "captions")
     for note in getattr(report, "notes", []):
         click.echo(f"note: {note}")
     if report.log_path:
@@ -99,10 +105,13 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
 def remove_command(index, item_ids) -> None:
     """Remove items (and their captions) from INDEX by id."""
     from crossmodal.engine import Collection
+    from crossmodal.item_ids import normal_item_id
 
+    item_ids = [normal_item_id(item_id) for item_id in item_ids]  # the server's rule
     collection = Collection.open(index)
-    missing = collection.remove(list(item_ids))
-    click.echo(f"removed {len(item_ids) - len(missing)} items; {len(collection)} remain")
+    unique = list(dict.fromkeys(item_ids))
+    missing = collection.remove(unique)
+    click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")
     for item_id in missing:
         click.echo(f"not found: {item_id}", err=True)
 
@@ -113,8 +122,23 @@ def remove_command(index, item_ids) -> None:
 def info_command(index, verify) -> None:
     """Show what an index holds and which model built it."""
     from crossmodal.engine import Collection
+    from crossmodal.errors import IndexCorruptError
+    from crossmodal.index.generations import committed_counts
+    from crossmodal.index.manifest import Manifest
 
-    collection = Collection.open(index)
+    try:
+        collection = Collection.open(index)
+    except IndexCorruptError as exc:
+        if not verify:
+            raise
+        # The checksums tell which file is bad even when the index cannot be opened.
+        manifest = Manifest.load(index)
+        stats = {"path": str(index), "model": manifest.model,
+                 **committed_counts(index, manifest),
+                 "generation": manifest.generation, "verified": False,
+                 "bad_files": manifest.verify(index), "error": str(exc)}
+        click.echo(json.dumps(stats, indent=1))
+        return
     stats = collection.stats()
     if verify:
         bad = collection.manifest.verify(index)

@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from pathlib import Path
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.data.parsing import Builder, expect_object, get, iter_jsonl, require_file, short
+from crossmodal.data.parsing import (
+    Builder,
+    expect_object,
+    get,
+    iter_jsonl,
+    require_file,
+    short,
+    text_lines,
+)
 from crossmodal.errors import BadInputError
 
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
@@ -42,8 +51,8 @@ def read_image_tsv(path: Path, build: Builder) -> dict[str, int]:
     """Image id -> row, adding each image of the TSV to the dataset."""
     rows: dict[str, int] = {}
     lines: dict[str, int] = {}
-    with require_file(path, "image TSV").open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
+    with contextlib.closing(text_lines(path, "image TSV")) as numbered:
+        for number, line in numbered:
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue

@@ -6,6 +6,10 @@ Captions come from a sidecar text file beside each image (`dog.jpg` -> `dog.txt`
   * `.jsonl`: one `{"image": ..., "caption": ...}` a line (`image_path`/`text` also accepted)
   * `.json`: a list of such objects, or `{IMAGE: [captions]}`
 IMAGE matches an image by relative path, file name, or file name without extension.
+
+Symlinked folders are followed, each real folder walked once: a symlink loop, or a second
+link to a folder already walked, is reported and not walked again. What is left out is
+reported in two lists: files (absolute paths) and captions (`FILE:LINE`), each with a reason.
 """
 
 from __future__ import annotations
@@ -16,10 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmodal.data.images import IMAGE_EXTENSIONS, is_image_path
-from crossmodal.data.parsing import iter_jsonl, read_json, require_file
+from crossmodal.data.parsing import (
+    NotUtf8Error,
+    iter_jsonl,
+    json_list,
+    read_json,
+    read_text,
+    require_file,
+)
 from crossmodal.errors import BadInputError
 
 _FLICKR_KEY = re.compile(r"^(?P<image>[^\s#]+)#(?:[a-z]+#)?\d+$")
+EMPTY_CAPTION = "empty caption"
+Caption = tuple[str, str]  # (text, where it came from: "FILE:LINE" or "FILE: entry N")
 
 
 @dataclass
@@ -32,35 +45,93 @@ class ItemSource:
 @dataclass
 class CollectReport:
     items: list[ItemSource] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
-    empty_captions: int = 0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, why)
+    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
+
+    @property
+    def empty_captions(self) -> int:
+        return sum(1 for _, why in self.skipped_captions if why == EMPTY_CAPTION)
+
+    def skip_file(self, path: str | Path, why: str) -> None:
+        self.skipped_files.append((os.path.abspath(path), why))
 
 
-def _walk_images(root: Path) -> list[Path]:
+def _plain_walk(top: Path, visited: set[str], links: list[Path], report: CollectReport,
+                ) -> list[Path]:
+    """Files under top without following links; symlinked folders are queued in `links`."""
     found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+
+    def unreadable(error: OSError) -> None:  # os.walk would skip such a folder silently
+        report.skip_file(error.filename, f"cannot read folder: {error.strerror}")
+
+    for folder, dirs, files in os.walk(top, onerror=unreadable):
+        visited.add(os.path.realpath(folder))
+        kept = []
+        for name in sorted(d for d in dirs if not d.startswith(".")):
+            path = Path(folder) / name
+            if path.is_symlink():
+                links.append(path)
+            elif not _already_walked(path, visited, report):  # walked through a link before
+                kept.append(name)
+        dirs[:] = kept
         found.extend(Path(folder) / f for f in sorted(files) if not f.startswith("."))
     return found
 
 
-def _clean_captions(raw: list[str], where: str, report: CollectReport) -> list[str]:
+def _already_walked(folder: Path, visited: set[str], report: CollectReport) -> bool:
+    real = os.path.realpath(folder)
+    if real in visited:
+        report.skip_file(folder, f"folder already walked ({real}): not walked again")
+    return real in visited
+
+
+def _walk_images(root: Path, report: CollectReport) -> list[Path]:
+    """Files under root, as `find -L` lists them but each real folder once: the real
+    folders first, then the symlinked ones (under the link's path) whose target was not
+    walked yet; a link back into the walk (a loop or a second name) is reported."""
+    visited: set[str] = set()
+    links: list[Path] = []
+    found = _plain_walk(root, visited, links, report)
+    while links:
+        link = links.pop(0)
+        if not _already_walked(link, visited, report):
+            found.extend(_plain_walk(link, visited, links, report))
+    return found
+
+
+def _clean_captions(raw: list[Caption], report: CollectReport) -> list[str]:
     kept = []
-    for caption in raw:
+    for caption, where in raw:
         text = " ".join(caption.split())
         if text:
             kept.append(text)
         else:
-            report.empty_captions += 1
-            report.skipped.append((where, "empty caption"))
+            report.skipped_captions.append((where, EMPTY_CAPTION))
     return kept
 
 
-def _read_sidecar(image: Path) -> list[str] | None:
+def _read_sidecar(image: Path, report: CollectReport) -> list[Caption]:
+    """The sidecar's captions; one that cannot be read, is not UTF-8 or has no caption at
+    all is reported as a skipped file (its image is still indexed, without captions)."""
     for candidate in (image.with_suffix(".txt"), image.with_name(image.name + ".txt")):
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8-sig", errors="replace").splitlines()
-    return None
+        if not candidate.is_file():
+            continue
+        try:
+            lines = read_text(candidate).splitlines()
+        except NotUtf8Error as exc:
+            report.skip_file(candidate, f"not UTF-8 text (line {exc.line}, byte "
+                                        f"0x{exc.byte:02x}): its captions were left out; "
+                                        "save it as UTF-8")
+            return []
+        except OSError as exc:
+            report.skip_file(candidate, f"cannot read: {exc.strerror}")
+            return []
+        if not any(line.strip() for line in lines):
+            report.skip_file(candidate, "caption file with no captions (empty or blank lines)")
+            return []
+        where = os.path.abspath(candidate)
+        return [(line, f"{where}:{number}") for number, line in enumerate(lines, 1)]
+    return []
 
 
 def _is_sidecar(path: Path) -> bool:
@@ -71,7 +142,7 @@ def _is_sidecar(path: Path) -> bool:
     return any(path.with_suffix(ext).exists() for ext in IMAGE_EXTENSIONS)
 
 
-def _record(record: object, path: Path, where: str) -> tuple[str, str]:
+def _record(record: object, where: str) -> tuple[str, str]:
     if not isinstance(record, dict):
         raise BadInputError(f"{where}: expected an object with 'image' and 'caption'")
     image = record.get("image") or record.get("image_path") or record.get("filename")
@@ -82,27 +153,27 @@ def _record(record: object, path: Path, where: str) -> tuple[str, str]:
     return image, caption
 
 
-def read_caption_file(path: Path) -> dict[str, list[str]]:
-    """IMAGE key -> captions, in file order. Malformed lines name file and line."""
-    path = require_file(Path(path), "caption file")
-    captions: dict[str, list[str]] = {}
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        data = read_json(path, "caption file")
-        if isinstance(data, dict):
-            for image, caps in data.items():
-                captions.setdefault(image, []).extend([caps] if isinstance(caps, str) else caps)
-        else:
-            for number, record in enumerate(data):
-                image, caption = _record(record, path, f"{path}: entry {number}")
-                captions.setdefault(image, []).append(caption)
+def _json_captions(path: Path, shown: str) -> dict[str, list[Caption]]:
+    data = read_json(path, "caption file")
+    captions: dict[str, list[Caption]] = {}
+    if isinstance(data, dict):
+        for image, caps in data.items():
+            caps = [caps] if isinstance(caps, str) else caps
+            if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+                raise BadInputError(f"{shown}: {image!r}: expected a caption or a list of "
+                                    "captions (strings)")
+            captions.setdefault(image, []).extend(
+                (caption, f"{shown}: {image!r}[{k}]") for k, caption in enumerate(caps))
         return captions
-    if suffix == ".jsonl":
-        for number, record in iter_jsonl(path):
-            image, caption = _record(record, path, f"{path}:{number}")
-            captions.setdefault(image.strip(), []).append(caption)
-        return captions
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, record in enumerate(json_list(data, path)):
+        image, caption = _record(record, f"{shown}: entry {number}")
+        captions.setdefault(image, []).append((caption, f"{shown}: entry {number}"))
+    return captions
+
+
+def _text_captions(path: Path, shown: str) -> dict[str, list[Caption]]:
+    captions: dict[str, list[Caption]] = {}
+    for number, line in enumerate(read_text(path, "caption file").splitlines(), 1):
         if not line.strip():
             continue
         if "\t" in line:
@@ -111,40 +182,74 @@ def read_caption_file(path: Path) -> dict[str, list[str]]:
             key, _, caption = line.partition(" ")
             match = _FLICKR_KEY.match(key)
             if not match:
-                raise BadInputError(f"{path}:{number}: expected 'IMAGE<TAB>caption' or "
+                raise BadInputError(f"{shown}:{number}: expected 'IMAGE<TAB>caption' or "
                                     f"'IMAGE#K caption', got {line[:60]!r}")
             image = match["image"]
-        captions.setdefault(image.strip(), []).append(caption)
+        captions.setdefault(image.strip(), []).append((caption, f"{shown}:{number}"))
     return captions
+
+
+def _caption_records(path: Path) -> dict[str, list[Caption]]:
+    """IMAGE key -> (caption, FILE:LINE), in file order. Malformed lines name file and line;
+    a file that is not UTF-8 is an error naming the line (the captions are the point of
+    --captions: better stopped than garbled)."""
+    path = Path(os.path.abspath(require_file(Path(path), "caption file")))  # as in reports
+    shown = str(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _json_captions(path, shown)
+    if suffix != ".jsonl":
+        return _text_captions(path, shown)
+    captions: dict[str, list[Caption]] = {}
+    for number, record in iter_jsonl(path):
+        image, caption = _record(record, f"{shown}:{number}")
+        captions.setdefault(image.strip(), []).append((caption, f"{shown}:{number}"))
+    return captions
+
+
+def read_caption_file(path: Path) -> dict[str, list[str]]:
+    """IMAGE key -> captions, in file order. Malformed lines name file and line."""
+    return {key: [caption for caption, _ in caps]
+            for key, caps in _caption_records(Path(path)).items()}
+
+
+def _unmatched(extra: dict[str, list[Caption]], used: set[str], report: CollectReport) -> None:
+    for key, caps in extra.items():
+        if key not in used:
+            report.skipped_captions.extend(
+                (where, f"no image '{key}' among the inputs") for _, where in caps)
 
 
 def collect_items(inputs: list[str | Path], caption_files: list[str | Path] = ()) -> CollectReport:
     """Images under the inputs (ids relative to each folder given), with their captions."""
     report = CollectReport()
-    extra: dict[str, list[str]] = {}
+    extra: dict[str, list[Caption]] = {}
     for caption_file in caption_files:
-        for key, caps in read_caption_file(Path(caption_file)).items():
+        for key, caps in _caption_records(Path(caption_file)).items():
             extra.setdefault(key, []).extend(caps)
+    used: set[str] = set()
     seen: dict[str, Path] = {}
     for raw in inputs:
         root = Path(raw).expanduser()
         if not root.exists():
             raise BadInputError(f"path not found: {raw}")
-        paths = _walk_images(root) if root.is_dir() else [root]
+        paths = _walk_images(root, report) if root.is_dir() else [root]
         for path in paths:
             if not is_image_path(path):
                 if not _is_sidecar(path):
-                    report.skipped.append((str(path), "not an image file"))
+                    report.skip_file(path, "not an image file")
                 continue
             item_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
             if item_id in seen and seen[item_id] != path.resolve():
-                why = f"duplicate id '{item_id}' (also {seen[item_id]})"
-                report.skipped.append((str(path), why))
+                report.skip_file(path, f"duplicate id '{item_id}' (also {seen[item_id]})")
                 continue
             seen[item_id] = path.resolve()
-            raw_caps = list(_read_sidecar(path) or [])
+            raw_caps = _read_sidecar(path, report)
             for key in dict.fromkeys((item_id, path.name, path.stem)):
-                raw_caps.extend(extra.get(key, []))
-            caps = _clean_captions(raw_caps, str(path), report)
+                if key in extra:
+                    used.add(key)
+                    raw_caps.extend(extra[key])
+            caps = _clean_captions(raw_caps, report)
             report.items.append(ItemSource(item_id, path.resolve(), caps))
+    _unmatched(extra, used, report)
     return report

@@ -9,9 +9,11 @@ Folder layout (as in ../shared/data/flickr8k-cn):
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.data.parsing import read_text, text_lines
 from crossmodal.errors import BadInputError
 
 LANGUAGES = {"en": "enc", "zh": "zhc"}
@@ -21,7 +23,7 @@ def read_split_ids(root: Path, split: str) -> list[str]:
     path = Path(root) / f"flickr8k{split}.txt"
     if not path.is_file():
         raise BadInputError(f"split file not found: {path} (splits: train, val, test)")
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    ids = [line.strip() for line in read_text(path, "split file").splitlines()]
     return [i for i in ids if i]
 
 
@@ -33,9 +35,9 @@ def read_captions(root: Path, language: str) -> dict[str, list[str]]:
     if not path.is_file():
         raise BadInputError(f"caption file not found: {path}")
     captions: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip("\n")
+    with contextlib.closing(text_lines(path, "caption file")) as numbered:
+        for number, line in numbered:
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             key, _, caption = line.partition(" ")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError
 
+_OLD_MAC_LINE_END = re.compile(r"(?<=\r)(?!\n)")  # a lone \r ends a line, as in text mode
 _KINDS = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
 
@@ -30,6 +32,43 @@ def short(value: object, limit: int = 60) -> str:
 def local_path(root: Path, *parts: str) -> Path:
     """root/parts with '..' and '.' folded, so one file is one key however it is spelled."""
     return Path(os.path.normpath(root.joinpath(*parts)))
+
+
+class NotUtf8Error(BadInputError):
+    """A text file that is not UTF-8: names the file, the line and the first bad byte."""
+
+    def __init__(self, path: Path, line: int, byte: int) -> None:
+        self.path, self.line, self.byte = path, line, byte
+        super().__init__(f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x}): save the file "
+                         f"as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > new.txt`")
+
+
+def decode_utf8(data: bytes, path: Path, first_line: int = 1) -> str:
+    """UTF-8 text (a leading BOM dropped when first_line is 1), or a NotUtf8Error."""
+    try:
+        return data.decode("utf-8-sig" if first_line == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        raise NotUtf8Error(path, line, data[exc.start]) from None
+
+
+def read_text(path: Path, what: str = "text file") -> str:
+    """A whole UTF-8 file; not UTF-8 is a NotUtf8Error naming file and line."""
+    path = require_file(path, what)
+    return decode_utf8(path.read_bytes(), path)
+
+
+def text_lines(path: Path, what: str = "text file") -> Iterator[tuple[int, str]]:
+    """(line number, line with its ending) of a UTF-8 file, read as it goes; a line that is
+    not UTF-8 is a NotUtf8Error naming it."""
+    number = 0
+    with require_file(path, what).open("rb") as handle:
+        for raw in handle:
+            text = decode_utf8(raw, path, number + 1)
+            for line in _OLD_MAC_LINE_END.split(text) if "\r" in text else (text,):
+                if line:
+                    number += 1
+                    yield number, line
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -60,7 +99,7 @@ def get(record: dict, key: str, kinds: tuple[type, ...], where: str, optional: b
 def read_json(path: Path, what: str = "JSON file") -> object:
     path = require_file(path, what)
     try:
-        return json.loads(path.read_text(encoding="utf-8-sig"))
+        return json.loads(read_text(path, what))
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
 
@@ -78,14 +117,13 @@ def json_list(data: object, path: Path, key: str | None = None) -> list:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
     """(line number, value) per non-blank line."""
-    with require_file(path, "JSONL file").open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+    for number, line in text_lines(path, "JSONL file"):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
 
 
 class Builder:

@@ -26,6 +26,7 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.karpathy import load_karpathy
 from crossmodal.data.newsimages import load_newsimages
+from crossmodal.data.parsing import read_text
 from crossmodal.data.table import load_table
 from crossmodal.errors import BadInputError
 
@@ -54,7 +55,7 @@ def _read_config(path: Path) -> object:
         raise BadInputError(f"{path}: expected a .json or .toml config file")
     if not path.is_file():
         raise BadInputError(f"dataset config not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "dataset config")
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)

@@ -15,6 +15,7 @@ file is missing is skipped and recorded.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from crossmodal.data.parsing import (
     local_path,
     require_file,
     short,
+    text_lines,
 )
 from crossmodal.errors import BadInputError
 
@@ -54,8 +56,8 @@ def iter_table(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, 
                                     f"missing {', '.join(map(repr, missing))}")
             yield number, row
         return
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=TABLE_SUFFIXES[suffix])
+    with contextlib.closing(text_lines(path, "table")) as lines:
+        reader = csv.reader((line for _, line in lines), delimiter=TABLE_SUFFIXES[suffix])
         header: list[str] | None = None
         while True:
             start = reader.line_num + 1

@@ -47,7 +47,8 @@ class ShardSpec:
 @dataclass
 class ShardPlan:
     shards: list[ShardSpec]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # inputs: (path, why)
+    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
 
     @property
     def fingerprint(self) -> str:
@@ -132,7 +133,8 @@ def plan_shards(inputs: list[str | Path], caption_files: list[str | Path] = (),
     items: list[dict] = []
     if files:
         collected = collect_items(files, list(caption_files))
-        plan.skipped.extend(collected.skipped)
+        plan.skipped.extend(collected.skipped_files)
+        plan.skipped_captions.extend(collected.skipped_captions)
         items.extend(_file_item(s.id, s.path, s.captions) for s in collected.items)
     for table in tables:
         items.extend(read_table_items(table, path_column, caption_column))
@@ -205,7 +207,7 @@ def without_items(plan: ShardPlan, item_ids: set[str], shard_size: int = 1000) -
         return plan
     items = [item for spec in plan.shards if not spec.tar for item in spec.items
              if item["id"] not in item_ids]
-    rest = ShardPlan([], list(plan.skipped))
+    rest = ShardPlan([], list(plan.skipped), list(plan.skipped_captions))
     for start in range(0, len(items), shard_size):
         rest.shards.append(ShardSpec(len(rest.shards), items[start : start + shard_size]))
     for spec in plan.shards:

@@ -33,6 +33,7 @@ class EmbedReport:
     workers: int = 0
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # found while planning
+    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
     skipped_in_shards: int = 0
 
 
@@ -110,7 +111,8 @@ def embed_plan(plan: ShardPlan, out: str | Path, model_id: str, address: str | N
     count = len(plan.shards)
     todo = [s for s in plan.shards if not shard_files(out, s.index, count).done()]
     report = EmbedReport(out, shards=count, already_done=count - len(todo),
-                         skipped=list(plan.skipped))
+                         skipped=list(plan.skipped),
+                         skipped_captions=list(plan.skipped_captions))
     if not todo:
         return report
     start = time.perf_counter()

@@ -56,6 +56,16 @@ class LogState:
         return (self.base, self.end)
 
 
+def committed_counts(path: Path, manifest: Manifest) -> dict:
+    """Items, images and texts as of the last commit, without loading the index (the last
+    log record says, else the manifest); for `info` on an index that cannot be opened."""
+    with contextlib.suppress(OSError, IndexCorruptError):
+        records = wal.read(Path(path) / manifest.log).records if manifest.log else []
+        if records and "counts" in records[-1].header:
+            return records[-1].header["counts"]
+    return manifest.counts
+
+
 def disk_stamp(path: Path) -> tuple[int, int] | None:
     """(generation, log bytes) committed in the folder now: changes with every commit."""
     try:
@@ -114,7 +124,7 @@ def _encode_pending(col: Collection) -> tuple[bytes, int]:
             else text_vectors
         arrays += [image_vectors, texts]
         added += len(image_vectors) + len(texts)
-    header = {"generation": col.manifest.generation + 1, "ops": ops}
+    header = {"generation": col.manifest.generation + 1, "ops": ops, "counts": _counts(col)}
     return wal.encode_record(header, arrays), added
 
 

@@ -66,13 +66,18 @@ class Manifest:
             raise
         except (OSError, ValueError) as exc:
             raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise IndexCorruptError(f"unreadable manifest {path}: not a JSON object")
         if data.get("format") not in READABLE_FORMATS:
             raise IndexCorruptError(
                 f"{path} has format {data.get('format')}, this version reads "
                 f"{', '.join(map(str, READABLE_FORMATS))}: upgrade crossmodal to open it"
             )
         known = set(cls.__dataclass_fields__)
-        manifest = cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            manifest = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:  # a required field is missing
+            raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
         manifest.format = FORMAT_VERSION  # written back as 2; a format-1 folder has no log
         return manifest
 
@@ -88,3 +93,20 @@ class Manifest:
         if self.log and wal.problems(Path(folder) / self.log):
             bad.append("log")
         return bad
+
+
+def read_items(folder: Path, manifest: Manifest) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The items and caption rows of the manifest's generation; a file that is not the JSON
+    the engine writes is an IndexCorruptError naming it (FileNotFoundError passes through:
+    a writer may have replaced the generation, and the reader tries again)."""
+    path = Path(folder) / manifest.files["items"]["name"]
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        text_rows = [tuple(row) for row in meta["texts"]]
+        if not isinstance(meta["items"], list):
+            raise TypeError("'items' is not a list")
+    except (ValueError, KeyError, TypeError) as exc:  # bad JSON or UTF-8, or the wrong shape
+        raise IndexCorruptError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}): see `crossmodal info {folder} "
+            "--verify`; restore the folder from a backup or rebuild the index") from exc
+    return meta["items"], text_rows
