@@ -80,8 +80,8 @@ def time_changes(collection: Collection, args, rng: np.random.Generator) -> dict
     caps = args.captions
     # drawn before the clock starts: clustered_vectors draws its 10,000 centres every call
     images = iter(clustered_vectors(rng, 2 * args.reps, args.dim))
-    texts = clustered_vectors(rng, 2 * args.reps * caps, args.dim).reshape(-1, caps, args.dim)
-    texts = iter(texts)
+    texts = iter(clustered_vectors(rng, 2 * args.reps * caps, args.dim).reshape(
+        2 * args.reps, caps, args.dim))
     timings: dict[str, list[float]] = {"add": [], "remove": [], "update": []}
     generations = {name: 0 for name in timings}
     victims = rng.choice(args.n, 3 * args.reps, replace=False)
