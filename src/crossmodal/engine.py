@@ -440,7 +440,7 @@ class Collection:
         """Under the lock, on the latest generation: replace what is there, append, commit."""
         with self._writing():
             ids = {meta["id"] for e in embedded for _, meta in e.batch}
-            present = (ids | unreadable) & set(self._row_of)
+            present = {i for i in ids | unreadable if i in self._row_of}  # not O(collection)
             if present:
                 self._drop_rows(present)
             for e in embedded:
