@@ -28,3 +28,7 @@ class BadInputError(CrossmodalError):
 def missing_dependency(package: str, extra: str | None = None) -> MissingDependencyError:
     hint = f"pip install 'crossmodal[{extra}]'" if extra else f"pip install {package}"
     return MissingDependencyError(f"this needs the optional package '{package}': run {hint}")
+
+
+class NonFiniteError(BadInputError, ValueError):
+    """Embeddings or scores with NaN or inf: ranking them would give meaningless metrics."""
