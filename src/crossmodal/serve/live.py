@@ -31,7 +31,7 @@ from crossmodal.data.images import (
 )
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError
-from crossmodal.index.manifest import MANIFEST
+from crossmodal.index.generations import disk_stamp
 from crossmodal.index.storage import atomic_write
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
@@ -106,11 +106,9 @@ class LiveCollection:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
 
-    def _manifest_stamp(self) -> int | None:
-        try:
-            return (self.path / MANIFEST).stat().st_mtime_ns
-        except OSError:
-            return None
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        # (generation, log bytes): a commit appends to the log without touching the manifest
+        return disk_stamp(self.path)
 
     @property
     def snapshot(self) -> Collection:
