@@ -32,7 +32,7 @@ def _require_onnx() -> None:
         try:
             __import__(module)
         except ImportError as exc:
-            raise missing_dependency(package, extra="onnx") from exc
+            raise missing_dependency(package) from exc
 
 
 def _export_graph(spec: GraphSpec, path: Path) -> None:

@@ -15,6 +15,7 @@ from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.onnx.graphs import tokenize
 from crossmodal.models.onnx.manifest import read_manifest
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.threads import thread_count
 
 IMAGE_MICRO_BATCH = 8  # as the torch towers: small batches keep conv activations in cache
 TEXT_MICRO_BATCH = 64
@@ -24,9 +25,16 @@ def _session(path: Path):
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise missing_dependency("onnxruntime", extra="onnx") from exc
+        raise missing_dependency("onnxruntime") from exc
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The one thread setting; one pool per session (no inter-op pool beside it), and no
+    # spinning after a run: spinning workers would slow the decode or search that follows.
+    options.intra_op_num_threads = thread_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
