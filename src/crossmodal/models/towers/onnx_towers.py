@@ -176,7 +176,7 @@ class TowersOnnxEncoder:
                             self.model_id, reason)
             else:
                 texts = "" if self.text_runtime == "onnx" else "; texts: PyTorch"
-                log.info("runtime: ONNX Runtime %s for %s (%d threads%s)",
+                log.info("runtime: ONNX Runtime %s for %s (threads: %d%s)",
                          importlib.metadata.version("onnxruntime"), self.model_id,
                          thread_count(), texts)
         return self._onnx
