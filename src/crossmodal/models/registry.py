@@ -33,10 +33,12 @@ def _load_towers(name: str, model_id: str) -> Encoder:
     from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder, log, requested_runtime
 
     config = find_tower_config(name)
-    if requested_runtime() == "torch":
+    requested = requested_runtime()
+    if requested == "torch":
         log.info("runtime: PyTorch for %s (CROSSMODAL_RUNTIME=torch)", model_id)
         return TowersEncoder(config, model_id=model_id)
-    return TowersOnnxEncoder(config, model_id=model_id)
+    forced = requested == "onnx"  # then the text path too, whatever the CPU
+    return TowersOnnxEncoder(config, model_id=model_id, text_runtime="onnx" if forced else None)
 
 
 def _load_hf(name: str, model_id: str) -> Encoder:

