@@ -5,23 +5,30 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
+
+CPUINFO = Path("/proc/cpuinfo")
 
 
 @functools.cache
 def cpu_has_bf16() -> bool:
     """Native bf16 matmuls (AVX512-BF16 or AMX); emulated bf16 would be slower than fp32.
 
-    CROSSMODAL_BF16=0 turns bf16 off, =1 forces it.
+    CROSSMODAL_BF16=0 turns bf16 off (fp32, as on CPUs without it), =1 forces it.
     """
     forced = os.environ.get("CROSSMODAL_BF16")
     if forced in ("0", "1"):
         return forced == "1"
+    return cpuinfo_has_bf16(CPUINFO)
+
+
+def cpuinfo_has_bf16(cpuinfo: Path) -> bool:
+    """Whether a /proc/cpuinfo text lists native bf16; False where it cannot be read."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
-            flags = handle.read()
+        flags = cpuinfo.read_text(encoding="ascii", errors="ignore").split()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
