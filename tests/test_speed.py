@@ -43,6 +43,14 @@ def test_bf16_follows_the_cpu_flags_unless_forced(bf16_setting, tmp_path, monkey
         assert speed.cpu_has_bf16() is True
 
 
+def test_cpu_description_names_the_model_and_the_kernel_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpu = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    cpuinfo.write_text(cpu + "\n" + cpu.replace("7B13", "other"))
+    assert speed.cpu_description(cpuinfo) == "AMD EPYC 7B13 (avx2)"
+    assert speed.cpu_description(tmp_path / "missing") == ""
+
+
 def test_bf16_and_fp32_text_inference_agree(bf16_setting):
     """Both paths run on any x86-64 CPU (bf16 is emulated where it is not native)."""
     encoder = load_encoder.__wrapped__("towers:lite-en")

@@ -34,6 +34,25 @@ def cpuinfo_has_bf16(cpuinfo: Path) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# The flags that pick ONNX Runtime's int8 kernels and torch's bf16 path.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8")
+
+
+def cpu_description(cpuinfo: Path = CPUINFO) -> str:
+    """'model name (flags that choose kernels)', for benchmark records; '' where unreadable."""
+    try:
+        text = cpuinfo.read_text(encoding="ascii", errors="ignore")
+    except OSError:
+        return ""
+    first_cpu = text.split("\n\n")[0].splitlines()
+    fields = {key.strip(): value.strip()
+              for key, value in (line.split(":", 1) for line in first_cpu if ":" in line)}
+    flags = fields.get("flags", "").split()
+    present = [flag for flag in KERNEL_FLAGS if flag in flags]
+    return f"{fields.get('model name', 'unknown CPU')} ({', '.join(present) or 'no AVX2'})"
+
+
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     """TorchScript trace + freeze (folds batch norms, fuses ops): ~1.8x faster convolutions
     on CPU, same numbers. Falls back to the eager module where tracing fails."""
