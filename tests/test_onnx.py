@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,29 @@ def test_int8_weights_fit_the_avx2_kernels(tiny_clip, lite_en):
         for graph in ("text.onnx", "image.onnx"):
             low, high = int8_weight_extremes(export / graph)
             assert low >= -AVX2_SAFE_WEIGHT and high <= AVX2_SAFE_WEIGHT, (export.name, graph)
+
+
+def test_exports_with_8bit_int8_weights_warn_on_cpus_without_vnni(tiny_clip, tmp_path,
+                                                                 monkeypatch):
+    from crossmodal.models.onnx import runtime
+
+    current = tiny_clip["root"] / "int8"
+    manifest = json.loads((current / "onnx.json").read_text())
+    assert manifest["text"]["int8_weights"] == manifest["image"]["int8_weights"] == "int8-7bit"
+    old = tmp_path / "old"  # as exported before int8 weights were 7-bit
+    shutil.copytree(current, old)
+    for part in ("text", "image"):
+        del manifest[part]["int8_weights"]
+    (old / "onnx.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(runtime, "cpuinfo_has_vnni", lambda: False)
+    with pytest.warns(UserWarning, match="int8 text and image graph has 8-bit weights.*re-export"):
+        OnnxEncoder(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OnnxEncoder(current)
+        OnnxEncoder(tiny_clip["root"] / "fp32")
+        monkeypatch.setattr(runtime, "cpuinfo_has_vnni", lambda: True)
+        OnnxEncoder(old)  # VNNI kernels do not saturate: nothing to say
 
 
 def test_text_batches_pad_to_the_longest_caption(tiny_clip, lite_en):

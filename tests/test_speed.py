@@ -43,6 +43,17 @@ def test_bf16_follows_the_cpu_flags_unless_forced(bf16_setting, tmp_path, monkey
         assert speed.cpu_has_bf16() is True
 
 
+def test_vnni_is_read_from_the_cpu_flags(tmp_path):
+    avx2_only = tmp_path / "avx2"
+    avx2_only.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    zen4 = tmp_path / "zen4"
+    zen4.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n")
+    alder_lake = tmp_path / "adl"
+    alder_lake.write_text("flags\t\t: fpu avx2 avx_vnni\n")
+    assert not speed.cpuinfo_has_vnni(avx2_only)
+    assert speed.cpuinfo_has_vnni(zen4) and speed.cpuinfo_has_vnni(alder_lake)
+
+
 def test_cpu_description_names_the_model_and_the_kernel_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpu = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx avx2 fma\n"

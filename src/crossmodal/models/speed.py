@@ -34,6 +34,16 @@ def cpuinfo_has_bf16(cpuinfo: Path) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpuinfo_has_vnni(cpuinfo: Path = CPUINFO) -> bool:
+    """VNNI (AVX512-VNNI or AVX-VNNI): int8 dot products that cannot saturate; True where
+    /proc/cpuinfo cannot be read (nothing to warn about then)."""
+    try:
+        flags = cpuinfo.read_text(encoding="ascii", errors="ignore").split()
+    except OSError:
+        return True
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 # The flags that pick ONNX Runtime's int8 kernels and torch's bf16 path.
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
                 "amx_int8")

@@ -29,6 +29,10 @@ IMAGE_MODES = ("static", "dynamic", "none")
 CALIBRATION_BATCH = 8
 # int8 weights within +-64: pairs of products with uint8 activations fit vpmaddubsw's int16
 AVX2_SAFE_WEIGHT = 64
+# What the manifest records as each graph's "int8_weights"; exports without it (made before
+# weights were 7-bit) have full 8-bit int8 weights, except the dynamic image mode (uint8).
+TEXT_WEIGHTS = "int8-7bit"
+IMAGE_WEIGHTS = {"static": "int8-7bit", "dynamic": "uint8"}
 
 
 def _preprocessed(source: Path, folder: Path) -> Path:
