@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,25 +33,12 @@ from crossmodal.models.onnx.graphs import _image_spec
 from crossmodal.models.onnx.runtime import _session
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_has_bf16
+from crossmodal.models.speed import cpu_description, cpu_has_bf16
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder
 from crossmodal.threads import apply_threads, thread_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines()
-             if line.startswith("Model name")]
-    flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()  # noqa: SIM115
-    marks = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-             if f" {f}" in flags]
-    return f"{names[0] if names else platform.processor()} ({', '.join(marks)})"
 
 
 def bare_backbone_rate(encoder: TowersEncoder, pixels: np.ndarray, folder: Path) -> float:
@@ -127,7 +112,7 @@ def main() -> None:
             best[name] = max(best[name], measure())
     passes = best["end_to_end_images_per_s"] * views
     result = {
-        "cpu": cpu_name(), "threads": thread_count(), "rounds": args.rounds,
+        "cpu": cpu_description(), "threads": thread_count(), "rounds": args.rounds,
         "images": len(paths), "captions": len(en_captions), "tta_views": views,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         **{k: round(v, 1) for k, v in best.items()},
