@@ -33,7 +33,6 @@ def _show_runtime_lines() -> None:
     if not any(isinstance(h, _StderrLines) for h in logger.handlers):
         logger.addHandler(_StderrLines())
     logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 @click.group(cls=ErrorsAsMessages)
