@@ -23,6 +23,7 @@ from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.evaluation.run import evaluate_model
 from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.registry import load_encoder
+from crossmodal.models.speed import cpu_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -86,7 +87,8 @@ def main() -> None:
         print(f"{row['variant']:<26} {row['i2t_R@1']:>8.2f} {row['delta_i2t']:>+6.2f} "
               f"{row['t2i_R@1']:>8.2f} {row['delta_t2i']:>+6.2f} {cos_i:>11.5f} {cos_t:>11.5f}")
     result = {"model": args.model, "dataset": data.name, "images": len(data.images),
-              "captions": len(data.texts), "calibration_train_images": args.calibration,
+              "captions": len(data.texts), "cpu": cpu_description(),
+              "calibration_train_images": args.calibration,
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"onnx_accuracy_{stem}.json"

@@ -22,6 +22,7 @@ from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.registry import load_encoder
+from crossmodal.models.speed import cpu_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -80,6 +81,7 @@ def main() -> None:
               f"{row['captions_per_s']:>11.1f} {row['caption_speedup']:>5.2f}")
     result = {"model": args.model, "language": args.language, "images": len(images),
               "captions": len(captions), "rounds": args.rounds, "cpus": os.cpu_count(),
+              "cpu": cpu_description(),
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "int8_image": variants["onnx int8"].manifest.image["quantization"], "rows": rows}
     RESULTS.mkdir(exist_ok=True)

@@ -16,11 +16,21 @@ from PIL import Image  # noqa: E402
 
 from crossmodal.models import registry  # noqa: E402
 from tests.fakes import FakeEncoder  # noqa: E402
+from tests.milvus_server import milvus_server_uri  # noqa: E402, F401 - a session fixture
+
+
+@pytest.fixture(scope="session")
+def shared_export_cache(tmp_path_factory) -> Path:
+    """One ONNX export cache for the whole session: a towers: export takes ~10-20 s."""
+    return tmp_path_factory.mktemp("onnx-exports")
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
+def _isolated(tmp_path_factory, monkeypatch, shared_export_cache):
     monkeypatch.setenv("CROSSMODAL_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("CROSSMODAL_ONNX_CACHE", str(shared_export_cache))
+    monkeypatch.delenv("CROSSMODAL_RUNTIME", raising=False)
+    monkeypatch.delenv("CROSSMODAL_THREADS", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     real_connect = socket.socket.connect

@@ -1,16 +1,19 @@
-"""Build any vector store the same way, so one test suite runs against faiss and Milvus."""
+"""Build any vector store the same way, so one test suite runs against faiss, Milvus Lite and
+a real Milvus server (tests/milvus_server.py)."""
 
 from __future__ import annotations
 
 import itertools
+import uuid
 from pathlib import Path
 
 import pytest
 
 from crossmodal.index.faiss_store import FaissStore
 
-BACKENDS = ("faiss", "milvus")
+BACKENDS = ("faiss", "milvus-lite", "milvus-server")
 _names = itertools.count()
+_RUN = uuid.uuid4().hex[:6]  # the server outlives a module: names unique per session
 
 
 def milvus_lite_or_skip(path: Path) -> str:
@@ -46,7 +49,8 @@ class StoreMaker:
         else:
             from crossmodal.index.milvus_store import MilvusStore
 
-            store = MilvusStore(dim, kind, params, uri=self.uri, collection=f"t{next(_names)}")
+            store = MilvusStore(dim, kind, params, uri=self.uri,
+                                collection=f"t{_RUN}_{next(_names)}")
         self.made.append(store)
         return store
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -151,3 +152,21 @@ def test_info_verify_reports_a_corrupt_items_file(runner, tmp_path, colour_folde
     (index / manifest["files"]["images.vectors"]["name"]).unlink()  # missing: same answer
     info = json.loads(run(runner, "info", index, "--verify").output)
     assert info["bad_files"] == ["images.vectors", "items"]
+
+
+def test_eval_refuses_nan_embeddings_in_one_line(runner, tmp_path, fake_encoder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = ["image,caption"]
+    for name, rgb in {"red": (250, 10, 10), "green": (10, 250, 10)}.items():
+        write_image(tmp_path / "imgs" / f"{name}.png", rgb)
+        rows += [f"imgs/{name}.png,a {name} square"]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    spec = tmp_path / "data.json"
+    spec.write_text(json.dumps({"format": "table", "path": "pairs.csv", "image_root": "."}))
+    monkeypatch.setattr(fake_encoder, "encode_images", lambda images: np.full(
+        (len(images), fake_encoder.dim), np.nan, np.float32))
+    out = run(runner, "eval", "--model", "fake:colours", "--data", spec, "--quiet",
+              code=2).output
+    assert out.startswith("error: fake:colours on ") and out.count("\n") == 1
+    assert "2 of 2 image rows and 0 of 2 text rows hold NaN or inf" in out
+    assert not (tmp_path / "eval-results").exists()  # no report praising a broken model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -15,23 +16,32 @@ from crossmodal.engine import Collection
 from tests.fakes import FakeEncoder
 
 WRITER = textwrap.dedent("""
-    import sys
+    import json, sys
     sys.path[:0] = [sys.argv[3], sys.argv[4]]
     from crossmodal.engine import Collection
+    from crossmodal.index import generations
     from tests.fakes import FakeEncoder
     from tests.conftest import write_image
     from pathlib import Path
     index, photos = Path(sys.argv[1]), Path(sys.argv[2])
+    if sys.argv[5] == "compact":  # a new generation every few commits, not only log records
+        generations.WAL_MIN_BYTES = 0
     encoder = FakeEncoder()
     collection = Collection.open(index, encoder=encoder)
     print("ready", flush=True)
+
+    def acknowledge():  # what this commit made durable: the commit number and the items
+        print(json.dumps([collection.manifest.generation, sorted(collection._row_of)]),
+              flush=True)
+
     n = 0
     while True:  # add and remove forever, committing each time, until killed
         n += 1
         write_image(photos / f"p{n % 7}.png", (n * 37 % 256, n * 11 % 256, 90))
         collection.add_paths([photos], progress=False)
+        acknowledge()
         collection.remove([f"p{(n + 3) % 7}.png"])
-        print(n, flush=True)
+        acknowledge()
 """)
 
 
@@ -42,21 +52,31 @@ def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
     Collection.create(index, model="fake:colours", encoder=encoder).add_paths(
         [colour_folder], progress=False)
     rng = random.Random(0)
-    for _ in range(8):
+    generations_seen = set()
+    for kill in range(10):  # log records only, then also new generations, in turn
+        mode = ("log", "compact")[kill % 2]
         proc = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(index), str(colour_folder), str(root),
-             str(root / "src")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+             str(root / "src"), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()[-2000:]
-        proc.stdout.readline()  # one loop done: commits are now running back to back
+        proc.stdout.readline()  # one commit done: commits are now running back to back
         time.sleep(rng.random() * 0.3)
         os.kill(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
+        out, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        acknowledged = [json.loads(line) for line in out.splitlines() if line.strip()]
         collection = Collection.open(index, encoder=encoder)
         assert collection.manifest.verify(index) == []
         assert len(collection.items) == len(collection.images.vectors)
         assert len(collection.text_rows) == len(collection.texts.vectors)
         hits = collection.search_text("red", k=50)
         assert len(hits) == len(collection)
+        if acknowledged:  # no acknowledged commit lost; at most the one in flight added
+            commit, ids = acknowledged[-1]
+            assert collection.manifest.generation in (commit, commit + 1)
+            if collection.manifest.generation == commit:
+                assert sorted(collection._row_of) == ids
+        generations_seen.add(collection.stamp()[0])
     assert len(collection) > 4, "the writers never committed: the test proved nothing"
+    assert len(generations_seen) > 2, "no new generation was written: compaction untested"

@@ -138,15 +138,18 @@ def test_open_missing_index_and_bad_queries(tmp_path, colour_folder, fake_encode
 
 def test_manifest_records_model_and_checksums(tmp_path, colour_folder, fake_encoder):
     collection, _ = build(tmp_path, colour_folder, fake_encoder)
+    # The build went into the write-ahead log; the manifest names the generation it follows.
+    assert collection.compact() == []  # fold the log into a full generation now
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["model"] == "fake:colours" and manifest["dim"] == 16
     assert manifest["counts"] == {"items": 4, "images": 4, "texts": 4}
     assert set(manifest["versions"]) >= {"crossmodal", "faiss", "torch"}
     assert collection.manifest.verify(tmp_path / "index") == []
-    # Only the current generation stays on disk.
+    # Only the current generation (and its log, empty after compaction) stays on disk.
     names = sorted(p.name for p in (tmp_path / "index").iterdir() if p.name[0] != ".")
     current = [f["name"] for f in manifest["files"].values()]
-    assert names == sorted(["manifest.json", "logs", *current])
+    assert names == sorted(["manifest.json", "logs", manifest["log"], *current])
+    assert (tmp_path / "index" / manifest["log"]).stat().st_size == 0
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])

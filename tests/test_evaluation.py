@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.errors import BadInputError
+from crossmodal.errors import BadInputError, NonFiniteError
 from crossmodal.evaluation.classify import (
     TEMPLATES,
     read_class_folder,
@@ -47,6 +47,22 @@ def test_unreadable_images_are_left_out_and_reported(colour_dataset, fake_encode
     assert report["images"] == 3 and report["texts"] == 6
     assert report["skipped_images"][0]["image"] == "broken"
     assert embed_dataset(fake_encoder, colour_dataset, progress=False).failed_images[0][0] == 3
+
+
+def test_non_finite_embeddings_are_refused_before_ranking(colour_dataset, fake_encoder,
+                                                          monkeypatch):
+    real = fake_encoder.encode_texts
+    def broken(texts):
+        vectors = real(texts)
+        vectors[: len(vectors) // 2] = np.nan
+        return vectors
+    monkeypatch.setattr(fake_encoder, "encode_texts", broken)
+    with pytest.raises(NonFiniteError, match="fake:colours on colours: 0 of 3 image rows and "
+                                             "3 of 6 text rows hold NaN or inf"):
+        evaluate_model(fake_encoder, colour_dataset, progress=False)
+    monkeypatch.setattr(fake_encoder, "encode_texts", real)  # the bug fixed, same weights
+    report = evaluate_model(fake_encoder, colour_dataset, progress=False)
+    assert report["rsum"] == 600.0 and report["cached_embeddings"] is False
 
 
 def test_tables_in_both_layouts(colour_dataset, fake_encoder):

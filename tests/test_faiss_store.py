@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crossmodal.errors import BadInputError, IndexCorruptError
-from crossmodal.index import faiss_store
+from crossmodal.index import faiss_search, faiss_store
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.filters import parse_filter
 from crossmodal.index.protocol import VectorStore
@@ -28,9 +28,12 @@ def lite_uri(tmp_path_factory):
 
 
 @pytest.fixture(params=BACKENDS)
-def stores(request, lite_uri):
-    """Makes stores of one backend; the same tests run against faiss and Milvus."""
-    maker = StoreMaker(request.param, lite_uri() if request.param == "milvus" else None)
+def stores(request, lite_uri, milvus_server_uri):
+    """Makes stores of one backend; the same tests run against faiss, Milvus Lite and a
+    Milvus server."""
+    uri = {"faiss": lambda: None, "milvus-lite": lite_uri,
+           "milvus-server": milvus_server_uri}[request.param]()
+    maker = StoreMaker(request.param, uri)
     yield maker
     maker.close()
 
@@ -127,7 +130,7 @@ def test_faiss_filter_through_the_index_uses_an_id_selector():
     store = FaissStore(16, "hnsw")
     store.add(base, [{"odd": i % 2 == 1} for i in range(3000)])
     with pytest.MonkeyPatch.context() as patch:  # force the selector path, not the subset
-        patch.setattr(FaissStore, "get_vectors", lambda *a: pytest.fail("subset path taken"))
+        patch.setattr(FaissStore, "_exact", lambda *a: pytest.fail("subset path taken"))
         patch.setattr(faiss_store, "FILTER_EXACT_ROWS", 0)
         _, positions = store.search(base[:20], 5, where=parse_filter("odd = true"))
     assert (positions % 2 == 1).all()
@@ -157,7 +160,13 @@ def test_hnsw_and_ivfpq_recall(tmp_path):
         loaded = FaissStore.load(tmp_path, files, 32, kind, store.params)
         np.testing.assert_array_equal(loaded.search(queries, 10)[1], positions)
         store.remove(np.arange(100))
-        assert len(store) == store.index.ntotal == 4900
+        # HNSW keeps removed rows in its graph as tombstones (no rebuild); IVF drops them.
+        kept_in_index = 5000 if kind == "hnsw" else 4900
+        assert len(store) == 4900 and store.index.ntotal == kept_in_index
+        assert store.tombstones == 100
+        scores, after = store.search(base[:100], 10)
+        assert after.min() >= 0 and after.max() < 4900
+        assert (scores[:, 0] < 0.9999).all()  # a removed row never finds itself
 
 
 def test_save_load_and_errors(tmp_path):
@@ -184,3 +193,162 @@ def test_save_load_and_errors(tmp_path):
     assert positions.shape == (2, 5)
     empty = FaissStore(16)
     assert empty.search(unit(rng, 2, 16), 5)[0].shape == (2, 0)
+
+
+SAME_ANSWER_FILTERS = (
+    'source like "%dog%"', 'source like "samples/_ayak.jpg"', 'source like "samples/%"',
+    r'source like "a\_b"', 'source like "a_b"', r'source like "dog\%%"', "source = a_b",
+    "not (x = 1)", "x != 1", "not (x < 5)", "x < 5", "x = 2", "flag = true", "flag = 1",
+    'not source like "samples/%"', 'x in [1, 2] or source like "%(1).jpg"',
+    'source like "samples/k%" and not (x = 1)')
+
+
+def test_every_store_gives_the_same_answer_to_a_filter(stores):
+    """Milvus servers take only prefix patterns and read _ literally; Milvus Lite drops
+    rows without the field under `not`: the stores must still agree with the filter."""
+    sources = ["samples/kayak.jpg", "samples/xayak.jpg", "a/dog.jpg", "hotdog", "dog%x",
+               "a_b", "axb", "samples/k(1).jpg"]
+    values = [1, 2, 2.0, "str", True, None, 3, 1]  # None: the row has no x
+    meta = [{"source": s, **({} if v is None else {"x": v}), "flag": i % 2 == 0}
+            for i, (s, v) in enumerate(zip(sources, values, strict=True))]
+    rng = np.random.default_rng(7)
+    base = unit(rng, len(meta), 8)
+    store = stores.new(8)
+    store.add(base, meta)
+    for text in SAME_ANSWER_FILTERS:
+        where = parse_filter(text)
+        expected = {i for i, row in enumerate(meta) if where.matches(row)}
+        found = set(store.search(base[:1], len(meta), where=where)[1][0]) - {-1}
+        assert found == expected, text
+
+
+def test_a_filter_checked_after_milvus_still_finds_k_rows(stores):
+    """Only the rows least like the query match: Milvus's candidates must grow past its
+    16,384 limit (then the matching keys are listed) for the k hits to come back."""
+    rng = np.random.default_rng(8)
+    n = 20_000
+    base = unit(rng, n, 8)
+    query = base[:1]
+    far = set(np.argsort(query @ base.T)[0][:7].tolist())  # the 7 least similar rows
+    store = stores.new(8)
+    for start in range(0, n, 5_000):
+        store.add(base[start : start + 5_000],
+                  [{"name": f"{i}{'z' if i in far else ''}"} for i in range(start, start + 5_000)])
+    scores, positions = store.search(query, 5, where=parse_filter('name like "%z"'))
+    best = sorted(far, key=lambda i: -float(base[i] @ query[0]))[:5]
+    assert list(positions[0]) == best
+    np.testing.assert_allclose(scores[0], (query @ base[best].T)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_milvus_hnsw_and_ivfpq_recall(stores):
+    """Milvus's own HNSW and IVF_PQ (IVF_SQ8 on Milvus Lite) find what exact search finds."""
+    if stores.backend == "faiss":
+        pytest.skip("faiss's index types: test_hnsw_and_ivfpq_recall")
+    rng = np.random.default_rng(9)
+    centres = unit(rng, 30, 32)
+    base = centres[rng.integers(0, 30, 4000)] + 0.15 * rng.standard_normal((4000, 32))
+    base = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    queries = base[rng.choice(4000, 50, replace=False)]
+    truth = np.argsort(-(queries @ base.T), axis=1)[:, :10]
+    for kind, params, floor in (("hnsw", {}, 0.95), ("ivfpq", {"nlist": 32, "nprobe": 16}, 0.5)):
+        store = stores.new(32, kind, params)
+        store.add(base, [{"half": "a" if i < 2000 else "b"} for i in range(4000)])
+        store.flush(wait_s=120)
+        _, positions = store.search(queries, 10)
+        recall = np.mean([len(set(p) & set(t)) / 10 for p, t in zip(positions, truth, strict=True)])
+        assert recall >= floor, (kind, recall)
+        _, positions = store.search(queries, 10, where=parse_filter('half like "a%"'))
+        assert ((positions >= 0) & (positions < 2000)).all(), kind
+
+
+def clustered_with_filters(rng, n=30_000, dim=32, centres=500, share=0.065):
+    """Clustered vectors; a filter matching whole clusters (correlated with content, as
+    'folder = beach' is) and one matching random rows, each about `share` of the rows."""
+    middle = unit(rng, centres, dim)
+    cluster = rng.integers(0, centres, n)
+    base = middle[cluster] + 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+    base = (base / np.linalg.norm(base, axis=1, keepdims=True)).astype(np.float32)
+    correlated = cluster < int(centres * share)
+    uncorrelated = rng.random(n) < share
+    meta = [{"c": bool(a), "u": bool(b)} for a, b in zip(correlated, uncorrelated, strict=True)]
+    queries = middle[rng.integers(0, centres, 200)] + 0.05 * rng.standard_normal((200, dim))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return base, meta, queries, {"c": correlated, "u": uncorrelated}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_filtered_ann_returns_k_hits_and_recall_against_exact(kind):
+    rng = np.random.default_rng(7)
+    base, meta, queries, masks = clustered_with_filters(rng)
+    params = {"nlist": 128, "m": 8, "min_train": 5000} if kind == "ivfpq" else {}
+    store = FaissStore(32, kind, params)
+    store.add(base, meta)
+    with pytest.MonkeyPatch.context() as patch:  # as in collections over ~400k rows
+        patch.setattr(faiss_store, "FILTER_EXACT_ROWS", 0)
+        for name, mask in masks.items():
+            ids = np.flatnonzero(mask)
+            assert len(ids) > 1500  # more than 5%: the exact-subset shortcut is off
+            truth = ids[np.argsort(-(queries @ base[ids].T), axis=1)[:, :10]]
+            _, positions = store.search(queries, 10, where=parse_filter(f"{name} = true"))
+            assert (positions >= 0).all(), f"{(positions < 0).sum()} empty result slots"
+            assert mask[positions].all()
+            recall = np.mean([len(set(p) & set(t)) / 10
+                              for p, t in zip(positions, truth, strict=True)])
+            assert recall >= 0.95, (kind, name, recall)
+
+
+def test_k_hits_whenever_k_rows_match_even_if_the_index_search_falls_short():
+    rng = np.random.default_rng(8)
+    base = unit(rng, 4000, 16)
+    store = FaissStore(16, "hnsw", {"M": 4, "ef_search": 8}, filter_exact_rows=0)
+    store.add(base, [{"keep": i % 40 == 0} for i in range(4000)])  # 100 rows match
+    with pytest.MonkeyPatch.context() as patch:  # a graph walk too short to find 30 of 100
+        patch.setattr(faiss_search, "MAX_FILTERED_EF", 1)
+        _, positions = store.search(base[:50], 30, where=parse_filter("keep = true"))
+    assert store.exact_fallbacks > 0  # some queries came back short and were redone exactly
+    assert (positions >= 0).all() and (positions % 40 == 0).all()
+    assert all(len(set(row)) == 30 for row in positions)
+
+
+def test_hnsw_removal_keeps_the_graph_and_skips_dead_rows(tmp_path):
+    rng = np.random.default_rng(9)
+    base = unit(rng, 3000, 16)
+    store = FaissStore(16, "hnsw")
+    store.add(base, [{"i": i} for i in range(3000)])
+    graph = store.index
+    store.remove(np.arange(0, 3000, 3))  # a third of the rows
+    assert store.index is graph  # no rebuild: the removed rows are tombstones
+    kept = np.delete(np.arange(3000), np.arange(0, 3000, 3))
+    scores, positions = store.search(base[kept[:100]], 10)
+    assert (positions >= 0).all() and (positions[:, 0] == np.arange(100)).all()
+    np.testing.assert_allclose(scores[:, 0], 1.0, rtol=1e-5)
+    _, hits = store.search(base[::3][:100], 10)  # the removed rows' own vectors
+    assert (hits >= 0).all()  # still k hits, from live rows only
+    assert not np.isin(kept[hits], np.arange(0, 3000, 3)).any()
+    filtered = store.search(base[:5], 3000, where=parse_filter("i >= 0"))[1]
+    assert set(filtered[0]) == set(range(2000))
+    files = store.save(tmp_path, "images.000001")  # a third dead: past PURGE_SHARE, dropped
+    assert store.tombstones == 0 and "alive" not in files
+    store.remove(np.array([0]))
+    files = store.save(tmp_path, "images.000002")  # one dead row: kept, with a liveness file
+    loaded = FaissStore.load(tmp_path, files, 16, "hnsw", store.params,
+                             lambda: [{"i": int(i)} for i in kept[1:]])
+    assert len(loaded) == 1999 and loaded.tombstones == 1
+    assert loaded.search(base[kept[1:3]], 1)[1][:, 0].tolist() == [0, 1]
+    assert set(loaded.search(base[:1], 3000, where=parse_filter("i >= 0"))[1][0]) == set(
+        range(1999))
+
+
+def test_ivfpq_retrains_when_the_collection_outgrows_its_training_set():
+    rng = np.random.default_rng(10)
+    store = FaissStore(16, "ivfpq", {"min_train": 1000, "nlist": 0, "m": 4})
+    store.add(unit(rng, 1000, 16))
+    assert store.params["trained_on"] == 1000 and not store.needs_retraining()
+    store.add(unit(rng, 3000, 16))
+    assert store.needs_retraining()  # 4x the training set
+    nlist = store.params["nlist"]
+    assert store.retrain() and store.params["trained_on"] == 4000
+    assert store.params["nlist"] > nlist  # chosen from the data again
+    assert not store.needs_retraining() and store.index.ntotal == 4000
+    assert not FaissStore(16, "hnsw").retrain()

@@ -92,3 +92,38 @@ def test_item_metadata_fields():
                    "caption": 2, "mtime": 1_700_000_000, "date": "2023-11-14", "camera": "x"}
     with pytest.raises(BadInputError, match="must be a string"):
         item_metadata({"id": "a", "meta": {"tags": ["x"]}})
+
+
+@pytest.mark.parametrize("text, value, expected", [
+    ('name like "a_b"', "axb", True),  # _ is one character on every store
+    ('name like "a_b"', "ab", False),
+    (r'name like "a\_b"', "a_b", True),  # a backslash makes the next character literal
+    (r'name like "a\_b"', "axb", False),
+    (r'name like "a\\_b"', "axb", False),  # the same pattern, JSON-escaped
+    (r'name like "100\%"', "100%", True),
+    (r'name like "100\%"', "1000", False),
+    ('name like "%dog%"', "a/hot dog.jpg", True),
+    ('name like "%"', "", True),
+    ("flag = 1", True, False),  # booleans are not numbers
+    ("flag != 1", True, True),
+    ("flag in [1]", True, False),
+    ("flag < 2", True, False),
+    ("x = 2", 2.0, True),  # ints and floats are both numbers
+])
+def test_like_and_type_semantics(text, value, expected):
+    field = text.split()[0]
+    assert parse_filter(text).matches({field: value}) is expected
+
+
+@pytest.mark.parametrize("text, superset", [
+    ('source like "samples/%"', '$meta["source"] like "samples/%"'),
+    ('source like "samples/x.jpg"', '$meta["source"] == "samples/x.jpg"'),
+    ('source like "samples/_ayak.jpg"', '$meta["source"] like "samples/%"'),  # checked after
+    ('source like "%dog%"', ""),  # no prefix: nothing Milvus can narrow by
+    (r'name like "a\_b%"', '$meta["name"] like "a%"'),  # a literal _ is not sent to Milvus
+    ("not folder = a and mtime > 3", '($meta["mtime"] > 3)'),  # not of a superset is none
+    ('folder = a or name like "%x"', ""),
+    ('folder in ["a", "b"]', '($meta["folder"] == "a" or $meta["folder"] == "b")'),
+])
+def test_milvus_superset(text, superset):
+    assert parse_filter(text).milvus_superset() == superset

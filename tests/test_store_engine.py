@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -10,37 +13,46 @@ from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
-from crossmodal.errors import BadInputError
+from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.manifest import Manifest
 from tests.stores import BACKENDS
 from tests.stores import milvus_lite_or_skip as _lite_or_skip
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    """The --store value; for Milvus, Lite in the index folder. Checks nothing keeps running."""
+def store(request, tmp_path, milvus_server_uri):
+    """The --store value: faiss, Milvus Lite in the index folder, or the session's Milvus
+    server. Checks nothing keeps running."""
     if request.param == "faiss":
         yield "faiss"
         return
-    probe = tmp_path / "probe.db"
-    _lite_or_skip(probe)
-    from milvus_lite.server_manager import server_manager_instance as servers
-
     from crossmodal.index.milvus_store import CLIENTS
 
-    CLIENTS.release(str(probe))
-    yield "milvus"
+    if request.param == "milvus-server":
+        spec = f"milvus:{milvus_server_uri()}"
+    else:
+        probe = tmp_path / "probe.db"
+        _lite_or_skip(probe)
+        CLIENTS.release(str(probe))
+        spec = "milvus"
+    from milvus_lite.server_manager import server_manager_instance as servers
+
+    yield spec
     left_open, left_running = list(CLIENTS._open), list(servers._servers)
     CLIENTS.release_all()
     assert not left_open, "a Milvus client was left open"
     assert not left_running, "a Milvus Lite server was left running"
 
 
+def backend_of(spec: str) -> str:
+    return spec.partition(":")[0]
+
+
 def test_add_search_filter_remove_reopen(tmp_path, colour_folder, fake_encoder, store):
     index = tmp_path / "index"
     collection = Collection.create(index, model="fake:colours", encoder=fake_encoder, store=store)
     collection.add_paths([colour_folder], progress=False)
-    assert Manifest.load(index).store["backend"] == store
+    assert Manifest.load(index).store["backend"] == backend_of(store)
     assert collection.search_text("red", k=1)[0].id == "red.jpg"
 
     # Filters by folder, path pattern, modality and date, on images and on captions.
@@ -96,7 +108,7 @@ def test_cli_index_store_and_where(tmp_path, colour_folder, fake_encoder, store)
     assert result.exit_code == 0, result.output
     assert [h["id"] for h in json.loads(result.output)] == ["sub/blue.webp"]
     info = runner.invoke(cli, ["info", str(index)])
-    assert store in info.output
+    assert backend_of(store) in info.output
     bad = runner.invoke(cli, ["index", str(colour_folder), "--into", str(tmp_path / "b"),
                               "--model", "fake:colours", "--store", "elastic"])
     assert bad.exit_code == 2 and "unknown store 'elastic'" in bad.output
@@ -120,12 +132,12 @@ def test_rows_of_an_uncommitted_write_are_dropped_on_open(tmp_path, colour_folde
     def rows_in_milvus() -> int:
         images = reopened.images
         return len(images._client.query(images.collection, filter="id >= 0",
-                                         output_fields=["id"]))
+                                         output_fields=["id"], consistency_level="Strong"))
 
-    if store == "milvus":  # a reader leaves the stray row (it may be a live writer's) ...
+    if store != "faiss":  # a reader leaves the stray row (it may be a live writer's) ...
         assert rows_in_milvus() == 5
     reopened.remove(["green.png"])  # ... the next writer deletes it
-    if store == "milvus":
+    if store != "faiss":
         assert rows_in_milvus() == 3
     top_level = reopened.search_vectors(stray, k=9, where='folder = "."')[0]
     assert {h.id for h in top_level} == {"red.jpg", "nocaption.bmp"}
@@ -147,3 +159,74 @@ def test_filter_strings_and_like_escapes_agree_on_both_stores(tmp_path, fake_enc
         hits = collection.search_vectors(vectors[:1], k=len(values), where=where)[0]
         assert sorted(values[int(h.id[1:])] for h in hits) == sorted(labels), where
     collection.close()
+
+
+def test_old_generations_are_removed(tmp_path, fake_encoder, store):
+    index = tmp_path / "gens"
+    collection = Collection.create(index, model="fake:colours", encoder=fake_encoder,
+                                   store=store)
+    vectors = fake_encoder.encode_texts(["red", "green", "blue", "grey"])
+    for i, vector in enumerate(vectors):  # four commits after the first
+        collection.add_vectors([{"id": f"{i}.jpg", "path": f"/p/{i}.jpg"}], vector[None])
+    collection.close()
+    generations = {m.group(1) for m in (re.match(r"^(?:images|texts|items)\.(\d{6})\.", n)
+                                        for n in os.listdir(index)) if m}
+    assert generations == {f"{Manifest.load(index).generation:06d}"}
+
+
+def test_a_copied_folder_is_not_written_and_a_moved_one_is(tmp_path, colour_folder,
+                                                           fake_encoder, store):
+    """cp -r of an index on a server leaves two folders naming one collection: the copy can
+    be searched, not changed (that would change the original). Milvus Lite in the folder is
+    copied with it, so its copy is a separate index."""
+    if store == "faiss":
+        pytest.skip("a faiss folder holds its vectors: a copy is a separate index")
+    index, copy, moved = tmp_path / "index", tmp_path / "copy", tmp_path / "moved"
+    original = Collection.create(index, model="fake:colours", encoder=fake_encoder, store=store)
+    original.add_paths([colour_folder], progress=False)
+    original.close()
+    shutil.copytree(index, copy)
+    copied = Collection.open(copy, encoder=fake_encoder)
+    assert copied.search_text("red", k=1)[0].id == "red.jpg"
+    if store == "milvus":
+        assert copied.remove(["red.jpg"]) == [] and len(copied) == 3
+    else:
+        with pytest.raises(IndexMismatchError, match=r"is a copy of .*--into NEW_FOLDER"):
+            copied.remove(["red.jpg"])
+    copied.close()
+    index.rename(moved)  # a moved folder takes its collections over
+    mover = Collection.open(moved, encoder=fake_encoder)
+    assert mover.search_text("red", k=1)[0].id == "red.jpg"  # the copy changed nothing
+    assert mover.remove(["green.png"]) == [] and len(mover) == 3
+    collections = [f"{mover.manifest.store['collection']}_{role}" for role in ("images", "texts")]
+    mover.close()
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["drop", str(moved)], input="n\n").exit_code == 1
+    assert moved.exists()  # not confirmed: nothing dropped
+    dropped = runner.invoke(cli, ["drop", str(copy), "--yes"])
+    assert dropped.exit_code == 0, dropped.output
+    assert not copy.exists()
+    if store != "milvus":
+        assert "another index folder owns them" in dropped.output
+        reopened = Collection.open(moved, encoder=fake_encoder)
+        assert len(reopened.search_text("red", k=9)) == 3  # the original still works
+        reopened.close()
+        assert collections_on(store, collections) == [True, True]
+    assert runner.invoke(cli, ["drop", str(moved), "--yes"]).exit_code == 0
+    assert not moved.exists()
+    if store != "milvus":
+        assert collections_on(store, collections) == [False, False]
+    missing = runner.invoke(cli, ["drop", str(moved), "--yes"])
+    assert missing.exit_code == 2 and "no crossmodal index" in missing.output
+
+
+def collections_on(store: str, names: list[str]) -> list[bool]:
+    from crossmodal.index.milvus_store import CLIENTS
+
+    uri = store.partition(":")[2]
+    client = CLIENTS.get(uri)
+    try:
+        return [client.has_collection(name) for name in names]
+    finally:
+        CLIENTS.release(uri)

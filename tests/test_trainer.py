@@ -85,6 +85,16 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
         trainer.fit()
 
 
+def test_non_finite_validation_embeddings_stop_training_instead_of_scoring_600(tmp_path):
+    train, val = synthetic(64, 5), synthetic(16, 6)
+    val.image[:] = np.nan  # training stays finite; only the validation embeddings break
+    trainer = HeadTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
+    with pytest.raises(TrainingDiverged, match="validation in stage 'one' epoch 1: "
+                                               "16 of 16 image rows and 0 of 32 text rows"):
+        trainer.fit()
+    assert not (tmp_path / "best.safetensors").exists()
+
+
 def test_cusa_losses_train_with_teacher_features(tmp_path):
     train, val = synthetic(64, 7), synthetic(16, 8)
     teacher = TeacherFeatures(train.image.copy(), train.text.copy())

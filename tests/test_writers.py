@@ -17,7 +17,7 @@ import pytest
 
 from crossmodal.engine import Collection
 from tests.conftest import write_image
-from tests.serve_helpers import build_index, png_bytes
+from tests.serve_helpers import build_index, local_client, png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,14 +88,12 @@ def test_server_uploads_and_the_cli_indexing_at_once_lose_nothing(
         tmp_path, colour_folder, fake_encoder):
     pytest.importorskip("fastapi")
     pytest.importorskip("multipart")
-    from fastapi.testclient import TestClient
-
     from crossmodal.serve import ServeSettings, create_app
 
     path = build_index(tmp_path, colour_folder, fake_encoder)
     more = photos(tmp_path / "more", 40, "m")
-    client = TestClient(create_app(path, ServeSettings(rate_per_second=1000, rate_burst=1000),
-                                   encoder=fake_encoder))
+    client = local_client(create_app(path, ServeSettings(rate_per_second=1000, rate_burst=1000),
+                                     encoder=fake_encoder))
     cli = subprocess.Popen([sys.executable, "-c", CLI_WRITER, str(ROOT), str(more), str(path)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     acknowledged: list[str] = []

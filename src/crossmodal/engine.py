@@ -4,9 +4,13 @@ On disk a collection is a folder:
     manifest.json                 model id + fingerprint, dim, preprocessing, versions, files
     images.<gen>.npy / .faiss     image vectors (row i = item i) and their faiss index
     texts.<gen>.npy / .faiss      caption vectors (row j = text_rows[j])
+    *.<gen>.alive.npy             which rows are live, when some are removed but still held
     items.<gen>.json              item metadata and the caption rows
-Each commit writes a new generation of files, then the manifest; old generations are removed
-after. A crash at any moment leaves the previous manifest and its files intact.
+    wal.<gen>.log                 commits since the generation: one checksummed record each
+A commit appends a record to the log (its cost depends on the change, not on the collection);
+now and then one writes a new generation of files, then the manifest, and the old generation
+and its log are removed after (crossmodal.index.generations). A crash at any moment leaves the
+last committed state readable.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,18 +32,18 @@ from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
+from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
-from crossmodal.index.manifest import MANIFEST, Manifest, library_versions, read_items
+from crossmodal.index.generations import TARGETS, LogState
+from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
+from crossmodal.index.rows import RowIndex
 from crossmodal.index.storage import atomic_save_json
 from crossmodal.index.stores import load_store, new_stores, parse_store_spec
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.paths import file_sha256
-
-TARGETS = ("images", "texts")
-_GENERATION_FILE = re.compile(r"^(images|texts|items)\.(\d{6})\.(npy|faiss|json)$")
 
 
 @dataclass
@@ -79,6 +81,7 @@ class AddReport:
     skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
     truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
     log_path: Path | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. "retrained the IVF-PQ index ..."
 
 
 def _content_hash(path: Path, captions: Sequence[str]) -> str:
@@ -100,6 +103,9 @@ class Collection:
         self.images = images
         self.texts = texts
         self._encoder = encoder
+        self._log = LogState(manifest.generation, manifest.log)  # what of the folder we hold
+        self._pending: list[tuple] = []  # changes since the last commit, for the log record
+        self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)
         self._reindex()
         if encoder is not None:
             self._check_encoder(encoder)
@@ -176,7 +182,9 @@ class Collection:
         ]
         if len(items) != len(stores[0]) or len(text_rows) != len(stores[1]):
             raise IndexCorruptError(f"{path}: metadata and vectors disagree in length")
-        return cls(path, manifest, items, text_rows, *stores, encoder=encoder)
+        collection = cls(path, manifest, items, text_rows, *stores, encoder=encoder)
+        generations.replay(collection)
+        return collection
 
     # --- the encoder ------------------------------------------------------------------
     @property
@@ -203,8 +211,28 @@ class Collection:
 
     # --- bookkeeping ------------------------------------------------------------------
     def _reindex(self) -> None:
-        self._row_of = {item["id"]: row for row, item in enumerate(self.items)}
-        self._text_row_of = {f"{item}#{k}": row for row, (item, k) in enumerate(self.text_rows)}
+        """Forget the lookups: rebuilt on first use (once per load; changes update them)."""
+        self._rows: RowIndex | None = None
+        self._caption_lookup: dict[str, int] | None = None
+
+    @property
+    def _row_of(self) -> RowIndex:
+        """Item id -> position; also the positions of an item's captions."""
+        if self._rows is None:
+            self._rows = RowIndex(self.items)
+            if self._rows.caption_rows != len(self.text_rows):
+                raise IndexCorruptError(
+                    f"{self.path}: {self._rows.caption_rows} captions listed by the items, "
+                    f"{len(self.text_rows)} caption rows")
+        return self._rows
+
+    @property
+    def _text_row_of(self) -> dict[str, int]:
+        """'ITEM#K' -> caption position (only `search_like` on a caption needs it)."""
+        if self._caption_lookup is None:
+            self._caption_lookup = {f"{item}#{k}": row
+                                    for row, (item, k) in enumerate(self.text_rows)}
+        return self._caption_lookup
 
     def __len__(self) -> int:
         return len(self.items)
@@ -230,7 +258,16 @@ class Collection:
             "items": len(self.items),
             "images": len(self.images), "texts": len(self.texts),
             "generation": self.manifest.generation,
+            "log": {"file": self._log.name, "bytes": self._log.end,
+                    "commits": self.manifest.generation - self._log.base},
+            "removed_rows_held": sum(getattr(s, "tombstones", 0)
+                                     for s in (self.images, self.texts)),
         }
+
+    def stamp(self) -> tuple[int, int]:
+        """(generation, log bytes) this object holds: equal to `generations.disk_stamp(path)`
+        when nothing was committed since, by this process or another."""
+        return self._log.stamp()
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -246,73 +283,68 @@ class Collection:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _committed_manifest(self) -> Manifest | None:
-        try:
-            return Manifest.load(self.path)
-        except FileNotFoundError:
-            return None
-
     def _catch_up(self) -> None:
-        """Under the lock: load the committed state if it is not the one in memory."""
-        latest = self._committed_manifest()
-        if latest is None or (latest.generation, latest.files) == (
-                self.manifest.generation, self.manifest.files):
-            return
-        fresh = type(self)._load(self.path, latest, self._encoder)
-        for store in (self.images, self.texts):
-            store.close()
-        self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-        self.images, self.texts = fresh.images, fresh.texts
-        self._reindex()
+        """Under the lock: apply what was committed since this object read the folder."""
+        generations.catch_up(self)
 
-    def _commit(self) -> None:
-        latest = self._committed_manifest()  # compare-and-swap: callers hold _writing()
-        if latest is not None and latest.generation != self.manifest.generation:
-            raise IndexCorruptError(
-                f"{self.path} moved to generation {latest.generation} while this writer held "
-                f"generation {self.manifest.generation}: a writer bypassed the folder's lock")
-        generation = self.manifest.generation + 1
-        stem = f"{generation:06d}"
-        names: dict[str, str] = {}
-        for role, store in zip(TARGETS, (self.images, self.texts), strict=True):
-            for sub, name in store.save(self.path, f"{role}.{stem}").items():
-                names[f"{role}.{sub}"] = name
-        names["items"] = f"items.{stem}.json"
-        atomic_save_json(self.path / names["items"],
-                         {"items": self.items, "texts": [list(r) for r in self.text_rows]})
-        self.manifest.files = {
-            role: {"name": name, "bytes": (self.path / name).stat().st_size,
-                   "sha256": file_sha256(self.path / name)}
-            for role, name in names.items()
-        }
-        self.manifest.generation = generation
-        self.manifest.counts = {"items": len(self.items), "images": len(self.images),
-                                "texts": len(self.texts)}
-        self.manifest.index_params = self.images.params
-        self.manifest.versions = library_versions()
-        self.manifest.save(self.path)  # the commit point
-        for store in (self.images, self.texts):
-            store.committed()
-        current = set(names.values())
-        for entry in os.listdir(self.path):
-            stale = _GENERATION_FILE.match(entry) and entry not in current
-            if stale or (entry.startswith(".") and entry.endswith(".tmp")):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path / entry)
+    def _commit(self, compact: bool = False, retrain: bool = False) -> None:
+        """Callers hold _writing(): one log record, or now and then a whole new generation."""
+        generations.commit(self, compact=compact, retrain=retrain)
+
+    def compact(self, retrain: bool = False) -> list[str]:
+        """Write a full generation now (folding the log in, dropping removed rows past a
+        share); `retrain` retrains IVF-PQ on all vectors. Returns what was done besides."""
+        with self._writing():
+            before = len(self.notes)
+            self._commit(compact=True, retrain=retrain)
+        return self.notes[before:]
+
+    def convert(self, index_type: str) -> None:
+        """Rebuild the search index as another type (faiss store), committed atomically."""
+        with self._writing():
+            generations.convert(self, index_type, _metadata_rows(self.items, self.text_rows))
 
     # --- adding and removing ----------------------------------------------------------
     def _drop_rows(self, item_ids: set[str]) -> None:
-        image_rows = np.array([self._row_of[i] for i in item_ids if i in self._row_of], np.int64)
-        text_rows = np.array(
-            [row for row, (item, _) in enumerate(self.text_rows) if item in item_ids], np.int64
-        )
-        if len(image_rows):
-            self.images.remove(image_rows)
+        """Remove items and their captions; the stores only mark the rows dead, so this costs
+        two lookups and two list deletions per item, not a pass over the collection."""
+        rows = self._row_of
+        present = sorted((rows[i], i) for i in item_ids if i in rows)
+        item_rows = [row for row, _ in present]
+        spans = [rows.captions_of(item_id) for _, item_id in present]
+        text_rows = np.array([t for span in spans for t in span], np.int64)
+        if item_rows:
+            self.images.remove(np.array(item_rows, np.int64))
         if len(text_rows):
             self.texts.remove(text_rows)
-        self.items = [item for item in self.items if item["id"] not in item_ids]
-        self.text_rows = [row for row in self.text_rows if row[0] not in item_ids]
-        self._reindex()
+        if len(item_rows) > 64:  # many: one pass beats many shifts of the lists
+            gone = set(item_rows)
+            self.items = [item for row, item in enumerate(self.items) if row not in gone]
+            dead = set(text_rows.tolist())
+            self.text_rows = [r for row, r in enumerate(self.text_rows) if row not in dead]
+        else:
+            for row, span in zip(reversed(item_rows), reversed(spans), strict=True):
+                del self.items[row]
+                del self.text_rows[span.start : span.stop]
+        self._pending.append(("remove", sorted(item_ids)))
+        rows.remove(item_ids)
+        self._caption_lookup = None
+
+    def _add_rows(self, items: list[dict], image_vectors: np.ndarray,
+                  text_vectors: np.ndarray | None) -> None:
+        """Append items (each with "captions") and their vectors; every add goes through here,
+        so the log records exactly what the stores and lists were given."""
+        rows = [(item["id"], k) for item in items for k in range(len(item["captions"]))]
+        if rows:
+            self.texts.add(text_vectors, [item_metadata(item, "text", k) for item in items
+                                          for k in range(len(item["captions"]))])
+        self.images.add(image_vectors, [item_metadata(item) for item in items])
+        if self._rows is not None:  # extend it; rebuilding per batch is quadratic
+            self._rows.append(items)
+        self._caption_lookup = None
+        self.items.extend(items)
+        self.text_rows.extend(rows)
+        self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items (with their captions); returns the ids not found, each once."""
@@ -364,6 +396,7 @@ class Collection:
         collected = collect_items(list(inputs), list(caption_files))
         report = AddReport(skipped_files=list(collected.skipped_files),
                            skipped_captions=list(collected.skipped_captions))
+        notes_before = len(self.notes)
         encoder = self.encoder
         with self._writing():
             todo = self._plan(collected.items, report)
@@ -386,6 +419,7 @@ class Collection:
         bar.close()
         if pending or unreadable:
             self._apply(pending, unreadable, report)
+        report.notes = self.notes[notes_before:]
         report.log_path = self._write_log(report)
         return report
 
@@ -406,7 +440,7 @@ class Collection:
         """Under the lock, on the latest generation: replace what is there, append, commit."""
         with self._writing():
             ids = {meta["id"] for e in embedded for _, meta in e.batch}
-            present = (ids | unreadable) & set(self._row_of)
+            present = {i for i in ids | unreadable if i in self._row_of}  # not O(collection)
             if present:
                 self._drop_rows(present)
             for e in embedded:
@@ -417,16 +451,8 @@ class Collection:
                 self._commit()
 
     def _append(self, embedded: _Embedded, report: AddReport) -> None:
-        if embedded.text_vectors is not None:
-            self.texts.add(embedded.text_vectors, _caption_metadata(embedded.batch))
-        self.images.add(embedded.image_vectors,
-                        [item_metadata(meta) for _, meta in embedded.batch])
-        for _, meta in embedded.batch:  # extend the lookups; a full _reindex per batch is quadratic
-            self._row_of[meta["id"]] = len(self.items)
-            self.items.append(meta)
-        for item_id, k in embedded.rows:
-            self._text_row_of[f"{item_id}#{k}"] = len(self.text_rows)
-            self.text_rows.append((item_id, k))
+        self._add_rows([meta for _, meta in embedded.batch], embedded.image_vectors,
+                       embedded.text_vectors)
         report.texts += len(embedded.rows)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
@@ -458,18 +484,9 @@ class Collection:
             keep = np.array([item["id"] not in clash for item in items], bool)
             keep_rows = np.array([item_id not in clash for item_id, _ in rows], bool)
             items = [item for item, kept in zip(items, keep, strict=True) if kept]
-            rows = [row for row, kept in zip(rows, keep_rows, strict=True) if kept]
             if items:
-                self.images.add(np.asarray(image_vectors)[keep],
-                                [item_metadata(item) for item in items])
-            if rows:
-                self.texts.add(np.asarray(text_vectors)[keep_rows],
-                               [item_metadata(item, "text", k) for item in items
-                                for k in range(len(item["captions"]))])
-            if items:
-                self.items.extend(items)
-                self.text_rows.extend(rows)
-                self._reindex()
+                self._add_rows(items, np.asarray(image_vectors, np.float32)[keep],
+                               np.asarray(text_vectors, np.float32)[keep_rows])
                 self._commit()
         return sorted(clash)
 
@@ -552,11 +569,6 @@ class Collection:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
-
-
-def _caption_metadata(batch: list[tuple[ItemSource, dict]]) -> list[dict]:
-    return [item_metadata(meta, "text", k) for source, meta in batch
-            for k in range(len(source.captions))]
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

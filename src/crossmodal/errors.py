@@ -25,6 +25,14 @@ class BadInputError(CrossmodalError):
     pass
 
 
+class StoreUnavailableError(CrossmodalError):
+    """The vector store (a Milvus server) cannot be reached: HTTP 503, try again later."""
+
+
 def missing_dependency(package: str, extra: str | None = None) -> MissingDependencyError:
     hint = f"pip install 'crossmodal[{extra}]'" if extra else f"pip install {package}"
     return MissingDependencyError(f"this needs the optional package '{package}': run {hint}")
+
+
+class NonFiniteError(BadInputError, ValueError):
+    """Embeddings or scores with NaN or inf: ranking them would give meaningless metrics."""

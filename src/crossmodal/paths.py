@@ -15,6 +15,17 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def export_cache_dir() -> Path:
+    """Where towers: graphs exported for ONNX Runtime on first use live (CROSSMODAL_ONNX_CACHE
+    overrides; default CACHE/onnx). The test suite shares one across tests: exports are slow."""
+    override = os.environ.get("CROSSMODAL_ONNX_CACHE")
+    if override:
+        path = Path(override)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return cache_dir("onnx")
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     """Chunked, so large weight or vector files never sit whole in memory."""
     digest = hashlib.sha256()

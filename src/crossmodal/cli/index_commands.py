@@ -30,6 +30,8 @@ def print_add_report(report, into: Path) -> None:
                    "and were truncated (listed in the log)")
     _print_skipped(report.skipped_files, "files")
     _print_skipped(report.skipped_captions, "captions")
+    for note in getattr(report, "notes", []):
+        click.echo(f"note: {note}")
     if report.log_path:
         click.echo(f"details: {report.log_path}", err=True)
 
@@ -42,8 +44,14 @@ def print_add_report(report, into: Path) -> None:
               help=f"Model id (default {DEFAULT_MODEL}; an existing index keeps its own).")
 @click.option("--captions", "caption_files", multiple=True, type=click.Path(path_type=Path),
               help="Caption file(s): IMAGE<TAB>caption, IMAGE#K caption, .json or .jsonl.")
-@click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivfpq"]), default="flat",
-              show_default=True, help="exact search, or approximate for large collections")
+@click.option("--index-type", type=click.Choice(["flat", "hnsw", "ivfpq"]), default=None,
+              help="exact search (flat, the default for a new index), or approximate for large "
+                   "collections; for an existing index of another type, add --convert")
+@click.option("--convert", is_flag=True,
+              help="Rebuild an existing index as --index-type before adding.")
+@click.option("--retrain", is_flag=True,
+              help="Retrain an IVF-PQ index on all its vectors after adding (it also retrains "
+                   "by itself once the collection is 4x what it was trained on).")
 @click.option("--store", default="faiss", show_default=True,
               help="Where vectors live, for a new index: faiss (files in the folder), milvus "
                    "(Milvus Lite in the folder), milvus:PATH or milvus:http://HOST:19530.")
@@ -53,27 +61,42 @@ def print_add_report(report, into: Path) -> None:
               help="Embed on a Ray cluster ('auto', HOST:PORT or 'local'); inputs may also be "
                    "webdataset .tar files or a parquet/CSV of paths and captions. New items only.")
 @click.option("--workers", type=int, default=None, help="With --ray: encoder actors.")
-def index_command(inputs, into, model, caption_files, index_type, store, batch_size, quiet, ray,
-                  workers) -> None:
+def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
+                  batch_size, quiet, ray, workers) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.engine import Collection
+    from crossmodal.errors import BadInputError
     from crossmodal.index.manifest import MANIFEST
 
+    existing = (into / MANIFEST).is_file()
+    if existing:
+        collection = Collection.open(into, model=model)
+        held = collection.manifest.index_type
+        if index_type and index_type != held and not convert:
+            raise BadInputError(
+                f"{into} is a {held} index; --index-type {index_type} applies to new indexes: "
+                f"build into a new folder, or add --convert to rebuild this one as {index_type}")
+        if convert and index_type and index_type != held:
+            collection.convert(index_type)
+            click.echo(f"converted {into} from {held} to {index_type}")
     if ray:
         from crossmodal.cli.distributed_commands import index_with_ray
 
-        index_with_ray(inputs, into, model, caption_files, index_type, ray, workers,
+        index_with_ray(inputs, into, model, caption_files, index_type or "flat", ray, workers,
                        batch_size, quiet, store)
         return
-
-    if (into / MANIFEST).is_file():
-        collection = Collection.open(into, model=model)
-    else:
-        collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type,
-                                       store=store)
+    if not existing:
+        collection = Collection.create(into, model=model or DEFAULT_MODEL,
+                                       index_type=index_type or "flat", store=store)
     report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
                                   progress=not quiet)
     print_add_report(report, into)
+    if retrain:
+        if collection.manifest.index_type != "ivfpq":
+            click.echo(f"note: --retrain: {into} is a {collection.manifest.index_type} index, "
+                       "which needs no training")
+        for note in collection.compact(retrain=True):
+            click.echo(f"note: {note}")
 
 
 @click.command("remove")
@@ -82,7 +105,9 @@ def index_command(inputs, into, model, caption_files, index_type, store, batch_s
 def remove_command(index, item_ids) -> None:
     """Remove items (and their captions) from INDEX by id."""
     from crossmodal.engine import Collection
+    from crossmodal.item_ids import normal_item_id
 
+    item_ids = [normal_item_id(item_id) for item_id in item_ids]  # the server's rule
     collection = Collection.open(index)
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
@@ -98,6 +123,7 @@ def info_command(index, verify) -> None:
     """Show what an index holds and which model built it."""
     from crossmodal.engine import Collection
     from crossmodal.errors import IndexCorruptError
+    from crossmodal.index.generations import committed_counts
     from crossmodal.index.manifest import Manifest
 
     try:
@@ -107,7 +133,8 @@ def info_command(index, verify) -> None:
             raise
         # The checksums tell which file is bad even when the index cannot be opened.
         manifest = Manifest.load(index)
-        stats = {"path": str(index), "model": manifest.model, **manifest.counts,
+        stats = {"path": str(index), "model": manifest.model,
+                 **committed_counts(index, manifest),
                  "generation": manifest.generation, "verified": False,
                  "bad_files": manifest.verify(index), "error": str(exc)}
         click.echo(json.dumps(stats, indent=1))
@@ -120,6 +147,34 @@ def info_command(index, verify) -> None:
     click.echo(json.dumps(stats, indent=1))
 
 
+@click.command("drop")
+@click.argument("index", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def drop_command(index, yes) -> None:
+    """Delete INDEX: the Milvus collections it owns (if any), then its folder."""
+    import shutil
+
+    from crossmodal.engine import TARGETS
+    from crossmodal.errors import BadInputError
+    from crossmodal.index.manifest import Manifest
+    from crossmodal.index.stores import drop_store
+
+    try:
+        store = Manifest.load(index).store
+    except FileNotFoundError:
+        raise BadInputError(f"no crossmodal index at {index}: nothing to drop") from None
+    also = f" and its collections on Milvus {store['uri']}" if store.get("backend") == "milvus" \
+        else ""
+    if not yes:
+        click.confirm(f"delete {index}{also}?", abort=True)
+    kept = drop_store(store, index, TARGETS)
+    shutil.rmtree(index)
+    click.echo(f"dropped {index}")
+    if kept:
+        click.echo(f"kept {', '.join(kept)}: another index folder owns them (this was a copy)",
+                   err=True)
+
+
 @click.command("models")
 def models_command() -> None:
     """List model ids that can be used."""
@@ -129,4 +184,4 @@ def models_command() -> None:
         click.echo(name)
 
 
-COMMANDS = [index_command, remove_command, info_command, models_command]
+COMMANDS = [index_command, remove_command, info_command, drop_command, models_command]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -20,10 +21,31 @@ class ErrorsAsMessages(click.Group):
             sys.exit(2)
 
 
+class _StderrLines(logging.Handler):
+    """Runtime notes (which runtime runs, a first-use export) as plain lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+def _show_runtime_lines() -> None:
+    logger = logging.getLogger("crossmodal.runtime")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines())
+    logger.setLevel(logging.INFO)
+
+
 @click.group(cls=ErrorsAsMessages)
 @click.version_option(package_name="crossmodal")
-def cli() -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for every compute pool (ONNX Runtime, torch, faiss) "
+                   "[default: CROSSMODAL_THREADS, else all usable cores].")
+def cli(threads: int | None) -> None:
     """Image-text retrieval: index images and captions, search them in every direction."""
+    from crossmodal.threads import choose_threads
+
+    _show_runtime_lines()
+    choose_threads(threads)
 
 
 def _register() -> None:

@@ -32,6 +32,7 @@ def search_command(index, query, image, like, k, target, where, as_json) -> None
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
+    from crossmodal.item_ids import normal_query_id
 
     given = [x is not None for x in (query, image, like)]
     if sum(given) != 1:
@@ -42,7 +43,7 @@ def search_command(index, query, image, like, k, target, where, as_json) -> None
     elif image is not None:
         hits = collection.search_image(image, k=k, target=target or "images", where=where)
     else:
-        hits = collection.search_like(like, k=k, target=target, where=where)
+        hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where)
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))

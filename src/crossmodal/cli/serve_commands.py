@@ -16,6 +16,12 @@ import click
               help="Bearer token clients must send (or set CROSSMODAL_TOKEN).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow browser calls from this origin (repeatable). Default: CORS off.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="Also answer requests for this Host name (repeatable), e.g. the name a "
+                   "reverse proxy serves; others are refused (no DNS rebinding).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="Believe X-Forwarded-For/-Proto only from this proxy address or network "
+                   "(repeatable). Default: the headers are ignored.")
 @click.option("--rate-limit", default=20.0, show_default=True, type=click.FloatRange(0),
               help="Requests per second per client address after a burst of 100; 0: off.")
 @click.option("--max-body-mb", default=16.0, show_default=True, type=click.FloatRange(0.01),
@@ -24,8 +30,8 @@ import click
 @click.option("--log-level", "log_level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
-def serve_command(index, host, port, token, cors_origins, rate_limit, max_body_mb, read_only,
-                  log_level) -> None:
+def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
+                  rate_limit, max_body_mb, read_only, log_level) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
     from crossmodal.errors import missing_dependency
 
@@ -37,14 +43,26 @@ def serve_command(index, host, port, token, cors_origins, rate_limit, max_body_m
         raise missing_dependency(exc.name or "fastapi", "serve") from exc
 
     settings = ServeSettings(host=host, port=port, token=token, cors_origins=tuple(cors_origins),
-                             rate_per_second=rate_limit,
+                             allowed_hosts=tuple(allowed_hosts),
+                             trusted_proxies=tuple(trusted_proxies), rate_per_second=rate_limit,
                              max_body_bytes=int(max_body_mb * 1024 * 1024),
                              allow_writes=not read_only)
     app = create_app(index, settings)
     stats = app.state.live.snapshot.stats()
     click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
                f"http://{host}:{port}/  (API docs: /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings) -> dict:
+    """uvicorn's settings for `settings`: proxy headers are believed only from named proxies
+    (uvicorn's own default trusts them from 127.0.0.1, so any local client could pick its
+    rate-limit bucket and the address in the log)."""
+    options = {"host": settings.host, "port": settings.port, "server_header": False,
+               "proxy_headers": bool(settings.trusted_proxies)}
+    if settings.trusted_proxies:
+        options["forwarded_allow_ips"] = list(settings.trusted_proxies)
+    return options
 
 
 COMMANDS = [serve_command]

@@ -42,7 +42,10 @@ class ShardEmbedder:
 
     def __init__(self, model_id: str, out: str, shard_count: int, batch_size: int):
         from crossmodal.models.registry import load_encoder
+        from crossmodal.threads import THREADS_ENV, choose_threads
 
+        if not os.environ.get(THREADS_ENV):
+            choose_threads(1)  # each actor holds one CPU (num_cpus=1): actors share the cores
         self.encoder = load_encoder(model_id)
         self.out, self.shard_count, self.batch_size = out, shard_count, batch_size
 

@@ -50,7 +50,8 @@ def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int =
     texts = encode_text_batches(dataset.texts, encoder.encode_texts, text_batch_size,
                                 desc=f"texts ({encoder.model_id})", progress=progress)
     result = DatasetEmbeddings(images, texts, failed)
-    if use_cache:
+    # NaN or inf is refused before ranking; cached, it would outlive a fix of the code.
+    if use_cache and np.isfinite(images).all() and np.isfinite(texts).all():
         atomic_write(path, lambda handle: np.savez(
             handle, images=result.images, texts=result.texts,
             failed_rows=np.array([r for r, _ in failed], np.int64),

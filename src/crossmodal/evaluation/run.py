@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from crossmodal.data.dataset import RetrievalDataset
+from crossmodal.errors import NonFiniteError
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.metrics.evaluate import evaluate
+from crossmodal.metrics.ranks import require_finite
 from crossmodal.metrics.retrieval import DEFAULT_KS
 from crossmodal.models.protocol import Encoder
 
@@ -25,6 +27,10 @@ def evaluate_model(encoder: Encoder, dataset: RetrievalDataset, protocol: str = 
         keep = [row for row in range(len(dataset.images)) if row not in failed]
         texts, positives = dataset.restrict(keep)
         image_emb, text_emb = image_emb[keep], text_emb[texts]
+    try:  # before ranking: NaN compares False with everything and would rank first
+        require_finite(image=image_emb, text=text_emb)
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{encoder.model_id} on {dataset.name}: {exc}") from None
     ks = tuple(sorted(set(ks) | set(DEFAULT_KS)))
     report = evaluate(image_emb, text_emb, positives, protocol, ks, ties)
     report.update(

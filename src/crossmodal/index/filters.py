@@ -3,16 +3,22 @@ r"""Metadata filters: one small expression language, honoured by every vector st
     source like "beach/%"            folder == "beach" and date >= "2024-01-01"
     modality = image                 not (mtime < 1700000000 or camera in ["a", "b"])
 
-A filter is parsed once into a tree; Milvus gets it back as its own boolean expression, the
-faiss store evaluates it in Python against each row's metadata. `key=value`
-with an unquoted word is accepted as a string, so `--where folder=beach` works in a shell.
-A row without the field never matches a comparison on it.
+A filter is parsed once into a tree and means the same on every store: `matches` (Python) is
+the meaning. The faiss store evaluates it on each row; Milvus stores ask Milvus for a superset
+(`milvus_superset`: only what every Milvus reads as we do) and keep the rows that `matches`.
+Milvus itself differs where the tree does not: a Milvus server takes only prefix patterns and
+reads `_` literally, Milvus Lite drops rows without the field under `not`.
+
+`key=value` with an unquoted word is accepted as a string, so `--where folder=beach` works in a
+shell. A row without the field never matches a comparison on it (so `not` of one does).
+Booleans are not numbers: `flag = 1` does not match true.
 
 Inside a quoted string a backslash escapes the next quote or backslash (`"a\"b"` is a"b,
 `'it\'s'` is it's, `"a\\b"` is a\b); any other backslash is kept as it is, so
 `'C:\photos%'` means what it says. There are no `\n`-style escapes. In a `like` pattern
-`%` is any run and `_` one character; `\%`, `\_` and `\\` there are those characters
-themselves, as in Milvus (so `'100\%'` matches "100%").
+`%` is any run of characters and `_` one character; `\%`, `\_` and `\\` there are those
+characters themselves (so `'100\%'` matches "100%", `"a\_b"` matches a_b, not axb); any
+other backslash is itself.
 """
 
 from __future__ import annotations
@@ -61,7 +67,13 @@ class Filter:
         return _evaluate(self.tree, row)
 
     def to_milvus(self) -> str:
+        """The tree in Milvus's syntax, read by Milvus's own rules (see the module notes)."""
         return _milvus(self.tree)
+
+    def milvus_superset(self) -> str:
+        """A Milvus expression every matching row satisfies ("" when none is safe): what a
+        Milvus store searches with before keeping the rows that `matches`."""
+        return _superset(self.tree) or ""
 
     def fields(self) -> set[str]:
         return _fields(self.tree)
@@ -199,30 +211,38 @@ class _Parser:
         raise AssertionError("unreachable")
 
 
-def _like_part(token: str) -> str:
-    if len(token) == 2:  # an escaped %, _ or backslash: that character itself
-        return re.escape(token[1])
-    return ".*" if token == "%" else "." if token == "_" else re.escape(token)
+def _like_parts(pattern: str) -> list[str]:
+    """The pattern as wildcards ("%" or "_", one character) and literal characters (a
+    backslash then the character): `\\%`, `\\_` and `\\\\` are literals, any other
+    backslash is itself."""
+    return [token if token in ("%", "_") else "\\" + token[-1]
+            for token in _LIKE_TOKEN.findall(pattern)]
 
 
 def _like(pattern: str) -> re.Pattern:
-    r"""% any run, _ one character; \%, \_ and \\ are those characters themselves and any
-    other backslash is itself: what Milvus does (measured on Milvus Lite)."""
-    return re.compile("".join(map(_like_part, _LIKE_TOKEN.findall(pattern))), re.DOTALL)
+    wildcard = {"%": ".*", "_": "."}
+    return re.compile("".join(wildcard.get(part) or re.escape(part[1]) for part in
+                              _like_parts(pattern)), re.DOTALL)
 
 
 _LIKE = lru_cache(maxsize=64)(_like)
 
 
+def _same(have: object, want: Value) -> bool:
+    return have == want and isinstance(have, bool) == isinstance(want, bool)
+
+
 def _compare(have: object, op: str, want: Value | tuple[Value, ...]) -> bool:
     if op == "in":
-        return have in want
+        return any(_same(have, value) for value in want)
     if op == "like":
         return isinstance(have, str) and _LIKE(want).fullmatch(have) is not None
     if op == "==":
-        return have == want
+        return _same(have, want)
     if op == "!=":
-        return have != want
+        return not _same(have, want)
+    if isinstance(have, bool) or isinstance(want, bool):
+        return False  # true < 2 is no question a filter asks
     try:
         return {"<": have < want, "<=": have <= want, ">": have > want, ">=": have >= want}[op]
     except TypeError:  # a string field compared with a number: no match, as in Milvus
@@ -262,6 +282,33 @@ def _milvus(node: Node) -> str:
     if node.op == "not":
         return f"not ({_milvus(node.parts[0])})"
     return "(" + f" {node.op} ".join(_milvus(part) for part in node.parts) + ")"
+
+
+def _superset(node: Node) -> str | None:
+    """A Milvus expression true for every row the node matches; None: no safe constraint.
+    Safe: ==, <, <=, >, >=, `in`, and a like pattern's literal prefix. Not safe: `not` of a
+    superset, and `!=` (Milvus Lite reads true as 1: `x != 1` drops x = true)."""
+    if isinstance(node, Compare):
+        field = f"$meta[{json.dumps(node.field)}]"
+        if node.op == "!=":
+            return None
+        if node.op != "like":
+            return _milvus(node)
+        prefix = ""
+        for part in _like_parts(node.value):
+            if len(part) == 1 or part[1] in "%_\\":  # a wildcard, or a literal Milvus reads
+                break                                # as one (or as an escape)
+            prefix += part[1]
+        else:
+            return f"{field} == {_literal(prefix)}"
+        return f"{field} like {_literal(prefix + '%')}" if prefix else None
+    if node.op == "not":
+        return None
+    parts = [_superset(part) for part in node.parts]
+    if node.op == "or":
+        return None if None in parts else "(" + " or ".join(parts) + ")"
+    kept = [part for part in parts if part is not None]
+    return "(" + " and ".join(kept) + ")" if kept else None
 
 
 def _fields(node: Node) -> set[str]:

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from crossmodal.errors import IndexCorruptError
+from crossmodal.index import wal
 from crossmodal.index.storage import atomic_save_json
 from crossmodal.paths import file_sha256
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a write-ahead log beside the generation
+READABLE_FORMATS = (1, 2)
 
 
 def library_versions() -> dict[str, str]:
     import faiss
     import numpy
-    import torch
 
     from crossmodal import __version__
 
+    try:  # from the package metadata: importing torch costs seconds, a commit should not
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "not installed"
     return {
         "crossmodal": __version__,
         "faiss": faiss.__version__,
         "numpy": numpy.__version__,
-        "torch": torch.__version__,
+        "torch": torch_version,
         "python": platform.python_version(),
     }
 
@@ -45,6 +51,7 @@ class Manifest:
     # where the vectors live: {"backend": "faiss"} or {"backend": "milvus", "uri", "collection"}
     store: dict = field(default_factory=lambda: {"backend": "faiss"})
     versions: dict = field(default_factory=dict)
+    log: str = ""  # the generation's write-ahead log (crossmodal.index.wal); "" for none
     format: int = FORMAT_VERSION
 
     def save(self, folder: Path) -> None:
@@ -61,24 +68,30 @@ class Manifest:
             raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise IndexCorruptError(f"unreadable manifest {path}: not a JSON object")
-        if data.get("format") != FORMAT_VERSION:
+        if data.get("format") not in READABLE_FORMATS:
             raise IndexCorruptError(
-                f"{path} has format {data.get('format')}, this version reads {FORMAT_VERSION}"
+                f"{path} has format {data.get('format')}, this version reads "
+                f"{', '.join(map(str, READABLE_FORMATS))}: upgrade crossmodal to open it"
             )
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            manifest = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:  # a required field is missing
             raise IndexCorruptError(f"unreadable manifest {path}: {exc}") from exc
+        manifest.format = FORMAT_VERSION  # written back as 2; a format-1 folder has no log
+        return manifest
 
     def verify(self, folder: Path) -> list[str]:
-        """Files whose size or checksum differ from the manifest (empty: consistent)."""
+        """Files whose size or checksum differ from the manifest, and "log" if a whole record
+        of the log fails its checksum (a torn last record is not damage); empty: consistent."""
         bad = []
         for role, entry in self.files.items():
             path = Path(folder) / entry["name"]
             if (not path.is_file() or path.stat().st_size != entry["bytes"]
                     or file_sha256(path) != entry["sha256"]):
                 bad.append(role)
+        if self.log and wal.problems(Path(folder) / self.log):
+            bad.append("log")
         return bad
 
 

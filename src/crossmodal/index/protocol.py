@@ -1,7 +1,9 @@
 """What the engine needs from a vector store (faiss in a folder, or a Milvus collection).
 
 Rows are addressed by position: row i is the i-th vector added and not removed since, so the
-engine's item list and the store stay aligned; removing rows shifts the later ones down.
+engine's item list and the store stay aligned; removing rows shifts the later ones down
+(positions do; how a store holds removed rows is its own business: the faiss store keeps them
+as tombstones until it writes a generation).
 Each row may carry a metadata dict (crossmodal.index.metadata) that `where` filters match.
 """
 

@@ -47,6 +47,16 @@ def _milvus_uri(record: dict, folder: Path) -> str:
     return uri if is_remote(uri) or Path(uri).is_absolute() else str(Path(folder) / uri)
 
 
+def _owner(record: dict, folder: Path) -> str | None:
+    """The folder's real path when its collections live outside it (a server, or Milvus Lite
+    at an absolute path), so a copy of the folder can be told apart; None when the database
+    is inside the folder and a copy has its own."""
+    from crossmodal.index.milvus_store import is_remote
+
+    uri = record["uri"]
+    return str(Path(folder).resolve()) if is_remote(uri) or Path(uri).is_absolute() else None
+
+
 def new_stores(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kind: str,
                params: dict | None) -> list[VectorStore]:
     """Empty stores, one per role; fills in the record's Milvus collection name."""
@@ -59,7 +69,7 @@ def new_stores(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kin
     stores: list[VectorStore] = []
     try:
         for role in roles:
-            stores.append(MilvusStore(dim, kind, params, uri=uri,
+            stores.append(MilvusStore(dim, kind, params, uri=uri, owner=_owner(record, folder),
                                       collection=f"{record['collection']}_{role}"))
     except BaseException:
         for store in stores:
@@ -75,4 +85,19 @@ def load_store(record: dict, folder: Path, files: dict[str, str], dim: int, kind
         return FaissStore.load(folder, files, dim, kind, params, metadata)
     from crossmodal.index.milvus_store import MilvusStore
 
-    return MilvusStore.load(folder, files, dim, kind, params, uri=_milvus_uri(record, folder))
+    return MilvusStore.load(folder, files, dim, kind, params, uri=_milvus_uri(record, folder),
+                            owner=_owner(record, folder))
+
+
+def drop_store(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
+    """Drop the Milvus collections an index folder owns (nothing to do for faiss); returns
+    the names kept because another folder owns them (this one is a copy)."""
+    if record.get("backend", "faiss") == "faiss" or "collection" not in record:
+        return []
+    from crossmodal.index.milvus_store import drop_collections
+
+    owner = _owner(record, folder)
+    if owner is None:
+        return []  # Milvus Lite in the folder: its database goes with the folder
+    return drop_collections(_milvus_uri(record, folder),
+                            [f"{record['collection']}_{role}" for role in roles], owner)

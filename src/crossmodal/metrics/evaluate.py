@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crossmodal.metrics.ranks import positive_ranks
+from crossmodal.metrics.ranks import positive_ranks, require_finite
 from crossmodal.metrics.retrieval import DEFAULT_KS, direction_metrics
 
 PROTOCOLS = ("full", "5fold")
@@ -17,7 +17,9 @@ def evaluate_pairs(
     ks: Sequence[int] = DEFAULT_KS, ties: str = "pessimistic",
 ) -> dict:
     """i2t and t2i metrics; `text_images[t]` are the image rows text t describes (or the
-    one row, given a flat sequence of ints)."""
+    one row, given a flat sequence of ints; a row listed twice counts once). Embeddings
+    with NaN or inf are refused (`NonFiniteError`, naming how many rows of each side)."""
+    require_finite(image=image_emb, text=text_emb)
     if len(text_images) and np.isscalar(text_images[0]):
         text_images = [[int(row)] for row in text_images]
     image_texts: list[list[int]] = [[] for _ in range(len(image_emb))]
@@ -38,6 +40,7 @@ def evaluate_folds(
     folds: int = 5, ks: Sequence[int] = DEFAULT_KS, ties: str = "pessimistic",
 ) -> dict:
     """COCO 1K: images in `folds` consecutive blocks, each with its own captions; mean."""
+    require_finite(image=image_emb, text=text_emb)  # counts over the whole set, not a fold
     n = len(image_emb) // folds
     reports = []
     for fold in range(folds):

@@ -2,6 +2,8 @@
 
 * R@K: 100 x share of queries with any positive in the top K (not IR recall).
 * MedR / MnR: median / mean rank of the first positive. MRR: mean of 1 / that rank.
+  MedR is VSE++'s: floor of the median of 0-based ranks, + 1 (= floor of the 1-based
+  median), so it is always a whole rank.
 * Mean Recall: mean of R@1, R@5, R@10 of one direction (CE-CLIP, Chinese-CLIP).
 * R-Precision: share of the top R that are positive, R = number of positives (ECCV Caption).
 * mAP@R: mean over i <= R of precision@i at each positive position i, divided by R.
@@ -40,7 +42,7 @@ def direction_metrics(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict
     """All metrics of one retrieval direction from its positive-ranks matrix."""
     first = ranks[:, 0]
     out = {f"R@{k}": recall_at_k(first, k) for k in ks}
-    out["MedR"] = float(np.floor(np.median(first)))
+    out["MedR"] = float(np.floor(np.median(first)))  # VSE++: floor(median(first - 1)) + 1
     out["MnR"] = float(np.mean(first))
     out["MRR"] = float(np.mean(1.0 / first))
     if all(k in ks for k in DEFAULT_KS):

@@ -1,9 +1,10 @@
 """One registry: a model id names its backend and everything needed to rebuild it.
 
-    towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en)
+    towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en),
+                                       run by ONNX Runtime (CROSSMODAL_RUNTIME=torch: PyTorch)
     hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
-    onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime (extra onnx)
+    onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
 
 Backends register a loader; third-party packages may add prefixes with `register_backend`.
 """
@@ -27,9 +28,17 @@ def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None
 
 
 def _load_towers(name: str, model_id: str) -> Encoder:
+    """ONNX Runtime by default (graphs exported on first use), PyTorch when forced."""
     from crossmodal.models.towers import TowersEncoder, find_tower_config
+    from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder, log, requested_runtime
 
-    return TowersEncoder(find_tower_config(name), model_id=model_id)
+    config = find_tower_config(name)
+    requested = requested_runtime()
+    if requested == "torch":
+        log.info("runtime: PyTorch for %s (CROSSMODAL_RUNTIME=torch)", model_id)
+        return TowersEncoder(config, model_id=model_id)
+    forced = requested == "onnx"  # then the text path too, whatever the CPU
+    return TowersOnnxEncoder(config, model_id=model_id, text_runtime="onnx" if forced else None)
 
 
 def _load_hf(name: str, model_id: str) -> Encoder:
@@ -69,7 +78,10 @@ def split_model_id(model_id: str) -> tuple[str, str]:
 @lru_cache(maxsize=4)
 def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
     """Load (and cache per process) the encoder a model id names."""
+    from crossmodal.threads import apply_threads
+
     prefix, name = split_model_id(model_id)
+    apply_threads()  # the one thread setting, before any pool starts
     return _BACKENDS[prefix](name, model_id)
 
 

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from crossmodal.errors import BadInputError, CrossmodalError
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.live import LiveCollection, NotFoundError
 from crossmodal.serve.routes import build_router
-from crossmodal.serve.security import BodyLimitMiddleware, RateLimiter, make_guard
+from crossmodal.serve.security import (
+    BodyLimitMiddleware,
+    HostCheckMiddleware,
+    RateLimiter,
+    RequestGuardMiddleware,
+)
 from crossmodal.serve.settings import ServeSettings
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -35,7 +44,6 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     """The app for the index at `index_path`; the index and its encoder load here, once."""
     settings = settings or ServeSettings()
     live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir)
-    guard = make_guard(settings, RateLimiter(settings.rate_per_second, settings.rate_burst))
 
     app = FastAPI(
         title="crossmodal",
@@ -45,7 +53,9 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     )
     app.state.live = live
     app.state.settings = settings
-    app.include_router(build_router(live, settings, guard))
+    decode_slots = threading.BoundedSemaphore(settings.max_parallel_decodes)
+    api = build_router(live, settings, decode_slots)
+    app.include_router(api)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
@@ -55,6 +65,16 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     async def bad_input(request: Request, exc: CrossmodalError) -> JSONResponse:
         status = 400 if isinstance(exc, BadInputError) else 503  # the index, not the request
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            allow = ", ".join(sorted(_methods_at([*api.routes, *app.router.routes],
+                                                 request.scope)))
+            exc = StarletteHTTPException(
+                405, f"{request.method} is not allowed here: use {allow}",
+                headers={"Allow": allow})
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,9 +90,23 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    # The last added runs first: Host, CORS, token and rate, Origin, body cap, the routes.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestGuardMiddleware, settings=settings,
+                       limiter=RateLimiter(settings.rate_per_second, settings.rate_burst))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(HostCheckMiddleware, settings=settings)
     return app
+
+
+def _methods_at(routes: list, scope) -> set[str]:
+    """Every method some route at this request's path answers."""
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import io
 import logging
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -24,16 +23,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossmodal.data.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from crossmodal.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    load_image,
+    return_freed_memory,
+)
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError
-from crossmodal.index.manifest import MANIFEST
+from crossmodal.index.generations import disk_stamp
 from crossmodal.index.storage import atomic_write
+from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
 
-# Ids a client may choose: path-like, printable, no caption marker '#'.
-_ITEM_ID = re.compile(r"^[\w.\-]+(/[\w.\-]+)*$")
 log = logging.getLogger("crossmodal.serve")
+# Decodes this big leave tens of MB freed in some thread's malloc arena: hand them back.
+_BIG_DECODE_PIXELS = 4_000_000
 _FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
                       "BMP": ".bmp"}
 
@@ -51,11 +56,18 @@ class Upload:
     extension: str
 
     @classmethod
-    def decode(cls, data: bytes, max_pixels: int) -> Upload:
+    def decode(cls, data: bytes, max_pixels: int, target_size: int | None = None,
+               slots: threading.Semaphore | None = None) -> Upload:
+        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `slots` bounds how
+        many full-size decodes run at once (each holds up to 4 bytes a pixel briefly)."""
         try:
-            image = load_image(data, max_pixels=max_pixels)
-            with Image.open(io.BytesIO(data)) as raw:
+            with slots or contextlib.nullcontext():
+                image = load_image(data, max_pixels=max_pixels, target_size=target_size)
+            with Image.open(io.BytesIO(data)) as raw:  # the header only
                 extension = _FORMAT_EXTENSIONS.get(raw.format or "", "")
+                pixels = raw.width * raw.height
+            if pixels >= _BIG_DECODE_PIXELS:
+                return_freed_memory()
         except ImageLoadError as exc:
             raise BadInputError(f"cannot use the uploaded image: {exc}") from exc
         if extension not in IMAGE_EXTENSIONS:
@@ -94,11 +106,9 @@ class LiveCollection:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
 
-    def _manifest_stamp(self) -> int | None:
-        try:
-            return (self.path / MANIFEST).stat().st_mtime_ns
-        except OSError:
-            return None
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        # (generation, log bytes): a commit appends to the log without touching the manifest
+        return disk_stamp(self.path)
 
     @property
     def snapshot(self) -> Collection:
@@ -133,10 +143,7 @@ class LiveCollection:
         """Store an uploaded image under the index's uploads folder and index it."""
         captions = [c.strip() for c in captions if c and c.strip()]
         digest = hashlib.sha256(upload.data).hexdigest()
-        item_id = item_id or f"uploads/{digest[:16]}{upload.extension}"
-        if len(item_id) > 200 or not _ITEM_ID.match(item_id) or ".." in item_id.split("/"):
-            raise BadInputError("an item id is 1-200 letters, digits, '.', '-', '_' in "
-                                "'/'-separated parts, e.g. 'holiday/beach-01.jpg'")
+        item_id = new_item_id(item_id or f"uploads/{digest[:16]}{upload.extension}")
         if item_id in self._snapshot:
             raise BadInputError(f"an item '{item_id}' is already indexed: remove it first "
                                 "or choose another id")

@@ -2,20 +2,29 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local models at runtime.
 
+import threading
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
 from crossmodal.errors import BadInputError
+from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
+from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
 from crossmodal.serve.thumbnails import thumbnail_bytes
 
-ERRORS = {code: {"model": schemas.Problem} for code in (400, 401, 404, 413, 422, 429)}
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": schemas.Problem} for code in codes}
+
+
+# 403: a write from a foreign web page (RequestGuardMiddleware).
+WRITE_ERRORS = _errors(403, 413)
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float) -> schemas.SearchResult:
@@ -28,14 +37,29 @@ def _hits_out(hits: list[EngineHit], target: str, started: float) -> schemas.Sea
     )
 
 
-def _read_upload(file: UploadFile, settings: ServeSettings) -> Upload:
-    data = file.file.read(settings.max_body_bytes + 1)
-    return Upload.decode(data, settings.max_pixels)
+def _lookup_id(raw: str, captions: bool = False) -> str:
+    """The id a URL or body names (`captions`: or ITEM#K) in its normal spelling; 404 if it
+    can name nothing."""
+    what = "item or caption" if captions else "item"
+    try:
+        return normal_query_id(raw) if captions else normal_item_id(raw)
+    except BadInputError as exc:
+        raise NotFoundError(f"no {what} {raw[:200]!r} in the index: {exc}") from None
 
 
-def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRouter:
-    router = APIRouter(prefix="/api", responses=ERRORS)
-    guarded = [Depends(guard)]
+def build_router(live: LiveCollection, settings: ServeSettings,
+                 decode_slots: threading.Semaphore) -> APIRouter:
+    """The /api routes; the token, rate limit and origin are checked before them (security)."""
+    codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
+    router = APIRouter(prefix="/api", responses=_errors(*codes))
+    # Declares the bearer scheme in the schema only when the server has a token.
+    guarded = [Security(bearer_scheme)] if settings.token else []
+    model_size = live.encoder.preprocessing.size
+
+    def read_upload(file: UploadFile) -> Upload:
+        data = file.file.read(settings.max_body_bytes + 1)
+        return Upload.decode(data, settings.max_pixels, target_size=model_size,
+                             slots=decode_slots)
     K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
     ItemId = Annotated[str, Path(min_length=1, max_length=512,
                                  description="An indexed item id (e.g. 'beach/dog.jpg').")]
@@ -62,7 +86,8 @@ def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRou
         info = live.snapshot.stats()
         return schemas.Stats(**{k: info[k] for k in schemas.Stats.model_fields})
 
-    @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded)
+    @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
+                 responses=WRITE_ERRORS)
     def search_text(body: TextQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         if not body.query.strip():
@@ -70,30 +95,34 @@ def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRou
         hits = live.snapshot.search_text(body.query, k=body.k, target=body.target)
         return _hits_out(hits, body.target, started)
 
-    @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded)
+    @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
+                 responses=WRITE_ERRORS)
     def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.Target, Form()] = "images",
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
-        upload = _read_upload(file, settings)
+        upload = read_upload(file)
         hits = live.snapshot.search_image(upload.image, k=k, target=target)
         return _hits_out(hits, target, started)
 
-    @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded)
+    @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
+                 responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         snapshot = live.snapshot
+        query_id = _lookup_id(body.id, captions=True)
         try:
-            hits = snapshot.search_like(body.id, k=body.k, target=body.target)
-        except BadInputError as exc:  # the only bad input left: an id not indexed
-            raise NotFoundError(str(exc)) from exc
-        target = body.target or ("images" if body.id in snapshot else "texts")
+            hits = snapshot.search_like(query_id, k=body.k, target=body.target)
+        except BadInputError:  # the only bad input left: an id not indexed
+            # Named by the id alone: the engine's message holds the index's folder.
+            raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
+        target = body.target or ("images" if query_id in snapshot else "texts")
         return _hits_out(hits, target, started)
 
     @router.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=guarded)
     def get_item(item_id: ItemId) -> schemas.Item:
-        snapshot = live.snapshot
+        snapshot, item_id = live.snapshot, _lookup_id(item_id)
         if item_id not in snapshot:
             raise NotFoundError(f"no item '{item_id}' in the index")
         return schemas.item_out(snapshot.item(item_id))
@@ -102,16 +131,17 @@ def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRou
                 response_class=Response,
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
-        snapshot = live.snapshot
+        snapshot, item_id = live.snapshot, _lookup_id(item_id)
         if item_id not in snapshot:
             raise NotFoundError(f"no item '{item_id}' in the index")
-        data = thumbnail_bytes(snapshot.item(item_id), settings.thumbnail_size)
+        with decode_slots:  # a first thumbnail decodes the whole stored image
+            data = thumbnail_bytes(snapshot.item(item_id), settings.thumbnail_size)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
     if settings.allow_writes:
         @router.post("/items", response_model=schemas.Item, status_code=201,
-                     dependencies=guarded)
+                     dependencies=guarded, responses=WRITE_ERRORS)
         def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
                      captions: Annotated[str, Form(
                          max_length=20_000, description="Captions, one a line.")] = "",
@@ -124,12 +154,12 @@ def build_router(live: LiveCollection, settings: ServeSettings, guard) -> APIRou
             if any(len(c) > settings.max_query_chars for c in lines):
                 raise BadInputError(f"captions are at most {settings.max_query_chars} "
                                     "characters long")
-            upload = _read_upload(file, settings)
+            upload = read_upload(file)
             return schemas.item_out(live.add_upload(upload, lines, id or None))
 
         @router.delete("/items/{item_id:path}", response_model=schemas.Item,
-                       dependencies=guarded)
+                       dependencies=guarded, responses=WRITE_ERRORS)
         def remove_item(item_id: ItemId) -> schemas.Item:
-            return schemas.item_out(live.remove(item_id))
+            return schemas.item_out(live.remove(_lookup_id(item_id)))
 
     return router

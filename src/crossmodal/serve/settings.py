@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from crossmodal.errors import BadInputError
 
@@ -15,6 +16,26 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name other than localhost may resolve to anything
         return False
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +54,20 @@ class ServeSettings:
     thumbnail_size: int = 256
     allow_writes: bool = True  # adding and removing items over HTTP
     uploads_dir: str = "uploads"  # inside the index folder: where added images are kept
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the bound address
+    trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-* is believed only from these
+    max_parallel_decodes: int = field(default_factory=_cores)  # full-size image decodes
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """Host header names this server answers to (DNS rebinding needs any other name)."""
+        names = {self.host, "localhost", "127.0.0.1", "::1", *self.allowed_hosts}
+        return frozenset(n.lower().strip("[]").rstrip(".") for n in names)
+
+    @property
+    def binds_every_address(self) -> bool:
+        """Bound to 0.0.0.0 or '::': any of the machine's addresses may be the Host."""
+        return self.host in ("0.0.0.0", "::", "")
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:
@@ -45,8 +80,12 @@ class ServeSettings:
         if not 0 < self.port < 65536:
             raise BadInputError(f"port must be 1-65535, not {self.port}")
         for name in ("max_body_bytes", "max_pixels", "max_k", "max_query_chars", "rate_burst",
-                     "thumbnail_size"):
+                     "thumbnail_size", "max_parallel_decodes"):
             if getattr(self, name) <= 0:
                 raise BadInputError(f"{name} must be positive")
+        for proxy in self.trusted_proxies:
+            if proxy != "*" and not _is_network(proxy):
+                raise BadInputError(f"trusted proxy {proxy!r} is not an IP address or network "
+                                    "(e.g. 127.0.0.1 or 10.0.0.0/8)")
         if self.rate_per_second < 0:
             raise BadInputError("rate_per_second must be >= 0 (0: no rate limit)")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from crossmodal.errors import BadInputError, CrossmodalError
+from crossmodal.errors import BadInputError, CrossmodalError, NonFiniteError
 from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
@@ -193,7 +193,12 @@ class HeadTrainer:
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:
         if self.rank != 0:  # one process validates and writes
             return self.best
-        report = self.evaluate()
+        try:
+            report = self.evaluate()
+        except NonFiniteError as exc:  # else NaN embeddings would score as a perfect model
+            raise TrainingDiverged(
+                f"validation in stage '{stage.name}' epoch {epoch + 1}: {exc}; lower lr or "
+                f"check the data; the last good checkpoint is {self.out / 'last.pt'}") from None
         rsum = report["rsum"]
         if rsum > self.best:
             self.best = rsum

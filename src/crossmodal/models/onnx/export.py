@@ -20,7 +20,13 @@ from crossmodal.errors import BadInputError, missing_dependency
 from crossmodal.index.storage import atomic_save_json, fsync_dir
 from crossmodal.models.onnx.graphs import GraphSpec, export_plan
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
-from crossmodal.models.onnx.quantize import IMAGE_MODES, quantize_dynamic_int8, quantize_image_int8
+from crossmodal.models.onnx.quantize import (
+    IMAGE_MODES,
+    IMAGE_WEIGHTS,
+    TEXT_WEIGHTS,
+    quantize_dynamic_int8,
+    quantize_image_int8,
+)
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import file_sha256
 
@@ -32,7 +38,7 @@ def _require_onnx() -> None:
         try:
             __import__(module)
         except ImportError as exc:
-            raise missing_dependency(package, extra="onnx") from exc
+            raise missing_dependency(package) from exc
 
 
 def _export_graph(spec: GraphSpec, path: Path) -> None:
@@ -107,8 +113,10 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
             source_model=encoder.model_id, source_fingerprint=encoder.fingerprint,
             dim=int(encoder.dim), context_length=int(encoder.context_length),
             preprocessing=encoder.preprocessing.as_dict(),
-            image={"file": "image.onnx", "quantization": image_q},
-            text={**plan.text_meta, "file": "text.onnx", "quantization": text_q},
+            image={"file": "image.onnx", "quantization": image_q,
+                   **({"int8_weights": IMAGE_WEIGHTS[image_int8]} if image_q else {})},
+            text={**plan.text_meta, "file": "text.onnx", "quantization": text_q,
+                  **({"int8_weights": TEXT_WEIGHTS} if text_q else {})},
             precision="int8" if int8 else "fp32",
             files={name: file_sha256(work / name) for name in graph_files},
             versions=_versions(),

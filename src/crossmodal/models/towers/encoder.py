@@ -21,6 +21,7 @@ from crossmodal.models.towers.backbones import (
 )
 from crossmodal.models.towers.config import TowersConfig
 from crossmodal.models.towers.heads import TowerHeads, embed_images, embed_texts
+from crossmodal.paths import file_sha256
 
 # Small image micro-batches keep activations in cache: ~2x faster on a 2-core CPU than 64.
 IMAGE_MICRO_BATCH = 8
@@ -34,22 +35,57 @@ def view_of(pixels: torch.Tensor, view: str) -> torch.Tensor:
     return pixels.flip(3) if view == "mirror" else pixels
 
 
+def preprocessing_of(config: TowersConfig) -> ImagePreprocessing:
+    img = config.image
+    return ImagePreprocessing(
+        size=int(img.get("size", 224)),
+        mean=tuple(img.get("mean", (0.498, 0.498, 0.498))),
+        std=tuple(img.get("std", (0.502, 0.502, 0.502))),
+        resize=img.get("resize", "shortest_edge"),
+        interpolation=img.get("interpolation", "bicubic"),
+    )
+
+
+def image_views_of(config: TowersConfig) -> tuple[str, ...]:
+    tta = config.image.get("tta", "none")
+    if tta not in TTA_VIEWS:
+        raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
+    return TTA_VIEWS[tta]
+
+
+def _digest_of(path, absent: str, what: str) -> str:
+    if path is None:
+        return absent
+    if not path.is_file():
+        raise UnknownModelError(f"{what} not found at {path}: train them with `crossmodal "
+                                "train` or fix the tower config that names them")
+    return file_sha256(path)
+
+
+def fingerprint_of(config: TowersConfig, weights_digest: str | None = None,
+                   backbone_digest: str | None = None) -> str:
+    """What names a tower's vectors (config and weight files), whichever runtime runs it;
+    digests not given are read from the config's weight files."""
+    if weights_digest is None:
+        weights_digest = _digest_of(config.weights_path, "untrained", "tower head weights")
+    if backbone_digest is None:
+        backbone_digest = _digest_of(config.backbone_weights_path, "pretrained",
+                                     "fine-tuned backbone weights")
+    blob = json.dumps({"config": config.to_dict(), "weights": weights_digest,
+                       "backbones": backbone_digest}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 class TowersEncoder:
+    """The PyTorch runtime of a tower: training, heat maps, and the fallback where ONNX
+    Runtime cannot run (crossmodal.models.towers.onnx_towers runs inference by default)."""
+
     def __init__(self, config: TowersConfig, model_id: str | None = None, load_heads: bool = True):
         self.config = config
         self.model_id = model_id or f"towers:{config.name}"
         img = config.image
-        self.preprocessing = ImagePreprocessing(
-            size=int(img.get("size", 224)),
-            mean=tuple(img.get("mean", (0.498, 0.498, 0.498))),
-            std=tuple(img.get("std", (0.502, 0.502, 0.502))),
-            resize=img.get("resize", "shortest_edge"),
-            interpolation=img.get("interpolation", "bicubic"),
-        )
-        tta = img.get("tta", "none")
-        if tta not in TTA_VIEWS:
-            raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
-        self.image_views = TTA_VIEWS[tta]
+        self.preprocessing = preprocessing_of(config)
+        self.image_views = image_views_of(config)
         self.image_backbone = build_image_backbone(img).eval()
         self.image_backbone.to(memory_format=torch.channels_last)
         self._traced_image_backbone = None  # built on first use; training uses the eager one
@@ -62,18 +98,16 @@ class TowersEncoder:
         self._weights_digest = "untrained"
         if load_heads and config.weights_path is not None:
             self.heads.load(config.weights_path)
-            self._weights_digest = hashlib.sha256(config.weights_path.read_bytes()).hexdigest()
+            self._weights_digest = file_sha256(config.weights_path)
         self.backbone_digest = "pretrained"
         if config.backbone_weights_path is not None:
             path = config.backbone_weights_path
             load_backbone_weights(self.image_backbone, self.text_backbone, path)
-            self.backbone_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            self.backbone_digest = file_sha256(path)
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps({"config": self.config.to_dict(), "weights": self._weights_digest,
-                           "backbones": self.backbone_digest}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return fingerprint_of(self.config, self._weights_digest, self.backbone_digest)
 
     # Backbone features are separate from heads so training can cache them.
     @torch.inference_mode()
