@@ -51,8 +51,8 @@ def _teacher(config: TrainConfig, data: RetrievalDataset, keep: list[int],
         return None
     from crossmodal.train.teachers import load_teacher_features
 
-    folder = Path(config.teacher["dir"]).expanduser()
-    loaded = load_teacher_features(folder, config.teacher["name"], data)
+    folder = Path(config.teacher.dir).expanduser()
+    loaded = load_teacher_features(folder, config.teacher.name, data)
     image, text = loaded["images"], loaded["texts"]
     if image is None or text is None:
         raise BadInputError("csa/usa need both image and text teacher features")

@@ -19,7 +19,7 @@ from crossmodal.models.towers.backbones import (
     build_text_backbone,
     load_backbone_weights,
 )
-from crossmodal.models.towers.config import TowersConfig
+from crossmodal.models.towers.config import ImageSpec, TextSpec, TowersConfig
 from crossmodal.models.towers.heads import TowerHeads, embed_images, embed_texts
 
 # Small image micro-batches keep activations in cache: ~2x faster on a 2-core CPU than 64.
@@ -38,22 +38,19 @@ class TowersEncoder:
     def __init__(self, config: TowersConfig, model_id: str | None = None, load_heads: bool = True):
         self.config = config
         self.model_id = model_id or f"towers:{config.name}"
-        img = config.image
+        img = ImageSpec.of(config.image)
         self.preprocessing = ImagePreprocessing(
-            size=int(img.get("size", 224)),
-            mean=tuple(img.get("mean", (0.498, 0.498, 0.498))),
-            std=tuple(img.get("std", (0.502, 0.502, 0.502))),
-            resize=img.get("resize", "shortest_edge"),
-            interpolation=img.get("interpolation", "bicubic"),
+            size=img.size, mean=tuple(img.mean), std=tuple(img.std), resize=img.resize,
+            interpolation=img.interpolation,
         )
-        tta = img.get("tta", "none")
-        if tta not in TTA_VIEWS:
-            raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
-        self.image_views = TTA_VIEWS[tta]
+        if img.tta not in TTA_VIEWS:
+            raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, "
+                                    f"not {img.tta!r}")
+        self.image_views = TTA_VIEWS[img.tta]
         self.image_backbone = build_image_backbone(img).eval()
         self.image_backbone.to(memory_format=torch.channels_last)
         self._traced_image_backbone = None  # built on first use; training uses the eager one
-        self.text_backbone = build_text_backbone(config.text).eval()
+        self.text_backbone = build_text_backbone(TextSpec.of(config.text)).eval()
         self.context_length = int(getattr(self.text_backbone, "max_length", 512))
         self.heads = TowerHeads(
             self.image_backbone.out_dim, self.text_backbone.out_dim, config.head
