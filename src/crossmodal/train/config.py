@@ -22,6 +22,9 @@ valid_step_interval, valid_epoch_interval, save_epoch_interval).
     backbone_lr = 2e-5
     losses = { infonce = 1.0 }
 
+    [loss_params.infonce]        # optional: a loss's hyper-parameters (its constructor's)
+    tau = 0.07
+
 `freeze` names the towers that stay frozen; `train_image_blocks` / `train_text_blocks`
 override it with the number of top blocks that train. Heads always train.
 """
@@ -33,8 +36,8 @@ from pathlib import Path
 
 from crossmodal.config_files import build, read_config_file
 from crossmodal.errors import BadInputError
+from crossmodal.losses.registry import LOSSES, check_loss_params
 
-LOSSES = ("infonce", "instance", "csa", "usa")
 FREEZE = ("towers", "image", "text", "none")
 BLOCKS = 'a count >= 0 or "all"'
 
@@ -72,8 +75,8 @@ class StageConfig:
                 raise BadInputError(f"{where}: {key} must be {BLOCKS}, not {value!r}")
         unknown = sorted(set(self.losses) - set(LOSSES))
         if unknown or not self.losses:
-            raise BadInputError(f"{where}: losses must be a table of {LOSSES} -> weight, "
-                                f"got {sorted(self.losses)}")
+            raise BadInputError(f"{where}: losses must be a table of {tuple(LOSSES)} -> "
+                                f"weight, got {sorted(self.losses)}")
         if self.max_epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise BadInputError(f"{where}: need max_epochs >= 1, batch_size >= 2, lr > 0")
 
@@ -102,6 +105,9 @@ class TrainConfig:
     teacher: TeacherConfig | None = None
     input_dropout: float = 0.1
     fresh_heads: bool = False  # True: random heads (ablations); False: start from the model's
+    # Hyper-parameters per loss name, over the recipe in losses/registry.py; one loss module
+    # per name serves every stage (its learned temperature carries over).
+    loss_params: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
@@ -112,7 +118,11 @@ class TrainConfig:
         config = build(cls, data, where)
         for number, stage in enumerate(config.stages, 1):
             stage.validate(f"{where}: stage {number} ({stage.name})")
-        needs_teacher = any(s.losses.get(k) for s in config.stages for k in ("csa", "usa"))
+        config.loss_params = {
+            name: check_loss_params(name, table, where, f"loss_params.{name}")
+            for name, table in config.loss_params.items()}
+        needs_teacher = any(weight and LOSSES[name].needs_teacher
+                            for stage in config.stages for name, weight in stage.losses.items())
         if needs_teacher and not config.teacher:
             raise BadInputError(f"{where}: csa/usa losses need [teacher] features: run "
                                 "`crossmodal teacher-features` and set teacher.dir/name")
@@ -123,4 +133,7 @@ class TrainConfig:
         return cls.from_dict(read_config_file(path, "training config"), str(path))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["loss_params"]:  # left out when unset: config.json as before
+            del data["loss_params"]
+        return data

@@ -27,9 +27,9 @@ from tqdm import tqdm
 
 from crossmodal.errors import BadInputError, CrossmodalError
 from crossmodal.index.storage import atomic_save_json, atomic_write
-from crossmodal.losses.infonce import InfoNCELoss
-from crossmodal.losses.instance import InstanceLoss
-from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
+from crossmodal.losses.registry import LOSSES, LossInputs, build_loss
+from crossmodal.losses.soft_label import teacher_similarity
+from crossmodal.losses.temperature import Temperature
 from crossmodal.models.towers.heads import embed_images, embed_texts
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
@@ -61,13 +61,12 @@ class HeadTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)  # initial weights of the loss modules
         dim = heads.dim
+        # Every registered loss, in the registry's order (their initial weights draw from
+        # the seeded RNG in that order), whether or not a stage uses it.
         self.losses = nn.ModuleDict({
-            # CUSA's contrastive setting: tau 0.05, learnable, clamped to [0.01, 0.1].
-            "infonce": InfoNCELoss(tau=0.05, min_tau=0.01, max_tau=0.1),
-            "instance": InstanceLoss(dim, len(train.image)),
-            "csa": CSALoss(),
-            "usa": USALoss(),
-        })
+            name: build_loss(name, config.loss_params.get(name), dim=dim,
+                             num_instances=len(train.image))
+            for name in LOSSES})
         # USA aligns uni-modal similarities through extra heads of their own.
         self.uni = nn.ModuleDict({"image": nn.Linear(train.image.shape[-1], dim),
                                   "text": nn.Linear(train.text.shape[1], dim)})
@@ -80,12 +79,14 @@ class HeadTrainer:
 
     # --- one stage ----------------------------------------------------------------------
     def _parameters(self, stage: StageConfig) -> list[nn.Parameter]:
-        params = list(self.heads.parameters()) + list(self.losses["infonce"].parameters())
-        for name in ("instance", "csa"):
+        """The heads' parameters and those of the losses this stage weighs (with USA's
+        uni-modal heads)."""
+        params = list(self.heads.parameters())
+        for name, spec in LOSSES.items():
             if stage.losses.get(name):
                 params += list(self.losses[name].parameters())
-        if stage.losses.get("usa"):
-            params += list(self.losses["usa"].parameters()) + list(self.uni.parameters())
+                if spec.uses_uni_heads:
+                    params += list(self.uni.parameters())
         return params
 
     def _backbone_parameters(self, stage: StageConfig) -> list[nn.Parameter]:
@@ -94,10 +95,15 @@ class HeadTrainer:
         return [p for block in self.towers.modules(stage) for p in block.parameters()]
 
     def _optimizer(self, stage: StageConfig):
-        groups = [{"params": self._parameters(stage)}]
-        backbone = self._backbone_parameters(stage)
-        if backbone:
-            groups.append({"params": backbone, "lr": stage.backbone_lr or stage.lr})
+        # No weight decay on 1-D (and 0-D) parameters: biases, norms, temperatures, logit
+        # scales (as open_clip's `exclude`); decay pulls them to 0, which means nothing there.
+        groups = []
+        for params, lr in ((self._parameters(stage), stage.lr),
+                           (self._backbone_parameters(stage), stage.backbone_lr or stage.lr)):
+            decay = [p for p in params if p.ndim >= 2]
+            plain = [p for p in params if p.ndim < 2]
+            groups += [{"params": group, "lr": lr, "weight_decay": wd}
+                       for group, wd in ((decay, stage.wd), (plain, 0.0)) if group]
         optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=stage.wd)
         total = stage.max_epochs * self._steps_per_epoch(stage)
 
@@ -121,23 +127,18 @@ class HeadTrainer:
         image_x = dropout(self.sides[0](images[mine], None if views is None else views[mine]))
         text_x = dropout(self.sides[1](texts[mine]))
         captions = self.train.captions(texts[mine], self.heads)
-        img = gather(embed_images(self.heads, image_x))
-        txt = gather(embed_texts(self.heads, text_x, captions))
-        parts: dict[str, torch.Tensor] = {}
-        weights = stage.losses
-        if weights.get("infonce"):
-            parts["infonce"] = self.losses["infonce"](img, txt)
-        if weights.get("instance"):
-            parts["instance"] = self.losses["instance"](img, txt, torch.from_numpy(images))
-        if weights.get("csa") or weights.get("usa"):
-            t_img = teacher_similarity(torch.from_numpy(self.teacher.image[images]))
-            t_txt = teacher_similarity(torch.from_numpy(self.teacher.text[texts]))
-            if weights.get("csa"):
-                parts["csa"] = self.losses["csa"](img, txt, t_img, t_txt)
-            if weights.get("usa"):
-                parts["usa"] = self.losses["usa"](gather(self.uni["image"](image_x)),
-                                                  gather(self.uni["text"](text_x)), t_img, t_txt)
-        total = sum(weights[name] * value for name, value in parts.items())
+        used = {name: LOSSES[name] for name in LOSSES if stage.losses.get(name)}
+        batch = LossInputs(gather(embed_images(self.heads, image_x)),
+                           gather(embed_texts(self.heads, text_x, captions)),
+                           torch.from_numpy(images))
+        if any(spec.needs_teacher for spec in used.values()):
+            batch.teacher_image = teacher_similarity(torch.from_numpy(self.teacher.image[images]))
+            batch.teacher_text = teacher_similarity(torch.from_numpy(self.teacher.text[texts]))
+        if any(spec.uses_uni_heads for spec in used.values()):
+            batch.uni_image = gather(self.uni["image"](image_x))
+            batch.uni_text = gather(self.uni["text"](text_x))
+        parts = {name: spec.call(self.losses[name], batch) for name, spec in used.items()}
+        total = sum(stage.losses[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
     def _random_views(self, n: int) -> np.ndarray | None:
@@ -169,7 +170,7 @@ class HeadTrainer:
             distributed.average_gradients(p for g in optimizer.param_groups for p in g["params"])
             optimizer.step()
             schedule.step()
-            for temperature in self.temperatures:  # as CUSA's code: clamp stored tau in place
+            for temperature in self.temperatures:  # a tau past its bound comes back to it
                 temperature.clamp_()
             self.step += 1
             for name, value in {"loss": loss.item(), **parts}.items():
