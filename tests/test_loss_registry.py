@@ -14,7 +14,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.losses.registry import LOSSES, build_loss
 from crossmodal.losses.temperature import Temperature
 from crossmodal.train.config import TrainConfig
-from crossmodal.train.trainer import HeadTrainer
+from crossmodal.train.trainer import StageTrainer
 from tests.test_trainer import config, heads, synthetic
 
 # A non-default value for every hyper-parameter of every registered loss.
@@ -66,7 +66,7 @@ def test_the_config_carries_loss_params_and_the_trainer_uses_them(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(text, encoding="utf-8")
     loaded = TrainConfig.load(path)
-    trainer = HeadTrainer(loaded, heads(), synthetic(16, 1), synthetic(8, 2), progress=False)
+    trainer = StageTrainer(loaded, heads(), synthetic(16, 1), synthetic(8, 2), progress=False)
     # the table's tau over the recipe's bounds (CUSA's [0.01, 0.1])
     assert trainer.losses["infonce"].get_config_dict() == {
         "tau": 0.08, "learnable": True, "min_tau": 0.01, "max_tau": 0.1}
@@ -109,7 +109,7 @@ def test_a_tau_pushed_past_its_bound_comes_back_and_can_move_away_again():
 def test_the_trainer_clamps_every_temperature_infonce_included(tmp_path):
     stages = [{"name": "hot", "losses": {"infonce": 1.0}, "lr": 0.5, "warmup": 0,
                "max_epochs": 2, "batch_size": 16}]
-    trainer = HeadTrainer(config(tmp_path, stages), heads(), synthetic(64, 3), synthetic(16, 4),
+    trainer = StageTrainer(config(tmp_path, stages), heads(), synthetic(64, 3), synthetic(16, 4),
                           progress=False)
     trainer.fit()
     temperatures = [m for m in trainer.losses.modules() if isinstance(m, Temperature)]
@@ -124,7 +124,7 @@ def test_no_weight_decay_on_one_dimensional_parameters(tmp_path):
     stages = [{"losses": {"infonce": 1.0, "instance": 1.0, "csa": 0.1, "usa": 0.5}, "wd": 0.1}]
     cfg = config(tmp_path, stages, teacher={"dir": str(tmp_path), "name": "t"})
     model = torch.nn.ModuleDict({"heads": heads()})
-    trainer = HeadTrainer(cfg, model["heads"], synthetic(32, 5), synthetic(8, 6), progress=False)
+    trainer = StageTrainer(cfg, model["heads"], synthetic(32, 5), synthetic(8, 6), progress=False)
     optimizer, _ = trainer._optimizer(cfg.stages[0])
     decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups
                 for p in group["params"]}

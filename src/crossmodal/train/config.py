@@ -65,6 +65,15 @@ class StageConfig:
             return 0 if frozen else total
         return total if explicit == "all" else min(int(explicit), total)
 
+    @property
+    def trains_backbone(self) -> bool:
+        """Whether any backbone block trains in this stage (it then needs the towers)."""
+        return any(self.blocks_to_train(side, 1) for side in ("image", "text"))
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(weight and LOSSES[name].needs_teacher for name, weight in self.losses.items())
+
     def validate(self, where: str) -> None:
         if self.freeze not in FREEZE:
             raise BadInputError(f"{where}: freeze must be one of {FREEZE}, not {self.freeze!r}")
@@ -121,12 +130,14 @@ class TrainConfig:
         config.loss_params = {
             name: check_loss_params(name, table, where, f"loss_params.{name}")
             for name, table in config.loss_params.items()}
-        needs_teacher = any(weight and LOSSES[name].needs_teacher
-                            for stage in config.stages for name, weight in stage.losses.items())
-        if needs_teacher and not config.teacher:
+        if any(stage.needs_teacher for stage in config.stages) and not config.teacher:
             raise BadInputError(f"{where}: csa/usa losses need [teacher] features: run "
                                 "`crossmodal teacher-features` and set teacher.dir/name")
         return config
+
+    @property
+    def trains_backbones(self) -> bool:
+        return any(stage.trains_backbone for stage in self.stages)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

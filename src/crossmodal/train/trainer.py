@@ -33,7 +33,8 @@ from crossmodal.losses.temperature import Temperature
 from crossmodal.models.towers.heads import embed_images, embed_texts
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
-from crossmodal.train.heads import FeatureSet, evaluate_features
+from crossmodal.train.features import FeatureSet
+from crossmodal.train.heads import evaluate_features
 from crossmodal.train.tower_parts import TowerParts, embed_side, frozen_sides
 
 
@@ -47,7 +48,10 @@ class TeacherFeatures:
     text: np.ndarray  # rows aligned with the training texts
 
 
-class HeadTrainer:
+class StageTrainer:
+    """The stages of a run over cached features: the heads, the losses' own parameters and,
+    with `towers`, the top backbone blocks that a stage trains."""
+
     def __init__(self, config: TrainConfig, heads: nn.Module, train: FeatureSet,
                  val: FeatureSet, teacher: TeacherFeatures | None = None,
                  progress: bool = True, towers: TowerParts | None = None):
@@ -227,58 +231,75 @@ class HeadTrainer:
 
     # --- the whole run ------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
-        size = distributed.rank_and_size()[1]
-        for stage in self.config.stages:
-            trains_blocks = any(stage.blocks_to_train(side, 1) for side in ("image", "text"))
-            if self.towers is None and trains_blocks:
-                raise BadInputError(f"stage '{stage.name}' trains backbone blocks, which needs "
-                                    "the towers themselves (crossmodal train), not features")
-            if self.towers is not None:
-                self.towers.counts(stage)  # refuses blocks that cannot train, before any work
-            if stage.batch_size % size:
-                raise BadInputError(f"stage '{stage.name}': batch_size {stage.batch_size} must "
-                                    f"divide evenly over {size} processes")
-            if (stage.losses.get("csa") or stage.losses.get("usa")) and self.teacher is None:
-                raise BadInputError(f"stage '{stage.name}' uses csa/usa but no teacher "
-                                    "features were given")
-        start_stage, start_epoch, saved = 0, 0, None
-        checkpoint = self.out / "last.pt"
-        if not (resume and checkpoint.is_file()) and self.rank == 0:  # fresh run, fresh files
-            for stale in ("log.jsonl", "best-backbones.safetensors"):
-                (self.out / stale).unlink(missing_ok=True)
-        if resume and checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            self.heads.load_state_dict(saved["heads"])
-            self.losses.load_state_dict(saved["losses"])
-            self.uni.load_state_dict(saved["uni"])
-            if self.towers is not None and saved.get("backbones"):
-                self.towers.load_state(saved["backbones"], saved["first_trained"])
-            self.step, self.best = saved["step"], saved["best"]
-            start_stage, start_epoch = saved["stage"], saved["epoch"] + 1
-        for s, stage in enumerate(self.config.stages):
-            if s < start_stage:
-                continue
-            if self.towers is not None:
-                self.towers.begin(stage)
-                self.sides = self.towers.sides(stage, "train")
-                self.val_sides = self.towers.sides(stage, "val")
-            optimizer, schedule = self._optimizer(stage)
-            first = start_epoch if s == start_stage else 0
-            if saved is not None and s == start_stage and first < stage.max_epochs:
-                optimizer.load_state_dict(saved["optimizer"])
-                schedule.load_state_dict(saved["schedule"])
-            for epoch in tqdm(range(first, stage.max_epochs), desc=f"stage {stage.name}",
-                              disable=not self.progress):
-                means = self._run_epoch(s, stage, epoch, optimizer, schedule)
-                record = {"step": self.step, **{f"train_{k}": v for k, v in means.items()}}
-                last = epoch + 1 == stage.max_epochs
-                if last or (epoch + 1) % self.config.valid_epoch_interval == 0:
-                    self._validate(stage, epoch, record)
-                else:
-                    self._log({**record, "stage": stage.name, "epoch": epoch + 1})
-                if last or (epoch + 1) % self.config.save_epoch_interval == 0:
-                    self._save(s, epoch, optimizer, schedule)
+        """Every stage, from the checkpoint's next epoch when `resume` finds one; rank 0
+        returns the best val report (best.json)."""
+        self._check()
+        start_stage, start_epoch, saved = self._resume(resume)
+        for s, stage in enumerate(self.config.stages[start_stage:], start_stage):
+            resumed = s == start_stage
+            self._run_stage(s, stage, start_epoch if resumed else 0, saved if resumed else None)
         distributed.barrier()
         if self.rank != 0:
             return {}
         return json.loads((self.out / "best.json").read_text(encoding="utf-8"))
+
+    def _check(self) -> None:
+        """What the stages need of this run, before any work (the config has checked each
+        stage on its own): towers for backbone blocks, teacher features, whole shards."""
+        size = distributed.rank_and_size()[1]
+        for stage in self.config.stages:
+            if self.towers is None and stage.trains_backbone:
+                raise BadInputError(f"stage '{stage.name}' trains backbone blocks, which needs "
+                                    "the towers themselves (crossmodal train), not features")
+            if self.towers is not None:
+                self.towers.counts(stage)  # refuses blocks that cannot train
+            if stage.batch_size % size:
+                raise BadInputError(f"stage '{stage.name}': batch_size {stage.batch_size} must "
+                                    f"divide evenly over {size} processes")
+            if stage.needs_teacher and self.teacher is None:
+                raise BadInputError(f"stage '{stage.name}' uses csa/usa but no teacher "
+                                    "features were given")
+
+    def _resume(self, resume: bool) -> tuple[int, int, dict | None]:
+        """(stage, epoch, checkpoint) to start from: after the checkpoint's epoch when
+        resuming, else the start (a fresh run drops the old log and fine-tuned blocks)."""
+        checkpoint = self.out / "last.pt"
+        if not (resume and checkpoint.is_file()):
+            if self.rank == 0:
+                for stale in ("log.jsonl", "best-backbones.safetensors"):
+                    (self.out / stale).unlink(missing_ok=True)
+            return 0, 0, None
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        self.heads.load_state_dict(saved["heads"])
+        self.losses.load_state_dict(saved["losses"])
+        self.uni.load_state_dict(saved["uni"])
+        if self.towers is not None and saved.get("backbones"):
+            self.towers.load_state(saved["backbones"], saved["first_trained"])
+        self.step, self.best = saved["step"], saved["best"]
+        return saved["stage"], saved["epoch"] + 1, saved
+
+    def _run_stage(self, s: int, stage: StageConfig, first_epoch: int,
+                   saved: dict | None) -> None:
+        """Epochs `first_epoch`.. of stage number `s`; `saved`: the checkpoint resumed in it."""
+        if self.towers is not None:
+            self.towers.begin(stage)
+            self.sides = self.towers.sides(stage, "train")
+            self.val_sides = self.towers.sides(stage, "val")
+        optimizer, schedule = self._optimizer(stage)
+        if saved is not None and first_epoch < stage.max_epochs:
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+        for epoch in tqdm(range(first_epoch, stage.max_epochs), desc=f"stage {stage.name}",
+                          disable=not self.progress):
+            means = self._run_epoch(s, stage, epoch, optimizer, schedule)
+            record = {"step": self.step, **{f"train_{k}": v for k, v in means.items()}}
+            last = epoch + 1 == stage.max_epochs
+            if last or (epoch + 1) % self.config.valid_epoch_interval == 0:
+                self._validate(stage, epoch, record)
+            else:
+                self._log({**record, "stage": stage.name, "epoch": epoch + 1})
+            if last or (epoch + 1) % self.config.save_epoch_interval == 0:
+                self._save(s, epoch, optimizer, schedule)
+
+
+HeadTrainer = StageTrainer  # its former name: it trains backbone blocks too
