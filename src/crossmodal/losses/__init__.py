@@ -2,6 +2,7 @@
 
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
+from crossmodal.losses.registry import LOSSES, build_loss
 from crossmodal.losses.soft_label import (
     CSA_WEIGHT,
     USA_WEIGHT,
@@ -10,6 +11,7 @@ from crossmodal.losses.soft_label import (
     USALoss,
     teacher_similarity,
 )
+from crossmodal.losses.temperature import Temperature
 
 __all__ = [
     "CSA_WEIGHT",
@@ -18,6 +20,9 @@ __all__ = [
     "CUSALoss",
     "InfoNCELoss",
     "InstanceLoss",
+    "LOSSES",
+    "Temperature",
     "USALoss",
+    "build_loss",
     "teacher_similarity",
 ]

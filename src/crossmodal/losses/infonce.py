@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from crossmodal.losses.temperature import Temperature
 
 
 class InfoNCELoss(nn.Module):
@@ -13,19 +13,31 @@ class InfoNCELoss(nn.Module):
 
     With `image_ids`/`text_ids`, every pair sharing an id is a positive (several captions of
     one image in a batch are not false negatives); the target is uniform over positives.
-    The temperature is learned as a log-scale, clamped to [min_tau, max_tau].
+    The temperature is a learnable ``Temperature`` in [min_tau, max_tau] (the trainer clamps
+    its stored value after each step).
     """
 
     def __init__(self, tau: float = 0.07, learnable: bool = True, min_tau: float = 0.01,
                  max_tau: float = 1.0):
         super().__init__()
-        log_scale = torch.tensor(math.log(1.0 / tau))
-        self.log_scale = nn.Parameter(log_scale) if learnable else nn.Buffer(log_scale)
-        self.min_tau, self.max_tau = min_tau, max_tau
+        self.tau = Temperature(tau, learnable, min_tau, max_tau)
+
+    @property
+    def log_scale(self) -> torch.Tensor:
+        return self.tau.log_scale
 
     @property
     def scale(self) -> torch.Tensor:
-        return self.log_scale.exp().clamp(1.0 / self.max_tau, 1.0 / self.min_tau)
+        return self.tau()
+
+    def get_config_dict(self) -> dict[str, float | bool]:
+        return self.tau.get_config_dict()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = prefix + "log_scale"  # checkpoints from before the shared Temperature
+        if old in state_dict:
+            state_dict[prefix + "tau.log_scale"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor,
                 image_ids: torch.Tensor | None = None,

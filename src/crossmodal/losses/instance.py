@@ -41,6 +41,11 @@ class InstanceLoss(nn.Module):
         # The one shared parameter; rows start near unit norm so both modes begin sane.
         self.weight = nn.Parameter(torch.randn(num_instances, dim) / dim**0.5)
 
+    def get_config_dict(self) -> dict[str, float | bool]:
+        """The hyper-parameters (dim and num_instances come from the data, not a config)."""
+        return {"image_weight": self.image_weight, "text_weight": self.text_weight,
+                "normalize": self.normalize, "scale": self.scale}
+
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
         """Class logits (N, num_instances) of either branch: the same ``self.weight`` for both."""
         if emb.dim() != 2 or emb.shape[1] != self.dim:

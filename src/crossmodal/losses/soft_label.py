@@ -24,11 +24,11 @@ were tuned against that smaller term.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from crossmodal.losses.temperature import Temperature
 
 CSA_WEIGHT, USA_WEIGHT = 0.1, 0.5  # cusa.yaml: cross_softlabel.rate, uni_softlabel.rate
 
@@ -38,26 +38,6 @@ def teacher_similarity(features: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         features = F.normalize(features.float(), dim=-1)
         return features @ features.T
-
-
-class Temperature(nn.Module):
-    """tau stored as log(1/tau) like ``InfoNCELoss.log_scale``; calling it gives 1/tau, clamped."""
-
-    def __init__(self, tau: float, learnable: bool, min_tau: float, max_tau: float):
-        super().__init__()
-        log_scale = torch.tensor(math.log(1.0 / tau))
-        self.log_scale = nn.Parameter(log_scale) if learnable else nn.Buffer(log_scale)
-        self.min_tau, self.max_tau = min_tau, max_tau
-
-    def forward(self) -> torch.Tensor:
-        return self.log_scale.exp().clamp(1.0 / self.max_tau, 1.0 / self.min_tau)
-
-    @torch.no_grad()
-    def clamp_(self) -> None:
-        """Clamp the stored value in place (the authors do this every step). The clamp in
-        ``forward`` has zero gradient outside the range, so a tau that drifted past a bound
-        stays stuck there; call this after ``optimizer.step()`` to avoid that."""
-        self.log_scale.clamp_(math.log(1.0 / self.max_tau), math.log(1.0 / self.min_tau))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -85,6 +65,9 @@ class CSALoss(nn.Module):
         self.tau = Temperature(tau, learnable, min_tau, max_tau)
         self.teacher_tau = Temperature(teacher_tau, False, teacher_tau, teacher_tau)
 
+    def get_config_dict(self) -> dict[str, float | bool]:
+        return {**self.tau.get_config_dict(), "teacher_tau": self.teacher_tau.initial_tau}
+
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor,
                 teacher_image_sim: torch.Tensor, teacher_text_sim: torch.Tensor) -> torch.Tensor:
         """Embeddings (B, D) of paired images/captions; teacher sims (B, B) of the same batch."""
@@ -107,6 +90,9 @@ class USALoss(nn.Module):
         self.image_tau = Temperature(tau, learnable, min_tau, max_tau)
         self.text_tau = Temperature(tau, learnable, min_tau, max_tau)
         self.teacher_tau = Temperature(teacher_tau, False, teacher_tau, teacher_tau)
+
+    def get_config_dict(self) -> dict[str, float | bool]:
+        return {**self.image_tau.get_config_dict(), "teacher_tau": self.teacher_tau.initial_tau}
 
     def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor,
                 teacher_image_sim: torch.Tensor, teacher_text_sim: torch.Tensor) -> torch.Tensor:

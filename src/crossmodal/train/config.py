@@ -22,20 +22,24 @@ valid_step_interval, valid_epoch_interval, save_epoch_interval).
     backbone_lr = 2e-5
     losses = { infonce = 1.0 }
 
+    [loss_params.infonce]        # optional: a loss's hyper-parameters (its constructor's)
+    tau = 0.07
+
 `freeze` names the towers that stay frozen; `train_image_blocks` / `train_text_blocks`
 override it with the number of top blocks that train. Heads always train.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from crossmodal.config_files import build, read_config_file
 from crossmodal.errors import BadInputError
+from crossmodal.losses.registry import LOSSES, check_loss_params
 
-LOSSES = ("infonce", "instance", "csa", "usa")
 FREEZE = ("towers", "image", "text", "none")
+BLOCKS = 'a count >= 0 or "all"'
 
 
 @dataclass
@@ -48,8 +52,9 @@ class StageConfig:
     warmup: int = 100  # steps of linear warm-up, then cosine decay to 0
     max_epochs: int = 10
     batch_size: int = 256
-    train_image_blocks: int | str | None = None  # top blocks that train; "all"; None: by freeze
-    train_text_blocks: int | str | None = None
+    # Top blocks that train; "all"; None: by freeze.
+    train_image_blocks: int | str | None = field(default=None, metadata={"must_be": BLOCKS})
+    train_text_blocks: int | str | None = field(default=None, metadata={"must_be": BLOCKS})
     backbone_lr: float | None = None  # lr of backbone blocks; None: the stage's lr
 
     def blocks_to_train(self, side: str, total: int) -> int:
@@ -60,6 +65,15 @@ class StageConfig:
             return 0 if frozen else total
         return total if explicit == "all" else min(int(explicit), total)
 
+    @property
+    def trains_backbone(self) -> bool:
+        """Whether any backbone block trains in this stage (it then needs the towers)."""
+        return any(self.blocks_to_train(side, 1) for side in ("image", "text"))
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(weight and LOSSES[name].needs_teacher for name, weight in self.losses.items())
+
     def validate(self, where: str) -> None:
         if self.freeze not in FREEZE:
             raise BadInputError(f"{where}: freeze must be one of {FREEZE}, not {self.freeze!r}")
@@ -67,14 +81,21 @@ class StageConfig:
             value = getattr(self, key)
             if value is not None and value != "all" and (
                     isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise BadInputError(f"{where}: {key} must be a count >= 0 or \"all\", "
-                                    f"not {value!r}")
+                raise BadInputError(f"{where}: {key} must be {BLOCKS}, not {value!r}")
         unknown = sorted(set(self.losses) - set(LOSSES))
         if unknown or not self.losses:
-            raise BadInputError(f"{where}: losses must be a table of {LOSSES} -> weight, "
-                                f"got {sorted(self.losses)}")
+            raise BadInputError(f"{where}: losses must be a table of {tuple(LOSSES)} -> "
+                                f"weight, got {sorted(self.losses)}")
         if self.max_epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise BadInputError(f"{where}: need max_epochs >= 1, batch_size >= 2, lr > 0")
+
+
+@dataclass
+class TeacherConfig:
+    """Teacher features written by `crossmodal teacher-features`: their folder and name."""
+
+    dir: str
+    name: str
 
 
 @dataclass
@@ -90,51 +111,40 @@ class TrainConfig:
     valid_step_interval: int = 0  # 0: validate by epochs only
     valid_epoch_interval: int = 1
     save_epoch_interval: int = 1
-    teacher: dict | None = None  # {"dir": ..., "name": ...} from `crossmodal teacher-features`
+    teacher: TeacherConfig | None = None
     input_dropout: float = 0.1
     fresh_heads: bool = False  # True: random heads (ablations); False: start from the model's
+    # Hyper-parameters per loss name, over the recipe in losses/registry.py; one loss module
+    # per name serves every stage (its learned temperature carries over).
+    loss_params: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BadInputError(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
-        for key in ("model", "train_data", "val_data"):
-            if key not in data:
-                raise BadInputError(f"{where}: missing '{key}'")
-        stage_keys = {f.name for f in fields(StageConfig)}
-        stages = []
-        for number, raw in enumerate(data.get("stages") or [{}], 1):
-            bad = sorted(set(raw) - stage_keys)
-            if bad:
-                raise BadInputError(f"{where}: stage {number}: unknown keys {bad}")
-            stage = StageConfig(**raw)
+        """A run from its parsed table: unknown keys and wrong types refused with their path
+        (`stages[2].lr`, stages counted from 1), then each stage's own checks."""
+        if isinstance(data, dict) and not data.get("stages"):
+            data = {**data, "stages": [{}]}  # no stages: one default stage
+        config = build(cls, data, where)
+        for number, stage in enumerate(config.stages, 1):
             stage.validate(f"{where}: stage {number} ({stage.name})")
-            stages.append(stage)
-        config = cls(**{**data, "stages": stages})
-        needs_teacher = any(s.losses.get(k) for s in stages for k in ("csa", "usa"))
-        if needs_teacher and not config.teacher:
+        config.loss_params = {
+            name: check_loss_params(name, table, where, f"loss_params.{name}")
+            for name, table in config.loss_params.items()}
+        if any(stage.needs_teacher for stage in config.stages) and not config.teacher:
             raise BadInputError(f"{where}: csa/usa losses need [teacher] features: run "
                                 "`crossmodal teacher-features` and set teacher.dir/name")
         return config
 
+    @property
+    def trains_backbones(self) -> bool:
+        return any(stage.trains_backbone for stage in self.stages)
+
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise BadInputError(f"training config not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import tomllib
-
-                data = tomllib.loads(text)
-        except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-            raise BadInputError(f"{path}: invalid config ({exc})") from exc
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_config_file(path, "training config"), str(path))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["loss_params"]:  # left out when unset: config.json as before
+            del data["loss_params"]
+        return data

@@ -1,4 +1,5 @@
-"""Backbone features of a dataset, computed once and cached as .npy beside a cache key.
+"""Backbone features of a dataset, computed once and cached as .npy beside a cache key, and
+`FeatureSet`, the features of one split as the trainer reads them.
 
 Frozen towers' outputs do not change while heads train, so heads-only training runs at the
 speed of the heads alone.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,15 @@ def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
                               batch, desc="text features")
     atomic_save_npy(path, out)
     return out
+
+
+@dataclass
+class FeatureSet:
+    image: np.ndarray  # (n_images, d_img), or (n_images, views, d_img) with tta
+    text: np.ndarray  # (n_texts, d_txt)
+    text_image: np.ndarray  # (n_texts,) image row of each text
+    texts: list[str] = field(default_factory=list)  # the captions, for heads with a gram bag
+
+    def captions(self, rows: np.ndarray, heads) -> list[str] | None:
+        """The captions of `rows` when the heads read them (a gram bag), else None."""
+        return [self.texts[i] for i in rows] if getattr(heads, "grams", None) else None

@@ -246,7 +246,7 @@ def train_hf(config, source: str, resume: bool = True, progress: bool = True) ->
     """run_training for hf: models: the towers flow, then OUT/best instead of tower.json."""
     from crossmodal.index.storage import atomic_save_json
     from crossmodal.train import distributed
-    from crossmodal.train.run import fit_encoder
+    from crossmodal.train.fit import fit_encoder
 
     encoder = HFTrainable(source, config.context_length, config.fresh_heads, config.seed)
     best, skipped = fit_encoder(config, encoder, resume, progress)

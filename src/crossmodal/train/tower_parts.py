@@ -19,7 +19,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.index.storage import atomic_save_safetensors
 from crossmodal.models.towers.backbones import apply_backbone_state
 from crossmodal.train.activations import TokenStates, image_activations, text_activations
-from crossmodal.train.heads import FeatureSet
+from crossmodal.train.features import FeatureSet
 
 # rows -> pooled backbone features. Image sides also take `views`: one view index per row
 # (training augmentation), or None for every view, (n, views, d), when the tower has tta.

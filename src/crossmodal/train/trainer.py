@@ -27,13 +27,14 @@ from tqdm import tqdm
 
 from crossmodal.errors import BadInputError, CrossmodalError, NonFiniteError
 from crossmodal.index.storage import atomic_save_json, atomic_write
-from crossmodal.losses.infonce import InfoNCELoss
-from crossmodal.losses.instance import InstanceLoss
-from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
+from crossmodal.losses.registry import LOSSES, LossInputs, build_loss
+from crossmodal.losses.soft_label import teacher_similarity
+from crossmodal.losses.temperature import Temperature
 from crossmodal.models.towers.heads import embed_images, embed_texts
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
-from crossmodal.train.heads import FeatureSet, evaluate_features
+from crossmodal.train.features import FeatureSet
+from crossmodal.train.heads import evaluate_features
 from crossmodal.train.tower_parts import TowerParts, embed_side, frozen_sides
 
 
@@ -47,7 +48,10 @@ class TeacherFeatures:
     text: np.ndarray  # rows aligned with the training texts
 
 
-class HeadTrainer:
+class StageTrainer:
+    """The stages of a run over cached features: the heads, the losses' own parameters and,
+    with `towers`, the top backbone blocks that a stage trains."""
+
     def __init__(self, config: TrainConfig, heads: nn.Module, train: FeatureSet,
                  val: FeatureSet, teacher: TeacherFeatures | None = None,
                  progress: bool = True, towers: TowerParts | None = None):
@@ -61,13 +65,12 @@ class HeadTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)  # initial weights of the loss modules
         dim = heads.dim
+        # Every registered loss, in the registry's order (their initial weights draw from
+        # the seeded RNG in that order), whether or not a stage uses it.
         self.losses = nn.ModuleDict({
-            # CUSA's contrastive setting: tau 0.05, learnable, clamped to [0.01, 0.1].
-            "infonce": InfoNCELoss(tau=0.05, min_tau=0.01, max_tau=0.1),
-            "instance": InstanceLoss(dim, len(train.image)),
-            "csa": CSALoss(),
-            "usa": USALoss(),
-        })
+            name: build_loss(name, config.loss_params.get(name), dim=dim,
+                             num_instances=len(train.image))
+            for name in LOSSES})
         # USA aligns uni-modal similarities through extra heads of their own.
         self.uni = nn.ModuleDict({"image": nn.Linear(train.image.shape[-1], dim),
                                   "text": nn.Linear(train.text.shape[1], dim)})
@@ -80,12 +83,14 @@ class HeadTrainer:
 
     # --- one stage ----------------------------------------------------------------------
     def _parameters(self, stage: StageConfig) -> list[nn.Parameter]:
-        params = list(self.heads.parameters()) + list(self.losses["infonce"].parameters())
-        for name in ("instance", "csa"):
+        """The heads' parameters and those of the losses this stage weighs (with USA's
+        uni-modal heads)."""
+        params = list(self.heads.parameters())
+        for name, spec in LOSSES.items():
             if stage.losses.get(name):
                 params += list(self.losses[name].parameters())
-        if stage.losses.get("usa"):
-            params += list(self.losses["usa"].parameters()) + list(self.uni.parameters())
+                if spec.uses_uni_heads:
+                    params += list(self.uni.parameters())
         return params
 
     def _backbone_parameters(self, stage: StageConfig) -> list[nn.Parameter]:
@@ -94,10 +99,15 @@ class HeadTrainer:
         return [p for block in self.towers.modules(stage) for p in block.parameters()]
 
     def _optimizer(self, stage: StageConfig):
-        groups = [{"params": self._parameters(stage)}]
-        backbone = self._backbone_parameters(stage)
-        if backbone:
-            groups.append({"params": backbone, "lr": stage.backbone_lr or stage.lr})
+        # No weight decay on 1-D (and 0-D) parameters: biases, norms, temperatures, logit
+        # scales (as open_clip's `exclude`); decay pulls them to 0, which means nothing there.
+        groups = []
+        for params, lr in ((self._parameters(stage), stage.lr),
+                           (self._backbone_parameters(stage), stage.backbone_lr or stage.lr)):
+            decay = [p for p in params if p.ndim >= 2]
+            plain = [p for p in params if p.ndim < 2]
+            groups += [{"params": group, "lr": lr, "weight_decay": wd}
+                       for group, wd in ((decay, stage.wd), (plain, 0.0)) if group]
         optimizer = torch.optim.AdamW(groups, lr=stage.lr, weight_decay=stage.wd)
         total = stage.max_epochs * self._steps_per_epoch(stage)
 
@@ -121,23 +131,18 @@ class HeadTrainer:
         image_x = dropout(self.sides[0](images[mine], None if views is None else views[mine]))
         text_x = dropout(self.sides[1](texts[mine]))
         captions = self.train.captions(texts[mine], self.heads)
-        img = gather(embed_images(self.heads, image_x))
-        txt = gather(embed_texts(self.heads, text_x, captions))
-        parts: dict[str, torch.Tensor] = {}
-        weights = stage.losses
-        if weights.get("infonce"):
-            parts["infonce"] = self.losses["infonce"](img, txt)
-        if weights.get("instance"):
-            parts["instance"] = self.losses["instance"](img, txt, torch.from_numpy(images))
-        if weights.get("csa") or weights.get("usa"):
-            t_img = teacher_similarity(torch.from_numpy(self.teacher.image[images]))
-            t_txt = teacher_similarity(torch.from_numpy(self.teacher.text[texts]))
-            if weights.get("csa"):
-                parts["csa"] = self.losses["csa"](img, txt, t_img, t_txt)
-            if weights.get("usa"):
-                parts["usa"] = self.losses["usa"](gather(self.uni["image"](image_x)),
-                                                  gather(self.uni["text"](text_x)), t_img, t_txt)
-        total = sum(weights[name] * value for name, value in parts.items())
+        used = {name: LOSSES[name] for name in LOSSES if stage.losses.get(name)}
+        batch = LossInputs(gather(embed_images(self.heads, image_x)),
+                           gather(embed_texts(self.heads, text_x, captions)),
+                           torch.from_numpy(images))
+        if any(spec.needs_teacher for spec in used.values()):
+            batch.teacher_image = teacher_similarity(torch.from_numpy(self.teacher.image[images]))
+            batch.teacher_text = teacher_similarity(torch.from_numpy(self.teacher.text[texts]))
+        if any(spec.uses_uni_heads for spec in used.values()):
+            batch.uni_image = gather(self.uni["image"](image_x))
+            batch.uni_text = gather(self.uni["text"](text_x))
+        parts = {name: spec.call(self.losses[name], batch) for name, spec in used.items()}
+        total = sum(stage.losses[name] * value for name, value in parts.items())
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
     def _random_views(self, n: int) -> np.ndarray | None:
@@ -169,7 +174,7 @@ class HeadTrainer:
             distributed.average_gradients(p for g in optimizer.param_groups for p in g["params"])
             optimizer.step()
             schedule.step()
-            for temperature in self.temperatures:  # as CUSA's code: clamp stored tau in place
+            for temperature in self.temperatures:  # a tau past its bound comes back to it
                 temperature.clamp_()
             self.step += 1
             for name, value in {"loss": loss.item(), **parts}.items():
@@ -231,58 +236,75 @@ class HeadTrainer:
 
     # --- the whole run ------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
-        size = distributed.rank_and_size()[1]
-        for stage in self.config.stages:
-            trains_blocks = any(stage.blocks_to_train(side, 1) for side in ("image", "text"))
-            if self.towers is None and trains_blocks:
-                raise BadInputError(f"stage '{stage.name}' trains backbone blocks, which needs "
-                                    "the towers themselves (crossmodal train), not features")
-            if self.towers is not None:
-                self.towers.counts(stage)  # refuses blocks that cannot train, before any work
-            if stage.batch_size % size:
-                raise BadInputError(f"stage '{stage.name}': batch_size {stage.batch_size} must "
-                                    f"divide evenly over {size} processes")
-            if (stage.losses.get("csa") or stage.losses.get("usa")) and self.teacher is None:
-                raise BadInputError(f"stage '{stage.name}' uses csa/usa but no teacher "
-                                    "features were given")
-        start_stage, start_epoch, saved = 0, 0, None
-        checkpoint = self.out / "last.pt"
-        if not (resume and checkpoint.is_file()) and self.rank == 0:  # fresh run, fresh files
-            for stale in ("log.jsonl", "best-backbones.safetensors"):
-                (self.out / stale).unlink(missing_ok=True)
-        if resume and checkpoint.is_file():
-            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            self.heads.load_state_dict(saved["heads"])
-            self.losses.load_state_dict(saved["losses"])
-            self.uni.load_state_dict(saved["uni"])
-            if self.towers is not None and saved.get("backbones"):
-                self.towers.load_state(saved["backbones"], saved["first_trained"])
-            self.step, self.best = saved["step"], saved["best"]
-            start_stage, start_epoch = saved["stage"], saved["epoch"] + 1
-        for s, stage in enumerate(self.config.stages):
-            if s < start_stage:
-                continue
-            if self.towers is not None:
-                self.towers.begin(stage)
-                self.sides = self.towers.sides(stage, "train")
-                self.val_sides = self.towers.sides(stage, "val")
-            optimizer, schedule = self._optimizer(stage)
-            first = start_epoch if s == start_stage else 0
-            if saved is not None and s == start_stage and first < stage.max_epochs:
-                optimizer.load_state_dict(saved["optimizer"])
-                schedule.load_state_dict(saved["schedule"])
-            for epoch in tqdm(range(first, stage.max_epochs), desc=f"stage {stage.name}",
-                              disable=not self.progress):
-                means = self._run_epoch(s, stage, epoch, optimizer, schedule)
-                record = {"step": self.step, **{f"train_{k}": v for k, v in means.items()}}
-                last = epoch + 1 == stage.max_epochs
-                if last or (epoch + 1) % self.config.valid_epoch_interval == 0:
-                    self._validate(stage, epoch, record)
-                else:
-                    self._log({**record, "stage": stage.name, "epoch": epoch + 1})
-                if last or (epoch + 1) % self.config.save_epoch_interval == 0:
-                    self._save(s, epoch, optimizer, schedule)
+        """Every stage, from the checkpoint's next epoch when `resume` finds one; rank 0
+        returns the best val report (best.json)."""
+        self._check()
+        start_stage, start_epoch, saved = self._resume(resume)
+        for s, stage in enumerate(self.config.stages[start_stage:], start_stage):
+            resumed = s == start_stage
+            self._run_stage(s, stage, start_epoch if resumed else 0, saved if resumed else None)
         distributed.barrier()
         if self.rank != 0:
             return {}
         return json.loads((self.out / "best.json").read_text(encoding="utf-8"))
+
+    def _check(self) -> None:
+        """What the stages need of this run, before any work (the config has checked each
+        stage on its own): towers for backbone blocks, teacher features, whole shards."""
+        size = distributed.rank_and_size()[1]
+        for stage in self.config.stages:
+            if self.towers is None and stage.trains_backbone:
+                raise BadInputError(f"stage '{stage.name}' trains backbone blocks, which needs "
+                                    "the towers themselves (crossmodal train), not features")
+            if self.towers is not None:
+                self.towers.counts(stage)  # refuses blocks that cannot train
+            if stage.batch_size % size:
+                raise BadInputError(f"stage '{stage.name}': batch_size {stage.batch_size} must "
+                                    f"divide evenly over {size} processes")
+            if stage.needs_teacher and self.teacher is None:
+                raise BadInputError(f"stage '{stage.name}' uses csa/usa but no teacher "
+                                    "features were given")
+
+    def _resume(self, resume: bool) -> tuple[int, int, dict | None]:
+        """(stage, epoch, checkpoint) to start from: after the checkpoint's epoch when
+        resuming, else the start (a fresh run drops the old log and fine-tuned blocks)."""
+        checkpoint = self.out / "last.pt"
+        if not (resume and checkpoint.is_file()):
+            if self.rank == 0:
+                for stale in ("log.jsonl", "best-backbones.safetensors"):
+                    (self.out / stale).unlink(missing_ok=True)
+            return 0, 0, None
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        self.heads.load_state_dict(saved["heads"])
+        self.losses.load_state_dict(saved["losses"])
+        self.uni.load_state_dict(saved["uni"])
+        if self.towers is not None and saved.get("backbones"):
+            self.towers.load_state(saved["backbones"], saved["first_trained"])
+        self.step, self.best = saved["step"], saved["best"]
+        return saved["stage"], saved["epoch"] + 1, saved
+
+    def _run_stage(self, s: int, stage: StageConfig, first_epoch: int,
+                   saved: dict | None) -> None:
+        """Epochs `first_epoch`.. of stage number `s`; `saved`: the checkpoint resumed in it."""
+        if self.towers is not None:
+            self.towers.begin(stage)
+            self.sides = self.towers.sides(stage, "train")
+            self.val_sides = self.towers.sides(stage, "val")
+        optimizer, schedule = self._optimizer(stage)
+        if saved is not None and first_epoch < stage.max_epochs:
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+        for epoch in tqdm(range(first_epoch, stage.max_epochs), desc=f"stage {stage.name}",
+                          disable=not self.progress):
+            means = self._run_epoch(s, stage, epoch, optimizer, schedule)
+            record = {"step": self.step, **{f"train_{k}": v for k, v in means.items()}}
+            last = epoch + 1 == stage.max_epochs
+            if last or (epoch + 1) % self.config.valid_epoch_interval == 0:
+                self._validate(stage, epoch, record)
+            else:
+                self._log({**record, "stage": stage.name, "epoch": epoch + 1})
+            if last or (epoch + 1) % self.config.save_epoch_interval == 0:
+                self._save(s, epoch, optimizer, schedule)
+
+
+HeadTrainer = StageTrainer  # its former name: it trains backbone blocks too

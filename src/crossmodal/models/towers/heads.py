@@ -11,6 +11,7 @@ from safetensors import safe_open
 from torch import nn
 
 from crossmodal.errors import UnknownModelError
+from crossmodal.models.towers.config import HeadSpec
 from crossmodal.models.towers.grams import GramBag
 
 
@@ -49,17 +50,14 @@ class TowerHeads(nn.Module):
 
     def __init__(self, image_dim: int, text_dim: int, spec: dict):
         super().__init__()
-        dim = int(spec.get("dim", 256))
-        kind = spec.get("type", "linear")
-        hidden = int(spec.get("hidden", 1024))
-        dropout = float(spec.get("dropout", 0.0))
-        self.image = ProjectionHead(image_dim, dim, kind, hidden, dropout)
-        self.text = ProjectionHead(text_dim, dim, kind, hidden, dropout)
-        grams = spec.get("grams")
-        self.grams = (GramBag(dim, grams.get("unit", "words"), int(grams.get("min_count", 2)),
-                              float(grams.get("dropout", 0.1))) if grams else None)
-        self.logit_scale = nn.Parameter(torch.tensor(float(spec.get("logit_scale", 2.659))))
-        self.dim = dim
+        head = HeadSpec.of(spec)
+        self.image = ProjectionHead(image_dim, head.dim, head.type, head.hidden, head.dropout)
+        self.text = ProjectionHead(text_dim, head.dim, head.type, head.hidden, head.dropout)
+        grams = head.grams
+        self.grams = (GramBag(head.dim, grams.unit, grams.min_count, grams.dropout)
+                      if grams and spec.get("grams") else None)  # {} means no bag, as before
+        self.logit_scale = nn.Parameter(torch.tensor(head.logit_scale))
+        self.dim = head.dim
 
     def save(self, path: Path) -> None:
         from crossmodal.index.storage import atomic_save_safetensors
