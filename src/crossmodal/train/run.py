@@ -13,11 +13,11 @@ import torch
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.registry import load_dataset
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.models.registry import split_model_id
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.heads import TowerHeads
 from crossmodal.paths import cache_dir
+from crossmodal.storage import atomic_save_json
 from crossmodal.train import distributed
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.features import cached_image_features, cached_text_features

@@ -26,11 +26,11 @@ from torch import nn
 from tqdm import tqdm
 
 from crossmodal.errors import BadInputError, CrossmodalError, NonFiniteError
-from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
 from crossmodal.losses.soft_label import CSALoss, Temperature, USALoss, teacher_similarity
 from crossmodal.models.towers.heads import embed_images, embed_texts
+from crossmodal.storage import atomic_save_json, atomic_write
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
 from crossmodal.train.heads import FeatureSet, evaluate_features
