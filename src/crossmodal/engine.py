@@ -39,11 +39,11 @@ from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
 from crossmodal.index.rows import RowIndex
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.index.stores import load_store, new_stores, parse_store_spec
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.paths import file_sha256
+from crossmodal.storage import atomic_save_json
 
 
 @dataclass

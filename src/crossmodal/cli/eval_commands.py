@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from crossmodal.index.storage import atomic_save_json, atomic_write
+from crossmodal.storage import atomic_save_json, atomic_write
 
 LAYOUT_TITLES = {
     "retrieval": "R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)",

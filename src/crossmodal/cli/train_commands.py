@@ -30,8 +30,8 @@ def train_heads_command(tower, data_root, language, train_language, epochs, batc
                         seed, out) -> None:
     """Train a tower's heads from scratch on Flickr8K-CN train (frozen towers, InfoNCE),
     best epoch by val Rsum, and write them where the tower config expects them."""
-    from crossmodal.index.storage import atomic_save_json, atomic_write
     from crossmodal.models.towers import find_tower_config
+    from crossmodal.storage import atomic_save_json, atomic_write
     from crossmodal.train.config import TrainConfig
     from crossmodal.train.run import run_training
 

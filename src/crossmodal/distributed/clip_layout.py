@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.errors import BadInputError, missing_dependency
-from crossmodal.index.storage import atomic_file, atomic_save_json, atomic_save_npy
+from crossmodal.storage import atomic_file, atomic_save_json, atomic_save_npy
 
 FOLDERS = ("img_emb", "text_emb", "metadata")
 INFO_FOLDER = "crossmodal"

@@ -17,8 +17,8 @@ from pathlib import Path
 from crossmodal.distributed.clip_layout import RUN_FILE, remove_stale_temps, shard_files
 from crossmodal.distributed.inputs import ShardPlan, ShardSpec
 from crossmodal.errors import BadInputError, CrossmodalError, missing_dependency
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.models.registry import split_model_id
+from crossmodal.storage import atomic_save_json
 
 LOCAL = "local"
 

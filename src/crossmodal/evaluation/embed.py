@@ -14,9 +14,9 @@ import numpy as np
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_write
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import cache_dir
+from crossmodal.storage import atomic_write
 
 
 @dataclass

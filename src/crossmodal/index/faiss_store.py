@@ -26,7 +26,7 @@ import numpy as np
 from crossmodal.errors import BadInputError, IndexCorruptError
 from crossmodal.index.faiss_search import exact_top_k, selector_params
 from crossmodal.index.filters import Filter
-from crossmodal.index.storage import atomic_save_npy, atomic_write
+from crossmodal.storage import atomic_save_npy, atomic_write
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 DEFAULT_PARAMS = {

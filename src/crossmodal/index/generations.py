@@ -29,8 +29,8 @@ from crossmodal.errors import BadInputError, IndexCorruptError
 from crossmodal.index import wal
 from crossmodal.index.faiss_store import PURGE_SHARE, FaissStore
 from crossmodal.index.manifest import Manifest, library_versions
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.paths import file_sha256
+from crossmodal.storage import atomic_save_json
 
 if TYPE_CHECKING:
     from crossmodal.engine import Collection

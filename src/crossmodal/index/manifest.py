@@ -10,8 +10,8 @@ from pathlib import Path
 
 from crossmodal.errors import IndexCorruptError
 from crossmodal.index import wal
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.paths import file_sha256
+from crossmodal.storage import atomic_save_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # 2: a write-ahead log beside the generation
@@ -22,7 +22,7 @@ def library_versions() -> dict[str, str]:
     import faiss
     import numpy
 
-    from crossmodal import __version__
+    from crossmodal.version import __version__
 
     try:  # from the package metadata: importing torch costs seconds, a commit should not
         torch_version = importlib.metadata.version("torch")

@@ -46,7 +46,7 @@ from crossmodal.errors import (
 )
 from crossmodal.index.faiss_store import pq_subvectors
 from crossmodal.index.filters import Filter
-from crossmodal.index.storage import atomic_save_json, atomic_save_npy
+from crossmodal.storage import atomic_save_json, atomic_save_npy
 
 DEFAULT_PARAMS = {
     "flat": {},

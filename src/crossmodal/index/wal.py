@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.errors import IndexCorruptError
-from crossmodal.index.storage import atomic_write
+from crossmodal.storage import atomic_write
 
 MAGIC = b"CMWAL01\n"
 _FRAME = struct.Struct("<8sIQ32s")  # magic, header bytes, body bytes, sha256(header + body)

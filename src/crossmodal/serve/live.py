@@ -32,9 +32,9 @@ from crossmodal.data.images import (
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError
 from crossmodal.index.generations import disk_stamp
-from crossmodal.index.storage import atomic_write
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
+from crossmodal.storage import atomic_write
 
 log = logging.getLogger("crossmodal.serve")
 # Decodes this big leave tens of MB freed in some thread's malloc arena: hand them back.

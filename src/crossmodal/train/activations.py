@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources
-from crossmodal.index.storage import atomic_save_npy
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.towers.encoder import view_of
+from crossmodal.storage import atomic_save_npy
 from crossmodal.train.features import load_image_rows, save_image_rows
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
-from crossmodal.index.storage import atomic_save_json, atomic_save_npy
+from crossmodal.storage import atomic_save_json, atomic_save_npy
 
 
 def _key(kind: str, spec: dict, items: list[str]) -> str:

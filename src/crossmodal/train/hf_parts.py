@@ -12,7 +12,6 @@ The result is a transformers folder (`hf:OUTPUT_DIR/best`) that the registry loa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ from PIL import Image
 from torch import nn
 
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import fsync_dir
 from crossmodal.models.preprocess import images_to_tensor
+from crossmodal.storage import atomic_folder
 
 TRAINABLE_TYPES = ("clip", "chinese_clip")
 IMAGE_MICRO_BATCH = 8
@@ -129,7 +128,7 @@ class HFHeads(nn.Module):
         self.text.reset_parameters()
 
     def save(self, path: Path) -> None:
-        from crossmodal.index.storage import atomic_save_safetensors
+        from crossmodal.storage import atomic_save_safetensors
 
         atomic_save_safetensors(Path(path), self.state_dict())
 
@@ -211,27 +210,18 @@ class HFTrainable:
                                 f"(unexpected {unexpected[:3]})")
         model.load_state_dict(state, strict=False)
         final = out / "best"
-        for stale in [*out.glob(".best.tmp-*"), *out.glob(".best.old-*")]:  # a crashed save
+        for stale in [*out.glob(".best.*.tmp"), *out.glob(".best.old-*")]:  # a crashed save
             shutil.rmtree(stale, ignore_errors=True)
-        temp = out / f".best.tmp-{os.getpid()}"
-        model.save_pretrained(temp)
-        tokenizer = self.encoder.tokenizer
-        tokenizer.model_max_length = self.encoder.context_length  # context_length sticks
-        tokenizer.save_pretrained(temp)
-        from crossmodal.models.hf import _processor_config
+        with atomic_folder(final) as temp:
+            model.save_pretrained(temp)
+            tokenizer = self.encoder.tokenizer
+            tokenizer.model_max_length = self.encoder.context_length  # context_length sticks
+            tokenizer.save_pretrained(temp)
+            from crossmodal.models.hf import _processor_config
 
-        processor = _processor_config(self.source)
-        if processor:
-            (temp / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
-        for path in temp.iterdir():  # complete on disk before it takes the name
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        old = out / f".best.old-{os.getpid()}"
-        if final.exists():
-            final.rename(old)
-        temp.rename(final)
-        fsync_dir(out)
-        shutil.rmtree(old, ignore_errors=True)
+            processor = _processor_config(self.source)
+            if processor:
+                (temp / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
         return final
 
 
@@ -244,7 +234,7 @@ def _renamed(key: str, prefixes: dict[str, str]) -> str:
 
 def train_hf(config, source: str, resume: bool = True, progress: bool = True) -> dict:
     """run_training for hf: models: the towers flow, then OUT/best instead of tower.json."""
-    from crossmodal.index.storage import atomic_save_json
+    from crossmodal.storage import atomic_save_json
     from crossmodal.train import distributed
     from crossmodal.train.fit import fit_encoder
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_save_json
 from crossmodal.models.registry import split_model_id
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.heads import TowerHeads
+from crossmodal.storage import atomic_save_json
 from crossmodal.train import distributed
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.fit import fit_encoder

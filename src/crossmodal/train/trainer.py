@@ -26,11 +26,11 @@ from torch import nn
 from tqdm import tqdm
 
 from crossmodal.errors import BadInputError, CrossmodalError, NonFiniteError
-from crossmodal.index.storage import atomic_save_json, atomic_write
 from crossmodal.losses.registry import LOSSES, LossInputs, build_loss
 from crossmodal.losses.soft_label import teacher_similarity
 from crossmodal.losses.temperature import Temperature
 from crossmodal.models.towers.heads import embed_images, embed_texts
+from crossmodal.storage import atomic_save_json, atomic_write
 from crossmodal.train import distributed
 from crossmodal.train.config import StageConfig, TrainConfig
 from crossmodal.train.features import FeatureSet

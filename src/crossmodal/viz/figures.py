@@ -15,7 +15,7 @@ from PIL import Image
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError, missing_dependency
-from crossmodal.index.storage import atomic_write
+from crossmodal.storage import atomic_write
 
 # Families that carry CJK glyphs; matplotlib falls back to them glyph by glyph when installed.
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",

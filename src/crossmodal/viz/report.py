@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmodal.evaluation.report import describe, table_rows
-from crossmodal.index.storage import atomic_write
+from crossmodal.storage import atomic_write
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +15,6 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import BadInputError, missing_dependency
-from crossmodal.index.storage import atomic_save_json, fsync_dir
 from crossmodal.models.onnx.graphs import GraphSpec, export_plan
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
 from crossmodal.models.onnx.quantize import (
@@ -29,6 +26,7 @@ from crossmodal.models.onnx.quantize import (
 )
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import file_sha256
+from crossmodal.storage import atomic_folder, atomic_save_json
 
 OPSET = 17
 
@@ -78,10 +76,7 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BadInputError(f"{out} exists and is not empty: pick another --out or --overwrite")
     plan = export_plan(encoder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(work, 0o755)  # mkdtemp makes 0700; an export is meant to be shared
+    with atomic_folder(out) as work:
         fp32 = work / "fp32"
         fp32.mkdir()
         log("exporting the image path")
@@ -122,20 +117,4 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
             versions=_versions(),
         )
         atomic_save_json(work / MANIFEST_NAME, manifest.to_dict())
-        _replace_folder(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return manifest
-
-
-def _replace_folder(built: Path, out: Path) -> None:
-    """Swap the complete folder into place; an old export is removed only after the swap."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{built.name}")
-        out.rename(old)
-    built.rename(out)
-    fsync_dir(out.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -62,7 +62,7 @@ class GramBag(nn.Module):
 
     def save(self, path: Path) -> None:
         """The table alone, with its vocabulary and unit (what an ONNX export carries)."""
-        from crossmodal.index.storage import atomic_save_safetensors
+        from crossmodal.storage import atomic_save_safetensors
 
         atomic_save_safetensors(Path(path), {"table": self.table.weight},
                                 {"grams_vocab": self.vocab_json(), "unit": self.unit})

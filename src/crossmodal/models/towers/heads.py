@@ -60,7 +60,7 @@ class TowerHeads(nn.Module):
         self.dim = head.dim
 
     def save(self, path: Path) -> None:
-        from crossmodal.index.storage import atomic_save_safetensors
+        from crossmodal.storage import atomic_save_safetensors
 
         metadata = None if self.grams is None else {"grams_vocab": self.grams.vocab_json()}
         atomic_save_safetensors(Path(path), self.state_dict(), metadata)

@@ -1,10 +1,13 @@
-"""Crash-safe writes: temp file in the same folder, fsync, rename, fsync the folder."""
+"""Crash-safe writes: temp file (or folder) beside the target, fsync, rename, fsync the parent.
+
+The ground floor: it imports nothing of crossmodal, so every layer may use it."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,3 +67,38 @@ def atomic_save_json(path: Path, data: object) -> None:
     atomic_write(
         path, lambda handle: json.dump(data, handle, ensure_ascii=False, indent=1), mode="w"
     )
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file under `folder`, then each folder, deepest first."""
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_dir(Path(root))
+
+
+@contextlib.contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Build a folder under a private name beside `target`; when the block ends without an
+    error it is fsynced whole and takes `target`'s name (an old `target` is moved aside first
+    and removed after the swap). On an error the private folder goes and `target` is as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = None
+    try:
+        os.chmod(work, 0o755)  # mkdtemp makes 0700; what we write is meant to be shared
+        yield work
+        fsync_tree(work)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{work.name}")
+            target.rename(old)
+        work.rename(target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
