@@ -166,16 +166,16 @@ def test_index_types_agree_on_small_data(tmp_path, colour_folder, fake_encoder, 
 
 def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_encoder,
                                              monkeypatch):
-    import crossmodal.engine as engine
+    import crossmodal.ingest as ingest
 
-    real = engine._content_hash
+    real = ingest.content_hash
 
     def unreadable_green(path, captions):
         if path.name == "green.png":
             raise PermissionError(13, "Permission denied")
         return real(path, captions)
 
-    monkeypatch.setattr(engine, "_content_hash", unreadable_green)
+    monkeypatch.setattr(ingest, "content_hash", unreadable_green)
     collection, report = build(tmp_path, colour_folder, fake_encoder)
     assert ("cannot read: Permission denied" in {why for _, why in report.skipped_files})
     assert "green.png" not in collection and len(collection) == 3

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from crossmodal.data.files import ItemSource, collect_items
+from crossmodal import ingest
 from crossmodal.data.images import ImageLoadError, load_image
-from crossmodal.data.loader import iter_image_batches
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
@@ -40,10 +36,9 @@ from crossmodal.index.metadata import item_metadata
 from crossmodal.index.protocol import VectorStore
 from crossmodal.index.rows import RowIndex
 from crossmodal.index.stores import load_store, new_stores, parse_store_spec
+from crossmodal.ingest import AddReport
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
-from crossmodal.paths import file_sha256
-from crossmodal.storage import atomic_save_json
 
 
 @dataclass
@@ -59,35 +54,6 @@ class Hit:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class _Embedded:
-    """A batch of new or changed items with their vectors, not yet applied to the index."""
-
-    batch: list[tuple[ItemSource, dict]]
-    image_vectors: np.ndarray
-    text_vectors: np.ndarray | None
-    rows: list[tuple[str, int]]  # (item id, caption number) of each text vector
-
-
-@dataclass
-class AddReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    texts: int = 0
-    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, why)
-    skipped_captions: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, why)
-    truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
-    log_path: Path | None = None
-    notes: list[str] = field(default_factory=list)  # e.g. "retrained the IVF-PQ index ..."
-
-
-def _content_hash(path: Path, captions: Sequence[str]) -> str:
-    digest = hashlib.sha256(file_sha256(path).encode())
-    digest.update(json.dumps(list(captions), ensure_ascii=False).encode())
-    return digest.hexdigest()
 
 
 class Collection:
@@ -357,86 +323,16 @@ class Collection:
                 self._commit()
         return missing
 
-    def _plan(self, sources: list[ItemSource], report: AddReport) -> list[tuple[ItemSource, dict]]:
-        """Which sources are new or changed; unchanged ones are counted and left alone."""
-        todo = []
-        for source in sources:
-            try:
-                stat = source.path.stat()
-            except OSError as exc:  # vanished or unreadable since the folder was walked
-                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
-                continue
-            meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
-                    "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-            old = self.items[self._row_of[source.id]] if source.id in self._row_of else None
-            if old is not None and old["captions"] == source.captions and (
-                (old.get("bytes"), old.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
-            ):
-                report.unchanged += 1
-                continue
-            try:
-                meta["sha256"] = _content_hash(source.path, source.captions)
-            except OSError as exc:
-                report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
-                continue
-            if old is not None and old.get("sha256") == meta["sha256"]:
-                report.unchanged += 1
-                continue
-            todo.append((source, meta))
-        return todo
-
     def add_paths(self, inputs: Sequence[str | Path], caption_files: Sequence[str | Path] = (),
                   batch_size: int = 32, progress: bool = True,
                   commit_every: int = 4096) -> AddReport:
-        """Index images (and captions) under `inputs`; only new or changed files are embedded.
+        """Index images (and captions) under `inputs`; only new or changed files are embedded
+        (crossmodal.ingest: embedding outside the lock, each batch applied to the latest
+        generation)."""
+        return ingest.add_paths(self, inputs, caption_files, batch_size, progress, commit_every)
 
-        Embedding runs outside the folder's lock, so other writers (a server taking uploads)
-        are not held up; each commit takes the lock, reads the latest generation and applies
-        the embedded batch to it."""
-        collected = collect_items(list(inputs), list(caption_files))
-        report = AddReport(skipped_files=list(collected.skipped_files),
-                           skipped_captions=list(collected.skipped_captions))
-        notes_before = len(self.notes)
-        encoder = self.encoder
-        with self._writing():
-            todo = self._plan(collected.items, report)
-        pending: list[_Embedded] = []
-        unreadable: set[str] = set()  # changed files that no longer decode: drop old vectors
-        bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
-        for positions, images, failures in iter_image_batches(
-            [source.path for source, _ in todo], batch_size,
-            target_size=encoder.preprocessing.size,
-        ):
-            for position, reason in failures:
-                report.skipped_files.append((str(todo[position][0].path), reason))
-                unreadable.add(todo[position][0].id)
-            if positions:
-                pending.append(self._embed([todo[p] for p in positions], images, report))
-            bar.update(len(positions) + len(failures))
-            if sum(len(e.batch) for e in pending) >= commit_every:
-                self._apply(pending, set(), report)
-                pending = []
-        bar.close()
-        if pending or unreadable:
-            self._apply(pending, unreadable, report)
-        report.notes = self.notes[notes_before:]
-        report.log_path = self._write_log(report)
-        return report
-
-    def _embed(self, batch: list[tuple[ItemSource, dict]], images: list[Image.Image],
-               report: AddReport) -> _Embedded:
-        encoder = self.encoder
-        texts = [caption for source, _ in batch for caption in source.captions]
-        rows = [(meta["id"], k) for source, meta in batch for k in range(len(source.captions))]
-        text_vectors = None
-        if texts:
-            for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
-                if length > encoder.context_length:
-                    report.truncated.append((f"{item_id}#{k}", length))
-            text_vectors = encoder.encode_texts(texts)
-        return _Embedded(batch, encoder.encode_images(images), text_vectors, rows)
-
-    def _apply(self, embedded: list[_Embedded], unreadable: set[str], report: AddReport) -> None:
+    def apply_embedded(self, embedded: list[ingest.Embedded], unreadable: set[str],
+                       report: AddReport) -> None:
         """Under the lock, on the latest generation: replace what is there, append, commit."""
         with self._writing():
             ids = {meta["id"] for e in embedded for _, meta in e.batch}
@@ -444,16 +340,12 @@ class Collection:
             if present:
                 self._drop_rows(present)
             for e in embedded:
-                self._append(e, report)
+                self._add_rows([meta for _, meta in e.batch], e.image_vectors, e.text_vectors)
+                report.texts += len(e.rows)
             report.added += len(ids - present)
             report.updated += len(ids & present)
             if embedded or present:
                 self._commit()
-
-    def _append(self, embedded: _Embedded, report: AddReport) -> None:
-        self._add_rows([meta for _, meta in embedded.batch], embedded.image_vectors,
-                       embedded.text_vectors)
-        report.texts += len(embedded.rows)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
                     text_vectors: np.ndarray | None = None,
@@ -489,22 +381,6 @@ class Collection:
                                np.asarray(text_vectors, np.float32)[keep_rows])
                 self._commit()
         return sorted(clash)
-
-    def _write_log(self, report: AddReport) -> Path | None:
-        if not report.skipped_files and not report.skipped_captions and not report.truncated:
-            return None
-        logs = self.path / "logs"
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = logs / f"index-{stamp}.json"
-        atomic_save_json(path, {
-            "skipped_files": [{"input": what, "reason": why}
-                              for what, why in report.skipped_files],
-            "skipped_captions": [{"caption": where, "reason": why}
-                                 for where, why in report.skipped_captions],
-            "truncated": [{"text": t, "tokens": n} for t, n in report.truncated],
-            "context_length": self.encoder.context_length,
-        })
-        return path
 
     # --- searching --------------------------------------------------------------------
     def _store(self, target: str) -> VectorStore:
