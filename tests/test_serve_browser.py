@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
@@ -18,7 +15,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
-from tests.serve_helpers import build_index  # noqa: E402
+from tests.serve_helpers import build_index, serving  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -32,19 +29,8 @@ pytestmark = pytest.mark.skipif(
 def server_url(tmp_path, colour_folder, fake_encoder):
     app = create_app(build_index(tmp_path, colour_folder, fake_encoder), ServeSettings(),
                      encoder=fake_encoder)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(app) as url:
+        yield url
 
 
 @pytest.fixture
