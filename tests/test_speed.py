@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from crossmodal.models import speed
-from crossmodal.models.registry import load_encoder
 
 CAPTIONS = ["a dog runs on the beach", "two people riding bicycles along a road", "snow"]
 
@@ -63,8 +62,11 @@ def test_cpu_description_names_the_model_and_the_kernel_flags(tmp_path):
 
 
 def test_bf16_and_fp32_text_inference_agree(bf16_setting):
-    """Both paths run on any x86-64 CPU (bf16 is emulated where it is not native)."""
-    encoder = load_encoder.__wrapped__("towers:lite-en")
+    """Both paths run on any x86-64 CPU (bf16 is emulated where it is not native). The
+    PyTorch tower itself: the default ONNX Runtime encoder picks its text path once, at load."""
+    from crossmodal.models.towers import TowersEncoder, find_tower_config
+
+    encoder = TowersEncoder(find_tower_config("lite-en"))
     bf16_setting("0")
     fp32 = encoder.encode_texts(CAPTIONS)
     bf16_setting("1")
