@@ -36,18 +36,14 @@ def view_of(pixels: torch.Tensor, view: str) -> torch.Tensor:
 
 
 def preprocessing_of(config: TowersConfig) -> ImagePreprocessing:
-    img = config.image
-    return ImagePreprocessing(
-        size=int(img.get("size", 224)),
-        mean=tuple(img.get("mean", (0.498, 0.498, 0.498))),
-        std=tuple(img.get("std", (0.502, 0.502, 0.502))),
-        resize=img.get("resize", "shortest_edge"),
-        interpolation=img.get("interpolation", "bicubic"),
-    )
+    """The image preprocessing a tower config names (defaults: ImageSpec's, one place)."""
+    img = ImageSpec.of(config.image)
+    return ImagePreprocessing(size=img.size, mean=tuple(img.mean), std=tuple(img.std),
+                              resize=img.resize, interpolation=img.interpolation)
 
 
 def image_views_of(config: TowersConfig) -> tuple[str, ...]:
-    tta = config.image.get("tta", "none")
+    tta = ImageSpec.of(config.image).tta
     if tta not in TTA_VIEWS:
         raise UnknownModelError(f"image 'tta' must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
     return TTA_VIEWS[tta]
