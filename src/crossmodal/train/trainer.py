@@ -306,5 +306,3 @@ class StageTrainer:
             if last or (epoch + 1) % self.config.save_epoch_interval == 0:
                 self._save(s, epoch, optimizer, schedule)
 
-
-HeadTrainer = StageTrainer  # its former name: it trains backbone blocks too
