@@ -305,4 +305,3 @@ class StageTrainer:
                 self._log({**record, "stage": stage.name, "epoch": epoch + 1})
             if last or (epoch + 1) % self.config.save_epoch_interval == 0:
                 self._save(s, epoch, optimizer, schedule)
-
