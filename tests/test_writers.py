@@ -29,6 +29,15 @@ def photos(folder: Path, n: int, prefix: str) -> Path:
     return folder
 
 
+def opened_before_another_adds(tmp_path, colour_folder, encoder) -> tuple[Path, Collection]:
+    """An index and a Collection opened on it before another writer added a000.png."""
+    path = build_index(tmp_path, colour_folder, encoder)
+    stale = Collection.open(path, encoder=encoder)
+    Collection.open(path, encoder=encoder).add_paths(
+        [photos(tmp_path / "a", 1, "a")], progress=False)
+    return path, stale
+
+
 def test_a_stale_writer_applies_its_change_to_the_latest_generation(
         tmp_path, colour_folder, fake_encoder):
     path = build_index(tmp_path, colour_folder, fake_encoder)
@@ -51,10 +60,7 @@ def test_add_vectors_refuses_an_id_another_writer_added_meanwhile(
         tmp_path, colour_folder, fake_encoder):
     from crossmodal.errors import BadInputError
 
-    path = build_index(tmp_path, colour_folder, fake_encoder)
-    stale = Collection.open(path, encoder=fake_encoder)
-    Collection.open(path, encoder=fake_encoder).add_paths(
-        [photos(tmp_path / "a", 1, "a")], progress=False)
+    path, stale = opened_before_another_adds(tmp_path, colour_folder, fake_encoder)
     vector = fake_encoder.encode_texts(["red"])
     with pytest.raises(BadInputError, match="already indexed"):
         stale.add_vectors([{"id": "a000.png", "path": "x.png"}], vector)
@@ -148,10 +154,7 @@ def test_the_server_removes_upload_files_no_item_refers_to(tmp_path, colour_fold
 
 def test_add_vectors_can_skip_ids_another_writer_added_meanwhile(
         tmp_path, colour_folder, fake_encoder):
-    path = build_index(tmp_path, colour_folder, fake_encoder)
-    stale = Collection.open(path, encoder=fake_encoder)
-    Collection.open(path, encoder=fake_encoder).add_paths(
-        [photos(tmp_path / "a", 1, "a")], progress=False)
+    path, stale = opened_before_another_adds(tmp_path, colour_folder, fake_encoder)
     items = [{"id": "a000.png", "path": "x.png", "captions": ["one", "two"]},
              {"id": "new.png", "path": "y.png", "captions": ["three"]}]
     vectors = fake_encoder.encode_texts(["red", "blue"])
