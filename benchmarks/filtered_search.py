@@ -5,15 +5,22 @@ filters of about `--share` of the rows each: `correlated` matches whole clusters
 beach' picks one kind of photo), `uncorrelated` matches random rows. Queries: Q points drawn
 around random centres. The exact-subset shortcut (FILTER_EXACT_ROWS / 5%: an exact scan when
 few rows match) is off, as in a collection over ~400k rows where a 6.5% filter is past it.
-For each index (built through FaissStore) and filter:
+For each index (built through FaissStore), filter and search:
+  search           walk: the index's own filtered search (FaissStore filter_planner off);
+                   planned: what a user gets past the shortcut (the cost rule may scan the
+                   whole filter; HNSW scans queries the filter is rare near)
+  plan             the whole filter's plan: scan (exact over its rows) or graph (the index)
   recall@10        against exact search over the matching rows
   empty slots      result slots with no hit, of Q x 10 (every query has >= 10 matches)
   fallbacks        queries the index search left short of 10, answered exactly instead
+  rare             walked queries scanned again because the filter was rare near them
   ms/query         all Q queries searched one at a time, one thread
 
     python benchmarks/filtered_search.py --n 30000                       # the issue's case
     python benchmarks/filtered_search.py --n 1000000 --hnsw-m 16 --nlist 1024 \
         --out filtered_search_1M
+    python benchmarks/filtered_search.py --n 1000000 --share 0.2 --kinds hnsw --hnsw-m 16 \
+        --out filtered_search_1M_20pct
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def measure(store: FaissStore, base, queries, mask, where: str, k: int) -> dict:
         truth[lo : lo + 50] = ids[np.argsort(-sims, axis=1)[:, :k]]
     where_filter = parse_filter(where)
     store.search(queries[:5], k, 1, where_filter)  # warm-up: builds the filter's row mask
-    before = store.exact_fallbacks
+    before, rare_before = store.exact_fallbacks, store.rare_scans
     found, times = [], []
     for query in queries:
         start = time.perf_counter()
@@ -80,6 +87,7 @@ def measure(store: FaissStore, base, queries, mask, where: str, k: int) -> dict:
     return {"matching_rows": int(len(ids)), "recall@10": round(float(recall), 4),
             "empty_slots": int((found < 0).sum()), "slots": int(found.size),
             "fallbacks": store.exact_fallbacks - before,
+            "rare_scans": store.rare_scans - rare_before,
             "ms_per_query_p50": round(float(np.median(times)), 2),
             "ms_per_query_p90": round(float(np.percentile(times, 90)), 2)}
 
@@ -105,26 +113,31 @@ def main() -> None:
     rows = []
     for kind in args.kinds.split(","):
         params = {"M": args.hnsw_m} if kind == "hnsw" else {"nlist": args.nlist}
-        store = FaissStore(args.dim, kind, params, filter_exact_rows=0)
+        store = FaissStore(args.dim, kind, params, filter_exact_rows=0)  # size shortcut off
         start = time.perf_counter()
         for lo in range(0, args.n, 100_000):
             store.add(base[lo : lo + 100_000], meta[lo : lo + 100_000])
         build_s = time.perf_counter() - start
         log(f"{kind}: built in {build_s:.0f}s")
         for name, where in (("correlated", "c = true"), ("uncorrelated", "u = true")):
-            row = {"index": kind, "filter": name, "build_s": round(build_s, 1),
-                   **measure(store, base, queries, masks[name], where, args.k)}
-            log(str(row))
-            rows.append(row)
+            for planner in (False, True):
+                store.filter_planner = planner
+                row = {"index": kind, "filter": name, "build_s": round(build_s, 1),
+                       "search": "planned" if planner else "walk",
+                       "plan": store.filter_plan(int(masks[name].sum()), args.k),
+                       **measure(store, base, queries, masks[name], where, args.k)}
+                log(str(row))
+                rows.append(row)
         del store
     print(f"\nN={args.n:,} dim={args.dim} share={args.share} queries={args.queries} k={args.k} "
           f"load average at end {os.getloadavg()[0]:.1f}")
-    head = (f"{'index':<6} {'filter':<13} {'rows':>8} {'R@10':>6} {'empty':>11} "
-            f"{'fallbacks':>9} {'ms p50':>7} {'ms p90':>7}")
+    head = (f"{'index':<6} {'filter':<13} {'search':<8} {'plan':<6} {'rows':>8} {'R@10':>6} "
+            f"{'empty':>11} {'fallbacks':>9} {'rare':>5} {'ms p50':>7} {'ms p90':>7}")
     print(f"{head}\n{'-' * len(head)}")
     for r in rows:
-        print(f"{r['index']:<6} {r['filter']:<13} {r['matching_rows']:>8,} {r['recall@10']:>6.3f} "
-              f"{r['empty_slots']:>5}/{r['slots']:<5} {r['fallbacks']:>9} "
+        print(f"{r['index']:<6} {r['filter']:<13} {r['search']:<8} {r['plan']:<6} "
+              f"{r['matching_rows']:>8,} {r['recall@10']:>6.3f} "
+              f"{r['empty_slots']:>5}/{r['slots']:<5} {r['fallbacks']:>9} {r['rare_scans']:>5} "
               f"{r['ms_per_query_p50']:>7.2f} {r['ms_per_query_p90']:>7.2f}")
     RESULTS.mkdir(exist_ok=True)
     result = {**vars(args), "faiss": faiss.__version__, "load_average_end": os.getloadavg(),

@@ -8,6 +8,7 @@ from crossmodal.index import faiss_search, faiss_store
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.filters import parse_filter
 from crossmodal.index.protocol import VectorStore
+from crossmodal.index.vector_rows import VectorRows
 from tests.stores import BACKENDS, StoreMaker, milvus_lite_or_skip, release_lite
 
 
@@ -127,7 +128,7 @@ def test_filters_select_rows_by_metadata(stores, tmp_path):
 def test_faiss_filter_through_the_index_uses_an_id_selector():
     rng = np.random.default_rng(5)
     base = unit(rng, 3000, 16)
-    store = FaissStore(16, "hnsw")
+    store = FaissStore(16, "hnsw", filter_planner=False)
     store.add(base, [{"odd": i % 2 == 1} for i in range(3000)])
     with pytest.MonkeyPatch.context() as patch:  # force the selector path, not the subset
         patch.setattr(FaissStore, "_exact", lambda *a: pytest.fail("subset path taken"))
@@ -298,10 +299,73 @@ def test_filtered_ann_returns_k_hits_and_recall_against_exact(kind):
             assert recall >= 0.95, (kind, name, recall)
 
 
+def test_hnsw_scans_a_filter_exactly_when_that_is_cheaper_than_the_graph_walk():
+    # 1M rows, M 16, efSearch 128: a 6.4% filter (64k rows) costs less to scan than the
+    # ~2,000 x 32 distances of a widened walk, which on clustered data found half the top 10.
+    params = {"M": 16, "ef_search": 128}
+    assert not faiss_search.graph_beats_exact("hnsw", params, 10, 64_000, 1_000_000)
+    assert faiss_search.graph_beats_exact("hnsw", params, 10, 300_000, 1_000_000)
+    assert faiss_search.graph_beats_exact("ivfpq", {}, 10, 64_000, 1_000_000)
+    rng = np.random.default_rng(7)
+    base, meta, queries, masks = clustered_with_filters(rng, n=6000)
+    # the size shortcut off, so only the cost rule can choose the scan
+    store = FaissStore(32, "hnsw", {"M": 8, "ef_search": 16}, filter_exact_rows=1,
+                       filter_exact_share=0.0)
+    store.add(base, meta)
+    ids = np.flatnonzero(masks["c"])
+    truth = ids[np.argsort(-(queries @ base[ids].T), axis=1)[:, :10]]
+    _, positions = store.search(queries, 10, where=parse_filter("c = true"))
+    assert (np.sort(positions, axis=1) == np.sort(truth, axis=1)).all()  # exact: no miss
+    with pytest.MonkeyPatch.context() as patch:  # a broad filter on random rows: walked
+        patch.setattr(FaissStore, "_exact", lambda *a: pytest.fail("scanned, not walked"))
+        _, positions = store.search(queries, 10, where=parse_filter("u = false"))
+    assert (~masks["u"][positions]).all()
+
+
+def test_queries_far_from_a_content_filter_are_scanned_not_walked():
+    # A 20% filter matching whole clusters: too many rows for the cost rule to scan, and
+    # most queries come from clusters it excludes, where a walk finds the wrong rows.
+    rng = np.random.default_rng(11)
+    base, meta, queries, masks = clustered_with_filters(rng, n=20_000, share=0.2)
+    ids = np.flatnonzero(masks["c"])
+    truth = ids[np.argsort(-(queries @ base[ids].T), axis=1)[:, :10]]
+
+    def recall(planner: bool) -> tuple[float, FaissStore]:
+        store = FaissStore(32, "hnsw", {"M": 8, "ef_search": 16}, filter_exact_rows=0,
+                           filter_planner=planner)
+        store.add(base, meta)
+        assert store.filter_plan(len(ids), 10) == "graph"
+        _, positions = store.search(queries, 10, where=parse_filter("c = true"))
+        assert masks["c"][positions].all()
+        return np.mean([len(set(p) & set(t)) / 10
+                        for p, t in zip(positions, truth, strict=True)]), store
+
+    walked, _ = recall(planner=False)
+    planned, store = recall(planner=True)
+    assert walked < 0.9 and planned >= 0.98, (walked, planned)
+    assert 0 < store.rare_scans < len(queries)  # queries inside the filter's clusters walk
+
+
+def test_vector_rows_read_appended_rows_without_joining_them():
+    rng = np.random.default_rng(3)
+    base, extra = unit(rng, 50, 8), unit(rng, 3000, 8)
+    rows = VectorRows(base, 8)
+    for start in range(0, 3000, 7):  # many small appends, as a server's uploads
+        rows.append(extra[start : start + 7])
+    everything = np.concatenate([base, extra])
+    ids = rng.integers(0, len(everything), 500)
+    assert len(rows) == 3050 and rows.base is base  # nothing joined by appends or reads
+    np.testing.assert_array_equal(rows[ids], everything[ids])
+    np.testing.assert_array_equal(rows.joined(), everything)
+    rows.append(extra[:1])
+    np.testing.assert_array_equal(rows[np.array([3050, 0])], np.stack([extra[0], base[0]]))
+
+
 def test_k_hits_whenever_k_rows_match_even_if_the_index_search_falls_short():
     rng = np.random.default_rng(8)
     base = unit(rng, 4000, 16)
-    store = FaissStore(16, "hnsw", {"M": 4, "ef_search": 8}, filter_exact_rows=0)
+    store = FaissStore(16, "hnsw", {"M": 4, "ef_search": 8}, filter_exact_rows=0,
+                       filter_planner=False)
     store.add(base, [{"keep": i % 40 == 0} for i in range(4000)])  # 100 rows match
     with pytest.MonkeyPatch.context() as patch:  # a graph walk too short to find 30 of 100
         patch.setattr(faiss_search, "MAX_FILTERED_EF", 1)

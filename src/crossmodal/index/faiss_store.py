@@ -24,8 +24,14 @@ import faiss
 import numpy as np
 
 from crossmodal.errors import BadInputError, IndexCorruptError
-from crossmodal.index.faiss_search import exact_top_k, selector_params
+from crossmodal.index.faiss_search import (
+    exact_top_k,
+    filter_rare_near,
+    graph_beats_exact,
+    selector_params,
+)
 from crossmodal.index.filters import Filter
+from crossmodal.index.vector_rows import VectorRows
 from crossmodal.storage import atomic_save_npy, atomic_write
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
@@ -65,6 +71,9 @@ class FaissStore:
     # never); None: the module's FILTER_EXACT_ROWS / FILTER_EXACT_SHARE.
     filter_exact_rows: int | None = None
     filter_exact_share: float | None = None
+    # Past that size: scan where that is cheaper than an HNSW walk, or where the filter's
+    # rows are rare near a query (faiss_search); False: always walk (to measure the walk).
+    filter_planner: bool = True
 
     def __post_init__(self, initial_vectors: np.ndarray | None,
                       initial_metadata: list[dict] | Callable[[], list[dict]] | None) -> None:
@@ -73,9 +82,9 @@ class FaissStore:
                 f"unknown index type '{self.kind}' (known: {', '.join(INDEX_TYPES)})")
         self.params = {**DEFAULT_PARAMS[self.kind], **(self.params or {})}
         first = np.zeros((0, self.dim), np.float32) if initial_vectors is None else initial_vectors
-        # Appends go to a list of chunks, joined only when the whole matrix is needed, so
-        # adding batch by batch stays linear in the collection size.
-        self._chunks: list[np.ndarray] = [first]
+        # Appends go to a growing buffer beside the loaded rows, joined only when the whole
+        # matrix is needed, so adding batch by batch stays linear in the collection size.
+        self._rows = VectorRows(first, self.dim)
         self._count = len(first)  # physical rows, dead ones included
         if self.alive is not None and len(self.alive) != self._count:
             raise IndexCorruptError(f"{len(self.alive)} liveness flags for {self._count} rows")
@@ -96,6 +105,7 @@ class FaissStore:
                 raise BadInputError(f"{len(rows)} metadata rows for {len(self)} vectors")
             self._metadata = self._spread(rows, self._live_ids(), self._count)
         self.exact_fallbacks = 0  # queries a filtered index search left short of k
+        self.rare_scans = 0  # walked queries scanned again: the filter was rare near them
         self.rebuilt = False  # the index was (re)trained or rebuilt since the last save
         if self.index is None:
             self.index = self._build(first)
@@ -145,9 +155,7 @@ class FaissStore:
 
     @property
     def _physical(self) -> np.ndarray:
-        if len(self._chunks) > 1:
-            self._chunks = [np.concatenate([np.asarray(c) for c in self._chunks])]
-        return self._chunks[0]
+        return self._rows.joined()
 
     @property
     def vectors(self) -> np.ndarray:
@@ -168,7 +176,7 @@ class FaissStore:
 
     def get_vectors(self, positions: np.ndarray) -> np.ndarray:
         ids = self._live_ids()[np.asarray(positions, dtype=np.int64)]
-        return np.asarray(self._physical[ids], dtype=np.float32)
+        return self._rows[ids]
 
     def committed(self) -> None:
         """Nothing deferred: every generation's files are complete when save returns."""
@@ -241,10 +249,10 @@ class FaissStore:
             self.purge()
             combined = np.concatenate([np.asarray(self._physical), vectors])
             self.index = self._build(combined)
-            self._chunks = [combined]
+            self._rows = VectorRows(combined, self.dim)
         else:
             self._add_chunked(self.index, vectors, self._count)
-            self._chunks.append(vectors)
+            self._rows.append(vectors)
         rows = metadata if metadata is not None else [{}] * len(vectors)
         (self._appended if self._metadata is None else self._metadata).extend(rows)
         if self.alive is not None:
@@ -270,7 +278,7 @@ class FaissStore:
         if not self._dead:
             return False
         live = self._live_ids()
-        self._chunks = [np.ascontiguousarray(np.asarray(self._physical)[live])]
+        self._rows = VectorRows(self._rows[live], self.dim)
         self._metadata = [self.metadata[i] for i in live.tolist()]
         self._count, self._dead, self.alive = len(live), 0, None
         self._version += 1
@@ -331,6 +339,20 @@ class FaissStore:
             self._cache = {k: v for k, v in self._cache.items() if not k.startswith("where:")}
         return self._cached(f"where:{where.text if where is not None else ''}", make)
 
+    def filter_plan(self, matching: int, k: int, filtered: bool = True) -> str:
+        """"scan" (exact, over the `matching` rows) or "graph" (the index, with a selector)
+        for a search restricted to `matching` live rows (`filtered`: by a `where`)."""
+        rows = FILTER_EXACT_ROWS if self.filter_exact_rows is None else self.filter_exact_rows
+        share = FILTER_EXACT_SHARE if self.filter_exact_share is None else self.filter_exact_share
+        if self.index is None:
+            return "scan"
+        if filtered and rows > 0 and matching <= max(rows, int(len(self) * share)):
+            return "scan"
+        if self.filter_planner and not graph_beats_exact(self.kind, self.params, k, matching,
+                                                         self._count):
+            return "scan"
+        return "graph"
+
     def _search_selected(self, queries: np.ndarray, k: int, threads: int | None,
                          where: Filter | None) -> tuple[np.ndarray, np.ndarray]:
         mask, matching, bitmap = self._allowed(where)
@@ -339,21 +361,24 @@ class FaissStore:
         positions = np.full((n, k), -1, np.int64)
         if matching == 0:
             return scores, positions
-        rows = FILTER_EXACT_ROWS if self.filter_exact_rows is None else self.filter_exact_rows
-        share = FILTER_EXACT_SHARE if self.filter_exact_share is None else self.filter_exact_share
-        small = where is not None and rows > 0 and matching <= max(rows, int(len(self) * share))
         # Few matches: exact search over just those rows is cheap and never misses one.
-        if self.index is None or small:
+        if self.filter_plan(matching, k, where is not None) == "scan":
             return self._exact(queries, k, np.flatnonzero(mask), scores, positions)
+        share = matching / max(self._count, 1)
         params = selector_params(self.kind, self.params, faiss.IDSelectorBitmap(bitmap),
-                                 k, matching / max(self._count, 1))
+                                 k, share)
         found_scores, found = self._search(queries, k, threads, params)
         found = self._positions_of(found)
         # A graph or inverted-list walk can come back short of k although k rows match:
         # those queries are answered exactly over the matching rows (vectors are in memory).
         short = (found >= 0).sum(axis=1) < min(k, matching)
+        self.exact_fallbacks += int(short.sum())
+        if self.filter_planner and where is not None and self.kind == "hnsw":
+            rare = filter_rare_near(self.index, queries, mask, share,
+                                    int(self.params["ef_search"])) & ~short
+            self.rare_scans += int(rare.sum())
+            short |= rare
         if short.any():
-            self.exact_fallbacks += int(short.sum())
             redo_s, redo_p = self._exact(queries[short], k, np.flatnonzero(mask),
                                          scores[short].copy(), positions[short].copy())
             found_scores[short], found[short] = redo_s, redo_p
@@ -361,7 +386,7 @@ class FaissStore:
 
     def _exact(self, queries: np.ndarray, k: int, ids: np.ndarray, scores: np.ndarray,
                positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        top_scores, top = exact_top_k(queries, np.asarray(self._physical), ids, k)
+        top_scores, top = exact_top_k(queries, self._rows, ids, k)
         found = top.shape[1]
         scores[:, :found] = top_scores
         positions[:, :found] = self._positions_of(ids[top])
@@ -391,7 +416,7 @@ class FaissStore:
         """Exact inner products of compressed-search candidates: PQ's ranking error goes away
         at the cost of reading rerank x k stored vectors per query."""
         valid = candidates >= 0
-        rows = np.asarray(self._physical)[np.where(valid, candidates, 0).ravel()]
+        rows = self._rows[np.where(valid, candidates, 0).ravel()]
         exact = np.einsum("qcd,qd->qc", rows.reshape(*candidates.shape, self.dim), queries)
         exact = np.where(valid, exact, -np.inf).astype(np.float32)
         top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
