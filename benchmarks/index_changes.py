@@ -11,13 +11,20 @@ a new generation (the log passed its share, see crossmodal.index.generations) in
 log record. Also: the time to open the folder (generation + log replay) and to write a full
 generation (`compact`, what every commit cost before the log).
 
+`--through server` makes the same changes as the HTTP API does (`LiveCollection.add_upload`
+of a small PNG, encoded to random vectors, and `LiveCollection.remove`), on the server's one
+long-lived in-memory index; its "open" is the server's start (open + id table).
+
     python benchmarks/index_changes.py --n 200000 --kinds flat,hnsw
     python benchmarks/index_changes.py --n 1000000 --dim 64 --out index_changes_1M
+    python benchmarks/index_changes.py --n 1000000 --dim 64 --through server \
+        --out index_changes_1M_server
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -27,6 +34,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from crossmodal.engine import Collection  # noqa: E402
@@ -42,12 +50,61 @@ def log(message: str) -> None:  # progress goes to stderr, the table to stdout
 
 
 class VectorsOnly:
-    """Just enough of an Encoder for a collection fed precomputed vectors."""
+    """Just enough of an Encoder for a collection fed precomputed vectors; what it "encodes"
+    (the server path's uploads) becomes seeded random unit vectors."""
 
     def __init__(self, dim: int):
         self.model_id, self.fingerprint, self.dim = "bench:vectors", f"bench-{dim}", dim
         self.context_length = 77
         self.preprocessing = ImagePreprocessing(size=224, mean=(0.0,) * 3, std=(1.0,) * 3)
+        self._rng = np.random.default_rng(1)
+
+    def _vectors(self, n: int) -> np.ndarray:
+        x = self._rng.standard_normal((n, self.dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def encode_images(self, images) -> np.ndarray:
+        return self._vectors(len(images))
+
+    def encode_texts(self, texts) -> np.ndarray:
+        return self._vectors(len(texts))
+
+
+class ThroughCollection:
+    """Changes as the CLI and the Python API make them."""
+
+    def __init__(self, collection: Collection):
+        self.collection = collection
+
+    def stamp(self) -> tuple[int, int]:
+        return self.collection.stamp()
+
+    def add(self, item: dict, image: np.ndarray, texts: np.ndarray) -> None:
+        self.collection.add_vectors([item], image[None], texts)
+
+    def remove(self, item_id: str) -> None:
+        self.collection.remove([item_id])
+
+
+class ThroughServer:
+    """Changes as `POST /api/items` and `DELETE /api/items/ID` make them."""
+
+    def __init__(self, live):
+        from crossmodal.serve.live import Upload
+
+        self.live = live
+        png = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 40, 40)).save(png, "PNG")
+        self.upload = Upload.decode(png.getvalue(), 10_000_000)
+
+    def stamp(self) -> tuple[int, int]:
+        return self.live._collection.stamp()
+
+    def add(self, item: dict, image: np.ndarray, texts: np.ndarray) -> None:
+        self.live.add_upload(self.upload, item["captions"], item["id"])
+
+    def remove(self, item_id: str) -> None:
+        self.live.remove(item_id)
 
 
 def new_items(start: int, n: int, captions: int) -> list[dict]:
@@ -76,7 +133,8 @@ def percentiles(ms: list[float]) -> dict:
             "p90_ms": round(float(np.percentile(ms, 90)), 1), "max_ms": round(max(ms), 1)}
 
 
-def time_changes(collection: Collection, args, rng: np.random.Generator) -> dict:
+def time_changes(collection: ThroughCollection | ThroughServer, args,
+                 rng: np.random.Generator) -> dict:
     caps = args.captions
     # drawn before the clock starts: clustered_vectors draws its 10,000 centres every call
     images = iter(clustered_vectors(rng, 2 * args.reps, args.dim))
@@ -90,15 +148,13 @@ def time_changes(collection: Collection, args, rng: np.random.Generator) -> dict
             base = collection.stamp()[0]
             start = time.perf_counter()
             if name == "add":
-                collection.add_vectors(new_items(args.n + rep, 1, caps),
-                                       next(images)[None], next(texts))
+                collection.add(new_items(args.n + rep, 1, caps)[0], next(images), next(texts))
             elif name == "remove":
-                collection.remove([f"photos/{victims[rep]:08d}.jpg"])
+                collection.remove(f"photos/{victims[rep]:08d}.jpg")
             else:
-                index = int(victims[args.reps + rep])
-                item = new_items(index, 1, caps)
-                collection.remove([item[0]["id"]])
-                collection.add_vectors(item, next(images)[None], next(texts))
+                item = new_items(int(victims[args.reps + rep]), 1, caps)[0]
+                collection.remove(item["id"])
+                collection.add(item, next(images), next(texts))
             timings[name].append((time.perf_counter() - start) * 1000)
             generations[name] += collection.stamp()[0] != base
     return {name: {**percentiles(ms), "new_generations": generations[name]}
@@ -113,16 +169,24 @@ def measure(kind: str, args, folder: Path) -> dict:
     start = time.perf_counter()
     collection.compact()
     compact_s = time.perf_counter() - start
+    del collection
     start = time.perf_counter()
-    collection = Collection.open(folder, encoder=VectorsOnly(args.dim))
+    if args.through == "server":
+        from crossmodal.serve.live import LiveCollection
+
+        live = LiveCollection(folder, VectorsOnly(args.dim))
+        changer: ThroughCollection | ThroughServer = ThroughServer(live)
+    else:
+        changer = ThroughCollection(Collection.open(folder, encoder=VectorsOnly(args.dim)))
     open_s = time.perf_counter() - start
     log(f"{kind}: built in {build_s:.0f}s, full generation {compact_s:.1f}s, open {open_s:.1f}s")
-    changes = time_changes(collection, args, rng)
+    changes = time_changes(changer, args, rng)
     start = time.perf_counter()
     reopened = Collection.open(folder, encoder=VectorsOnly(args.dim))
     replay_s = time.perf_counter() - start
-    assert len(reopened) == len(collection)
-    row = {"index": kind, "items": args.n, "vectors": args.n * (1 + args.captions),
+    assert len(reopened) == args.n  # as many adds as removals; updates keep the count
+    row = {"index": kind, "through": args.through, "items": args.n,
+           "vectors": args.n * (1 + args.captions),
            "build_s": round(build_s, 1), "full_generation_s": round(compact_s, 2),
            "open_s": round(open_s, 2), "open_after_changes_s": round(replay_s, 2),
            "log_bytes": reopened.stamp()[1],
@@ -156,6 +220,7 @@ def main() -> None:
     parser.add_argument("--hnsw-ef-construction", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default=None, help="where to build (default: a temp folder)")
+    parser.add_argument("--through", choices=("collection", "server"), default="collection")
     parser.add_argument("--out", default="index_changes_200k")
     args = parser.parse_args()
     log(f"{args.n:,} items x (1 + {args.captions}) {args.dim}-d vectors, "

@@ -19,17 +19,17 @@ def test_searches_see_whole_snapshots_while_items_change(tmp_path, colour_folder
         nonlocal searches
         try:
             while not stop.is_set():
-                snapshot = live.snapshot
-                images = snapshot.search_text("red", k=50)
-                assert len(images) == len(snapshot)  # every item, none twice, none torn
-                assert len({h.id for h in images}) == len(images)
-                assert all(h.id in snapshot for h in images)
-                texts = snapshot.search_text("yellow", k=50, target="texts")
-                assert len(texts) == len(snapshot.text_rows)
-                for hit in texts:
-                    item_id, k = hit.id.split("#")
-                    assert snapshot.item(item_id)["captions"][int(k)] == hit.text
-                sizes.add(len(snapshot))
+                with live.reading() as snapshot:
+                    images = snapshot.search_text("red", k=50)
+                    assert len(images) == len(snapshot)  # every item, none twice, none torn
+                    assert len({h.id for h in images}) == len(images)
+                    assert all(h.id in snapshot for h in images)
+                    texts = snapshot.search_text("yellow", k=50, target="texts")
+                    assert len(texts) == len(snapshot.text_rows)
+                    for hit in texts:
+                        item_id, k = hit.id.split("#")
+                        assert snapshot.item(item_id)["captions"][int(k)] == hit.text
+                    sizes.add(len(snapshot))
                 searches += 1
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
@@ -50,12 +50,13 @@ def test_searches_see_whole_snapshots_while_items_change(tmp_path, colour_folder
             reader.join(10)
     assert not failures, failures[0]
     assert searches > 10 and len(sizes) > 1  # the readers did run across changes
-    final = live.snapshot
-    assert len(final) == 4 + 3
-    assert sorted(i for i in (h.id for h in final.search_text("sun", k=20)) if "new/" in i) == [
+    with live.reading() as final:
+        assert len(final) == 4 + 3
+    assert sorted(i for i in (h.id for h in live.search_text("sun", k=20)) if "new/" in i) == [
         "new/1.png", "new/3.png", "new/5.png"]
-    # What a fresh process sees on disk is the same as the last published snapshot.
-    assert len(LiveCollection(final.path, fake_encoder).snapshot) == 7
+    # What a fresh process sees on disk is the same as what the server holds.
+    with LiveCollection(live.path, fake_encoder).reading() as on_disk:
+        assert len(on_disk) == 7
     # Removed uploads leave no image behind; kept ones are under the index's uploads folder.
     assert len(list(live.uploads.iterdir())) == 3
 
@@ -66,12 +67,43 @@ def test_changes_by_another_process_are_picked_up(tmp_path, colour_folder, fake_
 
     path = build_index(tmp_path, colour_folder, fake_encoder)
     live = LiveCollection(path, fake_encoder, refresh_s=0)
-    old = live.snapshot
-    assert "more/pink.png" not in old
+    with live.reading() as held:
+        assert "more/pink.png" not in held
     other = Collection.open(path, encoder=fake_encoder)  # as `crossmodal index` would
     other.add_paths([write_image(tmp_path / "more" / "pink.png", (250, 100, 200)).parent],
                     progress=False)
-    assert "pink.png" in live.snapshot and len(live.snapshot) == 5
-    assert "pink.png" not in old  # a snapshot already handed out never changes
+    with live.reading() as held:  # a log record: replayed into the server's own index
+        assert "pink.png" in held and len(held) == 5
+        assert held is live._collection and held is not other
     other.remove(["red.jpg"])
-    assert "red.jpg" not in live.snapshot
+    with live.reading() as after:
+        assert "red.jpg" not in after
+    other.compact()  # a whole new generation: loaded beside the old one, then swapped in
+    live.add_upload(Upload.decode(png_bytes((9, 9, 9)), 10_000), ["grey"], "grey.png")
+    on_disk = Collection.open(path, encoder=fake_encoder)
+    assert {"pink.png", "grey.png"} <= set(on_disk._row_of) and "red.jpg" not in on_disk
+    assert len(on_disk) == 5
+
+
+def test_a_change_waits_for_searches_under_way_and_holds_back_new_ones(
+        tmp_path, colour_folder, fake_encoder):
+    live = LiveCollection(build_index(tmp_path, colour_folder, fake_encoder), fake_encoder)
+    upload = Upload.decode(png_bytes((1, 200, 30)), 10_000)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def add() -> None:
+        live.add_upload(upload, ["green"], "late.png")
+        done.set()
+
+    with live.reading() as held:
+        before = len(held)
+        writer = threading.Thread(target=add)
+        writer.start()
+        writer.join(0.5)
+        assert not done.is_set()  # the change waits for the lease to end
+        seen.append(len(held))  # and the index it holds does not move under it
+    writer.join(10)
+    assert done.is_set() and seen == [before]
+    with live.reading() as after:
+        assert len(after) == before + 1

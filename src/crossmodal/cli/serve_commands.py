@@ -48,7 +48,8 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
                              max_body_bytes=int(max_body_mb * 1024 * 1024),
                              allow_writes=not read_only)
     app = create_app(index, settings)
-    stats = app.state.live.snapshot.stats()
+    with app.state.live.reading() as collection:
+        stats = collection.stats()
     click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
                f"http://{host}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))

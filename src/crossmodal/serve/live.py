@@ -1,11 +1,16 @@
 """An index that keeps answering searches while items are added or removed.
 
-Readers take the current snapshot (one attribute read) and search it; a snapshot is never
-changed after it is published. A writer encodes outside any lock (the slow part), then under
-a short writer lock opens a fresh Collection from disk, applies the change, commits it and
-publishes that Collection as the new snapshot. A search sees the old or the new index, never
-one half-way through a change. Changes committed by another process (`crossmodal index`,
-`crossmodal remove`) are picked up within `refresh_s` the same way.
+The server holds one Collection in memory for its whole life, so a change costs what the
+change costs (a log record, a few vectors), not a reload of the index (seconds at 1M items).
+Searches take a shared read lease on it; a change takes the exclusive lease for the short
+time it mutates memory and appends its log record. A search therefore sees the index before
+or after a change, never half-way. Encoding (the slow part of an upload or a text query)
+runs outside any lease.
+
+Changes committed by another process (`crossmodal index`, `crossmodal remove`) are picked up
+within `refresh_s`, and always before this server changes the index itself (the Collection's
+writer rule reads them back under the folder's lock): log records are replayed in place, a
+whole new generation is loaded beside the current one and swapped in.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +34,13 @@ from crossmodal.data.images import (
     load_image,
     return_freed_memory,
 )
-from crossmodal.engine import Collection
+from crossmodal.engine import Collection, Hit
 from crossmodal.errors import BadInputError
+from crossmodal.index import generations
 from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
+from crossmodal.serve.rwlock import ReadWriteLock
 from crossmodal.storage import atomic_write
 
 log = logging.getLogger("crossmodal.serve")
@@ -80,20 +87,27 @@ class LiveCollection:
                  uploads_dir: str = "uploads", refresh_s: float = 2.0):
         self.path = Path(path)
         self.refresh_s = refresh_s
-        self._stamp = self._manifest_stamp()
-        self._snapshot = Collection.open(self.path, encoder=encoder)
-        self.encoder = encoder or self._snapshot.encoder
+        self._lease = ReadWriteLock()
+        self._writer = threading.Lock()  # one changing thread; it alone mutates _collection
+        self._collection = self._opened(encoder)
+        self.encoder = encoder or self._collection.encoder
         self.uploads = self.path / uploads_dir
-        self._writer = threading.Lock()
         self._checked = time.monotonic()
         self.remove_orphan_uploads()
+
+    def _opened(self, encoder: Encoder | None) -> Collection:
+        collection = Collection.open(self.path, encoder=encoder)
+        collection.build_lookups()  # now, not in the first request that changes the index
+        collection.change_guard = self._lease.writing
+        return collection
 
     def remove_orphan_uploads(self, min_age_s: float = 3600.0) -> list[Path]:
         """Delete stored uploads no item refers to (a server killed between storing a file and
         committing its item); young files may belong to another server's upload in flight."""
         if not self.uploads.is_dir():
             return []
-        used = {Path(item["path"]).name for item in self._snapshot.items}
+        with self.reading() as collection:
+            used = {Path(item["path"]).name for item in collection.items}
         cutoff = time.time() - min_age_s
         removed = []
         for stored in self.uploads.iterdir():
@@ -106,47 +120,75 @@ class LiveCollection:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
 
-    def _manifest_stamp(self) -> tuple[int, int] | None:
-        # (generation, log bytes): a commit appends to the log without touching the manifest
-        return disk_stamp(self.path)
-
-    @property
-    def snapshot(self) -> Collection:
-        """The current published index; keep the reference for the whole of one request."""
+    # --- reading --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Collection]:
+        """A read lease on the index: it does not change until the block ends (keep blocks
+        short: a change waits for them). Picks up other processes' commits now and then."""
         now = time.monotonic()
         if now - self._checked >= self.refresh_s:
             self._checked = now
-            if self._manifest_stamp() != self._stamp:
-                self._reload_if_idle()
-        return self._snapshot
+            if disk_stamp(self.path) != self._collection.stamp():
+                self._refresh_if_idle()
+        with self._lease.reading():
+            yield self._collection
 
-    def _reload_if_idle(self) -> None:
-        """Another process committed: publish its version (unless a write is under way)."""
+    def search_text(self, text: str, k: int = 10, target: str = "images") -> list[Hit]:
+        vector = self._collection.text_query(text)  # the encoder only: outside the lease
+        with self.reading() as collection:
+            return collection.search_vectors(vector, k, target, threads=1)[0]
+
+    def search_image(self, image: Image.Image, k: int = 10, target: str = "images") -> list[Hit]:
+        vector = self._collection.image_query(image)
+        with self.reading() as collection:
+            return collection.search_vectors(vector, k, target, threads=1)[0]
+
+    def item(self, item_id: str) -> dict:
+        """A copy of the item's record; NotFoundError if the index does not hold it."""
+        with self.reading() as collection:
+            if item_id not in collection:
+                raise NotFoundError(f"no item '{item_id}' in the index")
+            return dict(collection.item(item_id))
+
+    # --- following other processes --------------------------------------------------------
+    def _refresh_if_idle(self) -> None:
+        """Another process committed: follow it (unless this server is changing the index,
+        which reads those commits back anyway)."""
         if not self._writer.acquire(blocking=False):
             return
         try:
-            stamp = self._manifest_stamp()  # read first: at worst, one reload too many
-            self._snapshot, self._stamp = self._fresh(), stamp
+            self._follow_disk()
         except Exception as exc:  # a half-removed index: keep serving the last good one
             log.warning("could not reload %s: %s", self.path, exc)
         finally:
             self._writer.release()
 
-    def _fresh(self) -> Collection:
-        return Collection.open(self.path, encoder=self.encoder)
+    def _follow_disk(self) -> None:
+        """Holding _writer: replay new log records in place (cheap), or load a new generation
+        beside the current one (slow: searches go on meanwhile) and swap it in."""
+        stamp, current = disk_stamp(self.path), self._collection
+        if stamp is None or stamp == current.stamp():
+            return
+        if stamp[0] == current.stamp()[0]:
+            with self._lease.writing():
+                generations.replay(current)  # whole checksummed records only, as open does
+            return
+        fresh = self._opened(self.encoder)
+        with self._lease.writing():
+            self._collection = fresh
+        current.close()
 
-    def _publish(self, collection: Collection) -> None:
-        self._snapshot, self._stamp = collection, self._manifest_stamp()
-
+    # --- changing -------------------------------------------------------------------------
     def add_upload(self, upload: Upload, captions: Sequence[str],
                    item_id: str | None = None) -> dict:
         """Store an uploaded image under the index's uploads folder and index it."""
         captions = [c.strip() for c in captions if c and c.strip()]
         digest = hashlib.sha256(upload.data).hexdigest()
         item_id = new_item_id(item_id or f"uploads/{digest[:16]}{upload.extension}")
-        if item_id in self._snapshot:
-            raise BadInputError(f"an item '{item_id}' is already indexed: remove it first "
-                                "or choose another id")
+        with self.reading() as collection:
+            if item_id in collection:
+                raise BadInputError(f"an item '{item_id}' is already indexed: remove it "
+                                    "first or choose another id")
         # The slow part runs without any lock: searches and other uploads go on meanwhile.
         image_vector = self.encoder.encode_images([upload.image])
         text_vectors = self.encoder.encode_texts(captions) if captions else None
@@ -154,30 +196,32 @@ class LiveCollection:
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
                 "bytes": len(upload.data)}
         with self._writer:
-            writer = self._fresh()
+            self._follow_disk()  # a new generation is loaded before the lease, not under it
             fresh_file = not stored.exists()
             if fresh_file:
                 atomic_write(stored, lambda handle: handle.write(upload.data))
-            try:
-                writer.add_vectors([item], np.asarray(image_vector, np.float32), text_vectors)
+            try:  # the id check again, on the latest generation, under the folder's lock
+                self._collection.add_vectors([item], np.asarray(image_vector, np.float32),
+                                             text_vectors)
             except BaseException:
                 if fresh_file:  # nothing indexed refers to it
                     stored.unlink(missing_ok=True)
                 raise
-            self._publish(writer)
-        return writer.item(item_id)
+            return dict(self._collection.item(item_id))
 
     def remove(self, item_id: str) -> dict:
         with self._writer:
-            writer = self._fresh()
-            if item_id not in writer:
+            self._follow_disk()
+            collection = self._collection
+            if item_id not in collection:
                 raise NotFoundError(f"no item '{item_id}' in the index")
-            item = writer.item(item_id)
-            writer.remove([item_id])
-            self._publish(writer)
-        stored = Path(item["path"])
-        still_used = any(i["path"] == item["path"] for i in writer.items)
-        if stored.parent == self.uploads and not still_used:
-            with contextlib.suppress(OSError):
-                stored.unlink()
+            item = dict(collection.item(item_id))
+            if collection.remove([item_id]):  # another process removed it meanwhile
+                raise NotFoundError(f"no item '{item_id}' in the index")
+            stored = Path(item["path"])
+            # One pass over the items, for uploads only: two ids may share one stored file.
+            if stored.parent == self.uploads and not any(
+                    other["path"] == item["path"] for other in collection.items):
+                with contextlib.suppress(OSError):
+                    stored.unlink()
         return item

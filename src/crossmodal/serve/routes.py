@@ -83,7 +83,8 @@ def build_router(live: LiveCollection, settings: ServeSettings,
 
     @router.get("/stats", response_model=schemas.Stats, dependencies=guarded)
     def stats() -> schemas.Stats:
-        info = live.snapshot.stats()
+        with live.reading() as collection:
+            info = collection.stats()
         return schemas.Stats(**{k: info[k] for k in schemas.Stats.model_fields})
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
@@ -92,7 +93,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
-        hits = live.snapshot.search_text(body.query, k=body.k, target=body.target)
+        hits = live.search_text(body.query, k=body.k, target=body.target)
         return _hits_out(hits, body.target, started)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
@@ -103,39 +104,34 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
         upload = read_upload(file)
-        hits = live.snapshot.search_image(upload.image, k=k, target=target)
+        hits = live.search_image(upload.image, k=k, target=target)
         return _hits_out(hits, target, started)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
-        snapshot = live.snapshot
         query_id = _lookup_id(body.id, captions=True)
-        try:
-            hits = snapshot.search_like(query_id, k=body.k, target=body.target)
-        except BadInputError:  # the only bad input left: an id not indexed
-            # Named by the id alone: the engine's message holds the index's folder.
-            raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
-        target = body.target or ("images" if query_id in snapshot else "texts")
+        with live.reading() as collection:
+            try:
+                hits = collection.search_like(query_id, k=body.k, target=body.target)
+            except BadInputError:  # the only bad input left: an id not indexed
+                # Named by the id alone: the engine's message holds the index's folder.
+                raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
+            target = body.target or ("images" if query_id in collection else "texts")
         return _hits_out(hits, target, started)
 
     @router.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=guarded)
     def get_item(item_id: ItemId) -> schemas.Item:
-        snapshot, item_id = live.snapshot, _lookup_id(item_id)
-        if item_id not in snapshot:
-            raise NotFoundError(f"no item '{item_id}' in the index")
-        return schemas.item_out(snapshot.item(item_id))
+        return schemas.item_out(live.item(_lookup_id(item_id)))
 
     @router.get("/thumbnails/{item_id:path}", dependencies=guarded,
                 response_class=Response,
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
-        snapshot, item_id = live.snapshot, _lookup_id(item_id)
-        if item_id not in snapshot:
-            raise NotFoundError(f"no item '{item_id}' in the index")
+        item = live.item(_lookup_id(item_id))
         with decode_slots:  # a first thumbnail decodes the whole stored image
-            data = thumbnail_bytes(snapshot.item(item_id), settings.thumbnail_size)
+            data = thumbnail_bytes(item, settings.thumbnail_size)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
