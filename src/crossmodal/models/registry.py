@@ -5,6 +5,7 @@
     hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
     onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
+    fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation)
 
 Backends register a loader; third-party packages may add prefixes with `register_backend`.
 """
@@ -59,10 +60,17 @@ def _load_onnx(name: str, model_id: str) -> Encoder:
     return OnnxEncoder(name, model_id=model_id)
 
 
+def _load_fusion(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.fusion import FusionEncoder
+
+    return FusionEncoder(name, model_id, load_encoder)
+
+
 register_backend("towers", _load_towers)
 register_backend("hf", _load_hf)
 register_backend("open_clip", _load_open_clip)
 register_backend("onnx", _load_onnx)
+register_backend("fusion", _load_fusion)
 
 
 def split_model_id(model_id: str) -> tuple[str, str]:
@@ -91,5 +99,5 @@ def available_models() -> list[str]:
 
     return [f"towers:{t}" for t in shipped_towers()] + [
         "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS),
-        "onnx:<export folder>"
+        "onnx:<export folder>", "fusion:<id>+<id>"
     ]

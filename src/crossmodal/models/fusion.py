@@ -1,0 +1,103 @@
+"""`fusion:` encoders: several encoders as one, by weighted concatenation of unit embeddings.
+
+    fusion:towers:lite-en+towers:lite-zh              equal weights
+    fusion:0.7*towers:lite-en+0.3*towers:lite-zh      weights (any positive numbers)
+    fusion:my-fusion.toml     members = [{model = "...", weight = 0.7}, ...] in the file
+
+Each member embeds the image or text on its own; its unit vector is scaled by sqrt(w / sum w)
+and the parts are concatenated. The result is a unit vector again, and the cosine of two fused
+vectors is the weighted mean of the members' cosines: one index and the same exact or
+approximate search serve the fusion, as they do any model (index, eval, compare, serve).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from crossmodal.config_files import build, read_config_file
+from crossmodal.errors import BadInputError
+from crossmodal.models.protocol import Encoder, ImagePreprocessing
+
+
+@dataclass
+class FusionMember:
+    model: str
+    weight: float = field(default=1.0, metadata={"must_be": "a number > 0"})
+
+
+@dataclass
+class FusionConfig:
+    members: list[FusionMember]
+
+
+def parse_fusion(spec: str) -> list[FusionMember]:
+    """Members from `A+B`, `0.7*A+0.3*B` or a .json/.toml file naming them."""
+    if spec.lower().endswith((".json", ".toml")) and "+" not in spec:
+        members = build(FusionConfig, read_config_file(spec, "fusion config"), spec).members
+    else:
+        members = [_member(part.strip(), spec) for part in spec.split("+")]
+    if len(members) < 2:
+        raise BadInputError(f"fusion:{spec}: name at least two models, e.g. "
+                            "fusion:towers:lite-en+towers:lite-zh")
+    for member in members:
+        if not member.weight > 0:
+            raise BadInputError(f"fusion:{spec}: weights must be > 0, not {member.weight}")
+        if member.model.startswith("fusion:"):
+            raise BadInputError(f"fusion:{spec}: a fusion cannot hold another fusion")
+    return members
+
+
+def _member(part: str, spec: str) -> FusionMember:
+    weight, star, model = part.partition("*")
+    if not star:
+        return FusionMember(part)
+    try:
+        return FusionMember(model.strip(), float(weight))
+    except ValueError:
+        raise BadInputError(f"fusion:{spec}: '{weight}' in '{part}' is not a weight: write "
+                            "WEIGHT*MODEL, e.g. 0.7*towers:lite-en") from None
+
+
+class FusionEncoder:
+    """The Encoder protocol over member encoders (loaded by `load`, the model registry's)."""
+
+    def __init__(self, spec: str, model_id: str, load: Callable[[str], Encoder]):
+        self.model_id = model_id
+        self.members = parse_fusion(spec)
+        self.encoders = [load(member.model) for member in self.members]
+        total = sum(member.weight for member in self.members)
+        self.scales = [float(np.sqrt(member.weight / total)) for member in self.members]
+        self.dim = sum(encoder.dim for encoder in self.encoders)
+        self.context_length = min(encoder.context_length for encoder in self.encoders)
+        # Images are decoded for the member that needs the most pixels; each resizes its own.
+        self.preprocessing: ImagePreprocessing = max(
+            (encoder.preprocessing for encoder in self.encoders), key=lambda p: p.size)
+
+    @property
+    def fingerprint(self) -> str:
+        blob = json.dumps([[m.model, m.weight, e.fingerprint]
+                           for m, e in zip(self.members, self.encoders, strict=True)])
+        return "fusion-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _fused(self, parts: list[np.ndarray]) -> np.ndarray:
+        scaled = [np.asarray(part, np.float32) * scale
+                  for part, scale in zip(parts, self.scales, strict=True)]
+        return np.ascontiguousarray(np.concatenate(scaled, axis=1), dtype=np.float32)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._fused([encoder.encode_images(images) for encoder in self.encoders])
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._fused([encoder.encode_texts(texts) for encoder in self.encoders])
+
+    def text_lengths(self, texts: Sequence[str]) -> list[int]:
+        """The member with the shortest context decides what is cut."""
+        shortest = min(self.encoders, key=lambda e: e.context_length)
+        return shortest.text_lengths(texts)
+

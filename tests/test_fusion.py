@@ -1,0 +1,83 @@
+"""fusion: model ids: parsing, the fused space's geometry, and an index built with one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crossmodal.engine import Collection
+from crossmodal.errors import BadInputError
+from crossmodal.models import registry
+from crossmodal.models.fusion import FusionEncoder, parse_fusion
+from tests.fakes import FakeEncoder
+
+
+class Shuffled(FakeEncoder):
+    """Another fake space: the fake's vectors with their dims permuted and partly mixed."""
+
+    def __init__(self):
+        super().__init__("fake:shuffled", salt="shuffled")
+        rng = np.random.default_rng(0)
+        self.mix = np.linalg.qr(rng.standard_normal((16, 16)))[0].astype(np.float32)
+        self.context_length = 5
+
+    def encode_texts(self, texts):
+        return super().encode_texts(texts) @ self.mix
+
+    def encode_images(self, images):
+        return super().encode_images(images) @ self.mix
+
+
+@pytest.fixture
+def members(monkeypatch):
+    made = {"fake:a": FakeEncoder("fake:a"), "fake:b": Shuffled()}
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: made[model_id])
+    registry.load_encoder.cache_clear()
+    yield made
+    registry.load_encoder.cache_clear()
+
+
+def test_specs_name_members_and_weights(tmp_path):
+    assert [(m.model, m.weight) for m in parse_fusion("towers:lite-en+towers:lite-zh")] == [
+        ("towers:lite-en", 1.0), ("towers:lite-zh", 1.0)]
+    assert [m.weight for m in parse_fusion("0.7*hf:a/b + 0.3*hf:c")] == [0.7, 0.3]
+    config = tmp_path / "f.toml"
+    config.write_text('members = [{model = "hf:a", weight = 2}, {model = "hf:b"}]\n')
+    assert [(m.model, m.weight) for m in parse_fusion(str(config))] == [("hf:a", 2.0),
+                                                                         ("hf:b", 1.0)]
+    for bad, says in [("hf:a", "at least two"), ("x*hf:a+hf:b", "not a weight"),
+                      ("0*hf:a+hf:b", "> 0"), ("hf:a+fusion:hf:b+hf:c", "another fusion")]:
+        with pytest.raises(BadInputError, match=says):
+            parse_fusion(bad)
+    config.write_text('members = [{model = "hf:a", wieght = 2}]\n')
+    with pytest.raises(BadInputError, match="wieght"):
+        parse_fusion(str(config))
+
+
+def test_fused_cosine_is_the_weighted_mean_of_the_members(members):
+    fused = registry.load_encoder("fusion:3*fake:a+1*fake:b")
+    assert isinstance(fused, FusionEncoder) and fused.dim == 32 and fused.context_length == 5
+    texts = ["red car", "green tree", "blue sky red", "a dog"]
+    vectors = fused.encode_texts(texts)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    a, b = members["fake:a"].encode_texts(texts), members["fake:b"].encode_texts(texts)
+    np.testing.assert_allclose(vectors @ vectors.T, 0.75 * (a @ a.T) + 0.25 * (b @ b.T),
+                               atol=1e-5)
+    image = fused.encode_images([Image.new("RGB", (8, 8), (200, 10, 10))])
+    assert image.shape == (1, 32) and np.argmax(image @ vectors.T) == 0  # "red car"
+    other = registry.load_encoder("fusion:1*fake:a+1*fake:b")
+    assert other.fingerprint != fused.fingerprint  # weights change the vectors
+
+
+def test_an_index_built_with_a_fusion_searches_like_any_other(members, tmp_path):
+    fused = registry.load_encoder("fusion:fake:a+fake:b")
+    collection = Collection.create(tmp_path / "index", model=fused.model_id, encoder=fused)
+    items = [{"id": f"{c}.png", "path": f"{c}.png", "captions": [f"a {c} thing"]}
+             for c in ("red", "green", "blue")]
+    images = fused.encode_images([Image.new("RGB", (8, 8), rgb) for rgb in
+                                  ((220, 0, 0), (0, 220, 0), (0, 0, 220))])
+    collection.add_vectors(items, images, fused.encode_texts([i["captions"][0] for i in items]))
+    reopened = Collection.open(tmp_path / "index", encoder=fused)
+    assert reopened.manifest.dim == 32
+    assert reopened.search_text("green", k=1)[0].id == "green.png"
