@@ -488,3 +488,22 @@ def test_flickr8k_cn_caption_file_not_utf8(tmp_path):
                                                        + "a.jpg#zhc#1 café\n".encode("latin-1"))
     with raises_at(f"{tmp_path / 'flickr8kzhc.caption.txt'}:2", "not UTF-8 text (byte 0xe9)"):
         load_dataset(f"flickr8k-cn:{tmp_path}", split="val", language="zh")
+
+
+def test_a_sample_draws_images_with_their_texts_reproducibly():
+    from crossmodal.data.dataset import RetrievalDataset
+
+    data = RetrievalDataset("toy")
+    for i in range(50):
+        row = data.add_image(f"img{i}", Path(f"img{i}.jpg"))
+        for k in range(2):
+            data.add_text(f"caption {k} of {i}", row)
+    sample = data.sample(10, seed=3)
+    assert len(sample) == 10 and len(sample.texts) == 20 and "seed 3" in sample.name
+    assert sample.image_ids == data.sample(10, seed=3).image_ids  # reproducible
+    assert sample.image_ids != data.sample(10, seed=4).image_ids
+    assert sample.image_ids == sorted(sample.image_ids, key=lambda i: int(i[3:]))  # in order
+    for text, rows in zip(sample.texts, sample.text_images, strict=True):
+        assert text.endswith(f"of {sample.image_ids[rows[0]][3:]}")  # positives renumbered
+    with pytest.raises(BadInputError, match="1 to 50"):
+        data.sample(51, seed=0)
