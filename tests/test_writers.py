@@ -107,7 +107,8 @@ def test_server_uploads_and_the_cli_indexing_at_once_lose_nothing(
     def upload_until_the_cli_is_done() -> None:
         n = 0
         while cli.poll() is None or n < 15:
-            file = {"file": (f"u{n}.png", png_bytes((n * 5 % 256, 10, 99)), "image/png")}
+            colour = (n % 256, n // 256 % 256, 99)  # distinct bytes: one stored file each
+            file = {"file": (f"u{n}.png", png_bytes(colour), "image/png")}
             response = client.post("/api/items", files=file,
                                    data={"captions": f"upload {n}", "id": f"web/u{n:03d}.png"})
             assert response.status_code == 201, response.text

@@ -158,14 +158,20 @@ class LiveCollection:
             return
         try:
             self._follow_disk()
-        except Exception as exc:  # a half-removed index: keep serving the last good one
-            log.warning("could not reload %s: %s", self.path, exc)
         finally:
             self._writer.release()
 
     def _follow_disk(self) -> None:
-        """Holding _writer: replay new log records in place (cheap), or load a new generation
-        beside the current one (slow: searches go on meanwhile) and swap it in."""
+        """Holding _writer: catch up with the folder, or keep serving what we hold (a change
+        then catches up under the folder's lock anyway)."""
+        try:
+            self._catch_up_with_disk()
+        except Exception as exc:  # a generation replaced while read, a half-removed index
+            log.warning("could not reload %s: %s", self.path, exc)
+
+    def _catch_up_with_disk(self) -> None:
+        """Replay new log records in place (cheap), or load a new generation beside the
+        current one (slow: searches go on meanwhile) and swap it in."""
         stamp, current = disk_stamp(self.path), self._collection
         if stamp is None or stamp == current.stamp():
             return
