@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources
+from crossmodal.models.batching import TEXT_MICRO_BATCH, length_sorted_batches, micro_batches
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.towers.encoder import view_of
 from crossmodal.storage import atomic_save_npy
@@ -66,8 +67,8 @@ def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
     @torch.inference_mode()
     def run(images) -> np.ndarray:
         parts = []
-        for start in range(0, len(images), 8):
-            pixels = view_of(images_to_tensor(images[start : start + 8], prep), view)
+        for batch in micro_batches(images):
+            pixels = view_of(images_to_tensor(batch, prep), view)
             parts.append(backbone.run_blocks(pixels, 0, cut).reshape(len(pixels), -1))
         return torch.cat(parts).numpy()
 
@@ -100,7 +101,7 @@ class TokenStates:
 
 
 def text_activations(encoder, texts: list[str], cut: int, cache: Path,
-                     progress: bool = True, batch: int = 64) -> TokenStates:
+                     progress: bool = True, batch: int = TEXT_MICRO_BATCH) -> TokenStates:
     """Output of text blocks[:cut] per caption (token ids when cut is 0)."""
     backbone = encoder.text_backbone
     digest = weights_digest(backbone.blocks()[:cut])
@@ -109,12 +110,10 @@ def text_activations(encoder, texts: list[str], cut: int, cache: Path,
     offsets_path = Path(cache) / f"act-txt-{key}.offsets.npy"
     if values_path.is_file() and offsets_path.is_file():
         return TokenStates(np.load(values_path, mmap_mode="r"), np.load(offsets_path))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     per_text: list[np.ndarray | None] = [None] * len(texts)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch), desc=f"text blocks[:{cut}]",
-                          disable=not progress):
-            rows = order[start : start + batch]
+        for rows in tqdm(list(length_sorted_batches(texts, batch)), desc=f"text blocks[:{cut}]",
+                         disable=not progress):
             tokens = backbone.tokenize([texts[i] for i in rows])
             ids, mask = tokens["input_ids"], tokens["attention_mask"]
             states = ids if cut == 0 else backbone.run_blocks(ids, mask, 0, cut).half()
