@@ -39,7 +39,7 @@ from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.filters import parse_filter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_latency import unit_vectors  # noqa: E402
+from _common import recall, unit_vectors  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START = time.perf_counter()
@@ -83,8 +83,8 @@ def measure(store: FaissStore, base, queries, mask, where: str, k: int) -> dict:
         found.append(store.search(query[None], k, 1, where_filter)[1][0])
         times.append((time.perf_counter() - start) * 1000)
     found = np.array(found)
-    recall = np.mean([len(set(f) & set(t)) / k for f, t in zip(found, truth, strict=True)])
-    return {"matching_rows": int(len(ids)), "recall@10": round(float(recall), 4),
+    found_share = recall(found, truth)  # truth has k columns: the share of k found
+    return {"matching_rows": int(len(ids)), "recall@10": round(found_share, 4),
             "empty_slots": int((found < 0).sum()), "slots": int(found.size),
             "fallbacks": store.exact_fallbacks - before,
             "rare_scans": store.rare_scans - rare_before,

@@ -38,8 +38,8 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import clustered_vectors, recall, unit_vectors  # noqa: E402
 from crossmodal.index.faiss_store import FaissStore  # noqa: E402
-from search_latency import clustered_vectors, unit_vectors  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START = time.perf_counter()
@@ -61,10 +61,6 @@ def make_store(store: str, kind: str, dim: int, uri: str | None, folder: Path):
 
     return MilvusStore(dim, kind, {}, uri=uri or str(folder / "milvus.db"),
                        collection=f"bench_{kind}")
-
-
-def recall(ids: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=True)]))
 
 
 def qps(store, queries: np.ndarray, k: int, threads: int | None) -> tuple[float, np.ndarray]:

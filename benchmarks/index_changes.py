@@ -37,9 +37,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import clustered_vectors  # noqa: E402
 from crossmodal.engine import Collection  # noqa: E402
 from crossmodal.models.protocol import ImagePreprocessing  # noqa: E402
-from search_latency import clustered_vectors  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START = time.perf_counter()

@@ -27,6 +27,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from _common import clustered_vectors, recall, unit_vectors
 from crossmodal.index.faiss_store import DEFAULT_PARAMS, FaissStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,27 +36,6 @@ START = time.perf_counter()
 
 def log(message: str) -> None:  # progress goes to stderr, the table to stdout
     print(f"[{time.perf_counter() - START:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def unit_vectors(rng: np.random.Generator, n: int, dim: int, chunk: int = 100_000) -> np.ndarray:
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, chunk):
-        block = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32)
-        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
-
-
-def clustered_vectors(rng: np.random.Generator, n: int, dim: int, centres: int = 10_000,
-                      spread: float = 0.05) -> np.ndarray:
-    """Points around random centres, as real embeddings cluster by topic."""
-    middle = unit_vectors(rng, centres, dim)
-    out = np.empty((n, dim), np.float32)
-    for start in range(0, n, 100_000):
-        size = min(100_000, n - start)
-        block = middle[rng.integers(0, centres, size)] + spread * rng.standard_normal(
-            (size, dim), dtype=np.float32)
-        out[start : start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
 
 
 def time_single(searches: list, queries: np.ndarray, k: int, warmup: int):
@@ -86,10 +66,6 @@ def batch_qps(search, queries: np.ndarray, k: int, repeats: int = 3) -> float:
         search(queries, k)
         best = min(best, time.perf_counter() - start)
     return len(queries) / best
-
-
-def recall(ids: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=True)]))
 
 
 def row(name: str, params: dict, build_s: float, ms: np.ndarray, qps: float, rec: float,

@@ -12,10 +12,10 @@ import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from crossmodal.models import registry  # noqa: E402
 from tests.fakes import FakeEncoder  # noqa: E402
+from tests.image_helpers import write_image  # noqa: E402
 from tests.milvus_server import milvus_server_uri  # noqa: E402, F401 - a session fixture
 
 
@@ -53,12 +53,6 @@ def fake_encoder(monkeypatch) -> FakeEncoder:
     registry.load_encoder.cache_clear()
     yield encoder
     registry.load_encoder.cache_clear()
-
-
-def write_image(path: Path, colour: tuple[int, int, int], size=(32, 24), fmt=None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path, format=fmt)
-    return path
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 
 from crossmodal.train import distributed
 from crossmodal.train.trainer import StageTrainer
-from tests.test_trainer import STAGES, config, heads, synthetic
+from tests.trainer_helpers import STAGES, config, heads, synthetic
 
 
 def main(out: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ WRITER = textwrap.dedent("""
     from crossmodal.engine import Collection
     from crossmodal.index import generations
     from tests.fakes import FakeEncoder
-    from tests.conftest import write_image
+    from tests.image_helpers import write_image
     from pathlib import Path
     index, photos = Path(sys.argv[1]), Path(sys.argv[2])
     if sys.argv[5] == "compact":  # a new generation every few commits, not only log records

@@ -20,7 +20,7 @@ from crossmodal.data.newsimages import article_text, load_newsimages
 from crossmodal.data.registry import load_dataset
 from crossmodal.data.table import load_table
 from crossmodal.errors import BadInputError
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 RED, GREEN, BLUE = (250, 10, 10), (10, 250, 10), (10, 10, 250)
 

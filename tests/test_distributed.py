@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from crossmodal.train.trainer import StageTrainer
-from tests.test_trainer import STAGES, config, heads, synthetic
+from tests.trainer_helpers import STAGES, config, heads, synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")

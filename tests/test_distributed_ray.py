@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")

@@ -8,8 +8,8 @@ import pytest
 
 from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
-from tests.conftest import write_image
 from tests.fakes import FakeEncoder
+from tests.image_helpers import write_image
 
 
 def build(tmp_path, colour_folder, encoder):

@@ -14,7 +14,7 @@ from crossmodal.evaluation.classify import (
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.evaluation.report import markdown_table, text_table
 from crossmodal.evaluation.run import evaluate_model
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
 

@@ -7,7 +7,7 @@ import pytest
 
 from crossmodal.data.files import collect_items, read_caption_file
 from crossmodal.errors import BadInputError
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 
 def test_folder_walk_with_sidecars(colour_folder):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from crossmodal.data.images import ImageLoadError, load_image
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 
 @pytest.mark.parametrize("name,fmt", [("a.jpg", "JPEG"), ("a.png", "PNG"), ("a.webp", "WEBP"),

@@ -15,7 +15,7 @@ from crossmodal.losses.registry import LOSSES, build_loss
 from crossmodal.losses.temperature import Temperature
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.trainer import StageTrainer
-from tests.test_trainer import config, heads, synthetic
+from tests.trainer_helpers import config, heads, synthetic
 
 # A non-default value for every hyper-parameter of every registered loss.
 TABLES = """

@@ -23,7 +23,7 @@ from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
 from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
 from crossmodal.models.towers import TowersEncoder, find_tower_config  # noqa: E402
-from tests.test_hf import TEXTS, build, photos  # noqa: E402
+from tests.hf_helpers import TEXTS, build, photos  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
 

@@ -63,7 +63,7 @@ def test_searches_see_whole_snapshots_while_items_change(tmp_path, colour_folder
 
 def test_changes_by_another_process_are_picked_up(tmp_path, colour_folder, fake_encoder):
     from crossmodal.engine import Collection
-    from tests.conftest import write_image
+    from tests.image_helpers import write_image
 
     path = build_index(tmp_path, colour_folder, fake_encoder)
     live = LiveCollection(path, fake_encoder, refresh_s=0)

@@ -19,7 +19,7 @@ from crossmodal.train.teachers import (
     load_teacher,
     load_teacher_features,
 )
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
 

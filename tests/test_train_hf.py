@@ -22,7 +22,7 @@ from crossmodal.train.config import TrainConfig
 from crossmodal.train.hf_parts import HFTrainable
 from crossmodal.train.run import run_training
 from crossmodal.train.trainer import StageTrainer
-from tests.test_hf import VISION, build, save_word_tokenizer
+from tests.hf_helpers import VISION, build, save_word_tokenizer
 
 SAMPLES = Path(str(resources.files("crossmodal") / "samples"))
 TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,

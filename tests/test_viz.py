@@ -37,8 +37,8 @@ from crossmodal.viz.report import (  # noqa: E402
     render_report,
 )
 from crossmodal.viz.retrieval_grid import grid_rows, result_colours, retrieval_grid_png  # noqa: E402
-from tests.conftest import write_image  # noqa: E402
 from tests.fakes import FakeEncoder  # noqa: E402
+from tests.image_helpers import write_image  # noqa: E402
 
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250),
            "dark-red": (160, 20, 20), "teal": (10, 160, 160), "grey": (128, 128, 128)}
@@ -203,7 +203,7 @@ def test_towers_heatmap_finds_each_half_of_a_two_photo_image():
 
 @pytest.mark.parametrize("kind", ["clip", "chinese_clip", "altclip"])
 def test_heatmap_of_hf_clip_patch_tokens(tmp_path, kind):
-    from tests.test_hf import build, load
+    from tests.hf_helpers import build, load
 
     encoder = load(build(kind, tmp_path / kind))
     cells = cell_embeddings(encoder, half_and_half())

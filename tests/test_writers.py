@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crossmodal.engine import Collection
-from tests.conftest import write_image
+from tests.image_helpers import write_image
 from tests.serve_helpers import build_index, local_client, png_bytes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,10 @@
-"""Where crossmodal keeps caches (CROSSMODAL_CACHE overrides; tests point it at tmp), and
-file hashing."""
+"""Where crossmodal keeps caches (CROSSMODAL_CACHE overrides; tests point it at tmp), the one
+cache-key scheme, and file hashing."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -33,3 +34,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def content_key(parts: object) -> str:
+    """The one cache key: a digest of JSON-able parts (model fingerprint, data identity,
+    preprocessing, precision, ...). Sorted keys, so dict order never matters; text as is
+    (not \\u-escaped). A cache made under other parts is a miss, never a wrong hit."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

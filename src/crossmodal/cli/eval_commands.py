@@ -7,6 +7,13 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.options import (
+    data_options,
+    load_data,
+    model_option,
+    quiet_option,
+    with_options,
+)
 from crossmodal.storage import atomic_save_json, atomic_write
 
 LAYOUT_TITLES = {
@@ -14,16 +21,6 @@ LAYOUT_TITLES = {
     "newsimages": "text->image MRR and R@K (NewsImages layout)",
     "ranks": "ranks and ECCV Caption metrics",
 }
-
-def data_options() -> list:
-    """--data, --split, --language: one meaning wherever a command names a dataset."""
-    return [
-        click.option("--data", "data", required=True,
-                     help="Dataset: 'flickr8k-cn:ROOT', a JSON/TOML dataset spec file, or "
-                          "FORMAT:PATH (see README, Datasets)."),
-        click.option("--split", default=None, help="Split (default: the spec's, or val)."),
-        click.option("--language", default=None, help="Caption language (en, zh)."),
-    ]
 
 
 def evaluation_options(command):
@@ -39,19 +36,9 @@ def evaluation_options(command):
                      help="How a negative tied with a positive is ranked."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
                      show_default=True, help="Folder for the JSON and markdown reports."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        quiet_option(),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def load_data(data: str, split: str | None, language: str | None):
-    """The dataset that --data, --split and --language name."""
-    from crossmodal.data.registry import load_dataset
-
-    overrides = {k: v for k, v in (("split", split), ("language", language)) if v}
-    return load_dataset(data, **overrides)
+    return with_options(command, options)
 
 
 def _write(out: Path, stem: str, reports: list[dict], layouts: list[str]) -> None:
@@ -82,7 +69,7 @@ def _stem(*parts: str) -> str:
 
 
 @click.command("eval")
-@click.option("--model", required=True, help="Model id, e.g. towers:lite-en.")
+@model_option(required=True)
 @evaluation_options
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
@@ -139,7 +126,7 @@ def compare_command(models, data, split, language, protocol, ties, out, quiet) -
 
 
 @click.command("classify")
-@click.option("--model", required=True)
+@model_option(required=True)
 @click.option("--images", "images", required=True, type=click.Path(path_type=Path),
               help="A folder with one sub-folder of images per class.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,

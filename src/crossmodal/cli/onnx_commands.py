@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.options import model_option
+
 CALIBRATION_LIMIT = 64
 
 
@@ -31,7 +33,7 @@ def _calibration_images(folder: Path | None, limit: int) -> list:
 
 
 @click.command("export-onnx")
-@click.option("--model", "model_id", default="towers:lite-en", show_default=True,
+@model_option(dest="model_id",
               help="Encoder to export: towers:NAME or hf: CLIP (hub id or local dir).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create; use it as --model onnx:FOLDER.")

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from crossmodal.cli.eval_commands import data_options, load_data
+from crossmodal.cli.options import (
+    data_options,
+    load_data,
+    model_option,
+    quiet_option,
+    with_options,
+)
 
 
 def dataset_options(command):
@@ -16,11 +22,9 @@ def dataset_options(command):
         *data_options(),
         click.option("--seed", default=0, show_default=True,
                      help="Which image groups / queries are drawn."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
+        quiet_option(),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def _out_option(default: str):
@@ -66,7 +70,7 @@ def embedding_map_command(models, data, split, language, seed, quiet, groups, me
 
 
 @plot_group.command("retrieval-grid")
-@click.option("--model", required=True, help="Model id, e.g. towers:lite-en.")
+@model_option(required=True)
 @dataset_options
 @click.option("--direction", type=click.Choice(["text-to-image", "image-to-text"]),
               default="text-to-image", show_default=True)
@@ -93,8 +97,7 @@ def retrieval_grid_command(model, data, split, language, seed, quiet, direction,
 
 
 @plot_group.command("heatmap")
-@click.option("--model", default="towers:lite-en", show_default=True,
-              help="A towers:* model, or an hf: CLIP / Chinese-CLIP / AltCLIP model.")
+@model_option(help="A towers:* model, or an hf: CLIP / Chinese-CLIP / AltCLIP model.")
 @click.option("--image", "image", required=True, type=click.Path(path_type=Path),
               help="The image.")
 @click.option("--text", "texts", required=True, multiple=True,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from crossmodal.errors import BadInputError
+from crossmodal.paths import content_key
 
 # An image is a file path, or its encoded bytes (e.g. base64 rows of a Chinese-CLIP TSV).
 ImageSource = Path | bytes
@@ -92,5 +92,4 @@ class RetrievalDataset:
 
     def fingerprint(self) -> str:
         """Identifies the content (ids, images, texts), for caching embeddings of it."""
-        blob = json.dumps([self.image_ids, self.image_keys(), self.texts], ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return content_key([self.image_ids, self.image_keys(), self.texts])

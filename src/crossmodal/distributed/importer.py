@@ -70,6 +70,60 @@ def _check_vectors(collection: Collection, shard, folder: Path) -> None:
         )
 
 
+class _Importer:
+    """Rows of shards into items of `collection`, added every _COMMIT_EVERY items."""
+
+    def __init__(self, collection: Collection, report: ImportReport):
+        self.collection, self.report = collection, report
+        self.items: dict[str, dict] = {}  # read, not yet added
+        self.image_rows: list[np.ndarray] = []
+        self.text_rows: dict[str, list[np.ndarray]] = {}
+        self.seen: set[str] = set()
+
+    def add_row(self, shard, tag: str, row: int, meta: dict) -> None:
+        report, items = self.report, self.items
+        item_id = str(meta.get("item_id") or meta.get("image_path") or f"{tag}/{row}")
+        if item_id in self.collection:
+            if item_id not in self.seen:
+                report.already_present += 1
+                self.seen.add(item_id)
+            return
+        if item_id not in items and item_id not in self.seen:
+            self.seen.add(item_id)
+            item = {"id": item_id, "path": str(meta.get("image_path") or item_id),
+                    "captions": []}
+            item.update({k: _plain(meta[k]) for k in EXTRA_COLUMNS if meta.get(k) is not None})
+            items[item_id] = item
+            self.image_rows.append(shard.image_vectors[row])
+        elif item_id not in items:  # an item of an earlier, already added chunk
+            return
+        caption = meta.get("caption")
+        if isinstance(caption, str) and caption:
+            if shard.text_vectors is None:
+                report.captions_without_vectors += 1
+                return
+            items[item_id]["captions"].append(caption)
+            self.text_rows.setdefault(item_id, []).append(shard.text_vectors[row])
+
+    def flush(self) -> None:
+        items, text_rows, report = self.items, self.text_rows, self.report
+        if not items:
+            return
+        texts = [v for item_id in items for v in text_rows.get(item_id, [])]
+        dim = self.collection.manifest.dim
+        # another writer may have added some of these since they were checked: skip those
+        skipped = set(self.collection.add_vectors(
+            list(items.values()), l2_normalize(np.stack(self.image_rows)),
+            l2_normalize(np.stack(texts)) if texts else np.zeros((0, dim), np.float32),
+            skip_existing=True,
+        ))
+        report.added += len(items) - len(skipped)
+        report.already_present += len(skipped)
+        report.texts += sum(len(text_rows.get(item_id, [])) for item_id in items
+                            if item_id not in skipped)
+        items.clear(), self.image_rows.clear(), text_rows.clear()
+
+
 def import_embeddings(folder: str | Path, into: str | Path, model: str | None = None,
                       index_type: str = "flat", progress: bool = True,
                       collection: Collection | None = None) -> ImportReport:
@@ -82,56 +136,13 @@ def import_embeddings(folder: str | Path, into: str | Path, model: str | None = 
     else:
         _model_of(folder, into, collection.manifest.model)  # refuses another model's vectors
     report = ImportReport(into, collection.manifest.model, shards=len(tags))
-    items: dict[str, dict] = {}
-    image_rows: list[np.ndarray] = []
-    text_rows: dict[str, list[np.ndarray]] = {}
-
-    def flush() -> None:
-        if not items:
-            return
-        texts = [v for item_id in items for v in text_rows.get(item_id, [])]
-        dim = collection.manifest.dim
-        # another writer may have added some of these since they were checked: skip those
-        skipped = set(collection.add_vectors(
-            list(items.values()), l2_normalize(np.stack(image_rows)),
-            l2_normalize(np.stack(texts)) if texts else np.zeros((0, dim), np.float32),
-            skip_existing=True,
-        ))
-        report.added += len(items) - len(skipped)
-        report.already_present += len(skipped)
-        report.texts += sum(len(text_rows.get(item_id, [])) for item_id in items
-                            if item_id not in skipped)
-        items.clear(), image_rows.clear(), text_rows.clear()
-
-    seen: set[str] = set()
+    importer = _Importer(collection, report)
     for tag in tqdm(tags, desc="importing", unit="shard", disable=not progress):
         shard = read_shard(folder, tag)
         _check_vectors(collection, shard, folder)
         for row, meta in enumerate(shard.metadata):
-            item_id = str(meta.get("item_id") or meta.get("image_path") or f"{tag}/{row}")
-            if item_id in collection:
-                if item_id not in seen:
-                    report.already_present += 1
-                    seen.add(item_id)
-                continue
-            if item_id not in items and item_id not in seen:
-                seen.add(item_id)
-                item = {"id": item_id, "path": str(meta.get("image_path") or item_id),
-                        "captions": []}
-                item.update({k: _plain(meta[k]) for k in EXTRA_COLUMNS
-                             if meta.get(k) is not None})
-                items[item_id] = item
-                image_rows.append(shard.image_vectors[row])
-            elif item_id not in items:  # an item of an earlier, already added chunk
-                continue
-            caption = meta.get("caption")
-            if isinstance(caption, str) and caption:
-                if shard.text_vectors is None:
-                    report.captions_without_vectors += 1
-                    continue
-                items[item_id]["captions"].append(caption)
-                text_rows.setdefault(item_id, []).append(shard.text_vectors[row])
-        if len(items) >= _COMMIT_EVERY:
-            flush()
-    flush()
+            importer.add_row(shard, tag, row, meta)
+        if len(importer.items) >= _COMMIT_EVERY:
+            importer.flush()
+    importer.flush()
     return report

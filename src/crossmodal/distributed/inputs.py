@@ -15,7 +15,6 @@ already on disk were made from the same inputs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import tarfile
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from crossmodal.data.files import collect_items
 from crossmodal.errors import BadInputError, missing_dependency
+from crossmodal.paths import content_key
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv")
 PATH_COLUMNS = ("image_path", "path", "image", "filepath", "file_name", "filename")
@@ -52,8 +52,7 @@ class ShardPlan:
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps([s.to_dict() for s in self.shards], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return content_key([s.to_dict() for s in self.shards])
 
 
 def _file_item(item_id: str, path: Path, captions: list[str], **extra) -> dict:

@@ -5,7 +5,6 @@ A second evaluation of the same model on the same data costs only the metrics.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
 from crossmodal.models.protocol import Encoder
-from crossmodal.paths import cache_dir
+from crossmodal.paths import cache_dir, content_key
 from crossmodal.storage import atomic_write
 
 
@@ -28,9 +27,9 @@ class DatasetEmbeddings:
 
 
 def cache_path(encoder: Encoder, dataset: RetrievalDataset) -> Path:
-    key = f"{encoder.model_id}|{encoder.fingerprint}|{dataset.fingerprint()}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return cache_dir("embeddings") / f"{digest}.npz"
+    key = content_key({"kind": "embeddings", "model": encoder.model_id,
+                       "fingerprint": encoder.fingerprint, "data": dataset.fingerprint()})
+    return cache_dir("embeddings") / f"{key}.npz"
 
 
 def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int = 32,

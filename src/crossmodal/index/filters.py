@@ -66,10 +66,6 @@ class Filter:
     def matches(self, row: dict) -> bool:
         return _evaluate(self.tree, row)
 
-    def to_milvus(self) -> str:
-        """The tree in Milvus's syntax, read by Milvus's own rules (see the module notes)."""
-        return _milvus(self.tree)
-
     def milvus_superset(self) -> str:
         """A Milvus expression every matching row satisfies ("" when none is safe): what a
         Milvus store searches with before keeping the rows that `matches`."""
@@ -269,19 +265,16 @@ def _literal(value: Value | tuple[Value, ...]) -> str:
     return repr(value)
 
 
-def _milvus(node: Node) -> str:
-    """Metadata are Milvus dynamic fields: named as $meta["x"], so a field may share a name
-    with an expression keyword; `in` is spelled out as equalities, which Milvus Lite needs."""
-    if isinstance(node, Compare):
-        field = f"$meta[{json.dumps(node.field)}]"
-        if node.op == "in":
-            if not node.value:
-                return "(id < 0)"  # keys are never negative: an empty list matches nothing
-            return "(" + " or ".join(f"{field} == {_literal(v)}" for v in node.value) + ")"
-        return f"{field} {node.op} {_literal(node.value)}"
-    if node.op == "not":
-        return f"not ({_milvus(node.parts[0])})"
-    return "(" + f" {node.op} ".join(_milvus(part) for part in node.parts) + ")"
+def _milvus(node: Compare) -> str:
+    """A comparison in Milvus's syntax. Metadata are Milvus dynamic fields: named as
+    $meta["x"], so a field may share a name with an expression keyword; `in` is spelled out
+    as equalities, which Milvus Lite needs."""
+    field = f"$meta[{json.dumps(node.field)}]"
+    if node.op == "in":
+        if not node.value:
+            return "(id < 0)"  # keys are never negative: an empty list matches nothing
+        return "(" + " or ".join(f"{field} == {_literal(v)}" for v in node.value) + ")"
+    return f"{field} {node.op} {_literal(node.value)}"
 
 
 def _superset(node: Node) -> str | None:

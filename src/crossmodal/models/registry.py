@@ -7,7 +7,8 @@
     onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
     fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation)
 
-Backends register a loader; third-party packages may add prefixes with `register_backend`.
+Backends register a loader; third-party packages add prefixes with `register_backend` or an
+entry point in the group `crossmodal.backends` (name: the prefix; value: the loader).
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from functools import lru_cache
 
 from crossmodal.errors import UnknownModelError
 from crossmodal.models.protocol import Encoder
+from crossmodal.registry import Registry
 
 DEFAULT_MODEL = "towers:lite-en"
 
-_BACKENDS: dict[str, Callable[[str, str], Encoder]] = {}
+_BACKENDS: Registry[Callable[[str, str], Encoder]] = Registry("model backend",
+                                                              "crossmodal.backends")
 
 
 def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None:
-    """`loader(name_after_prefix, full_model_id)` returns an Encoder."""
-    _BACKENDS[prefix] = loader
+    """`loader(name_after_prefix, full_model_id)` returns an Encoder; registering a prefix
+    again warns (it replaces the loader)."""
+    _BACKENDS.register(prefix, loader)
 
 
 def _load_towers(name: str, model_id: str) -> Encoder:

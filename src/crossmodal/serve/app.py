@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -57,6 +57,21 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     api = build_router(live, settings, decode_slots)
     app.include_router(api)
 
+    _add_error_handlers(app, api)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    _add_middleware(app, settings)
+    return app
+
+
+def _add_error_handlers(app: FastAPI, api: APIRouter) -> None:
+    """Errors as {"detail": ...} JSON with the status they mean."""
+
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -84,12 +99,8 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
         )
         return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
 
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
+def _add_middleware(app: FastAPI, settings: ServeSettings) -> None:
     # The last added runs first: Host, CORS, token and rate, Origin, body cap, the routes.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestGuardMiddleware, settings=settings,
@@ -99,7 +110,6 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(HostCheckMiddleware, settings=settings)
-    return app
 
 
 def _methods_at(routes: list, scope) -> set[str]:

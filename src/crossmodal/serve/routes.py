@@ -4,6 +4,7 @@
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
@@ -47,6 +48,26 @@ def _lookup_id(raw: str, captions: bool = False) -> str:
         raise NotFoundError(f"no {what} {raw[:200]!r} in the index: {exc}") from None
 
 
+ItemId = Annotated[str, Path(min_length=1, max_length=512,
+                             description="An indexed item id (e.g. 'beach/dog.jpg').")]
+
+
+@dataclass(frozen=True)
+class _Deps:
+    """What the route groups share."""
+
+    live: LiveCollection
+    settings: ServeSettings
+    decode_slots: threading.Semaphore
+    guarded: list  # the bearer scheme in the schema, only when the server has a token
+    model_size: int
+
+    def read_upload(self, file: UploadFile) -> Upload:
+        data = file.file.read(self.settings.max_body_bytes + 1)
+        return Upload.decode(data, self.settings.max_pixels, target_size=self.model_size,
+                             slots=self.decode_slots)
+
+
 def build_router(live: LiveCollection, settings: ServeSettings,
                  decode_slots: threading.Semaphore) -> APIRouter:
     """The /api routes; the token, rate limit and origin are checked before them (security)."""
@@ -54,15 +75,32 @@ def build_router(live: LiveCollection, settings: ServeSettings,
     router = APIRouter(prefix="/api", responses=_errors(*codes))
     # Declares the bearer scheme in the schema only when the server has a token.
     guarded = [Security(bearer_scheme)] if settings.token else []
-    model_size = live.encoder.preprocessing.size
+    deps = _Deps(live, settings, decode_slots, guarded, live.encoder.preprocessing.size)
+    _status_routes(router, deps)
+    _search_routes(router, deps)
+    _item_routes(router, deps)
+    if settings.allow_writes:
+        _write_routes(router, deps)
+    return router
 
-    def read_upload(file: UploadFile) -> Upload:
-        data = file.file.read(settings.max_body_bytes + 1)
-        return Upload.decode(data, settings.max_pixels, target_size=model_size,
-                             slots=decode_slots)
+
+def _status_routes(router: APIRouter, deps: _Deps) -> None:
+    live = deps.live
+
+    @router.get("/health", response_model=schemas.Health)
+    def health() -> schemas.Health:
+        return schemas.Health(status="ok")
+
+    @router.get("/stats", response_model=schemas.Stats, dependencies=deps.guarded)
+    def stats() -> schemas.Stats:
+        with live.reading() as collection:
+            info = collection.stats()
+        return schemas.Stats(**{k: info[k] for k in schemas.Stats.model_fields})
+
+
+def _search_routes(router: APIRouter, deps: _Deps) -> None:
+    live, settings, guarded = deps.live, deps.settings, deps.guarded
     K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
-    ItemId = Annotated[str, Path(min_length=1, max_length=512,
-                                 description="An indexed item id (e.g. 'beach/dog.jpg').")]
 
     class TextQuery(BaseModel):
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
@@ -76,16 +114,6 @@ def build_router(live: LiveCollection, settings: ServeSettings,
         k: K = 10
         target: schemas.Target | None = Field(
             None, description="Default: the kind of the query (images for an item id).")
-
-    @router.get("/health", response_model=schemas.Health)
-    def health() -> schemas.Health:
-        return schemas.Health(status="ok")
-
-    @router.get("/stats", response_model=schemas.Stats, dependencies=guarded)
-    def stats() -> schemas.Stats:
-        with live.reading() as collection:
-            info = collection.stats()
-        return schemas.Stats(**{k: info[k] for k in schemas.Stats.model_fields})
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -103,7 +131,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                      target: Annotated[schemas.Target, Form()] = "images",
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
-        upload = read_upload(file)
+        upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
         return _hits_out(hits, target, started)
 
@@ -121,6 +149,10 @@ def build_router(live: LiveCollection, settings: ServeSettings,
             target = body.target or ("images" if query_id in collection else "texts")
         return _hits_out(hits, target, started)
 
+
+def _item_routes(router: APIRouter, deps: _Deps) -> None:
+    live, guarded = deps.live, deps.guarded
+
     @router.get("/items/{item_id:path}", response_model=schemas.Item, dependencies=guarded)
     def get_item(item_id: ItemId) -> schemas.Item:
         return schemas.item_out(live.item(_lookup_id(item_id)))
@@ -130,32 +162,33 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
         item = live.item(_lookup_id(item_id))
-        with decode_slots:  # a first thumbnail decodes the whole stored image
-            data = thumbnail_bytes(item, settings.thumbnail_size)
+        with deps.decode_slots:  # a first thumbnail decodes the whole stored image
+            data = thumbnail_bytes(item, deps.settings.thumbnail_size)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
-    if settings.allow_writes:
-        @router.post("/items", response_model=schemas.Item, status_code=201,
-                     dependencies=guarded, responses=WRITE_ERRORS)
-        def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
-                     captions: Annotated[str, Form(
-                         max_length=20_000, description="Captions, one a line.")] = "",
-                     id: Annotated[str | None, Form(
-                         max_length=200, description="Item id (default: from the content).")
-                     ] = None) -> schemas.Item:
-            lines = [c for c in captions.splitlines() if c.strip()]
-            if len(lines) > settings.max_captions:
-                raise BadInputError(f"at most {settings.max_captions} captions per item")
-            if any(len(c) > settings.max_query_chars for c in lines):
-                raise BadInputError(f"captions are at most {settings.max_query_chars} "
-                                    "characters long")
-            upload = read_upload(file)
-            return schemas.item_out(live.add_upload(upload, lines, id or None))
 
-        @router.delete("/items/{item_id:path}", response_model=schemas.Item,
-                       dependencies=guarded, responses=WRITE_ERRORS)
-        def remove_item(item_id: ItemId) -> schemas.Item:
-            return schemas.item_out(live.remove(_lookup_id(item_id)))
+def _write_routes(router: APIRouter, deps: _Deps) -> None:
+    live, settings = deps.live, deps.settings
 
-    return router
+    @router.post("/items", response_model=schemas.Item, status_code=201,
+                 dependencies=deps.guarded, responses=WRITE_ERRORS)
+    def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+                 captions: Annotated[str, Form(
+                     max_length=20_000, description="Captions, one a line.")] = "",
+                 id: Annotated[str | None, Form(
+                     max_length=200, description="Item id (default: from the content).")
+                 ] = None) -> schemas.Item:
+        lines = [c for c in captions.splitlines() if c.strip()]
+        if len(lines) > settings.max_captions:
+            raise BadInputError(f"at most {settings.max_captions} captions per item")
+        if any(len(c) > settings.max_query_chars for c in lines):
+            raise BadInputError(f"captions are at most {settings.max_query_chars} "
+                                "characters long")
+        upload = deps.read_upload(file)
+        return schemas.item_out(live.add_upload(upload, lines, id or None))
+
+    @router.delete("/items/{item_id:path}", response_model=schemas.Item,
+                   dependencies=deps.guarded, responses=WRITE_ERRORS)
+    def remove_item(item_id: ItemId) -> schemas.Item:
+        return schemas.item_out(live.remove(_lookup_id(item_id)))

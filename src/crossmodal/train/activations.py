@@ -10,7 +10,6 @@ batch pads only to its own longest caption.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from tqdm import tqdm
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources
+from crossmodal.models.batching import TEXT_MICRO_BATCH, length_sorted_batches, micro_batches
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.towers.encoder import view_of
+from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_npy
 from crossmodal.train.features import load_image_rows, save_image_rows
 
@@ -39,9 +40,8 @@ def weights_digest(blocks: list[nn.Module]) -> str:
 
 
 def _key(kind: str, spec: dict, cut: int, digest: str, items: list[str]) -> str:
-    blob = json.dumps({"kind": kind, "spec": spec, "cut": cut, "weights": digest,
-                       "items": items}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key({"kind": kind, "spec": spec, "cut": cut, "weights": digest,
+                        "items": items})
 
 
 def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
@@ -66,8 +66,8 @@ def image_activations(encoder, data: RetrievalDataset, cut: int, cache: Path,
     @torch.inference_mode()
     def run(images) -> np.ndarray:
         parts = []
-        for start in range(0, len(images), 8):
-            pixels = view_of(images_to_tensor(images[start : start + 8], prep), view)
+        for batch in micro_batches(images):
+            pixels = view_of(images_to_tensor(batch, prep), view)
             parts.append(backbone.run_blocks(pixels, 0, cut).reshape(len(pixels), -1))
         return torch.cat(parts).numpy()
 
@@ -100,7 +100,7 @@ class TokenStates:
 
 
 def text_activations(encoder, texts: list[str], cut: int, cache: Path,
-                     progress: bool = True, batch: int = 64) -> TokenStates:
+                     progress: bool = True, batch: int = TEXT_MICRO_BATCH) -> TokenStates:
     """Output of text blocks[:cut] per caption (token ids when cut is 0)."""
     backbone = encoder.text_backbone
     digest = weights_digest(backbone.blocks()[:cut])
@@ -109,12 +109,10 @@ def text_activations(encoder, texts: list[str], cut: int, cache: Path,
     offsets_path = Path(cache) / f"act-txt-{key}.offsets.npy"
     if values_path.is_file() and offsets_path.is_file():
         return TokenStates(np.load(values_path, mmap_mode="r"), np.load(offsets_path))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     per_text: list[np.ndarray | None] = [None] * len(texts)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch), desc=f"text blocks[:{cut}]",
-                          disable=not progress):
-            rows = order[start : start + batch]
+        for rows in tqdm(list(length_sorted_batches(texts, batch)), desc=f"text blocks[:{cut}]",
+                         disable=not progress):
             tokens = backbone.tokenize([texts[i] for i in rows])
             ids, mask = tokens["input_ids"], tokens["attention_mask"]
             states = ids if cut == 0 else backbone.run_blocks(ids, mask, 0, cut).half()

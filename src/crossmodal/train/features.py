@@ -7,7 +7,6 @@ speed of the heads alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +15,16 @@ import numpy as np
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
+from crossmodal.models.speed import cpu_has_bf16
+from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_json, atomic_save_npy
 
 
 def _key(kind: str, spec: dict, items: list[str]) -> str:
-    blob = json.dumps({"kind": kind, "spec": spec, "items": items}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    # The runtime precision too: text backbones run bf16 where the CPU has it, and a cache
+    # made that way must not serve an fp32 run (CROSSMODAL_BF16=0) or the reverse.
+    precision = "bf16" if cpu_has_bf16() else "fp32"
+    return content_key({"kind": kind, "spec": spec, "items": items, "precision": precision})
 
 
 def _fine_tuned(encoder) -> dict:

@@ -22,12 +22,11 @@ from PIL import Image
 from torch import nn
 
 from crossmodal.errors import BadInputError
+from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.storage import atomic_folder
 
 TRAINABLE_TYPES = ("clip", "chinese_clip")
-IMAGE_MICRO_BATCH = 8
-TEXT_MICRO_BATCH = 64
 
 
 def _layer(layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -173,22 +172,20 @@ class HFTrainable:
     # Pooled features before the heads, by the very code the trainable blocks run.
     @torch.inference_mode()
     def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        parts = [self.image_backbone.run_blocks(
-                     images_to_tensor(images[start : start + IMAGE_MICRO_BATCH],
-                                      self.preprocessing), 0)
-                 for start in range(0, len(images), IMAGE_MICRO_BATCH)]
+        parts = [self.image_backbone.run_blocks(images_to_tensor(batch, self.preprocessing), 0)
+                 for batch in micro_batches(images)]
         return torch.cat(parts) if parts else torch.empty(0, self.image_backbone.out_dim)
 
     @torch.inference_mode()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = torch.empty(len(texts), self.text_backbone.out_dim)
-        for start in range(0, len(order), TEXT_MICRO_BATCH):
-            rows = order[start : start + TEXT_MICRO_BATCH]
-            tokens = self.text_backbone.tokenize([texts[i] for i in rows])
-            out[torch.tensor(rows)] = self.text_backbone.run_blocks(
-                tokens["input_ids"], tokens["attention_mask"], 0)
-        return out
+        if not len(texts):
+            return torch.empty(0, self.text_backbone.out_dim)
+
+        def run(batch: list[str]) -> torch.Tensor:
+            tokens = self.text_backbone.tokenize(batch)
+            return self.text_backbone.run_blocks(tokens["input_ids"], tokens["attention_mask"], 0)
+
+        return map_length_sorted(texts, run)
 
     # --- the result: a transformers folder ------------------------------------------------
     def save_best(self, out: Path) -> Path:

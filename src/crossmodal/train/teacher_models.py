@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import BadInputError, UnknownModelError
+from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
 
 # Native input size of each EfficientNet-Lite (efficientnet_lite_pytorch's own table).
 EFFNET_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
-MICRO_BATCH = 8  # small image batches stay in cache (as in the towers' encoder)
 
 
 @dataclass
@@ -57,8 +57,8 @@ def effnet_teacher(spec: str, arch: str) -> Teacher:
     @torch.inference_mode()
     def encode(images: Sequence[Image.Image]) -> np.ndarray:
         parts = []
-        for start in range(0, len(images), MICRO_BATCH):
-            pixels = images_to_tensor(images[start : start + MICRO_BATCH], prep)
+        for batch in micro_batches(images):
+            pixels = images_to_tensor(batch, prep)
             if not traced:
                 traced.append(traced_for_inference(backbone, pixels))
             parts.append(traced[0](pixels))
@@ -120,13 +120,9 @@ def st_teacher(spec: str, path: str) -> Teacher:
 
     @torch.inference_mode()
     def encode(texts: Sequence[str]) -> np.ndarray:
-        # Length-sorted micro-batches pad tightly; rows go back to input order after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), backbone.out_dim), np.float32)
-        for start in range(0, len(order), 64):
-            rows = order[start : start + 64]
-            out[rows] = backbone([texts[i] for i in rows]).float().numpy()
-        return out
+        if not len(texts):
+            return np.zeros((0, backbone.out_dim), np.float32)
+        return map_length_sorted(texts, lambda batch: backbone(batch).float().numpy())
 
     return Teacher(spec, text_fn=encode)
 

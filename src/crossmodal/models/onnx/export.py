@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import BadInputError, missing_dependency
-from crossmodal.models.onnx.graphs import GraphSpec, export_plan
+from crossmodal.models.onnx.graphs import ExportPlan, GraphSpec, export_plan
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
 from crossmodal.models.onnx.quantize import (
     IMAGE_MODES,
@@ -59,6 +59,56 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _check_arguments(out: Path, int8: bool, image_int8: str,
+                     calibration: Sequence[Image.Image], overwrite: bool) -> None:
+    if image_int8 not in IMAGE_MODES:
+        raise BadInputError(f"image int8 mode must be one of {', '.join(IMAGE_MODES)}")
+    if int8 and image_int8 == "static" and not calibration:
+        raise BadInputError("static int8 for the image tower needs calibration images")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BadInputError(f"{out} exists and is not empty: pick another --out or --overwrite")
+
+
+def _write_graphs(encoder: Encoder, plan: ExportPlan, work: Path, int8: bool, image_int8: str,
+                  calibration: Sequence[Image.Image], log: Callable[[str], None]
+                  ) -> tuple[str | None, str | None]:
+    """work/image.onnx and work/text.onnx (fp32, or int8 where asked); returns the image and
+    text quantization the manifest records (None: fp32)."""
+    fp32 = work / "fp32"
+    fp32.mkdir()
+    log("exporting the image path")
+    _export_graph(plan.image, fp32 / "image.onnx")
+    log("exporting the text path")
+    _export_graph(plan.text, fp32 / "text.onnx")
+    image_q = text_q = None
+    if int8:
+        if image_int8 != "none":
+            log(f"quantising the image path to int8 ({image_int8})")
+            quantize_image_int8(fp32 / "image.onnx", work / "image.onnx", image_int8,
+                                calibration, encoder.preprocessing)
+            image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
+        log("quantising the text path to int8 (dynamic)")
+        quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx")
+        text_q = "dynamic"
+    for name in ("image.onnx", "text.onnx"):
+        if not (work / name).exists():
+            (fp32 / name).rename(work / name)
+    shutil.rmtree(fp32)
+    return image_q, text_q
+
+
+def _write_text_files(plan: ExportPlan, work: Path) -> list[str]:
+    """The tokenizer and gram bag beside the graphs; returns the files the manifest hashes."""
+    if plan.tokenizer is not None:
+        plan.tokenizer.save_pretrained(str(work / plan.text_meta["tokenizer"]))
+    graph_files = ["image.onnx", "text.onnx"]
+    if plan.grams is not None:  # the gram bag runs beside the text graph (a table lookup)
+        plan.grams.save(work / "grams.safetensors")
+        plan.text_meta["grams"] = "grams.safetensors"
+        graph_files.append("grams.safetensors")
+    return graph_files
+
+
 def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: str = "none",
                    calibration: Sequence[Image.Image] = (), overwrite: bool = False,
                    log: Callable[[str], None] = lambda message: None) -> OnnxManifest:
@@ -69,41 +119,11 @@ def export_encoder(encoder: Encoder, out: Path, int8: bool = False, image_int8: 
     """
     _require_onnx()
     out = Path(out)
-    if image_int8 not in IMAGE_MODES:
-        raise BadInputError(f"image int8 mode must be one of {', '.join(IMAGE_MODES)}")
-    if int8 and image_int8 == "static" and not calibration:
-        raise BadInputError("static int8 for the image tower needs calibration images")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BadInputError(f"{out} exists and is not empty: pick another --out or --overwrite")
+    _check_arguments(out, int8, image_int8, calibration, overwrite)
     plan = export_plan(encoder)
     with atomic_folder(out) as work:
-        fp32 = work / "fp32"
-        fp32.mkdir()
-        log("exporting the image path")
-        _export_graph(plan.image, fp32 / "image.onnx")
-        log("exporting the text path")
-        _export_graph(plan.text, fp32 / "text.onnx")
-        image_q = text_q = None
-        if int8:
-            if image_int8 != "none":
-                log(f"quantising the image path to int8 ({image_int8})")
-                quantize_image_int8(fp32 / "image.onnx", work / "image.onnx", image_int8,
-                                    calibration, encoder.preprocessing)
-                image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
-            log("quantising the text path to int8 (dynamic)")
-            quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx")
-            text_q = "dynamic"
-        for name in ("image.onnx", "text.onnx"):
-            if not (work / name).exists():
-                (fp32 / name).rename(work / name)
-        shutil.rmtree(fp32)
-        if plan.tokenizer is not None:
-            plan.tokenizer.save_pretrained(str(work / plan.text_meta["tokenizer"]))
-        graph_files = ["image.onnx", "text.onnx"]
-        if plan.grams is not None:  # the gram bag runs beside the text graph (a table lookup)
-            plan.grams.save(work / "grams.safetensors")
-            plan.text_meta["grams"] = "grams.safetensors"
-            graph_files.append("grams.safetensors")
+        image_q, text_q = _write_graphs(encoder, plan, work, int8, image_int8, calibration, log)
+        graph_files = _write_text_files(plan, work)
         manifest = OnnxManifest(
             source_model=encoder.model_id, source_fingerprint=encoder.fingerprint,
             dim=int(encoder.dim), context_length=int(encoder.context_length),

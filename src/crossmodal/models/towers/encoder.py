@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError
+from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.protocol import ImagePreprocessing
 from crossmodal.models.speed import traced_for_inference
@@ -23,9 +24,6 @@ from crossmodal.models.towers.config import ImageSpec, TextSpec, TowersConfig
 from crossmodal.models.towers.heads import TowerHeads, embed_images, embed_texts
 from crossmodal.paths import file_sha256
 
-# Small image micro-batches keep activations in cache: ~2x faster on a 2-core CPU than 64.
-IMAGE_MICRO_BATCH = 8
-TEXT_MICRO_BATCH = 64
 # Test-time augmentation: "flip" embeds each image and its mirror image and averages them.
 TTA_VIEWS = {"none": ("plain",), "flip": ("plain", "mirror")}
 
@@ -110,8 +108,8 @@ class TowersEncoder:
     def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(n, d) pooled features; (n, views, d) when the tower averages views (tta)."""
         parts = []
-        for start in range(0, len(images), IMAGE_MICRO_BATCH):
-            pixels = images_to_tensor(images[start : start + IMAGE_MICRO_BATCH], self.preprocessing)
+        for batch in micro_batches(images):
+            pixels = images_to_tensor(batch, self.preprocessing)
             if self._traced_image_backbone is None:
                 self._traced_image_backbone = traced_for_inference(self.image_backbone, pixels)
             views = [self._traced_image_backbone(view_of(pixels, v)) for v in self.image_views]
@@ -123,18 +121,9 @@ class TowersEncoder:
 
     @torch.inference_mode()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
-        parts = []
-        # Sorting by length makes each padded micro-batch tight; order is restored after.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), TEXT_MICRO_BATCH):
-            chunk = [texts[i] for i in order[start : start + TEXT_MICRO_BATCH]]
-            parts.append(self.text_backbone(chunk))
-        if not parts:
+        if not len(texts):
             return torch.empty(0, self.text_backbone.out_dim)
-        features = torch.cat(parts)
-        restored = torch.empty_like(features)
-        restored[torch.tensor(order)] = features
-        return restored
+        return map_length_sorted(texts, self.text_backbone)
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

