@@ -42,3 +42,19 @@ def test_text_features_made_in_bf16_do_not_serve_an_fp32_run(tmp_path, monkeypat
     assert len(calls) == 2  # fp32 misses the bf16 cache
     np.testing.assert_array_equal(first, again)
     assert len(list(tmp_path.glob("txt-*.npy"))) == 2
+
+
+def test_eval_embeddings_made_in_bf16_do_not_serve_an_fp32_run(monkeypatch, fake_encoder):
+    from crossmodal.evaluation import embed
+
+    data = RetrievalDataset("tiny")
+    data.add_image("i0", b"not an image")
+    data.add_text("a cat", [0], "t0")
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: True)
+    bf16 = embed.cache_path(fake_encoder, data)
+    assert embed.cache_path(fake_encoder, data) == bf16
+    monkeypatch.setattr(embed, "cpu_has_bf16", lambda: False)
+    fp32 = embed.cache_path(fake_encoder, data)
+    assert fp32 != bf16
+    monkeypatch.setenv("CROSSMODAL_RUNTIME", "torch")  # a forced runtime: its own vectors
+    assert embed.cache_path(fake_encoder, data) not in (bf16, fp32)

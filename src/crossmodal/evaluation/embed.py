@@ -1,10 +1,11 @@
-"""Embeddings of a dataset, cached by (model, weights, dataset content).
+"""Embeddings of a dataset, cached by (model, weights, dataset content, runtime precision).
 
 A second evaluation of the same model on the same data costs only the metrics.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
 from crossmodal.models.protocol import Encoder
+from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.paths import cache_dir, content_key
 from crossmodal.storage import atomic_write
 
@@ -27,8 +29,13 @@ class DatasetEmbeddings:
 
 
 def cache_path(encoder: Encoder, dataset: RetrievalDataset) -> Path:
+    # The runtime too (bf16 text where the CPU has it, a forced runtime): its vectors differ
+    # in the last digits, and "eval scores what validation reported" compares them.
+    runtime = {"precision": "bf16" if cpu_has_bf16() else "fp32",
+               "runtime": os.environ.get("CROSSMODAL_RUNTIME", "")}
     key = content_key({"kind": "embeddings", "model": encoder.model_id,
-                       "fingerprint": encoder.fingerprint, "data": dataset.fingerprint()})
+                       "fingerprint": encoder.fingerprint, "data": dataset.fingerprint(),
+                       **runtime})
     return cache_dir("embeddings") / f"{key}.npz"
 
 
