@@ -91,6 +91,15 @@ def test_eval_compare_and_classify(runner, tmp_path, fake_encoder, monkeypatch):
     assert report["rsum"] == 600.0 and report["image_to_text"]["mAP@R"] == 100.0
     assert "| i2t R@1 |" in next((tmp_path / "eval-results").glob("eval-*.md")).read_text()
 
+    sampled = run(runner, "eval", "--model", "fake:colours", "--data", spec, "--sample", "2",
+                  "--seed", "5", "--quiet", "--out", "sampled")
+    assert "evaluating 2 of 3 images drawn at random (seed 5), with their 4 texts" in \
+        sampled.stderr
+    report = json.loads(next((tmp_path / "sampled").glob("eval-*.json")).read_text())
+    assert report["dataset"].endswith("/sample2-seed5") and report["images"] == 2
+    assert "choose 1 to 3 images" in run(runner, "eval", "--model", "fake:colours", "--data",
+                                         spec, "--sample", "9", code=2).output
+
     out = run(runner, "compare", "--models", "fake:colours,fake:colours", "--data", spec,
               "--quiet").output
     assert out.count("fake:colours") == 4  # two models x two layouts

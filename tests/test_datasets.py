@@ -499,7 +499,7 @@ def test_a_sample_draws_images_with_their_texts_reproducibly():
         for k in range(2):
             data.add_text(f"caption {k} of {i}", row)
     sample = data.sample(10, seed=3)
-    assert len(sample) == 10 and len(sample.texts) == 20 and "seed 3" in sample.name
+    assert len(sample) == 10 and len(sample.texts) == 20 and sample.name == "toy/sample10-seed3"
     assert sample.image_ids == data.sample(10, seed=3).image_ids  # reproducible
     assert sample.image_ids != data.sample(10, seed=4).image_ids
     assert sample.image_ids == sorted(sample.image_ids, key=lambda i: int(i[3:]))  # in order

@@ -34,6 +34,11 @@ def evaluation_options(command):
         click.option("--ties", type=click.Choice(["pessimistic", "optimistic"]),
                      default="pessimistic", show_default=True,
                      help="How a negative tied with a positive is ranked."),
+        click.option("--sample", type=click.IntRange(min=1), default=None,
+                     help="Evaluate on N images drawn at random (with their texts), as "
+                          "NewsImages drew 2,000 of 6,855."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of --sample's draw (the same seed draws the same images)."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
                      show_default=True, help="Folder for the JSON and markdown reports."),
         quiet_option(),
@@ -64,6 +69,18 @@ def _show(reports: list[dict], layouts: list[str]) -> None:
         click.echo(f"{skipped} unreadable images were left out (listed in the JSON)", err=True)
 
 
+def _evaluation_data(data: str, split: str | None, language: str | None, sample: int | None,
+                     seed: int):
+    """The dataset the options name, or `sample` of its images drawn with `seed` (said)."""
+    dataset = load_data(data, split, language)
+    if sample is None:
+        return dataset
+    drawn = dataset.sample(sample, seed)
+    click.echo(f"evaluating {len(drawn)} of {len(dataset)} images drawn at random (seed "
+               f"{seed}), with their {len(drawn.texts)} texts", err=True)
+    return drawn
+
+
 def _stem(*parts: str) -> str:
     return "-".join(p.replace(":", "_").replace("/", "_") for p in parts if p)
 
@@ -74,7 +91,8 @@ def _stem(*parts: str) -> str:
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
                    "retrieval grids and heat maps (needs the `viz` extra).")
-def eval_command(model, data, split, language, protocol, ties, out, quiet, report) -> None:
+def eval_command(model, data, split, language, protocol, ties, sample, seed, out, quiet,
+                 report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models.registry import load_encoder
@@ -83,7 +101,7 @@ def eval_command(model, data, split, language, protocol, ties, out, quiet, repor
         from crossmodal.viz.figures import require_plotting
 
         require_plotting()
-    dataset = load_data(data, split, language)
+    dataset = _evaluation_data(data, split, language, sample, seed)
     encoder = load_encoder(model)
     result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
     layouts = ["retrieval", "ranks", "newsimages"]
@@ -109,12 +127,13 @@ def _write_html_report(path: Path, encoder, dataset, result: dict, layouts: list
 @click.command("compare")
 @click.option("--models", required=True, help="Comma-separated model ids.")
 @evaluation_options
-def compare_command(models, data, split, language, protocol, ties, out, quiet) -> None:
+def compare_command(models, data, split, language, protocol, ties, sample, seed, out,
+                    quiet) -> None:
     """One table across models, in the NewsImages and the IConE/CE-CLIP layouts."""
     from crossmodal.evaluation.run import evaluate_model
     from crossmodal.models.registry import load_encoder
 
-    dataset = load_data(data, split, language)
+    dataset = _evaluation_data(data, split, language, sample, seed)
     reports = [evaluate_model(load_encoder(m.strip()), dataset, protocol, ties=ties,
                               progress=not quiet)
                for m in models.split(",") if m.strip()]

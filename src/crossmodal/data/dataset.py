@@ -83,7 +83,7 @@ class RetrievalDataset:
         if not 0 < n <= len(self):
             raise BadInputError(f"--sample {n}: choose 1 to {len(self)} images of {self.name}")
         rows = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
-        return self.subset(rows.tolist(), f"{self.name} (sample of {n}, seed {seed})")
+        return self.subset(rows.tolist(), f"{self.name}/sample{n}-seed{seed}")
 
     def image_keys(self) -> list[str]:
         """A stable string per image: its path, or the hash of its bytes."""
