@@ -100,6 +100,24 @@ def test_eval_compare_and_classify(runner, tmp_path, fake_encoder, monkeypatch):
     assert "choose 1 to 3 images" in run(runner, "eval", "--model", "fake:colours", "--data",
                                          spec, "--sample", "9", code=2).output
 
+    for shade in ("light", "dark"):  # two images per class: each finds the other
+        for name, rgb in {"red": (250, 10, 10), "green": (10, 250, 10)}.items():
+            scale = 1.0 if shade == "light" else 0.6
+            write_image(tmp_path / "by_class" / name / f"{shade}.png",
+                        tuple(int(c * scale) for c in rgb))
+    within = run(runner, "eval", "--model", "fake:colours", "--data",
+                 f"imagefolder:{tmp_path / 'by_class'}", "--task", "image-image", "--quiet",
+                 "--out", "within").output
+    assert "image-image: 4 queries, each against the other 3" in within
+    report = json.loads(next((tmp_path / "within").glob("eval-*image-image.json")).read_text())
+    assert report["within"]["R@1"] == 100.0 and report["task"] == "image-image"
+    texts = json.loads(run(runner, "eval", "--model", "fake:colours", "--data", spec, "--task",
+                           "text-text", "--quiet", "--out", "within").output and next(
+        (tmp_path / "within").glob("eval-*text-text.json")).read_text())
+    assert texts["queries"] == 6 and texts["within"]["R@1"] == 100.0  # "a red square" -> "red"
+    assert "imagefolder:ROOT" in run(runner, "eval", "--model", "fake:colours", "--data", spec,
+                                     "--task", "image-image", code=2).output
+
     out = run(runner, "compare", "--models", "fake:colours,fake:colours", "--data", spec,
               "--quiet").output
     assert out.count("fake:colours") == 4  # two models x two layouts

@@ -14,12 +14,14 @@ from crossmodal.cli.options import (
     quiet_option,
     with_options,
 )
+from crossmodal.errors import BadInputError
 from crossmodal.storage import atomic_save_json, atomic_write
 
 LAYOUT_TITLES = {
     "retrieval": "R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)",
     "newsimages": "text->image MRR and R@K (NewsImages layout)",
     "ranks": "ranks and ECCV Caption metrics",
+    "within": "retrieval within one modality, the query left out (CUSA's uni-modal columns)",
 }
 
 
@@ -88,25 +90,36 @@ def _stem(*parts: str) -> str:
 @click.command("eval")
 @model_option(required=True)
 @evaluation_options
+@click.option("--task", type=click.Choice(["image-text", "image-image", "text-text"]),
+              default="image-text", show_default=True,
+              help="image-image: the other images of a class (imagefolder:ROOT) are the "
+                   "positives; text-text: the other captions of the same image.")
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
                    "retrieval grids and heat maps (needs the `viz` extra).")
-def eval_command(model, data, split, language, protocol, ties, sample, seed, out, quiet,
+def eval_command(model, data, split, language, protocol, ties, sample, seed, out, quiet, task,
                  report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
-    from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.evaluation.run import evaluate_model, evaluate_model_within
     from crossmodal.models.registry import load_encoder
 
     if report:
         from crossmodal.viz.figures import require_plotting
 
+        if task != "image-text":
+            raise BadInputError("--report pictures image-text retrieval: drop --report or "
+                                "--task")
         require_plotting()
     dataset = _evaluation_data(data, split, language, sample, seed)
     encoder = load_encoder(model)
-    result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
-    layouts = ["retrieval", "ranks", "newsimages"]
+    if task == "image-text":
+        result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
+        layouts = ["retrieval", "ranks", "newsimages"]
+    else:
+        result = evaluate_model_within(encoder, dataset, task, ties=ties, progress=not quiet)
+        layouts = ["within"]
     _show([result], layouts)
-    stem = _stem("eval", model, dataset.name)
+    stem = _stem("eval", model, dataset.name, "" if task == "image-text" else task)
     _write(out, stem, [result], layouts)
     click.echo(f"wrote {out / stem}.json and .md")
     if report:

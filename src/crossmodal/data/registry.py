@@ -24,6 +24,7 @@ from crossmodal.data.chinese_clip import load_chinese_clip
 from crossmodal.data.coco import load_coco_captions
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
+from crossmodal.data.imagefolder import load_imagefolder
 from crossmodal.data.karpathy import load_karpathy
 from crossmodal.data.newsimages import load_newsimages
 from crossmodal.data.table import load_table
@@ -38,6 +39,7 @@ FORMATS: dict[str, tuple[Callable[..., RetrievalDataset], tuple[str, ...]]] = {
     "coco": (load_coco_captions, ("annotation_json", "image_root")),
     "table": (load_table, ("path", "image_root")),
     "newsimages": (load_newsimages, ("path", "image_root")),
+    "imagefolder": (load_imagefolder, ("root",)),
 }
 
 

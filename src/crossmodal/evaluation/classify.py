@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.data.images import is_image_path
+from crossmodal.data.imagefolder import class_folders
 from crossmodal.errors import BadInputError
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.models.preprocess import l2_normalize
@@ -51,23 +51,14 @@ def read_labels(path: Path, classes: list[str]) -> list[str]:
 
 
 def read_class_folder(root: Path, labels_file: Path | None = None) -> ClassFolder:
-    root = Path(root)
-    if not root.is_dir():
-        raise BadInputError(f"not a folder: {root} (expected one sub-folder of images per class)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise BadInputError(f"{root} needs at least two class sub-folders, found {len(classes)}")
+    classes, images = class_folders(Path(root))
     labels = read_labels(labels_file, classes) if labels_file else [
         c.replace("_", " ") for c in classes]
-    dataset = RetrievalDataset(f"classes:{root.name}")
-    targets = []
-    for index, name in enumerate(classes):
-        for path in sorted((root / name).rglob("*")):
-            if is_image_path(path):
-                dataset.add_image(f"{name}/{path.name}", path.resolve())
-                targets.append(index)
+    dataset = RetrievalDataset(f"classes:{Path(root).name}")
+    for image_id, path, _ in images:
+        dataset.add_image(image_id, path)
     dataset.add_text(labels[0], 0)  # the dataset embedder wants a text; unused here
-    return ClassFolder(classes, labels, dataset, np.array(targets, np.int64))
+    return ClassFolder(classes, labels, dataset, np.array([i for *_, i in images], np.int64))
 
 
 def read_templates(path: Path) -> list[str]:

@@ -19,6 +19,12 @@ LAYOUTS: dict[str, list[tuple[str, str | None, str]]] = {
         ("MRR", T2I, "MRR"), ("R@5", T2I, "R@5"), ("R@10", T2I, "R@10"), ("R@20", T2I, "R@20"),
         ("R@50", T2I, "R@50"), ("R@100", T2I, "R@100"),
     ],
+    # Within one modality (image->image, text->text), the query left out of its gallery.
+    "within": [
+        ("R@1", "within", "R@1"), ("R@5", "within", "R@5"), ("R@10", "within", "R@10"),
+        ("MedR", "within", "MedR"), ("MnR", "within", "MnR"), ("MRR", "within", "MRR"),
+        ("mAP@R", "within", "mAP@R"), ("R-P", "within", "R-P"),
+    ],
     # Rank statistics and ECCV Caption metrics.
     "ranks": [
         ("i2t MedR", I2T, "MedR"), ("i2t MnR", I2T, "MnR"), ("i2t MRR", I2T, "MRR"),
@@ -62,6 +68,9 @@ def text_table(reports: Sequence[dict], layout: str) -> str:
 def describe(reports: Sequence[dict]) -> str:
     first = reports[0]
     folds = f", mean of {first['folds']} folds" if first.get("folds") else ""
+    if first.get("task") in ("image-image", "text-text"):
+        folds += (f"; {first['task']}: {first['queries']} queries, each against the other "
+                  f"{first['gallery']}")
     return (f"{first['images']} images, {first['texts']} texts{folds}; ties: {first['ties']} "
             f"(a negative tied with a positive ranks "
             f"{'above' if first['ties'] == 'pessimistic' else 'below'} it)")

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from crossmodal.data.dataset import RetrievalDataset
-from crossmodal.errors import NonFiniteError
+from crossmodal.errors import BadInputError, NonFiniteError
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.metrics.evaluate import evaluate
 from crossmodal.metrics.ranks import require_finite
 from crossmodal.metrics.retrieval import DEFAULT_KS
+from crossmodal.metrics.within import evaluate_within
 from crossmodal.models.protocol import Encoder
 
 KS_ALL = (1, 5, 10, 20, 50, 100)  # covers both the IConE/CE-CLIP and the NewsImages layouts
+# image-text: both cross-modal directions; image-image: images of one class (the texts
+# describing an image: an imagefolder class) are positives; text-text: captions of one image
+TASKS = ("image-text", "image-image", "text-text")
 
 
 def evaluate_model(encoder: Encoder, dataset: RetrievalDataset, protocol: str = "full",
@@ -38,4 +42,38 @@ def evaluate_model(encoder: Encoder, dataset: RetrievalDataset, protocol: str = 
         skipped_images=[{"image": dataset.image_ids[r], "reason": why}
                         for r, why in embeddings.failed_images],
     )
+    return report
+
+
+def evaluate_model_within(encoder: Encoder, dataset: RetrievalDataset, task: str,
+                          ks: Sequence[int] = DEFAULT_KS, ties: str = "pessimistic",
+                          progress: bool = True) -> dict:
+    """Uni-modal retrieval (CUSA's image->image and text->text columns), the query left out
+    of its gallery, through the same rank metrics as the cross-modal directions."""
+    if task not in TASKS[1:]:
+        raise BadInputError(f"task must be one of {', '.join(TASKS)}, not '{task}'")
+    embeddings = embed_dataset(encoder, dataset, progress=progress)
+    if task == "text-text":
+        vectors = embeddings.texts
+        groups: list = [rows[0] for rows in dataset.text_images]
+    else:
+        failed = {row for row, _ in embeddings.failed_images}
+        keep = [row for row in range(len(dataset.images)) if row not in failed]
+        described = dataset.image_texts()
+        # an image's group: the first text describing it (an imagefolder class); undescribed
+        # images are groups of their own (negatives only)
+        groups = [described[row][0] if described[row] else f"alone:{row}" for row in keep]
+        vectors = embeddings.images[keep]
+    try:
+        report = evaluate_within(vectors, groups, ks, ties)
+    except ValueError:
+        needs = {"text-text": "images with several captions each",
+                 "image-image": "a class-labelled set (imagefolder:ROOT)"}[task]
+        raise BadInputError(f"{dataset.name}: no two items of one group to find each "
+                            f"other: {task} needs {needs}") from None
+    report.update(task=task, protocol="full", model=encoder.model_id, dataset=dataset.name,
+                  images=len(dataset.images), texts=len(dataset.texts),
+                  cached_embeddings=embeddings.cached,
+                  skipped_images=[{"image": dataset.image_ids[r], "reason": why}
+                                  for r, why in embeddings.failed_images])
     return report

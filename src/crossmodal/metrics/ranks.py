@@ -99,16 +99,29 @@ def positive_ranks(
     queries: np.ndarray, gallery: np.ndarray, positives: Sequence[Sequence[int]],
     ties: str = "pessimistic", chunk: int = 512,
     score_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    exclude: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Ranks of all positives per query, scoring `queries @ gallery.T` chunk by chunk."""
+    """Ranks of all positives per query, scoring `queries @ gallery.T` chunk by chunk.
+
+    `exclude[i]`: a gallery row that is no answer to query i (its own row, when queries are
+    drawn from the gallery: image->image, text->text); it ranks below every other row."""
     ranks_of = positive_ranks_from_scores  # checks every chunk of scores for NaN and inf
     if score_fn is None:
         score_fn = lambda q, g: q @ g.T  # noqa: E731
         require_finite(query=queries, gallery=gallery)
         if _dot_cannot_overflow(queries, gallery):  # then no score needs checking
             ranks_of = _ranks_of_finite_scores
-    parts = [ranks_of(score_fn(queries[start:start + chunk], gallery),
-                      positives[start:start + chunk], ties)
+
+    def scored(start: int) -> np.ndarray:
+        scores = score_fn(queries[start:start + chunk], gallery)
+        if exclude is not None and len(scores):
+            rows = np.arange(len(scores))
+            own = np.asarray(exclude[start:start + chunk], np.int64)
+            # finite, so the NaN check still holds; strictly below every other score
+            scores[rows, own] = scores.min() - 1.0
+        return scores
+
+    parts = [ranks_of(scored(start), positives[start:start + chunk], ties)
              for start in range(0, len(queries), chunk)]
     width = max((part.shape[1] for part in parts), default=1)
     out = np.zeros((len(queries), width), np.int64)
