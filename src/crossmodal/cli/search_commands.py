@@ -40,6 +40,9 @@ def search_command(index, query, image, like, k, target, where, as_json) -> None
     collection = Collection.open(index)
     if query is not None:
         hits = collection.search_text(query, k=k, target=target or "images", where=where)
+        note = collection.query_note(query)
+        if note:
+            click.echo(note, err=True)
     elif image is not None:
         hits = collection.search_image(image, k=k, target=target or "images", where=where)
     else:

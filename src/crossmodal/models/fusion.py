@@ -8,6 +8,11 @@ Each member embeds the image or text on its own; its unit vector is scaled by sq
 and the parts are concatenated. The result is a unit vector again, and the cosine of two fused
 vectors is the weighted mean of the members' cosines: one index and the same exact or
 approximate search serve the fusion, as they do any model (index, eval, compare, serve).
+
+Texts are routed by language (crossmodal.models.language) when some member reads only some
+languages (towers:lite-en: English) and another reads any: a text confidently in a language
+a member does not read leaves that member's part out, so lite-en + lite-zh ranks English
+captions by both and Chinese ones by lite-zh alone.
 """
 
 from __future__ import annotations
@@ -22,13 +27,19 @@ from PIL import Image
 
 from crossmodal.config_files import build, read_config_file
 from crossmodal.errors import BadInputError
+from crossmodal.models.language import available as language_available
+from crossmodal.models.language import detect_language
 from crossmodal.models.protocol import Encoder, ImagePreprocessing
+
+ROUTING = "langdetect-v1"  # in the fingerprint: routed texts are other vectors
 
 
 @dataclass
 class FusionMember:
     model: str
     weight: float = field(default=1.0, metadata={"must_be": "a number > 0"})
+    # the text languages this member reads (default: its model's; empty: any)
+    languages: list[str] | None = None
 
 
 @dataclass
@@ -73,6 +84,12 @@ class FusionEncoder:
         self.encoders = [load(member.model) for member in self.members]
         total = sum(member.weight for member in self.members)
         self.scales = [float(np.sqrt(member.weight / total)) for member in self.members]
+        self.languages_of = [tuple(m.languages) if m.languages is not None
+                             else tuple(getattr(e, "languages", ()))
+                             for m, e in zip(self.members, self.encoders, strict=True)]
+        # Route texts by language only where a member is limited to some and another is not.
+        self.routing = any(self.languages_of) and not all(self.languages_of)
+        self.languages = ()  # the fusion reads what any member reads
         self.dim = sum(encoder.dim for encoder in self.encoders)
         self.context_length = min(encoder.context_length for encoder in self.encoders)
         # Images are decoded for the member that needs the most pixels; each resizes its own.
@@ -81,8 +98,10 @@ class FusionEncoder:
 
     @property
     def fingerprint(self) -> str:
-        blob = json.dumps([[m.model, m.weight, e.fingerprint]
-                           for m, e in zip(self.members, self.encoders, strict=True)])
+        blob = json.dumps([[m.model, m.weight, e.fingerprint, list(langs)]
+                           for m, e, langs in zip(self.members, self.encoders,
+                                                  self.languages_of, strict=True)]
+                          + ([ROUTING, language_available()] if self.routing else []))
         return "fusion-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _fused(self, parts: list[np.ndarray]) -> np.ndarray:
@@ -94,7 +113,23 @@ class FusionEncoder:
         return self._fused([encoder.encode_images(images) for encoder in self.encoders])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self._fused([encoder.encode_texts(texts) for encoder in self.encoders])
+        fused = self._fused([encoder.encode_texts(texts) for encoder in self.encoders])
+        return self._routed(fused, texts) if self.routing else fused
+
+    def _routed(self, fused: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """A text in a language a member does not read leaves that member's part out (its
+        vector would be noise there), and the row is made unit again: a Chinese caption
+        of lite-en + lite-zh is then ranked by lite-zh alone. Unknown language: all parts."""
+        langs = [detect_language(text) for text in texts]
+        start = 0
+        for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
+            end = start + encoder.dim
+            if reads:
+                foreign = np.array([lang is not None and lang not in reads for lang in langs])
+                fused[foreign, start:end] = 0.0
+            start = end
+        norms = np.linalg.norm(fused, axis=1, keepdims=True)
+        return fused / np.maximum(norms, 1e-12)
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         """The member with the shortest context decides what is cut."""

@@ -75,6 +75,9 @@ class TowersConfig:
     # Fine-tuned backbone blocks (safetensors, keys "image.*" / "text.*") over the pretrained.
     backbone_weights: str | None = None
     description: str = ""
+    # Query languages the text side reads (ISO 639-1); empty: any. Not part of the
+    # fingerprint (to_dict): it routes texts and notes, it does not change a vector.
+    languages: list[str] = field(default_factory=list)
     source: Path | None = field(default=None, repr=False, metadata={"internal": True})
 
     def _resolve(self, value: str | None) -> Path | None:

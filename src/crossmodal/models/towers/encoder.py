@@ -77,6 +77,7 @@ class TowersEncoder:
     def __init__(self, config: TowersConfig, model_id: str | None = None, load_heads: bool = True):
         self.config = config
         self.model_id = model_id or f"towers:{config.name}"
+        self.languages = tuple(config.languages)  # the text side's (empty: any)
         img = ImageSpec.of(config.image)
         self.preprocessing = preprocessing_of(config)
         self.image_views = image_views_of(config)

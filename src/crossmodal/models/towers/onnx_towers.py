@@ -145,6 +145,7 @@ class TowersOnnxEncoder:
                  text_runtime: str | None = None):
         self.config = config
         self.model_id = model_id or f"towers:{config.name}"
+        self.languages = tuple(config.languages)  # the text side's (empty: any)
         self.preprocessing = preprocessing_of(config)
         self.image_views = image_views_of(config)
         self.fingerprint = fingerprint_of(config)
