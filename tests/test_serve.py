@@ -56,6 +56,14 @@ def test_search_every_direction(client, colour_folder):
     assert like_caption.json()["hits"][0]["kind"] == "text"
 
 
+def test_a_query_in_a_language_the_model_does_not_read_gets_a_note(client, fake_encoder):
+    assert client.post("/api/search/text", json={"query": "一只红色的狗"}).json()["note"] is None
+    fake_encoder.languages = ("en",)  # as towers:lite-en declares
+    chinese = client.post("/api/search/text", json={"query": "一只红色的狗"}).json()
+    assert "looks Chinese (zh)" in chinese["note"] and chinese["hits"]
+    assert client.post("/api/search/text", json={"query": "a red dog"}).json()["note"] is None
+
+
 def test_items_thumbnails_add_and_remove(client):
     item = client.get("/api/items/sub/blue.webp").json()
     assert item == {"id": "sub/blue.webp", "captions": ["deep blue sea"],

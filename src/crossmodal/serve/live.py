@@ -138,6 +138,10 @@ class LiveCollection:
         with self.reading() as collection:
             return collection.search_vectors(vector, k, target, threads=1)[0]
 
+    def query_note(self, text: str) -> str | None:
+        """A note when the query's language is one the index's model does not read."""
+        return self._collection.query_note(text)
+
     def search_image(self, image: Image.Image, k: int = 10, target: str = "images") -> list[Hit]:
         vector = self._collection.image_query(image)
         with self.reading() as collection:

@@ -28,13 +28,14 @@ def _errors(*codes: int) -> dict:
 WRITE_ERRORS = _errors(403, 413)
 
 
-def _hits_out(hits: list[EngineHit], target: str, started: float) -> schemas.SearchResult:
+def _hits_out(hits: list[EngineHit], target: str, started: float,
+              note: str | None = None) -> schemas.SearchResult:
     return schemas.SearchResult(
         target=target,
         hits=[schemas.Hit(rank=h.rank, score=h.score, id=h.id, kind=h.kind, item_id=h.item_id,
                           text=h.text, captions=h.captions,
                           thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
-        took_ms=round((time.perf_counter() - started) * 1000, 3),
+        took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
 
 
@@ -122,7 +123,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         if not body.query.strip():
             raise BadInputError("the query text is empty")
         hits = live.search_text(body.query, k=body.k, target=body.target)
-        return _hits_out(hits, body.target, started)
+        return _hits_out(hits, body.target, started, live.query_note(body.query))
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)

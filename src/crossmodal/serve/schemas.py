@@ -48,6 +48,8 @@ class SearchResult(BaseModel):
     target: Target
     hits: list[Hit]
     took_ms: float
+    note: str | None = Field(None, description="Set when the query looks like a language "
+                             "the index's model does not read.")
 
 
 def item_out(item: dict, prefix: str = "/api") -> Item:
