@@ -43,6 +43,7 @@ class RowIndex(Mapping):
         self._alive, self._text_alive = _Column(bool), _Column(bool)
         self._first_text, self._captions = _Column(np.int64), _Column(np.int64)
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
+        self._removed = 0  # none yet: a position is its serial, no cumulative sum needed
         self.append(items)
 
     def append(self, items: list[dict]) -> None:
@@ -64,6 +65,7 @@ class RowIndex(Mapping):
             if serial is None:
                 continue
             self._alive.view[serial] = False
+            self._removed += 1
             start = self._first_text.view[serial]
             self._text_alive.view[start : start + self._captions.view[serial]] = False
         self._ranks = None
@@ -85,11 +87,13 @@ class RowIndex(Mapping):
         count = int(self._captions.view[serial])
         if not count:
             return range(0)
-        start = int(self._rank()[1][self._first_text.view[serial]])
+        first = int(self._first_text.view[serial])
+        start = first if not self._removed else int(self._rank()[1][first])
         return range(start, start + count)
 
     def __getitem__(self, item_id: str) -> int:
-        return int(self._rank()[0][self._serial[item_id]])
+        serial = self._serial[item_id]
+        return serial if not self._removed else int(self._rank()[0][serial])
 
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._serial
