@@ -72,3 +72,14 @@ def test_views_are_averaged_as_unit_vectors():
     each = [torch.nn.functional.normalize(heads.image(x), dim=-1) for x in (plain, mirror)]
     torch.testing.assert_close(out, torch.nn.functional.normalize(each[0] + each[1], dim=-1))
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(3))
+
+
+def test_jieba_words_for_chinese_and_the_unit_survives_a_save(tmp_path):
+    pytest.importorskip("jieba")
+    assert grams_of("一只黑色的狗在草地上奔跑。", "jieba")[:4] == ["一只", "黑色", "的", "狗"]
+    assert "草地 上" in grams_of("一只黑色的狗在草地上奔跑。", "jieba")
+    bag = GramBag(8, unit="jieba", min_count=2)
+    bag.fit(["黑色的狗在草地上", "一只黑色的狗", "草地上的猫"])
+    assert "黑色" in bag.vocab and "黑" not in bag.vocab  # words, not characters
+    bag.save(tmp_path / "grams.safetensors")
+    assert GramBag.load(tmp_path / "grams.safetensors").unit == "jieba"

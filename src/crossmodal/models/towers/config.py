@@ -49,7 +49,7 @@ class TextSpec(_Spec):
 
 @dataclass
 class GramsSpec:
-    unit: str = "words"  # words | chars
+    unit: str = "words"  # words | chars | jieba (Chinese words; PyPI jieba)
     min_count: int = 2
     dropout: float = 0.1
 

@@ -9,9 +9,11 @@ The vocabulary is built from the training captions and saved with the head weigh
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -19,14 +21,29 @@ from torch import nn
 
 from crossmodal.errors import UnknownModelError
 
-UNITS = ("words", "chars")
+UNITS = ("words", "chars", "jieba")
 _WORD = re.compile(r"[^\W_]+")
 # "chars": each CJK character is a unit, a run of Latin letters or digits is one word
 _CHAR = re.compile(r"[a-z0-9]+|[^\W_a-z0-9]")
 
 
+@lru_cache(maxsize=1)
+def _jieba():
+    """PyPI jieba (its dictionary included; extra `multilingual`), loaded once, quietly."""
+    try:
+        import jieba
+    except ImportError:
+        raise UnknownModelError("grams unit 'jieba' needs PyPI jieba: pip install "
+                                "'crossmodal[multilingual]'") from None
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
 def units_of(text: str, unit: str) -> list[str]:
-    """Lower-cased words, or characters (for Chinese); spaces and punctuation dropped."""
+    """Lower-cased words, characters (Chinese) or jieba's Chinese words; spaces and
+    punctuation dropped."""
+    if unit == "jieba":
+        return [w for w in _jieba().lcut(text.lower()) if _WORD.fullmatch(w)]
     return (_WORD if unit == "words" else _CHAR).findall(text.lower())
 
 
