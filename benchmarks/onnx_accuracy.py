@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
@@ -25,7 +26,11 @@ from crossmodal.evaluation.run import evaluate_model
 from crossmodal.metrics.evaluate import evaluate_pairs
 from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, read_manifest
-from crossmodal.models.onnx.quantize import quantize_dynamic_int8
+from crossmodal.models.onnx.quantize import (
+    FP32_TAIL_MATMULS,
+    dynamic_int8,
+    prepared_for_quantization,
+)
 from crossmodal.models.registry import load_encoder
 from crossmodal.models.speed import cpu_description
 from crossmodal.paths import file_sha256
@@ -34,10 +39,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def old_rule_variant(int8: Path, fp32_text: Path, target: Path) -> Path:
-    """A copy of the int8 export whose text graph keeps the previous rule's MatMuls fp32 (the
-    last 7 nodes), its manifest saying so (so its fingerprint and embedding cache differ)."""
+    """A copy of the int8 export with the text graph old exports had (the last 7 MatMul nodes
+    fp32, but the head), its manifest saying so (so its fingerprint and embedding cache
+    differ)."""
     shutil.copytree(int8, target, dirs_exist_ok=True)
-    kept = quantize_dynamic_int8(fp32_text, target / "text.onnx", keep_fp32=None)
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = prepared_for_quantization(fp32_text, Path(scratch))
+        nodes = [node for node in onnx.load(str(prepared)).graph.node
+                 if node.op_type in ("MatMul", "Gemm")][-FP32_TAIL_MATMULS:]
+        # as the old exports were: the head Gemm in that tail was quantised all the same
+        kept = [node.name for node in nodes if node.op_type == "MatMul"]
+        dynamic_int8(prepared, target / "text.onnx", exclude=kept)
     manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
     manifest["text"].update(fp32_matmuls=kept, fp32_matmuls_chosen="the last 7 MatMul nodes")
     manifest["files"]["text.onnx"] = file_sha256(target / "text.onnx")

@@ -195,10 +195,10 @@ def graph_matmuls(graph: Path) -> tuple[set[str], set[str]]:
 
     model = onnx.load(str(graph))
     weights = {tensor.name for tensor in model.graph.initializer}
-    fp32 = {node.name for node in model.graph.node
+    fp32 = {node.name.removesuffix("_MatMul") for node in model.graph.node  # a Gemm: NAME_MatMul
             if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights}
-    int8 = {node.name.removesuffix("_quant") for node in model.graph.node
-            if node.op_type == "MatMulInteger"}
+    int8 = {node.name.removesuffix("_quant").removesuffix("_MatMul")
+            for node in model.graph.node if node.op_type == "MatMulInteger"}
     return fp32, int8
 
 

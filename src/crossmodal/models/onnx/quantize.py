@@ -6,8 +6,8 @@ int8 error reaches the embedding most per multiply-add, measured on training cap
 lite-en: value projections and the first layer's FFN down-projection; the error is mostly the
 per-tensor activation scale, not the weights). Static QDQ text (activation ranges calibrated
 on train captions) was 8x worse than dynamic on lite-en: one range per tensor for all
-captions is wider than each batch's own. Images (a conv net): either dynamic (ConvInteger) or static
-QDQ with per-channel weights and activation ranges calibrated on a few real images.
+captions is wider than each batch's own. Images (a conv net): either dynamic (ConvInteger) or
+static QDQ with per-channel weights and activation ranges calibrated on a few real images.
 
 int8 weights are 7-bit (reduce_range, in [-64, 64]) so one export is exact on every x86-64 CPU.
 On CPUs without VNNI (AVX2 only) ONNX Runtime multiplies uint8 activations by int8 weights
@@ -51,9 +51,9 @@ def prepared_for_quantization(source: Path, folder: Path) -> Path:
 
 
 # Without a list of MatMuls to keep fp32 (see below), the last 7 MatMul/Gemm nodes in graph
-# order stay fp32: the rule before per-model lists. On lite-en's graph that is the head (a Gemm:
-# dynamic int8 leaves it fp32 anyway), 4 of the last layer's 6 weight MatMuls and its 2
-# attention products; it removed only ~6% of the int8 error (Flickr8k train captions).
+# order stay fp32: the rule before per-model lists. On lite-en's graph that is the head, 4 of
+# the last layer's 6 weight MatMuls and its 2 attention products; it removed only ~6% of the
+# int8 error (Flickr8k train captions).
 FP32_TAIL_MATMULS = 7
 
 
@@ -69,16 +69,21 @@ def weight_matmuls(graph) -> dict[str, int]:
 
 
 def dynamic_int8(prepared: Path, target: Path, exclude: Sequence[str] = (),
-             only: Sequence[str] | None = None) -> None:
+                 only: Sequence[str] | None = None) -> None:
     """The one dynamic int8 setting for text graphs (`only`: quantise just these nodes)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def ort_names(names: Sequence[str]) -> list[str]:
+        # ORT rewrites a Gemm into NAME_MatMul + NAME_Add before it picks nodes, so a Gemm's
+        # own name matches nothing (the old rule's head was quantised, never kept fp32)
+        return [*names, *(f"{name}_MatMul" for name in names)]
 
     # per-channel weights: per-tensor int8 drops MiniLM's caption cosine to ~0.90
     quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
                      per_channel=True, reduce_range=True,
                      op_types_to_quantize=["MatMul", "Gemm"],
-                     nodes_to_quantize=list(only) if only is not None else None,
-                     nodes_to_exclude=list(exclude))
+                     nodes_to_quantize=ort_names(only) if only is not None else None,
+                     nodes_to_exclude=ort_names(exclude))
 
 
 def quantize_dynamic_int8(source: Path, target: Path,
