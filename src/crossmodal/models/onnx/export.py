@@ -18,6 +18,7 @@ from crossmodal.errors import BadInputError, missing_dependency
 from crossmodal.models.onnx.graphs import ExportPlan, GraphSpec, export_plan
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
 from crossmodal.models.onnx.quantize import (
+    FP32_TAIL_MATMULS,
     IMAGE_MODES,
     IMAGE_WEIGHTS,
     TEXT_WEIGHTS,
@@ -88,8 +89,13 @@ def _write_graphs(encoder: Encoder, plan: ExportPlan, work: Path, int8: bool, im
                                 calibration, encoder.preprocessing)
             image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
         log("quantising the text path to int8 (dynamic)")
-        quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx")
+        choice = plan.int8_choice or {}
+        kept = quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx",
+                                     choice.get("text_fp32_matmuls"))
         text_q = "dynamic"
+        plan.text_meta["fp32_matmuls"] = kept  # what the graph is: these stayed fp32
+        plan.text_meta["fp32_matmuls_chosen"] = choice.get(
+            "chosen_on", f"the last {FP32_TAIL_MATMULS} MatMul nodes (no list for this model)")
     for name in ("image.onnx", "text.onnx"):
         if not (work / name).exists():
             (fp32 / name).rename(work / name)

