@@ -18,28 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from crossmodal.models.speed import cpu_description
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def cpu_flags() -> list[str]:
-    flags = next((line.split(":", 1)[1].split() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    return [flag for flag in wanted if flag in flags]
 
 
 def run(command: list[str], env: dict[str, str], logs: Path) -> dict:
@@ -96,7 +83,7 @@ def main() -> None:
             print(f"index of {args.photos:,} photos: {rows['index']['wall_s']} s, peak RSS "
                   f"{rows['index']['peak_rss_mb']} MB (goal <= 1,536 MB)", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    result = {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count(),
+    result = {"cpu": cpu_description(), "cores": os.cpu_count(),
               "load_average_end": os.getloadavg(), "model": args.model, "rows": rows}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {RESULTS / f'{args.out}.json'}")

