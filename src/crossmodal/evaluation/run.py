@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError, NonFiniteError
-from crossmodal.evaluation.embed import embed_dataset
+from crossmodal.evaluation.embed import DatasetEmbeddings, embed_dataset
 from crossmodal.metrics.evaluate import evaluate
 from crossmodal.metrics.ranks import require_finite
 from crossmodal.metrics.retrieval import DEFAULT_KS
@@ -27,8 +27,7 @@ def evaluate_model(encoder: Encoder, dataset: RetrievalDataset, protocol: str = 
     if embeddings.failed_images:
         # Unreadable images leave the evaluation (with captions that only they had); the
         # report lists them.
-        failed = {row for row, _ in embeddings.failed_images}
-        keep = [row for row in range(len(dataset.images)) if row not in failed]
+        keep = _readable_rows(embeddings)
         texts, positives = dataset.restrict(keep)
         image_emb, text_emb = image_emb[keep], text_emb[texts]
     try:  # before ranking: NaN compares False with everything and would rank first
@@ -37,12 +36,22 @@ def evaluate_model(encoder: Encoder, dataset: RetrievalDataset, protocol: str = 
         raise NonFiniteError(f"{encoder.model_id} on {dataset.name}: {exc}") from None
     ks = tuple(sorted(set(ks) | set(DEFAULT_KS)))
     report = evaluate(image_emb, text_emb, positives, protocol, ks, ties)
-    report.update(
-        model=encoder.model_id, dataset=dataset.name, cached_embeddings=embeddings.cached,
-        skipped_images=[{"image": dataset.image_ids[r], "reason": why}
-                        for r, why in embeddings.failed_images],
-    )
+    report.update(_provenance(encoder, dataset, embeddings))
     return report
+
+
+def _readable_rows(embeddings: DatasetEmbeddings) -> list[int]:
+    failed = {row for row, _ in embeddings.failed_images}
+    return [row for row in range(len(embeddings.images)) if row not in failed]
+
+
+def _provenance(encoder: Encoder, dataset: RetrievalDataset,
+                embeddings: DatasetEmbeddings) -> dict:
+    """What a report says about its run: model, data, cache, the images left out."""
+    return {"model": encoder.model_id, "dataset": dataset.name,
+            "cached_embeddings": embeddings.cached,
+            "skipped_images": [{"image": dataset.image_ids[r], "reason": why}
+                               for r, why in embeddings.failed_images]}
 
 
 def evaluate_model_within(encoder: Encoder, dataset: RetrievalDataset, task: str,
@@ -57,8 +66,7 @@ def evaluate_model_within(encoder: Encoder, dataset: RetrievalDataset, task: str
         vectors = embeddings.texts
         groups: list = [rows[0] for rows in dataset.text_images]
     else:
-        failed = {row for row, _ in embeddings.failed_images}
-        keep = [row for row in range(len(dataset.images)) if row not in failed]
+        keep = _readable_rows(embeddings)
         described = dataset.image_texts()
         # an image's group: the first text describing it (an imagefolder class); undescribed
         # images are groups of their own (negatives only)
@@ -71,9 +79,6 @@ def evaluate_model_within(encoder: Encoder, dataset: RetrievalDataset, task: str
                  "image-image": "a class-labelled set (imagefolder:ROOT)"}[task]
         raise BadInputError(f"{dataset.name}: no two items of one group to find each "
                             f"other: {task} needs {needs}") from None
-    report.update(task=task, protocol="full", model=encoder.model_id, dataset=dataset.name,
-                  images=len(dataset.images), texts=len(dataset.texts),
-                  cached_embeddings=embeddings.cached,
-                  skipped_images=[{"image": dataset.image_ids[r], "reason": why}
-                                  for r, why in embeddings.failed_images])
+    report.update(task=task, protocol="full", images=len(dataset.images),
+                  texts=len(dataset.texts), **_provenance(encoder, dataset, embeddings))
     return report
