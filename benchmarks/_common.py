@@ -1,4 +1,5 @@
-"""What several benchmarks share: seeded test vectors and recall against exact results.
+"""What several benchmarks share: seeded test vectors, recall against exact results, and
+row cosines of two embedding matrices.
 A sibling module, not a package: `python benchmarks/x.py` puts this folder on sys.path."""
 
 from __future__ import annotations
@@ -9,6 +10,12 @@ import numpy as np
 def recall(ids: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each query's exact neighbours (a row of `truth`) found in `ids`."""
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=True)]))
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> dict:
+    """Lowest and mean cosine of matching rows of two unit-row matrices."""
+    cos = (a * b).sum(1)
+    return {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5)}
 
 
 def unit_vectors(rng: np.random.Generator, n: int, dim: int, chunk: int = 100_000) -> np.ndarray:

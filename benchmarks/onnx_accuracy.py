@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from _common import row_cosines
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.evaluation.embed import embed_dataset
@@ -79,11 +80,6 @@ def spread(rates: list[tuple[float, float]], base: dict) -> dict:
             "delta_t2i": [round(d, 2) for d in deltas[:, 1]],
             "mean_delta_i2t": round(float(deltas[:, 0].mean()), 2),
             "mean_delta_t2i": round(float(deltas[:, 1].mean()), 2)}
-
-
-def row_cosines(a: np.ndarray, b: np.ndarray) -> dict:
-    cos = (a * b).sum(1)
-    return {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5)}
 
 
 def main() -> None:

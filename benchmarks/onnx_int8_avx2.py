@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import row_cosines
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
 
@@ -64,11 +66,6 @@ def embed(folder: Path, out: Path) -> None:
     out.with_suffix(".json").write_text(json.dumps(saturation_probe()))
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> dict:
-    rows = (a * b).sum(1)
-    return {"mean": round(float(rows.mean()), 5), "min": round(float(rows.min()), 5)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
@@ -103,8 +100,8 @@ def main() -> None:
     rows = []
     for name, (embedded, probe) in runs.items():
         rows.append({"cpu": name, "probe": probe,
-                     "image_cosine_to_torch": cosines(embedded["images"], reference["images"]),
-                     "text_cosine_to_torch": cosines(embedded["texts"], reference["texts"])})
+                     "image_cosine_to_torch": row_cosines(embedded["images"], reference["images"]),
+                     "text_cosine_to_torch": row_cosines(embedded["texts"], reference["texts"])})
         print(f"{name}\n  u8s8 saturates: {probe['saturates']!s:<5} image cos "
               f"{rows[-1]['image_cosine_to_torch']}  text cos {rows[-1]['text_cosine_to_torch']}")
     (native, _), (emulated, _) = runs.values()
