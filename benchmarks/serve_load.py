@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 
 from crossmodal.engine import Collection
+from crossmodal.models.speed import cpu_description
 from query_latency import make_queries, unit_vectors
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -159,7 +160,8 @@ def main() -> None:
         "overall": summary([ms for _, ms, _ in results]),
         **{kind: summary([ms for k, ms, _ in results if k == kind])
            for kind in ("text", "like") if any(k == kind for k, _, _ in results)},
-        "cpus": os.cpu_count(), "loadavg_1min_before_after": [load_before, load_after],
+        "cpu": cpu_description(), "cpus": os.cpu_count(),
+        "loadavg_1min_before_after": [load_before, load_after],
     }
     print(f"{'kind':<8}{'requests':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}")
     for kind in ("text", "like", "overall"):

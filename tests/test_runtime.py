@@ -93,6 +93,23 @@ def test_the_text_path_follows_the_cpu_rule(monkeypatch):
         load_encoder.cache_clear()
 
 
+def test_lone_queries_take_onnx_runtime_where_batches_take_pytorch(monkeypatch):
+    # the text rule picks PyTorch bf16 for throughput; a query of <= 4 texts is a latency
+    # problem, and ONNX Runtime answers it faster on every CPU measured
+    calls = []
+    real = TowersEncoder.encode_texts
+    monkeypatch.setattr(TowersEncoder, "encode_texts",
+                        lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    encoder = TowersOnnxEncoder(find_tower_config("lite-en"), text_runtime="torch")
+    captions = sample_captions("en")
+    assert len(captions) > onnx_towers.SMALL_TEXT_BATCH
+    alone = encoder.encode_texts(captions[:1])
+    assert calls == []  # ONNX Runtime answered it
+    batched = encoder.encode_texts(captions)
+    assert calls == [len(captions)]
+    assert float(alone[0] @ batched[0]) >= 0.999  # bf16 beside fp32: the same vector
+
+
 def test_an_index_built_with_pytorch_opens_and_searches_with_onnx_runtime(
         tmp_path, monkeypatch, fresh_registry):
     photos = tmp_path / "photos"
