@@ -45,6 +45,9 @@ def test_search_every_direction(client, colour_folder):
     assert ids(client.post("/api/search/text", json={"query": "red", "k": 2}))[0] == "red.jpg"
     texts = client.post("/api/search/text", json={"query": "blue", "k": 1, "target": "texts"})
     assert ids(texts) == ["sub/blue.webp#0"] and texts.json()["hits"][0]["text"] == "deep blue sea"
+    long_query = {"query": "a long text about a photo that ends by saying green", "k": 1,
+                  "long_text": "tail@6"}  # the fake encoder's 8-token context, capped at 6
+    assert ids(client.post("/api/search/text", json=long_query)) == ["green.png"]
     green = (colour_folder / "green.png").read_bytes()
     by_image = client.post("/api/search/image", files={"file": ("g.png", green, "image/png")},
                            data={"k": "1", "target": "texts"})
@@ -100,6 +103,8 @@ def test_items_thumbnails_add_and_remove(client):
     ("post", "/api/search/text", {"json": {"query": "red", "k": 101}}, 422, "k"),
     ("post", "/api/search/text", {"json": {"query": "red", "target": "sounds"}}, 422, "target"),
     ("post", "/api/search/text", {"json": {"query": "x" * 1001}}, 422, "query"),
+    ("post", "/api/search/text", {"json": {"query": "red", "long_text": "middle"}}, 422,
+     "long_text"),
     ("post", "/api/search/text", {"content": b"not json",
                                   "headers": {"content-type": "application/json"}}, 422, "JSON"),
     ("post", "/api/search/like", {"json": {"id": "nope.jpg"}}, 404, "nope.jpg"),

@@ -43,6 +43,10 @@ def evaluation_options(command):
                      help="Seed of --sample's draw (the same seed draws the same images)."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("eval-results"),
                      show_default=True, help="Folder for the JSON and markdown reports."),
+        click.option("--long-text", default="head", show_default=True,
+                     help="Texts longer than the model's context: head (the tokenizer's "
+                          "cut), tail, or chunks (pieces that fit, averaged); @N caps the "
+                          "tokens, e.g. chunks@64."),
         quiet_option(),
     ]
     return with_options(command, options)
@@ -97,12 +101,14 @@ def _stem(*parts: str) -> str:
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
                    "retrieval grids and heat maps (needs the `viz` extra).")
-def eval_command(model, data, split, language, protocol, ties, sample, seed, out, quiet, task,
-                 report) -> None:
+def eval_command(model, data, split, language, protocol, ties, sample, seed, out, long_text,
+                 quiet, task, report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
     from crossmodal.evaluation.run import evaluate_model, evaluate_model_within
+    from crossmodal.models.long_text import parse_long_text, with_long_text
     from crossmodal.models.registry import load_encoder
 
+    policy = parse_long_text(long_text)  # a bad policy fails before any work
     if report:
         from crossmodal.viz.figures import require_plotting
 
@@ -111,7 +117,7 @@ def eval_command(model, data, split, language, protocol, ties, sample, seed, out
                                 "--task")
         require_plotting()
     dataset = _evaluation_data(data, split, language, sample, seed)
-    encoder = load_encoder(model)
+    encoder = with_long_text(load_encoder(model), policy)
     if task == "image-text":
         result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
         layouts = ["retrieval", "ranks", "newsimages"]
@@ -119,7 +125,8 @@ def eval_command(model, data, split, language, protocol, ties, sample, seed, out
         result = evaluate_model_within(encoder, dataset, task, ties=ties, progress=not quiet)
         layouts = ["within"]
     _show([result], layouts)
-    stem = _stem("eval", model, dataset.name, "" if task == "image-text" else task)
+    stem = _stem("eval", model, dataset.name, "" if task == "image-text" else task,
+                 "" if policy.passthrough else f"long-{policy}")
     _write(out, stem, [result], layouts)
     click.echo(f"wrote {out / stem}.json and .md")
     if report:
@@ -141,14 +148,16 @@ def _write_html_report(path: Path, encoder, dataset, result: dict, layouts: list
 @click.option("--models", required=True, help="Comma-separated model ids.")
 @evaluation_options
 def compare_command(models, data, split, language, protocol, ties, sample, seed, out,
-                    quiet) -> None:
+                    long_text, quiet) -> None:
     """One table across models, in the NewsImages and the IConE/CE-CLIP layouts."""
     from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.models.long_text import parse_long_text, with_long_text
     from crossmodal.models.registry import load_encoder
 
+    policy = parse_long_text(long_text)
     dataset = _evaluation_data(data, split, language, sample, seed)
-    reports = [evaluate_model(load_encoder(m.strip()), dataset, protocol, ties=ties,
-                              progress=not quiet)
+    reports = [evaluate_model(with_long_text(load_encoder(m.strip()), policy), dataset,
+                              protocol, ties=ties, progress=not quiet)
                for m in models.split(",") if m.strip()]
     layouts = ["newsimages", "retrieval"]
     _show(reports, layouts)

@@ -27,8 +27,11 @@ def format_hits(hits, target: str) -> str:
 @click.option("--where", default=None,
               help='Metadata filter, e.g. \'source like "beach/%"\', folder=beach, '
                    '\'date >= "2024-01-01" and modality = "image"\'.')
+@click.option("--long-text", default="head", show_default=True,
+              help="A query longer than the model's context: head (the tokenizer's cut), "
+                   "tail, or chunks (pieces that fit, averaged); @N caps the tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def search_command(index, query, image, like, k, target, where, as_json) -> None:
+def search_command(index, query, image, like, k, target, where, long_text, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
@@ -39,7 +42,8 @@ def search_command(index, query, image, like, k, target, where, as_json) -> None
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
     collection = Collection.open(index)
     if query is not None:
-        hits = collection.search_text(query, k=k, target=target or "images", where=where)
+        hits = collection.search_text(query, k=k, target=target or "images", where=where,
+                                      long_text=long_text)
         note = collection.query_note(query)
         if note:
             click.echo(note, err=True)

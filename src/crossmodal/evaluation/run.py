@@ -11,6 +11,7 @@ from crossmodal.metrics.evaluate import evaluate
 from crossmodal.metrics.ranks import require_finite
 from crossmodal.metrics.retrieval import DEFAULT_KS
 from crossmodal.metrics.within import evaluate_within
+from crossmodal.models.long_text import LongTextEncoder
 from crossmodal.models.protocol import Encoder
 
 KS_ALL = (1, 5, 10, 20, 50, 100)  # covers both the IConE/CE-CLIP and the NewsImages layouts
@@ -48,7 +49,8 @@ def _readable_rows(embeddings: DatasetEmbeddings) -> list[int]:
 def _provenance(encoder: Encoder, dataset: RetrievalDataset,
                 embeddings: DatasetEmbeddings) -> dict:
     """What a report says about its run: model, data, cache, the images left out."""
-    return {"model": encoder.model_id, "dataset": dataset.name,
+    long_text = {"long_text": str(encoder.policy)} if isinstance(encoder, LongTextEncoder) else {}
+    return {"model": encoder.model_id, "dataset": dataset.name, **long_text,
             "cached_embeddings": embeddings.cached,
             "skipped_images": [{"image": dataset.image_ids[r], "reason": why}
                                for r, why in embeddings.failed_images]}

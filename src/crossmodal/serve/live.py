@@ -133,8 +133,9 @@ class LiveCollection:
         with self._lease.reading():
             yield self._collection
 
-    def search_text(self, text: str, k: int = 10, target: str = "images") -> list[Hit]:
-        vector = self._collection.text_query(text)  # the encoder only: outside the lease
+    def search_text(self, text: str, k: int = 10, target: str = "images",
+                    long_text: str | None = None) -> list[Hit]:
+        vector = self._collection.text_query(text, long_text)  # the encoder: outside the lease
         with self.reading() as collection:
             return collection.search_vectors(vector, k, target, threads=1)[0]
 

@@ -108,6 +108,9 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
                            description="English or Chinese text, by the index's model.")
         k: K = 10
         target: schemas.Target = "images"
+        long_text: str = Field("head", max_length=16, pattern=r"^(head|tail|chunks)(@\d+)?$",
+                               description="A query longer than the model's context: head, "
+                                           "tail or chunks (pieces averaged), @N tokens.")
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
@@ -122,7 +125,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
-        hits = live.search_text(body.query, k=body.k, target=body.target)
+        hits = live.search_text(body.query, k=body.k, target=body.target,
+                                long_text=body.long_text)
         return _hits_out(hits, body.target, started, live.query_note(body.query))
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
