@@ -6,7 +6,8 @@ stands in: each image's 5 captions, in a seeded random order, joined into one pa
 below the model's context (`--budgets`, e.g. 48 and 24 tokens) make the paragraph "too long"
 in a controlled way; at the model's own context nothing is cut, the reference. Policies
 (`crossmodal.models.long_text`): head (first words that fit), tail (last words that fit),
-chunks (pieces that fit, token-weighted mean). Also shown: one caption as the query (the
+chunks (pieces that fit, token-weighted mean), sentences (each sentence a piece, averaged
+the same way, even when the whole text fits). Also shown: one caption as the query (the
 standard t2i task, every caption), for scale.
 
     python benchmarks/long_text.py --model towers:lite-en --language en
@@ -26,12 +27,11 @@ from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.metrics.ranks import positive_ranks
 from crossmodal.metrics.retrieval import direction_metrics
-from crossmodal.models.long_text import LongTextPolicy, encode_long_texts
+from crossmodal.models.long_text import POLICIES, LongTextPolicy, encode_long_texts
 from crossmodal.models.registry import load_encoder
 from crossmodal.models.speed import cpu_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
-POLICIES = ("head", "tail", "chunks")
 
 
 def paragraphs(dataset, seed: int, language: str) -> list[str]:
@@ -71,7 +71,7 @@ def main() -> None:
                    [[int(row)] for row in dataset.text_image])}]
     budgets = [encoder.context_length] + [int(b) for b in args.budgets.split(",") if b]
     for budget in budgets:
-        for mode in POLICIES if budget < encoder.context_length else ("head",):
+        for mode in POLICIES if budget < encoder.context_length else ("head", "sentences"):
             policy = LongTextPolicy(mode, budget if budget < encoder.context_length else None)
             vectors = encode_long_texts(encoder, texts, policy)
             rows.append({"query": "5 captions", "budget": budget, "policy": mode,

@@ -43,6 +43,7 @@ def test_policies_parse_and_a_bad_one_is_one_clear_error():
     assert parse_long_text(None) == parse_long_text("head") == LongTextPolicy()
     assert parse_long_text("CHUNKS@64") == LongTextPolicy("chunks", 64)
     assert str(parse_long_text("tail@16")) == "tail@16"
+    assert parse_long_text("sentences") == LongTextPolicy("sentences")
     for bad in ("middle", "chunks@", "chunks@x", "chunks@2", "head@-3"):
         with pytest.raises(BadInputError, match="long-text policy must be one of"):
             parse_long_text(bad)
@@ -70,6 +71,16 @@ def test_chunks_cut_after_a_sentence_end_when_one_is_near():
     assert split_text(one_word, "tail", 1, lambda t: 5) == [one_word]
 
 
+def test_sentences_are_pieces_even_when_the_text_fits():
+    text = "A dog runs. It is wet! 一只狗。在跑"
+    assert split_text(text, "sentences", 64, word_count) == ["A dog runs.", "It is wet!",
+                                                            "一只狗。", "在跑"]
+    assert split_text("no sentence end here", "sentences", 64, word_count) == [
+        "no sentence end here"]
+    long_sentence = " ".join(["word"] * 20) + "."  # chunked when one does not fit
+    assert all(word_count(p) <= 8 for p in split_text(long_sentence, "sentences", 8, word_count))
+
+
 def test_chunk_vectors_are_the_token_weighted_mean_of_their_pieces():
     encoder = FakeEncoder()
     policy = parse_long_text("chunks")
@@ -79,7 +90,7 @@ def test_chunk_vectors_are_the_token_weighted_mean_of_their_pieces():
     expected = parts.sum(0) / np.linalg.norm(parts.sum(0))
     np.testing.assert_allclose(vector, expected, atol=1e-6)
     short = ["a red square", "blue"]  # texts that fit are encoded as they are
-    for spec in ("head", "tail", "chunks", "chunks@6"):
+    for spec in ("head", "tail", "chunks", "chunks@6", "sentences"):
         np.testing.assert_array_equal(encode_long_texts(encoder, short, parse_long_text(spec)),
                                       encoder.encode_texts(short))
     assert encode_long_texts(encoder, [], policy).shape == (0, encoder.dim)

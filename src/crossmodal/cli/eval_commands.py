@@ -45,8 +45,8 @@ def evaluation_options(command):
                      show_default=True, help="Folder for the JSON and markdown reports."),
         click.option("--long-text", default="head", show_default=True,
                      help="Texts longer than the model's context: head (the tokenizer's "
-                          "cut), tail, or chunks (pieces that fit, averaged); @N caps the "
-                          "tokens, e.g. chunks@64."),
+                          "cut), tail, chunks (pieces that fit, averaged) or sentences (each "
+                          "sentence a piece, averaged); @N caps the tokens, e.g. chunks@64."),
         quiet_option(),
     ]
     return with_options(command, options)

@@ -29,7 +29,8 @@ def format_hits(hits, target: str) -> str:
                    '\'date >= "2024-01-01" and modality = "image"\'.')
 @click.option("--long-text", default="head", show_default=True,
               help="A query longer than the model's context: head (the tokenizer's cut), "
-                   "tail, or chunks (pieces that fit, averaged); @N caps the tokens.")
+                   "tail, chunks (pieces that fit, averaged) or sentences (each sentence a "
+                   "piece, averaged); @N caps the tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search_command(index, query, image, like, k, target, where, long_text, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""

@@ -8,6 +8,9 @@ articles) loses the rest. Two other policies, for any encoder that counts tokens
     tail        the last words that fit
     chunks      consecutive pieces that each fit (cut after a sentence end where one is near),
                 embedded apart; the text's vector is their token-weighted mean, re-normalised
+    sentences   each sentence a piece (chunked if one does not fit), averaged as chunks are,
+                even when the whole text fits: for towers trained on one-sentence captions,
+                whose vector of a paragraph is worse than the mean of its sentences' vectors
 
 `@N` caps the token budget below the model's own context (`chunks@32`), which is how
 `benchmarks/long_text.py` measures the policies on captions shorter than the real context.
@@ -25,7 +28,7 @@ import numpy as np
 
 from crossmodal.errors import BadInputError
 
-POLICIES = ("head", "tail", "chunks")
+POLICIES = ("head", "tail", "chunks", "sentences")
 _CJK = "\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 # a word is a CJK character or a run of anything else that is not space, with the space
 # before it, so that joining words gives the text back
@@ -62,6 +65,19 @@ def words_of(text: str) -> list[str]:
     return _WORDS.findall(text)
 
 
+def sentences_of(text: str) -> list[str]:
+    """The text cut after each word that ends a sentence (. ! ? ; and their CJK forms)."""
+    out, current = [], []
+    for word in words_of(text):
+        current.append(word)
+        if _SENTENCE_END.search(word):
+            out.append("".join(current).strip())
+            current = []
+    if current:
+        out.append("".join(current).strip())
+    return [sentence for sentence in out if sentence] or [text]
+
+
 def _longest_fit(count: int, fits: Callable[[int], bool]) -> int:
     """The largest n in [1, count] with fits(n) (fits is monotone), or 1 if none fits."""
     low, high = 1, count
@@ -78,6 +94,9 @@ def split_text(text: str, mode: str, limit: int,
                token_count: Callable[[str], int]) -> list[str]:
     """The pieces of `text` the policy embeds: [text] when it fits, else the head, the tail
     or consecutive chunks, each within `limit` tokens (a single over-long word stays whole)."""
+    if mode == "sentences":
+        return [piece for sentence in sentences_of(text)
+                for piece in split_text(sentence, "chunks", limit, token_count)]
     if token_count(text) <= limit:
         return [text]
     words = words_of(text)
@@ -104,7 +123,7 @@ def split_text(text: str, mode: str, limit: int,
 
 def encode_long_texts(encoder, texts: Sequence[str], policy: LongTextPolicy) -> np.ndarray:
     """`encoder.encode_texts(texts)` under the policy: (len(texts), dim) unit rows."""
-    if policy.passthrough or not texts:
+    if policy.passthrough or not len(texts):
         return encoder.encode_texts(texts)
     limit = min(policy.max_tokens or encoder.context_length, encoder.context_length)
     pieces, owner, weights = [], [], []

@@ -108,9 +108,10 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
                            description="English or Chinese text, by the index's model.")
         k: K = 10
         target: schemas.Target = "images"
-        long_text: str = Field("head", max_length=16, pattern=r"^(head|tail|chunks)(@\d+)?$",
-                               description="A query longer than the model's context: head, "
-                                           "tail or chunks (pieces averaged), @N tokens.")
+        long_text: str = Field(
+            "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
+            description="A query longer than the model's context: head, tail, chunks "
+                        "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
