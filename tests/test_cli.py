@@ -171,13 +171,13 @@ def test_info_verify_reports_a_corrupt_items_file(runner, tmp_path, colour_folde
     run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
     manifest = json.loads((index / "manifest.json").read_text())
     (index / manifest["files"]["items"]["name"]).write_text('{"items": [', encoding="utf-8")
-    info = json.loads(run(runner, "info", index, "--verify").output)
+    info = json.loads(run(runner, "info", index, "--verify", code=1).output)
     assert info["verified"] is False and info["bad_files"] == ["items"]
     assert info["items"] == 4 and "is corrupt" in info["error"]
     plain = run(runner, "info", index, code=2).output
     assert plain.startswith("error: ") and "is corrupt" in plain and plain.count("\n") == 1
     (index / manifest["files"]["images.vectors"]["name"]).unlink()  # missing: same answer
-    info = json.loads(run(runner, "info", index, "--verify").output)
+    info = json.loads(run(runner, "info", index, "--verify", code=1).output)
     assert info["bad_files"] == ["images.vectors", "items"]
 
 

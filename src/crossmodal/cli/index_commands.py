@@ -120,7 +120,8 @@ def remove_command(index, item_ids) -> None:
 @click.argument("index", type=click.Path(path_type=Path))
 @click.option("--verify", is_flag=True, help="Check every file against its checksum.")
 def info_command(index, verify) -> None:
-    """Show what an index holds and which model built it."""
+    """Show what an index holds and which model built it; with --verify, exit status 1
+    when a file fails its checksum."""
     from crossmodal.engine import Collection
     from crossmodal.errors import IndexCorruptError
     from crossmodal.index.generations import committed_counts
@@ -138,13 +139,15 @@ def info_command(index, verify) -> None:
                  "generation": manifest.generation, "verified": False,
                  "bad_files": manifest.verify(index), "error": str(exc)}
         click.echo(json.dumps(stats, indent=1))
-        return
+        raise SystemExit(1)  # as `sha256sum -c` does: scripts can test the status
     stats = collection.stats()
     if verify:
         bad = collection.manifest.verify(index)
         stats["verified"] = not bad
         stats["bad_files"] = bad
     click.echo(json.dumps(stats, indent=1))
+    if verify and not stats["verified"]:
+        raise SystemExit(1)
 
 
 @click.command("drop")
