@@ -17,14 +17,18 @@ from tests.trainer_helpers import STAGES, config, heads, synthetic
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_two_processes_match_one(tmp_path):
-    out = tmp_path / "two"
+def two_processes(out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
            "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(ROOT / "tests" / "distributed_worker.py"), str(out)],
-        env=env, capture_output=True, text=True, timeout=300)
+         str(ROOT / "tests" / "distributed_worker.py"), str(out), *args],
+        env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_match_one(tmp_path):
+    out = tmp_path / "two"
+    done = two_processes(out)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     two = [torch.load(out / f"heads-rank{rank}-of2.pt") for rank in (0, 1)]
 
@@ -35,6 +39,15 @@ def test_two_processes_match_one(tmp_path):
         torch.testing.assert_close(two[0][name], two[1][name], rtol=0, atol=0, msg=name)
         torch.testing.assert_close(two[0][name], value, rtol=1e-4, atol=1e-5, msg=name)
     assert (out / "best.safetensors").is_file()  # rank 0 validated and saved
+
+
+def test_broken_validation_stops_every_process_not_only_rank_0(tmp_path):
+    # rank 0 alone validates; before, rank 1 waited in the next all-reduce (gloo: 30 min)
+    done = two_processes(tmp_path / "nan", "--nan-val", timeout=240)
+    assert done.returncode != 0
+    log = done.stdout + done.stderr
+    assert log.count("found non-finite embeddings") >= 1  # rank 1's own message
+    assert "validation in stage 'one' epoch 1: 16 of 16 image rows" in log  # rank 0's
 
 
 def test_batch_must_split_evenly_over_processes(tmp_path, monkeypatch):

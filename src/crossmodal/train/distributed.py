@@ -56,6 +56,17 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
             parameter.grad /= size
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every process when any process's flag is true (one process alone).
+    Rank 0 alone validates: without this, the others would wait for it forever in the next
+    gradient all-reduce after it stopped."""
+    if rank_and_size()[1] == 1:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def barrier() -> None:
     if rank_and_size()[1] > 1:
         dist.barrier()

@@ -196,14 +196,19 @@ class StageTrainer:
         return evaluate_features(self.heads, image, text, self.val)
 
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:
-        if self.rank != 0:  # one process validates and writes
-            return self.best
-        try:
-            report = self.evaluate()
-        except NonFiniteError as exc:  # else NaN embeddings would score as a perfect model
+        where = f"validation in stage '{stage.name}' epoch {epoch + 1}"
+        failure, report = None, None
+        if self.rank == 0:  # one process validates and writes
+            try:
+                report = self.evaluate()
+            except NonFiniteError as exc:  # else NaN embeddings would score as perfect
+                failure = f"{where}: {exc}"
+        if distributed.any_rank(failure is not None):  # every process stops, not rank 0 alone
             raise TrainingDiverged(
-                f"validation in stage '{stage.name}' epoch {epoch + 1}: {exc}; lower lr or "
-                f"check the data; the last good checkpoint is {self.out / 'last.pt'}") from None
+                f"{failure or where + ' (on rank 0) found non-finite embeddings'}; lower lr or "
+                f"check the data; the last good checkpoint is {self.out / 'last.pt'}")
+        if self.rank != 0:
+            return self.best
         rsum = report["rsum"]
         if rsum > self.best:
             self.best = rsum
