@@ -139,7 +139,7 @@ def info_command(index, verify) -> None:
                  "generation": manifest.generation, "verified": False,
                  "bad_files": manifest.verify(index), "error": str(exc)}
         click.echo(json.dumps(stats, indent=1))
-        raise SystemExit(1)  # as `sha256sum -c` does: scripts can test the status
+        raise SystemExit(1) from None  # as `sha256sum -c` does: scripts can test the status
     stats = collection.stats()
     if verify:
         bad = collection.manifest.verify(index)
