@@ -79,9 +79,9 @@ def main() -> None:
             print(rows[-1], flush=True)
     print(f"\n{args.model} on Flickr8k val ({args.language}), 1,000 paragraph queries; "
           f"tokens per paragraph: median {int(np.median(lengths))}, max {max(lengths)}")
-    print(f"{'query':<12}{'budget':>7} {'policy':<8}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}")
+    print(f"{'query':<12}{'budget':>7} {'policy':<10}{'R@1':>7}{'R@5':>7}{'R@10':>7}{'MRR':>7}")
     for row in rows:
-        print(f"{row['query']:<12}{row['budget']:>7} {row['policy']:<8}{row['R@1']:>7.1f}"
+        print(f"{row['query']:<12}{row['budget']:>7} {row['policy']:<10}{row['R@1']:>7.1f}"
               f"{row['R@5']:>7.1f}{row['R@10']:>7.1f}{row['MRR']:>7.3f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"long_text_{args.model.split(':')[-1]}.json"
