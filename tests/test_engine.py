@@ -189,3 +189,19 @@ def test_corrupt_items_json_is_an_index_error(tmp_path, colour_folder, fake_enco
     with pytest.raises(IndexCorruptError, match=rf"{items.name} is corrupt .*--verify"):
         Collection.open(tmp_path / "index", encoder=fake_encoder)
     assert collection.manifest.verify(tmp_path / "index") == ["items"]
+
+
+def test_a_store_that_cannot_start_leaves_no_folder(tmp_path, fake_encoder, monkeypatch):
+    import crossmodal.engine as engine
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Milvus at http://127.0.0.1:1 is unreachable")
+
+    monkeypatch.setattr(engine, "new_stores", unreachable)
+    with pytest.raises(ConnectionError, match="unreachable"):
+        Collection.create(tmp_path / "new" / "index", model="fake:colours")
+    assert not (tmp_path / "new" / "index").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made stays
+    with pytest.raises(ConnectionError):
+        Collection.create(tmp_path / "mine", model="fake:colours")
+    assert (tmp_path / "mine").is_dir()

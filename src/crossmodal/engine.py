@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,8 +101,15 @@ class Collection:
             preprocessing=encoder.preprocessing.as_dict(), index_type=index_type,
             index_params=index_params or {}, store=record,
         )
+        created = not path.exists()
         path.mkdir(parents=True, exist_ok=True)
-        images, texts = new_stores(record, path, TARGETS, encoder.dim, index_type, index_params)
+        try:
+            images, texts = new_stores(record, path, TARGETS, encoder.dim, index_type,
+                                       index_params)
+        except BaseException:  # e.g. Milvus unreachable: leave no half-made index behind
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         manifest.index_params = images.params
         collection = cls(path, manifest, [], [], images, texts, encoder)
         with collection._writing():

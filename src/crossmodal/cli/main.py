@@ -71,3 +71,7 @@ def _register() -> None:
 
 
 _register()
+
+
+if __name__ == "__main__":  # python -m crossmodal.cli.main, as python -m crossmodal
+    cli()
