@@ -33,6 +33,8 @@ printf 'torch==%s\ntorchvision==%s\n' "$TORCH" "$TORCHVISION" >"$PINS"
 "$VENV/bin/python" -m pip install "${PIP_ARGS[@]}" -c "$PINS" "$OPEN_CLIP"
 # The project itself, editable, with its runtime dependencies (torch already satisfied).
 "$VENV/bin/python" -m pip install "${PIP_ARGS[@]}" -c "$PINS" -e "$REPO"
+# pytest, to run the open_clip tests here (they skip in an environment without open_clip).
+"$VENV/bin/python" -m pip install "${PIP_ARGS[@]}" -c "$PINS" "pytest>=8,<9.1"
 
 "$VENV/bin/python" - <<'EOF'
 import open_clip, torch, torchvision
