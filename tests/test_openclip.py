@@ -119,3 +119,35 @@ def test_rn50_runs_for_real_in_the_open_clip_venv(tmp_path):
         assert check[side]["cos_min"] >= 0.9999 and check[side]["centred_cos_min"] >= 0.999
     assert row["cli"]["image_query_first"] and row["cli"]["caption_query_first"]
     assert row["speed"]["images_per_s"] > 0 and row["speed"]["captions_per_s"] > 0
+
+
+def test_a_tag_loads_from_open_clip_s_cache_with_its_activation(tmp_path, monkeypatch):
+    """A pretrained tag resolves through open_clip's hub cache (offline): a tiny arch with a tag
+    registered here stands for `open_clip:RN50` and OpenAI's weights, which are not here."""
+    open_clip = pytest.importorskip("open_clip")
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    (tmp_path / "crossmodal-tiny-tag.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(tmp_path / "crossmodal-tiny-tag.json")
+    tags = {"fakeopenai": {"hf_hub": "crossmodal/tiny-tag/", "quick_gelu": True}}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "crossmodal-tiny-tag", tags)
+    snapshot = tmp_path / "hub" / "models--crossmodal--tiny-tag" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    trained = open_clip.create_model("crossmodal-tiny-tag", force_quick_gelu=True).eval()
+    save_file(trained.state_dict(), snapshot / "open_clip_model.safetensors")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    load_encoder.cache_clear()
+    enc = load_encoder("open_clip:crossmodal-tiny-tag/fakeopenai")
+    load_encoder.cache_clear()
+    assert enc.spec.quick_gelu and not enc.fingerprint.startswith("random")
+    with torch.inference_mode():
+        theirs = trained.encode_text(open_clip.get_tokenizer("crossmodal-tiny-tag")(["a dog"]))
+    np.testing.assert_allclose(enc.encode_texts(["a dog"])[0],
+                               torch.nn.functional.normalize(theirs, dim=-1)[0], atol=1e-5)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(UnknownModelError, match="cannot load open_clip crossmodal-tiny-tag"):
+        load_encoder("open_clip:crossmodal-tiny-tag/fakeopenai")  # not cached, offline
+    load_encoder.cache_clear()
