@@ -233,3 +233,26 @@ def test_the_cli_takes_threads_and_names_the_runtime(tmp_path, restore_threads,
     assert torch.get_num_threads() == 1
     found = runner.invoke(cli, ["search", str(index), "a dog", "--json", "--k", "2"])
     assert found.exit_code == 0 and found.stdout.lstrip().startswith("[")
+
+
+def test_a_new_export_prunes_older_ones_of_the_same_tower(tmp_path):
+    import os
+    import time
+
+    def folder(name: str, age_s: float) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        stamp = time.time() - age_s
+        os.utime(path, (stamp, stamp))
+        return path
+
+    current = folder("lite-en-551d50ec0f7e74c9-9de136d811ea", 0)
+    previous = folder("lite-en-0123456789abcdef-aaaaaaaaaaaa", 10)
+    oldest = folder("lite-en-fedcba9876543210-bbbbbbbbbbbb", 100)
+    other_tower = folder("lite-en-top-0123456789abcdef-cccccccccccc", 1000)
+    fresh_partial = folder(".lite-en-551d50ec0f7e74c9-9de136d811ea.41.partial", 60)
+    crashed = folder(".lite-en-551d50ec0f7e74c9-9de136d811ea.7.partial", 2 * 86_400)
+    removed = onnx_towers.prune_exports(current)
+    assert sorted(removed) == sorted([oldest, crashed])
+    for kept in (current, previous, other_tower, fresh_partial):
+        assert kept.is_dir()

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -94,10 +95,33 @@ def exporter_digest() -> str:
     return digest.hexdigest()[:12]
 
 
+def _folder_name(config: TowersConfig) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", config.name)[:64] or "tower"
+
+
 def export_folder(config: TowersConfig, fingerprint: str) -> Path:
     """The cache folder of this tower's export: named by fingerprint and exporter digest."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.name)[:64] or "tower"
-    return export_cache_dir() / f"{name}-{fingerprint}-{exporter_digest()}"
+    return export_cache_dir() / f"{_folder_name(config)}-{fingerprint}-{exporter_digest()}"
+
+
+def prune_exports(current: Path, keep_others: int = 1, stale_partial_s: float = 86_400) -> list:
+    """Delete older exports of the same tower beside `current` (other weights, exporter or
+    torch versions): all but the `keep_others` most recently written, so a second install
+    of another version keeps its own; and partial exports a crash left a day ago or more.
+    Returns what was deleted. A process still using a deleted export has it in memory."""
+    name = current.name.rsplit("-", 2)[0]
+    mine = re.compile(rf"{re.escape(name)}-[0-9a-f]+-[0-9a-f]{{12}}")
+    others = sorted((f for f in current.parent.iterdir()
+                     if f != current and f.is_dir() and mine.fullmatch(f.name)),
+                    key=lambda f: f.stat().st_mtime, reverse=True)
+    crashed = [f for f in current.parent.glob(f".{name}-*.partial")
+               if time.time() - f.stat().st_mtime >= stale_partial_s]
+    doomed = others[keep_others:] + crashed
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+    if doomed:
+        log.info("removed %d older export(s) of %s from %s", len(doomed), name, current.parent)
+    return doomed
 
 
 def _usable(folder: Path, fingerprint: str) -> bool:
@@ -131,6 +155,7 @@ def ensure_export(folder: Path, fingerprint: str, model_id: str,
         os.rename(partial, folder)
     except OSError:  # another process renamed its complete export into place first
         shutil.rmtree(partial, ignore_errors=True)
+    prune_exports(folder)
     return folder
 
 
