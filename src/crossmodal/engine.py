@@ -38,6 +38,7 @@ from crossmodal.index.protocol import VectorStore
 from crossmodal.index.rows import RowIndex
 from crossmodal.index.stores import load_store, new_stores, parse_store_spec
 from crossmodal.ingest import AddReport
+from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 
@@ -430,8 +431,6 @@ class Collection:
     def text_query(self, text: str, long_text: str | None = None) -> np.ndarray:
         """The (1, dim) query vector of `text` (needs only the encoder, not the index);
         `long_text` says what to do with a text longer than the context (models.long_text)."""
-        from crossmodal.models.long_text import encode_long_texts, parse_long_text
-
         if not text or not text.strip():
             raise BadInputError("the query text is empty")
         return encode_long_texts(self.encoder, [text.strip()], parse_long_text(long_text))

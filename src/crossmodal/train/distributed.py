@@ -62,7 +62,8 @@ def any_rank(flag: bool) -> bool:
     gradient all-reduce after it stopped."""
     if rank_and_size()[1] == 1:
         return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # nccl reduces GPU tensors only
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
