@@ -213,7 +213,9 @@ def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     assert set(manifest["text"]["fp32_matmuls"]) == listed
     assert manifest["text"]["fp32_matmuls_chosen"] == choice["chosen_on"]
     fp32, int8 = graph_matmuls(lite_en["root"] / "int8" / "text.onnx")
-    assert listed <= fp32 and not listed & int8 and len(int8) >= 3 * len(listed)
+    # most MatMuls stay int8: the list may spend 2.4x the old rule's fp32 multiply-adds
+    # (a third of the text tower's), so 10 of 37 nodes
+    assert listed <= fp32 and not listed & int8 and len(int8) >= 2 * len(listed)
 
     old = tmp_path / "old-rule"
     shutil.copytree(lite_en["root"] / "int8", old)
