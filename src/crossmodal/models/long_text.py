@@ -127,10 +127,13 @@ def encode_long_texts(encoder, texts: Sequence[str], policy: LongTextPolicy) -> 
         return encoder.encode_texts(texts)
     limit = min(policy.max_tokens or encoder.context_length, encoder.context_length)
     pieces, owner, weights = [], [], []
-    for row, text in enumerate(texts):
-        parts = split_text(text, policy.mode, limit,
-                           lambda t: encoder.text_lengths([t])[0])
-        lengths = encoder.text_lengths(parts)
+    # one batched count answers the common case (the text fits) without splitting it
+    for row, (text, length) in enumerate(zip(texts, encoder.text_lengths(texts), strict=True)):
+        if length <= limit and policy.mode != "sentences":
+            parts, lengths = [text], [length]
+        else:
+            parts = split_text(text, policy.mode, limit, lambda t: encoder.text_lengths([t])[0])
+            lengths = encoder.text_lengths(parts)
         pieces += parts
         owner += [row] * len(parts)
         weights += [min(n, limit) for n in lengths]

@@ -95,13 +95,10 @@ def exporter_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def _folder_name(config: TowersConfig) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", config.name)[:64] or "tower"
-
-
 def export_folder(config: TowersConfig, fingerprint: str) -> Path:
     """The cache folder of this tower's export: named by fingerprint and exporter digest."""
-    return export_cache_dir() / f"{_folder_name(config)}-{fingerprint}-{exporter_digest()}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.name)[:64] or "tower"
+    return export_cache_dir() / f"{name}-{fingerprint}-{exporter_digest()}"
 
 
 def prune_exports(current: Path, keep_others: int = 1, stale_partial_s: float = 86_400) -> list:
