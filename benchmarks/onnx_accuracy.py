@@ -29,7 +29,8 @@ from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, read_manifest
 from crossmodal.models.onnx.quantize import (
     FP32_TAIL_MATMULS,
-    dynamic_int8,
+    TEXT_SCHEMES,
+    per_batch_int8,
     prepared_for_quantization,
 )
 from crossmodal.models.registry import load_encoder
@@ -39,20 +40,24 @@ from crossmodal.paths import file_sha256
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def old_rule_variant(int8: Path, fp32_text: Path, target: Path) -> Path:
-    """A copy of the int8 export with the text graph old exports had (the last 7 MatMul nodes
-    fp32, but the head), its manifest saying so (so its fingerprint and embedding cache
-    differ)."""
+def per_batch_variant(int8: Path, fp32_text: Path, target: Path, old_rule: bool) -> Path:
+    """A copy of the int8 export whose text graph has ONNX Runtime's per-batch activation
+    scales (as exports before per-row int8), with the model's fp32 list or, `old_rule`, the
+    last 7 MatMul nodes (but the head) fp32 as the oldest exports; its manifest says so (so
+    its fingerprint and embedding cache differ)."""
     shutil.copytree(int8, target, dirs_exist_ok=True)
+    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    kept = manifest["text"]["fp32_matmuls"]
     with tempfile.TemporaryDirectory() as scratch:
         prepared = prepared_for_quantization(fp32_text, Path(scratch))
-        nodes = [node for node in onnx.load(str(prepared)).graph.node
-                 if node.op_type in ("MatMul", "Gemm")][-FP32_TAIL_MATMULS:]
-        # as the old exports were: the head Gemm in that tail was quantised all the same
-        kept = [node.name for node in nodes if node.op_type == "MatMul"]
-        dynamic_int8(prepared, target / "text.onnx", exclude=kept)
-    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
-    manifest["text"].update(fp32_matmuls=kept, fp32_matmuls_chosen="the last 7 MatMul nodes")
+        if old_rule:
+            nodes = [node for node in onnx.load(str(prepared)).graph.node
+                     if node.op_type in ("MatMul", "Gemm")][-FP32_TAIL_MATMULS:]
+            # as the old exports were: the head Gemm in that tail was quantised all the same
+            kept = [node.name for node in nodes if node.op_type == "MatMul"]
+            manifest["text"]["fp32_matmuls_chosen"] = "the last 7 MatMul nodes"
+        per_batch_int8(prepared, target / "text.onnx", exclude=kept)
+    manifest["text"].update(fp32_matmuls=kept, quantization=TEXT_SCHEMES["per_batch"])
     manifest["files"]["text.onnx"] = file_sha256(target / "text.onnx")
     (target / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return target
@@ -60,8 +65,8 @@ def old_rule_variant(int8: Path, fp32_text: Path, target: Path) -> Path:
 
 def batching_runs(encoder, data, images: np.ndarray, runs: int) -> list[tuple[float, float]]:
     """(i2t, t2i) R@1 with the captions sent in random batches of 256 (as `crossmodal index`
-    sends them), one seeded order per run: dynamic int8 scales activations per batch, so its
-    vectors, and R@1, move with how captions are batched."""
+    sends them), one seeded order per run: per-batch int8 scales activations per batch, so its
+    vectors, and R@1, move with how captions are batched (per-row int8's do not)."""
     rates = []
     for seed in range(runs):
         order = np.random.default_rng(seed).permutation(len(data.texts))
@@ -94,8 +99,12 @@ def main() -> None:
     parser.add_argument("--exports", type=Path, default=None,
                         help="folder for the exports (default: a temporary folder)")
     parser.add_argument("--old-fp32-rule", action="store_true",
-                        help="also score the int8 text graph made by the previous fp32 rule "
-                             "(the last 7 MatMul nodes) instead of the model's list")
+                        help="also score the per-batch int8 text graph made by the previous "
+                             "fp32 rule (the last 7 MatMul nodes) instead of the model's list")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="also score the int8 text graph with ONNX Runtime's per-batch "
+                             "activation scales (the previous export) and the model's list")
+    parser.add_argument("--out", type=Path, default=None, help="JSON to write")
     parser.add_argument("--batchings", type=int, default=0,
                         help="also score each int8 variant under N random caption batchings")
     parser.add_argument("--skip-torch", action="store_true",
@@ -117,10 +126,13 @@ def main() -> None:
                        calibration=calibration, overwrite=True)
         variants[f"onnx int8 ({mode} image)"] = f"onnx:{folder}"
     first = exports / f"{stem}-int8-{args.image_int8.split(',')[0]}"
-    if args.old_fp32_rule:  # the first int8 export, its text graph re-made by the old rule
-        old = old_rule_variant(first, exports / f"{stem}-fp32" / "text.onnx",
-                               exports / f"{stem}-int8-old-rule")
-        variants["onnx int8 (old fp32 rule)"] = f"onnx:{old}"
+    fp32_text = exports / f"{stem}-fp32" / "text.onnx"
+    if args.per_batch:  # the first int8 export, its text graph with per-batch scales
+        folder = per_batch_variant(first, fp32_text, exports / f"{stem}-int8-per-batch", False)
+        variants["onnx int8 (per-batch text)"] = f"onnx:{folder}"
+    if args.old_fp32_rule:  # ... and by the old fp32 rule
+        folder = per_batch_variant(first, fp32_text, exports / f"{stem}-int8-old-rule", True)
+        variants["onnx int8 (old fp32 rule)"] = f"onnx:{folder}"
 
     rows, reference = [], None
     to_reference = "to_onnx_fp32" if args.skip_torch else "to_torch"
@@ -161,7 +173,7 @@ def main() -> None:
               "int8_text_fp32_matmuls": read_manifest(first).text.get("fp32_matmuls"),
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"onnx_accuracy_{stem}{'_no_torch' if args.skip_torch else ''}.json"
+    out = args.out or RESULTS / f"onnx_accuracy_{stem}{'_no_torch' if args.skip_torch else ''}.json"
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 

@@ -23,7 +23,7 @@ from crossmodal.data.images import load_image
 from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.registry import load_encoder
 from crossmodal.models.speed import cpu_description
-from onnx_accuracy import old_rule_variant  # beside this script
+from onnx_accuracy import per_batch_variant  # beside this script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,7 +47,12 @@ def main() -> None:
                         help="Flickr8k train images calibrating static int8")
     parser.add_argument("--old-fp32-rule", action="store_true",
                         help="also time the int8 text graph made by the previous fp32 rule "
-                             "(the last 7 MatMul nodes fp32) beside the model's list")
+                             "(the last 7 MatMul nodes fp32, per-batch scales) beside the "
+                             "model's list")
+    parser.add_argument("--per-batch", action="store_true",
+                        help="also time the int8 text graph with ONNX Runtime's per-batch "
+                             "activation scales (the previous export) and the model's list")
+    parser.add_argument("--out", type=Path, default=None, help="JSON to write")
     args = parser.parse_args()
 
     val = load_flickr8k_cn(args.data, "val", args.language)
@@ -62,10 +67,13 @@ def main() -> None:
                    calibration=calibration)  # fastest int8; the default keeps images fp32
     variants = {"torch": torch_encoder, "onnx fp32": load_encoder(f"onnx:{exports / 'fp32'}"),
                 "onnx int8": load_encoder(f"onnx:{exports / 'int8'}")}
-    if args.old_fp32_rule:  # the same export, its text graph re-made by the previous rule
-        old = old_rule_variant(exports / "int8", exports / "fp32" / "text.onnx",
-                               exports / "int8-old")
-        variants["int8 old"] = load_encoder(f"onnx:{old}")
+    fp32_text = exports / "fp32" / "text.onnx"
+    if args.per_batch:  # the same export, its text graph with per-batch activation scales
+        folder = per_batch_variant(exports / "int8", fp32_text, exports / "int8-batch", False)
+        variants["int8 batch"] = load_encoder(f"onnx:{folder}")
+    if args.old_fp32_rule:  # ... and by the previous fp32 rule
+        folder = per_batch_variant(exports / "int8", fp32_text, exports / "int8-old", True)
+        variants["int8 old"] = load_encoder(f"onnx:{folder}")
     for encoder in variants.values():  # warm-up: tracing, kernel choice, allocations
         encoder.encode_images(images[:8])
         encoder.encode_texts(captions[:64])
@@ -95,8 +103,8 @@ def main() -> None:
               "int8_text_fp32_matmuls": variants["onnx int8"].manifest.text["fp32_matmuls"],
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / (f"onnx_speed_{args.model.split(':')[-1]}"
-                     f"{'_int8_rules' if args.old_fp32_rule else ''}.json")
+    out = args.out or RESULTS / (f"onnx_speed_{args.model.split(':')[-1]}"
+                                 f"{'_int8_rules' if args.old_fp32_rule else ''}.json")
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 

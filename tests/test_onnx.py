@@ -19,10 +19,8 @@ from crossmodal.errors import BadInputError, UnknownModelError  # noqa: E402
 from crossmodal.models.onnx import export as export_module  # noqa: E402
 from crossmodal.models.onnx.export import export_encoder  # noqa: E402
 from crossmodal.models.onnx.graphs import int8_choice_of, tokenize  # noqa: E402
-from crossmodal.models.onnx.quantize import (  # noqa: E402
-    AVX2_SAFE_WEIGHT,
-    quantize_dynamic_int8,
-)
+from crossmodal.models.onnx.per_row_int8 import AVX2_SAFE_WEIGHT  # noqa: E402
+from crossmodal.models.onnx.quantize import quantize_text_int8  # noqa: E402
 from crossmodal.models.onnx.runtime import OnnxEncoder  # noqa: E402
 from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
@@ -98,7 +96,7 @@ def test_tiny_clip_fp32_matches_torch(tiny_clip):
 def test_tiny_clip_int8_runs_and_stays_close(tiny_clip):
     manifest = json.loads((tiny_clip["root"] / "int8" / "onnx.json").read_text())
     assert manifest["precision"] == "int8"
-    assert manifest["text"]["quantization"] == "dynamic"
+    assert manifest["text"]["quantization"] == "dynamic-per-row"
     assert manifest["image"]["quantization"] == "static-qdq-per-channel"
     int8, fp32 = OnnxEncoder(tiny_clip["root"] / "int8"), OnnxEncoder(tiny_clip["root"] / "fp32")
     assert int8.fingerprint != fp32.fingerprint  # an index never mixes their vectors
@@ -198,7 +196,8 @@ def graph_matmuls(graph: Path) -> tuple[set[str], set[str]]:
     fp32 = {node.name.removesuffix("_MatMul") for node in model.graph.node  # a Gemm: NAME_MatMul
             if node.op_type in ("MatMul", "Gemm") and node.input[1] in weights}
     int8 = {node.name.removesuffix("_quant").removesuffix("_MatMul")
-            for node in model.graph.node if node.op_type == "MatMulInteger"}
+            for node in model.graph.node
+            if node.op_type in ("MatMulInteger", "MatMulIntegerToFloat")}
     return fp32, int8
 
 
@@ -214,12 +213,12 @@ def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     assert manifest["text"]["fp32_matmuls_chosen"] == choice["chosen_on"]
     fp32, int8 = graph_matmuls(lite_en["root"] / "int8" / "text.onnx")
     # most MatMuls stay int8: the list may spend 2.4x the old rule's fp32 multiply-adds
-    # (a third of the text tower's), so 10 of 37 nodes
-    assert listed <= fp32 and not listed & int8 and len(int8) >= 2 * len(listed)
+    # (a third of the text tower's), so 13 of 37 nodes
+    assert listed <= fp32 and not listed & int8 and len(int8) > len(listed)
 
     old = tmp_path / "old-rule"
     shutil.copytree(lite_en["root"] / "int8", old)
-    quantize_dynamic_int8(lite_en["root"] / "fp32" / "text.onnx", old / "text.onnx")
+    quantize_text_int8(lite_en["root"] / "fp32" / "text.onnx", old / "text.onnx")
     captions = sample_captions("en")
     errors = [float((1 - row_cosines(OnnxEncoder(folder).encode_texts(captions),
                                      lite_en["texts"])).mean())
@@ -227,10 +226,21 @@ def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     assert errors[0] < errors[1]
 
 
+def test_lite_en_int8_caption_vectors_do_not_depend_on_their_batch(lite_en):
+    """Per-token activation scales: a query gets the vector its text was indexed with, in
+    any batch (ONNX Runtime's per-batch scales moved i2t R@1 by up to 1.5 points)."""
+    encoder = OnnxEncoder(lite_en["root"] / "int8")
+    captions = sample_captions("en")
+    batch = encoder.encode_texts([*captions, "a " * 60 + "loud, long caption"])[:-1]
+    alone = np.concatenate([encoder.encode_texts([caption]) for caption in captions])
+    # measured 7e-8 (fp32 rounding in the attention); ORT's per-batch int8 gave 0.019 here
+    np.testing.assert_allclose(alone, batch, atol=1e-3)
+
+
 def test_int8_fp32_lists_that_do_not_fit_the_graph_fail_clearly(tiny_clip, tmp_path):
     with pytest.raises(UnknownModelError, match="lacks: /no/such/MatMul"):
-        quantize_dynamic_int8(tiny_clip["root"] / "fp32" / "text.onnx", tmp_path / "t.onnx",
-                              ["/no/such/MatMul"])
+        quantize_text_int8(tiny_clip["root"] / "fp32" / "text.onnx", tmp_path / "t.onnx",
+                           ["/no/such/MatMul"])
     assert not (tmp_path / "t.onnx").exists()
     config = SimpleNamespace(weights_path=tmp_path / "heads.safetensors")
     assert int8_choice_of(config) is None  # no list: the export keeps the last 7 MatMuls

@@ -38,7 +38,8 @@ def _calibration_images(folder: Path | None, limit: int) -> list:
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create; use it as --model onnx:FOLDER.")
 @click.option("--int8", is_flag=True,
-              help="Quantise to int8: text dynamically, the image tower per --image-int8.")
+              help="Quantise to int8: text with one activation scale per token (a caption's "
+                   "vector does not depend on its batch), the image tower per --image-int8.")
 @click.option("--image-int8", type=click.Choice(["static", "dynamic", "none"]),
               default="none", show_default=True,
               help="none: keep the image tower fp32 (int8 text only: lite-en loses ~0.8 "

@@ -21,9 +21,10 @@ from crossmodal.models.onnx.quantize import (
     FP32_TAIL_MATMULS,
     IMAGE_MODES,
     IMAGE_WEIGHTS,
+    TEXT_SCHEMES,
     TEXT_WEIGHTS,
-    quantize_dynamic_int8,
     quantize_image_int8,
+    quantize_text_int8,
 )
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import file_sha256
@@ -88,11 +89,11 @@ def _write_graphs(encoder: Encoder, plan: ExportPlan, work: Path, int8: bool, im
             quantize_image_int8(fp32 / "image.onnx", work / "image.onnx", image_int8,
                                 calibration, encoder.preprocessing)
             image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
-        log("quantising the text path to int8 (dynamic)")
+        log("quantising the text path to int8 (per-token activation scales)")
         choice = plan.int8_choice or {}
-        kept = quantize_dynamic_int8(fp32 / "text.onnx", work / "text.onnx",
-                                     choice.get("text_fp32_matmuls"))
-        text_q = "dynamic"
+        kept = quantize_text_int8(fp32 / "text.onnx", work / "text.onnx",
+                                  choice.get("text_fp32_matmuls"))
+        text_q = TEXT_SCHEMES["per_row"]
         plan.text_meta["fp32_matmuls"] = kept  # what the graph is: these stayed fp32
         plan.text_meta["fp32_matmuls_chosen"] = choice.get(
             "chosen_on", f"the last {FP32_TAIL_MATMULS} MatMul nodes (no list for this model)")

@@ -1,13 +1,15 @@
 """int8 versions of exported graphs with onnxruntime.quantization.
 
-Text (transformer MatMuls, linear heads): dynamic quantisation, weights int8 per channel,
-activations quantised on the fly, except the MatMuls a model's list keeps fp32: those whose
-int8 error reaches the embedding most per multiply-add, measured on training captions (on
-lite-en: value projections and the first layer's FFN down-projection; the error is mostly the
-per-tensor activation scale, not the weights). Static QDQ text (activation ranges calibrated
-on train captions) was 8x worse than dynamic on lite-en: one range per tensor for all
-captions is wider than each batch's own. Images (a conv net): either dynamic (ConvInteger) or
-static QDQ with per-channel weights and activation ranges calibrated on a few real images.
+Text (transformer MatMuls, linear heads): weights int8 per channel, activations quantised on
+the fly with one scale per token (per_row_int8.py: a caption's vector does not depend on its
+batch), except the MatMuls a model's list keeps fp32: those whose int8 error reaches the
+embedding most per multiply-add, measured on training captions (on lite-en: value
+projections and early FFN MatMuls). ONNX Runtime's own dynamic int8 (one scale per batch
+tensor) stays here as `per_batch_int8` for comparison. Static QDQ text (activation ranges
+calibrated on train captions) was 8x worse than per-batch dynamic on lite-en: one range per
+tensor for all captions is wider than each batch's own. Images (a conv net): either dynamic
+(ConvInteger) or static QDQ with per-channel weights and activation ranges calibrated on a
+few real images.
 
 int8 weights are 7-bit (reduce_range, in [-64, 64]) so one export is exact on every x86-64 CPU.
 On CPUs without VNNI (AVX2 only) ONNX Runtime multiplies uint8 activations by int8 weights
@@ -28,16 +30,17 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError
+from crossmodal.models.onnx.per_row_int8 import per_row_int8
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.protocol import ImagePreprocessing
 
 IMAGE_MODES = ("static", "dynamic", "none")
 CALIBRATION_BATCH = 8
-# int8 weights within +-64: pairs of products with uint8 activations fit vpmaddubsw's int16
-AVX2_SAFE_WEIGHT = 64
 # What the manifest records as each graph's "int8_weights"; exports without it (made before
 # weights were 7-bit) have full 8-bit int8 weights, except the dynamic image mode (uint8).
 TEXT_WEIGHTS = "int8-7bit"
+# What the manifest records as the text graph's "quantization"
+TEXT_SCHEMES = {"per_row": "dynamic-per-row", "per_batch": "dynamic"}
 IMAGE_WEIGHTS = {"static": "int8-7bit", "dynamic": "uint8"}
 
 
@@ -68,9 +71,10 @@ def weight_matmuls(graph) -> dict[str, int]:
     return found
 
 
-def dynamic_int8(prepared: Path, target: Path, exclude: Sequence[str] = (),
-                 only: Sequence[str] | None = None) -> None:
-    """The one dynamic int8 setting for text graphs (`only`: quantise just these nodes)."""
+def per_batch_int8(prepared: Path, target: Path, exclude: Sequence[str] = (),
+                   only: Sequence[str] | None = None) -> None:
+    """ONNX Runtime's dynamic int8, one activation scale per batch tensor (`only`: quantise
+    just these nodes); exports before per-row int8 used it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def ort_names(names: Sequence[str]) -> list[str]:
@@ -86,11 +90,15 @@ def dynamic_int8(prepared: Path, target: Path, exclude: Sequence[str] = (),
                      nodes_to_exclude=ort_names(exclude))
 
 
-def quantize_dynamic_int8(source: Path, target: Path,
-                          keep_fp32: Sequence[str] | None = None) -> list[str]:
+TEXT_INT8 = {"per_row": per_row_int8, "per_batch": per_batch_int8}
+
+
+def quantize_text_int8(source: Path, target: Path, keep_fp32: Sequence[str] | None = None,
+                       scheme: str = "per_row") -> list[str]:
     """int8 text graph; `keep_fp32` names the MatMul nodes that stay fp32 (a model's list,
     chosen on training data by benchmarks/onnx_int8_sensitivity.py), else the last
-    FP32_TAIL_MATMULS. Returns the names kept fp32."""
+    FP32_TAIL_MATMULS. `scheme`: "per_row" (the export's) or "per_batch". Returns the names
+    kept fp32."""
     import onnx
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -105,7 +113,7 @@ def quantize_dynamic_int8(source: Path, target: Path,
                 raise UnknownModelError(
                     f"the int8 fp32 list names MatMuls this text graph lacks: {', '.join(missing)}"
                     " (re-run benchmarks/onnx_int8_sensitivity.py for this model)")
-        dynamic_int8(prepared, target, exclude=keep_fp32)
+        TEXT_INT8[scheme](prepared, target, exclude=keep_fp32)
     return list(keep_fp32)
 
 
