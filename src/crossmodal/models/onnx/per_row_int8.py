@@ -75,11 +75,12 @@ def _constants(prefix: str, weight: np.ndarray, bias: np.ndarray | None) -> list
     return [numpy_helper.from_array(value, f"{prefix}/{name}") for name, value in arrays.items()]
 
 
-def _replacement(node, weight: np.ndarray, bias: np.ndarray | None) -> tuple[list, list]:
-    """The nodes and initializers that replace one MatMul/Gemm."""
+def _replacement(node, weight: np.ndarray, bias: np.ndarray | None, index: int
+                 ) -> tuple[list, list]:
+    """The nodes and initializers that replace one MatMul/Gemm (the `index`-th rewritten)."""
     from onnx import helper, numpy_helper
 
-    p = f"{node.name}/per_row"
+    p = f"{node.name or 'matmul'}/per_row{index}"  # unique even where nodes have no name
     x, out = node.input[0], node.output[0]
     zero_points = numpy_helper.from_array(np.array([ROW_ZERO_POINT], np.uint8))
     make = helper.make_node
@@ -128,7 +129,7 @@ def per_row_int8(source: Path, target: Path, exclude: Sequence[str] = (),
         if found is None:
             nodes.append(node)
             continue
-        replacement, constants = _replacement(node, *found)
+        replacement, constants = _replacement(node, *found, len(rewritten))
         nodes.extend(replacement)
         graph.initializer.extend(constants)
         rewritten.append(node.name)
