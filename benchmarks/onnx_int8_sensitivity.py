@@ -11,6 +11,13 @@ fp32 (the last FP32_TAIL_MATMULS nodes), so int8 costs no more time than before.
     python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --write
     python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 --write
     python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --scheme per_batch
+    python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 \
+        --smoothing --write
+
+--smoothing first measures each MatMul's input range per channel on other train captions
+(the first --calibration captions of the first train images, one caption a run: no padding)
+and smooths the inputs (per_row_int8.py's SmoothQuant) before the errors are measured; --write
+then ships those ranges too (WEIGHTS.int8.ranges.safetensors).
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import numpy as np
 import onnx
 
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
+from crossmodal.models.onnx.calibrate import matmul_input_absmax
 from crossmodal.models.onnx.export import export_encoder
+from crossmodal.models.onnx.per_row_int8 import SMOOTHING_ALPHA, per_row_int8
 from crossmodal.models.onnx.quantize import (
     FP32_TAIL_MATMULS,
     TEXT_INT8,
@@ -41,6 +50,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def embedding_error(folder: Path, captions: list[str], reference: np.ndarray) -> float:
     vectors = OnnxEncoder(folder).encode_texts(captions)
     return float((1.0 - (vectors * reference).sum(1)).mean())
+
+
+def quantise(prepared: Path, target: Path, scheme: str, ranges: dict | None, **nodes) -> None:
+    if ranges is not None:
+        per_row_int8(prepared, target, input_absmax=ranges, **nodes)
+    else:
+        TEXT_INT8[scheme](prepared, target, **nodes)
 
 
 def greedy_fp32(errors: dict[str, float], macs: dict[str, int], budget: int) -> list[str]:
@@ -63,6 +79,10 @@ def main() -> None:
                         help="fp32 multiply-adds allowed, as a multiple of the previous rule's")
     parser.add_argument("--scheme", choices=sorted(TEXT_INT8), default="per_row",
                         help="activation scales: per row (token), as exported, or per batch")
+    parser.add_argument("--smoothing", action="store_true",
+                        help="smooth MatMul inputs by ranges calibrated on other train captions")
+    parser.add_argument("--calibration", type=int, default=1000,
+                        help="captions the input ranges are measured on (--smoothing)")
     parser.add_argument("--write", action="store_true",
                         help="write the choice beside the model's head weights (WEIGHTS.int8.json)")
     args = parser.parse_args()
@@ -79,20 +99,31 @@ def main() -> None:
     macs = weight_matmuls(graph)
     tail = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")][-FP32_TAIL_MATMULS:]
     budget = int(args.budget_scale * sum(macs.get(name, 0) for name in tail))
+    ranges = None
+    if args.smoothing:
+        if args.scheme != "per_row":
+            parser.error("--smoothing is only implemented for --scheme per_row")
+        calibration = list(train.texts[: args.calibration])  # the first train images
+        onnx_encoder = OnnxEncoder(work / "fp32")
+        ranges = matmul_input_absmax(
+            prepared, (onnx_encoder.text_feed([text]) for text in calibration))
     errors = {}
     for name in macs:
-        TEXT_INT8[args.scheme](prepared, work / "fp32" / "text.onnx", only=[name])
+        quantise(prepared, work / "fp32" / "text.onnx", args.scheme, ranges, only=[name])
         errors[name] = embedding_error(work / "fp32", captions, reference)
         print(f"{errors[name]:.6f} {macs[name]:>8} {name}", flush=True)
     chosen = greedy_fp32(errors, macs, budget)
     print(f"keep fp32 ({sum(macs[n] for n in chosen)} of {sum(macs.values())} multiply-adds; "
           f"previous rule {budget}):", *chosen, sep="\n  ")
-    stem = args.model.split(":")[-1]
+    quantise(prepared, work / "fp32" / "text.onnx", args.scheme, ranges, exclude=chosen)
+    measured = embedding_error(work / "fp32", captions, reference)  # all together
+    print(f"measured error, the choice quantised together: {measured:.6f}")
+    smoothing = f", inputs smoothed (alpha {SMOOTHING_ALPHA})" if ranges else ""
     chosen_on = (f"{len(captions)} Flickr8k train captions (last 1,000 train images), "
-                 f"{args.scheme.replace('_', '-')} int8, budget {args.budget_scale}x, "
+                 f"{args.scheme.replace('_', '-')} int8{smoothing}, budget {args.budget_scale}x, "
                  "benchmarks/onnx_int8_sensitivity.py")
     result = {"model": args.model, "captions": len(captions), "chosen_on": chosen_on,
-              "cpu": cpu_description(), "scheme": args.scheme,
+              "cpu": cpu_description(), "scheme": args.scheme, "smoothing": bool(ranges),
               "budget_scale": args.budget_scale,
               "budget_macs": budget, "previous_rule": tail,
               "error_alone": errors, "macs": macs, "text_fp32_matmuls": chosen,
@@ -100,17 +131,34 @@ def main() -> None:
                                   "previous_rule": sum(errors.values())
                                   - sum(errors.get(n, 0) for n in tail),
                                   "chosen": sum(errors.values())
-                                  - sum(errors[n] for n in chosen)}}
+                                  - sum(errors[n] for n in chosen)},
+              "measured_error_chosen": measured}
+    stem = args.model.split(":")[-1]
+    suffix = ("" if args.scheme == "per_row" else f"_{args.scheme}") + ("_smoothed" * bool(ranges))
     RESULTS.mkdir(exist_ok=True)
-    suffix = "" if args.scheme == "per_row" else f"_{args.scheme}"
     (RESULTS / f"onnx_int8_sensitivity_{stem}{suffix}.json").write_text(
         json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.write:
-        target = encoder.config.weights_path.with_suffix(".int8.json")
-        target.write_text(json.dumps({"text_fp32_matmuls": chosen, "chosen_on": chosen_on},
-                                     indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {target}")
+        write_choice(encoder.config.weights_path, chosen, chosen_on, ranges, args.calibration)
 
+
+def write_choice(weights: Path, chosen: list[str], chosen_on: str, ranges: dict | None,
+                 calibration: int) -> None:
+    """WEIGHTS.int8.json (and WEIGHTS.int8.ranges.safetensors with --smoothing)."""
+    from safetensors.numpy import save_file
+
+    choice = {"text_fp32_matmuls": chosen, "chosen_on": chosen_on}
+    if ranges:
+        target = weights.with_suffix(".int8.ranges.safetensors")
+        save_file({name: np.ascontiguousarray(v) for name, v in ranges.items()}, str(target))
+        choice["input_ranges"] = {
+            "file": target.name,
+            "calibrated_on": f"{calibration} Flickr8k train captions (the first train images), "
+                             "one caption a run, benchmarks/onnx_int8_sensitivity.py"}
+        print(f"wrote {target}")
+    target = weights.with_suffix(".int8.json")
+    target.write_text(json.dumps(choice, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {target}")
 
 if __name__ == "__main__":
     main()

@@ -213,7 +213,7 @@ def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     assert manifest["text"]["fp32_matmuls_chosen"] == choice["chosen_on"]
     fp32, int8 = graph_matmuls(lite_en["root"] / "int8" / "text.onnx")
     # most MatMuls stay int8: the list may spend 2.4x the old rule's fp32 multiply-adds
-    # (a third of the text tower's), so 13 of 37 nodes
+    # (a third of the text tower's), so 10 of 37 nodes
     assert listed <= fp32 and not listed & int8 and len(int8) > len(listed)
 
     old = tmp_path / "old-rule"
@@ -223,6 +223,33 @@ def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     errors = [float((1 - row_cosines(OnnxEncoder(folder).encode_texts(captions),
                                      lite_en["texts"])).mean())
               for folder in (lite_en["root"] / "int8", old)]
+    assert errors[0] < errors[1]
+
+
+def test_lite_en_int8_smooths_the_inputs_with_ranges_calibrated_on_train(lite_en, tmp_path):
+    """The shipped input ranges (train captions) reach the export: one smoothing Mul per
+    smoothed input, the manifest says so, and the sample captions (not calibrated on) come
+    closer to fp32 than with the same fp32 list unsmoothed."""
+    import onnx
+
+    choice = int8_choice_of(lite_en["torch"].config)
+    assert "train" in choice["input_ranges"]["calibrated_on"]
+    manifest = json.loads((lite_en["root"] / "int8" / "onnx.json").read_text())
+    smoothing = manifest["text"]["smoothing"]
+    assert smoothing["matmuls"] == len(choice["input_absmax"]) and smoothing["alpha"] == 0.5
+    graph = onnx.load(str(lite_en["root"] / "int8" / "text.onnx")).graph
+    smooth_muls = [n for n in graph.node if n.op_type == "Mul" and "/smooth" in n.output[0]]
+    # query, key and value share one input, so fewer Muls than smoothed MatMuls
+    assert 0 < len(smooth_muls) < len(graph_matmuls(lite_en["root"] / "int8" / "text.onnx")[1])
+
+    plain = tmp_path / "unsmoothed"
+    shutil.copytree(lite_en["root"] / "int8", plain)
+    quantize_text_int8(lite_en["root"] / "fp32" / "text.onnx", plain / "text.onnx",
+                       choice["text_fp32_matmuls"])
+    captions = sample_captions("en")
+    errors = [float((1 - row_cosines(OnnxEncoder(folder).encode_texts(captions),
+                                     lite_en["texts"])).mean())
+              for folder in (lite_en["root"] / "int8", plain)]
     assert errors[0] < errors[1]
 
 
@@ -249,6 +276,12 @@ def test_int8_fp32_lists_that_do_not_fit_the_graph_fail_clearly(tiny_clip, tmp_p
     for junk in ("{not json", '{"text_fp32_matmuls": "one"}', "{}"):
         (tmp_path / "heads.int8.json").write_text(junk)
         with pytest.raises(UnknownModelError, match="heads.int8.json"):
+            int8_choice_of(config)
+    (tmp_path / "heads.int8.ranges.safetensors").write_bytes(b"not safetensors")
+    for entry in ('{"file": "heads.int8.ranges.safetensors"}', '{"file": "missing"}', '"x"'):
+        (tmp_path / "heads.int8.json").write_text(
+            f'{{"text_fp32_matmuls": [], "input_ranges": {entry}}}')
+        with pytest.raises(UnknownModelError, match="input ranges named by .*heads.int8.json"):
             int8_choice_of(config)
 
 

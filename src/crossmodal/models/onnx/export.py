@@ -17,6 +17,7 @@ from PIL import Image
 from crossmodal.errors import BadInputError, missing_dependency
 from crossmodal.models.onnx.graphs import ExportPlan, GraphSpec, export_plan
 from crossmodal.models.onnx.manifest import MANIFEST_NAME, OnnxManifest
+from crossmodal.models.onnx.per_row_int8 import SMOOTHING_ALPHA
 from crossmodal.models.onnx.quantize import (
     FP32_TAIL_MATMULS,
     IMAGE_MODES,
@@ -90,18 +91,30 @@ def _write_graphs(encoder: Encoder, plan: ExportPlan, work: Path, int8: bool, im
                                 calibration, encoder.preprocessing)
             image_q = "static-qdq-per-channel" if image_int8 == "static" else "dynamic"
         log("quantising the text path to int8 (per-token activation scales)")
-        choice = plan.int8_choice or {}
-        kept = quantize_text_int8(fp32 / "text.onnx", work / "text.onnx",
-                                  choice.get("text_fp32_matmuls"))
-        text_q = TEXT_SCHEMES["per_row"]
-        plan.text_meta["fp32_matmuls"] = kept  # what the graph is: these stayed fp32
-        plan.text_meta["fp32_matmuls_chosen"] = choice.get(
-            "chosen_on", f"the last {FP32_TAIL_MATMULS} MatMul nodes (no list for this model)")
+        text_q = _write_text_int8(plan, fp32 / "text.onnx", work / "text.onnx")
     for name in ("image.onnx", "text.onnx"):
         if not (work / name).exists():
             (fp32 / name).rename(work / name)
     shutil.rmtree(fp32)
     return image_q, text_q
+
+
+def _write_text_int8(plan: ExportPlan, source: Path, target: Path) -> str:
+    """The int8 text graph, with the model's fp32 list and input ranges where it ships them;
+    records in the manifest what the graph is. Returns the text quantization."""
+    choice = plan.int8_choice or {}
+    ranges = choice.get("input_absmax")
+    kept = quantize_text_int8(source, target, choice.get("text_fp32_matmuls"),
+                              input_absmax=ranges)
+    plan.text_meta["fp32_matmuls"] = kept  # what the graph is: these stayed fp32
+    plan.text_meta["fp32_matmuls_chosen"] = choice.get(
+        "chosen_on", f"the last {FP32_TAIL_MATMULS} MatMul nodes (no list for this model)")
+    if ranges:
+        entry = choice["input_ranges"]
+        plan.text_meta["smoothing"] = {
+            "alpha": SMOOTHING_ALPHA, "matmuls": len(ranges),
+            "calibrated_on": entry.get("calibrated_on", "not recorded")}
+    return TEXT_SCHEMES["per_row"]
 
 
 def _write_text_files(plan: ExportPlan, work: Path) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -137,8 +138,10 @@ def _with_grams(spec: GraphSpec, grams: nn.Module | None, dim: int) -> GraphSpec
 
 def int8_choice_of(config) -> dict | None:
     """A towers model's int8 choices, `WEIGHTS.int8.json` beside its head weights: which text
-    MatMuls stay fp32, chosen on training data for these weights. Beside the weights, not in
-    the config, because the config names the vectors (fingerprint) and int8 is only a runtime."""
+    MatMuls stay fp32, chosen on training data for these weights, and optionally the text
+    MatMuls' input ranges calibrated there (`input_ranges.file`, safetensors; loaded as
+    `input_absmax`) for smoothing. Beside the weights, not in the config, because the config
+    names the vectors (fingerprint) and int8 is only a runtime."""
     weights = config.weights_path
     path = weights.with_suffix(".int8.json") if weights is not None else None
     if path is None or not path.is_file():
@@ -150,7 +153,20 @@ def int8_choice_of(config) -> dict | None:
         raise UnknownModelError(f"unreadable int8 choices {path}: {exc}") from exc
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UnknownModelError(f"{path}: text_fp32_matmuls must be a list of node names")
+    if "input_ranges" in choice:
+        choice["input_absmax"] = _input_ranges(path, choice["input_ranges"])
     return choice
+
+
+def _input_ranges(choices: Path, entry) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(choices.parent / entry["file"]))
+    except (OSError, SafetensorError, KeyError, TypeError) as exc:
+        raise UnknownModelError(f"unreadable int8 input ranges named by {choices}: {exc}"
+                                ) from exc
 
 
 def _towers_plan(encoder) -> ExportPlan:

@@ -15,6 +15,14 @@ For x @ W with a constant W [K, N], x flattened to rows [R, K]:
     x @ W ~ s * MatMulIntegerToFloat(q, Wq, 1, w, 128, 0)
 The zero point is 128 for every row, so MatMulIntegerToFloat's one zero point fits, and the
 kernel is the u8s8 one ONNX Runtime's dynamic int8 runs.
+
+Smoothing (SmoothQuant, Xiao et al. 2023), where a model ships calibrated input ranges: a few
+input channels of a transformer's MatMuls carry most of the range (outlier features), so one
+scale per row spends the 8 bits on them. Each channel c is divided by
+f_c = max|x_c| ** alpha / max|W_c| ** (1 - alpha) and W's row c multiplied by it (exact in
+real numbers), which moves range from activations into weights. MatMuls that share an input
+(query, key, value) share f and its Mul. On lite-en (train captions, no MatMul kept fp32)
+it halved the embedding error (0.0042 -> 0.0019; alpha 0.3 / 0.7 gave 0.0026 / 0.0022).
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ import numpy as np
 AVX2_SAFE_WEIGHT = 64  # int8 weights within +-64: pairs with uint8 activations fit int16
 TINY_SCALE = 1e-12  # an all-zero row keeps a finite scale
 ROW_ZERO_POINT = 128
+SMOOTHING_ALPHA = 0.5  # SmoothQuant's default; the best of 0.3 / 0.5 / 0.7 on lite-en train
+MIN_FACTOR = 1e-5  # a channel that never fires keeps a finite factor
 
 
 def quantized_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,10 +121,50 @@ def _replacement(node, weight: np.ndarray, bias: np.ndarray | None, index: int
     return nodes, _constants(p, weight, bias)
 
 
+def smoothing_factors(absmax: np.ndarray, weights: Sequence[np.ndarray],
+                      alpha: float = SMOOTHING_ALPHA) -> np.ndarray:
+    """f per input channel for MatMuls that share one input: max|x_c|^a / max|W_c|^(1-a),
+    W_c over all their weights' row c; 1 where a channel or its weights are all zero."""
+    weight_range = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+    absmax = np.asarray(absmax, np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factors = absmax ** alpha / weight_range ** (1 - alpha)
+    usable = (absmax > 0) & (weight_range > 0) & np.isfinite(factors)
+    return np.where(usable, np.maximum(factors, MIN_FACTOR), 1.0).astype(np.float32)
+
+
+def _smoothing_nodes(found: dict, absmax: dict[str, np.ndarray], alpha: float
+                     ) -> tuple[dict[int, object], list]:
+    """Per rewritten input with calibrated ranges: the Mul (x / f) to run before its first
+    MatMul, keyed by that MatMul's position; `found` (position -> node, W, bias) gets the
+    weights scaled by f and the nodes reading the smoothed input."""
+    from onnx import helper, numpy_helper
+
+    groups: dict[str, list[int]] = {}
+    for at, (node, _, _) in found.items():
+        if node.name in absmax:
+            groups.setdefault(node.input[0], []).append(at)
+    before, constants = {}, []
+    for k, (x, group) in enumerate(groups.items()):
+        first = found[group[0]][0].name
+        factors = smoothing_factors(absmax[first], [found[at][1] for at in group], alpha)
+        p = f"{first}/smooth{k}"
+        constants.append(numpy_helper.from_array(1 / factors, f"{p}/inv_f"))
+        before[group[0]] = helper.make_node("Mul", [x, f"{p}/inv_f"], [f"{p}/x"])
+        for at in group:  # every MatMul of the group reads the smoothed input
+            node, weight, bias = found[at]
+            node.input[0] = f"{p}/x"
+            found[at] = (node, weight * factors[:, None], bias)
+    return before, constants
+
+
 def per_row_int8(source: Path, target: Path, exclude: Sequence[str] = (),
-                 only: Sequence[str] | None = None) -> list[str]:
+                 only: Sequence[str] | None = None,
+                 input_absmax: dict[str, np.ndarray] | None = None,
+                 alpha: float = SMOOTHING_ALPHA) -> list[str]:
     """Rewrite the MatMul/Gemm nodes with a constant weight as per-row int8, except `exclude`
-    (or only the nodes in `only`); returns the names rewritten."""
+    (or only the nodes in `only`); returns the names rewritten. `input_absmax` (MatMul name
+    -> max |x| per input channel, calibrated): smooth those MatMuls' inputs first."""
     import onnx
     from onnx import helper
 
@@ -122,15 +172,21 @@ def per_row_int8(source: Path, target: Path, exclude: Sequence[str] = (),
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     skipped, wanted = set(exclude), None if only is None else set(only)
+    found = {}  # graph position -> (node, W, bias): positions, since names may be empty
+    for at, node in enumerate(graph.node):
+        if node.name not in skipped and (wanted is None or node.name in wanted):
+            weight = constant_weight(node, initializers)
+            if weight is not None:
+                found[at] = (node, *weight)
+    before, constants = _smoothing_nodes(found, input_absmax or {}, alpha)
+    graph.initializer.extend(constants)
     nodes, rewritten = [], []
-    for node in graph.node:
-        chosen = node.name not in skipped and (wanted is None or node.name in wanted)
-        found = constant_weight(node, initializers) if chosen else None
-        if found is None:
+    for at, node in enumerate(graph.node):
+        if at not in found:
             nodes.append(node)
             continue
-        replacement, constants = _replacement(node, *found, len(rewritten))
-        nodes.extend(replacement)
+        replacement, constants = _replacement(*found[at], len(rewritten))
+        nodes.extend([*([before[at]] if at in before else []), *replacement])
         graph.initializer.extend(constants)
         rewritten.append(node.name)
     del graph.node[:]

