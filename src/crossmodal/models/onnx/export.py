@@ -112,7 +112,7 @@ def _write_text_int8(plan: ExportPlan, source: Path, target: Path) -> str:
     if ranges:
         entry = choice["input_ranges"]
         plan.text_meta["smoothing"] = {
-            "alpha": SMOOTHING_ALPHA, "matmuls": len(ranges),
+            "alpha": SMOOTHING_ALPHA, "matmuls": len(set(ranges) - set(kept)),  # int8 ones
             "calibrated_on": entry.get("calibrated_on", "not recorded")}
     return TEXT_SCHEMES["per_row"]
 

@@ -5,12 +5,12 @@ the fly with one scale per token (per_row_int8.py: a caption's vector does not d
 batch), except the MatMuls a model's list keeps fp32: those whose int8 error reaches the
 embedding most per multiply-add, measured on training captions (on lite-en: the head, FFN
 down-projections, late value projections). Where the model ships input ranges calibrated on
-training captions, each MatMul's input is smoothed first (SmoothQuant, per_row_int8.py). ONNX Runtime's own dynamic int8 (one scale per batch
-tensor) stays here as `per_batch_int8` for comparison. Static QDQ text (activation ranges
-calibrated on train captions) was 8x worse than per-batch dynamic on lite-en: one range per
-tensor for all captions is wider than each batch's own. Images (a conv net): either dynamic
-(ConvInteger) or static QDQ with per-channel weights and activation ranges calibrated on a
-few real images.
+training captions, each MatMul's input is smoothed first (SmoothQuant, per_row_int8.py).
+ONNX Runtime's own dynamic int8 (one scale per batch tensor) stays here as `per_batch_int8`
+for comparison. Static QDQ text (activation ranges calibrated on train captions) was 8x
+worse than per-batch dynamic on lite-en: one range per tensor for all captions is wider than
+each batch's own. Images (a conv net): either dynamic (ConvInteger) or static QDQ with per-
+channel weights and activation ranges calibrated on a few real images.
 
 int8 weights are 7-bit (reduce_range, in [-64, 64]) so one export is exact on every x86-64 CPU.
 On CPUs without VNNI (AVX2 only) ONNX Runtime multiplies uint8 activations by int8 weights
