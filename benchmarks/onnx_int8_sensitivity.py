@@ -59,6 +59,18 @@ def quantise(prepared: Path, target: Path, scheme: str, ranges: dict | None, **n
         TEXT_INT8[scheme](prepared, target, **nodes)
 
 
+def errors_alone(prepared: Path, folder: Path, macs: dict[str, int], scheme: str,
+                 ranges: dict | None, captions: list[str], reference: np.ndarray
+                 ) -> dict[str, float]:
+    """Each weight MatMul quantised alone: its embedding error."""
+    errors = {}
+    for name in macs:
+        quantise(prepared, folder / "text.onnx", scheme, ranges, only=[name])
+        errors[name] = embedding_error(folder, captions, reference)
+        print(f"{errors[name]:.6f} {macs[name]:>8} {name}", flush=True)
+    return errors
+
+
 def greedy_fp32(errors: dict[str, float], macs: dict[str, int], budget: int) -> list[str]:
     """Most error per multiply-add first; skip what does not fit, go on with smaller ones."""
     chosen, used = [], 0
@@ -107,11 +119,7 @@ def main() -> None:
         onnx_encoder = OnnxEncoder(work / "fp32")
         ranges = matmul_input_absmax(
             prepared, (onnx_encoder.text_feed([text]) for text in calibration))
-    errors = {}
-    for name in macs:
-        quantise(prepared, work / "fp32" / "text.onnx", args.scheme, ranges, only=[name])
-        errors[name] = embedding_error(work / "fp32", captions, reference)
-        print(f"{errors[name]:.6f} {macs[name]:>8} {name}", flush=True)
+    errors = errors_alone(prepared, work / "fp32", macs, args.scheme, ranges, captions, reference)
     chosen = greedy_fp32(errors, macs, budget)
     print(f"keep fp32 ({sum(macs[n] for n in chosen)} of {sum(macs.values())} multiply-adds; "
           f"previous rule {budget}):", *chosen, sep="\n  ")
@@ -127,11 +135,7 @@ def main() -> None:
               "budget_scale": args.budget_scale,
               "budget_macs": budget, "previous_rule": tail,
               "error_alone": errors, "macs": macs, "text_fp32_matmuls": chosen,
-              "predicted_error": {"all_int8": sum(errors.values()),
-                                  "previous_rule": sum(errors.values())
-                                  - sum(errors.get(n, 0) for n in tail),
-                                  "chosen": sum(errors.values())
-                                  - sum(errors[n] for n in chosen)},
+              "predicted_error": predicted_errors(errors, tail, chosen),
               "measured_error_chosen": measured}
     stem = args.model.split(":")[-1]
     suffix = ("" if args.scheme == "per_row" else f"_{args.scheme}") + ("_smoothed" * bool(ranges))
@@ -140,6 +144,13 @@ def main() -> None:
         json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.write:
         write_choice(encoder.config.weights_path, chosen, chosen_on, ranges, args.calibration)
+
+
+def predicted_errors(errors: dict[str, float], tail: list[str], chosen: list[str]) -> dict:
+    """Errors alone add up: the sum over what is left int8 under each rule."""
+    total = sum(errors.values())
+    return {"all_int8": total, "previous_rule": total - sum(errors.get(n, 0) for n in tail),
+            "chosen": total - sum(errors[n] for n in chosen)}
 
 
 def write_choice(weights: Path, chosen: list[str], chosen_on: str, ranges: dict | None,
@@ -159,6 +170,7 @@ def write_choice(weights: Path, chosen: list[str], chosen_on: str, ranges: dict 
     target = weights.with_suffix(".int8.json")
     target.write_text(json.dumps(choice, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {target}")
+
 
 if __name__ == "__main__":
     main()
