@@ -33,11 +33,12 @@ import onnx
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.models.onnx.calibrate import matmul_input_absmax
 from crossmodal.models.onnx.export import export_encoder
-from crossmodal.models.onnx.per_row_int8 import SMOOTHING_ALPHA, per_row_int8
+from crossmodal.models.onnx.per_row_int8 import SMOOTHING_ALPHA
 from crossmodal.models.onnx.quantize import (
     FP32_TAIL_MATMULS,
     TEXT_INT8,
     prepared_for_quantization,
+    rewrite_text_int8,
     weight_matmuls,
 )
 from crossmodal.models.onnx.runtime import OnnxEncoder
@@ -52,20 +53,13 @@ def embedding_error(folder: Path, captions: list[str], reference: np.ndarray) ->
     return float((1.0 - (vectors * reference).sum(1)).mean())
 
 
-def quantise(prepared: Path, target: Path, scheme: str, ranges: dict | None, **nodes) -> None:
-    if ranges is not None:
-        per_row_int8(prepared, target, input_absmax=ranges, **nodes)
-    else:
-        TEXT_INT8[scheme](prepared, target, **nodes)
-
-
 def errors_alone(prepared: Path, folder: Path, macs: dict[str, int], scheme: str,
                  ranges: dict | None, captions: list[str], reference: np.ndarray
                  ) -> dict[str, float]:
     """Each weight MatMul quantised alone: its embedding error."""
     errors = {}
     for name in macs:
-        quantise(prepared, folder / "text.onnx", scheme, ranges, only=[name])
+        rewrite_text_int8(prepared, folder / "text.onnx", scheme, ranges, only=[name])
         errors[name] = embedding_error(folder, captions, reference)
         print(f"{errors[name]:.6f} {macs[name]:>8} {name}", flush=True)
     return errors
@@ -123,7 +117,7 @@ def main() -> None:
     chosen = greedy_fp32(errors, macs, budget)
     print(f"keep fp32 ({sum(macs[n] for n in chosen)} of {sum(macs.values())} multiply-adds; "
           f"previous rule {budget}):", *chosen, sep="\n  ")
-    quantise(prepared, work / "fp32" / "text.onnx", args.scheme, ranges, exclude=chosen)
+    rewrite_text_int8(prepared, work / "fp32" / "text.onnx", args.scheme, ranges, exclude=chosen)
     measured = embedding_error(work / "fp32", captions, reference)  # all together
     print(f"measured error, the choice quantised together: {measured:.6f}")
     smoothing = f", inputs smoothed (alpha {SMOOTHING_ALPHA})" if ranges else ""

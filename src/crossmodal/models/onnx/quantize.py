@@ -114,12 +114,22 @@ def quantize_text_int8(source: Path, target: Path, keep_fp32: Sequence[str] | No
             _require_known(set(keep_fp32), graph, "the int8 fp32 list")
         if input_absmax:
             _require_known(set(input_absmax), graph, "the int8 input ranges")
-            if scheme != "per_row":
-                raise ValueError("input smoothing is only implemented for per-row int8")
-            per_row_int8(prepared, target, exclude=keep_fp32, input_absmax=dict(input_absmax))
-        else:
-            TEXT_INT8[scheme](prepared, target, exclude=keep_fp32)
+        rewrite_text_int8(prepared, target, scheme, input_absmax, exclude=keep_fp32)
     return list(keep_fp32)
+
+
+def rewrite_text_int8(prepared: Path, target: Path, scheme: str = "per_row",
+                      input_absmax: Mapping[str, np.ndarray] | None = None,
+                      exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> None:
+    """The `scheme`'s int8 rewrite of a prepared graph (every weight MatMul but `exclude`, or
+    only `only`); with `input_absmax`, per-row int8 with those inputs smoothed."""
+    if not input_absmax:
+        TEXT_INT8[scheme](prepared, target, exclude=exclude, only=only)
+    elif scheme != "per_row":
+        raise ValueError("input smoothing is only implemented for per-row int8")
+    else:
+        per_row_int8(prepared, target, exclude=exclude, only=only,
+                     input_absmax=dict(input_absmax))
 
 
 def _require_known(names: set[str], graph, what: str) -> None:
