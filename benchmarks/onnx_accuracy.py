@@ -58,6 +58,7 @@ def per_batch_variant(int8: Path, fp32_text: Path, target: Path, old_rule: bool)
             manifest["text"]["fp32_matmuls_chosen"] = "the last 7 MatMul nodes"
         per_batch_int8(prepared, target / "text.onnx", exclude=kept)
     manifest["text"].update(fp32_matmuls=kept, quantization=TEXT_SCHEMES["per_batch"])
+    manifest["text"].pop("smoothing", None)  # per-batch int8 runs unsmoothed
     manifest["files"]["text.onnx"] = file_sha256(target / "text.onnx")
     (target / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return target
