@@ -1,8 +1,13 @@
-"""What several benchmarks share: seeded test vectors, recall against exact results, and
-row cosines of two embedding matrices.
+"""What several benchmarks share: seeded test vectors, recall against exact results, row
+cosines of two embedding matrices, and running the CLI (`crossmodal eval` of a model on val).
 A sibling module, not a package: `python benchmarks/x.py` puts this folder on sys.path."""
 
 from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -37,3 +42,21 @@ def clustered_vectors(rng: np.random.Generator, n: int, dim: int, centres: int =
             (size, dim), dtype=np.float32)
         out[start : start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def run(command: list[str]) -> str:
+    """A CLI command, echoed; its stdout (a failure raises with the command's exit status)."""
+    print("$", shlex.join(command), flush=True)
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def evaluate(model: str, data: str, language: str, out: Path) -> dict:
+    """`crossmodal eval` of `model` on Flickr8k-CN val in `language`: Rsum and both R@1."""
+    for old in Path(out).glob("*.json"):  # a rerun into the same folder reads its own report
+        old.unlink()
+    run(["crossmodal", "eval", "--model", model, "--data", f"flickr8k-cn:{data}",
+         "--split", "val", "--language", language, "--out", str(out)])
+    (found,) = Path(out).glob("*.json")
+    report = json.loads(found.read_text(encoding="utf-8"))
+    return {"rsum": report["rsum"], "i2t_R@1": report["image_to_text"]["R@1"],
+            "t2i_R@1": report["text_to_image"]["R@1"]}

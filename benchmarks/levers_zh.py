@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _common import evaluate, run
 from crossmodal.models.speed import cpu_description
 from crossmodal.models.towers import find_tower_config
 
@@ -46,20 +46,6 @@ def tower_copy(folder: Path, grams: dict) -> Path:
     path = folder / "tower.json"
     path.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return path
-
-
-def run(command: list[str]) -> str:
-    print("$", shlex.join(command), flush=True)
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
-def evaluate(tower: Path, data: str, language: str, out: Path) -> dict:
-    run(["crossmodal", "eval", "--model", f"towers:{tower}", "--data",
-         f"flickr8k-cn:{data}", "--split", "val", "--language", language, "--out", str(out)])
-    (found,) = out.glob("*.json")
-    report = json.loads(found.read_text(encoding="utf-8"))
-    return {"rsum": report["rsum"], "i2t_R@1": report["image_to_text"]["R@1"],
-            "t2i_R@1": report["text_to_image"]["R@1"]}
 
 
 def main() -> None:
@@ -103,7 +89,7 @@ def lever_row(number: int, data: str, seed: int) -> dict:
            "train_heads_val_rsum": trained["val"]["rsum"],
            "minutes": round((time.perf_counter() - started) / 60, 1)}
     for language in ("zh", "en"):
-        row[language] = evaluate(tower, data, language, folder / f"eval-{language}")
+        row[language] = evaluate(f"towers:{tower}", data, language, folder / f"eval-{language}")
     return row
 
 if __name__ == "__main__":

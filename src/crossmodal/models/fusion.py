@@ -3,6 +3,7 @@
     fusion:towers:lite-en+towers:lite-zh              equal weights
     fusion:0.7*towers:lite-en+0.3*towers:lite-zh      weights (any positive numbers)
     fusion:my-fusion.toml     members = [{model = "...", weight = 0.7}, ...] in the file
+    fusion:NAME               a fusion file shipped in crossmodal/models/fusions/ (NAME.toml)
 
 Each member embeds the image or text on its own; its unit vector is scaled by sqrt(w / sum w)
 and the parts are concatenated. The result is a unit vector again, and the cosine of two fused
@@ -21,6 +22,8 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -47,8 +50,23 @@ class FusionConfig:
     members: list[FusionMember]
 
 
+def shipped_fusions() -> list[str]:
+    return sorted(path.stem for path in _fusion_dir().glob("*.toml"))
+
+
+def _fusion_dir() -> Path:
+    return Path(str(resources.files("crossmodal.models") / "fusions"))
+
+
 def parse_fusion(spec: str) -> list[FusionMember]:
-    """Members from `A+B`, `0.7*A+0.3*B` or a .json/.toml file naming them."""
+    """Members from `A+B`, `0.7*A+0.3*B`, a .json/.toml file naming them, or the name of a
+    shipped fusion file."""
+    if "+" not in spec and ":" not in spec and not spec.lower().endswith((".json", ".toml")):
+        if spec not in shipped_fusions():
+            raise BadInputError(f"fusion:{spec}: no shipped fusion has that name (shipped: "
+                                f"{', '.join(shipped_fusions())}); or write "
+                                "fusion:A+B or fusion:FILE.toml")
+        spec = str(_fusion_dir() / f"{spec}.toml")
     if spec.lower().endswith((".json", ".toml")) and "+" not in spec:
         members = build(FusionConfig, read_config_file(spec, "fusion config"), spec).members
     else:

