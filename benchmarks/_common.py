@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,11 @@ def clustered_vectors(rng: np.random.Generator, n: int, dim: int, centres: int =
 def run(command: list[str]) -> str:
     """A CLI command, echoed; its stdout (a failure raises with the command's exit status)."""
     print("$", shlex.join(command), flush=True)
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        print(done.stderr[-4000:], file=sys.stderr, flush=True)  # why, before the traceback
+        done.check_returncode()
+    return done.stdout
 
 
 def evaluate(model: str, data: str, language: str, out: Path) -> dict:

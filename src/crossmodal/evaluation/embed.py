@@ -14,6 +14,7 @@ import numpy as np
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.errors import BadInputError
+from crossmodal.models.fusion import FusionEncoder
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.paths import cache_dir, content_key
@@ -44,6 +45,8 @@ def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int =
                   use_cache: bool = True) -> DatasetEmbeddings:
     if not dataset.images or not dataset.texts:
         raise BadInputError(f"dataset {dataset.name} has no images or no texts to evaluate")
+    if use_cache and isinstance(encoder, FusionEncoder):
+        return _fused_from_members(encoder, dataset, batch_size, text_batch_size, progress)
     path = cache_path(encoder, dataset)
     if use_cache and path.is_file():
         with np.load(path) as stored:
@@ -63,3 +66,20 @@ def embed_dataset(encoder: Encoder, dataset: RetrievalDataset, batch_size: int =
             failed_rows=np.array([r for r, _ in failed], np.int64),
             failed_why=np.array([w for _, w in failed], dtype=str)))
     return result
+
+
+def _fused_from_members(encoder: FusionEncoder, dataset: RetrievalDataset, batch_size: int,
+                        text_batch_size: int, progress: bool) -> DatasetEmbeddings:
+    """A fusion's embeddings from its members' (each cached on its own): fusions that share
+    members, or a member evaluated alone before, embed nothing twice."""
+    members = [embed_dataset(member, dataset, batch_size, text_batch_size, progress)
+               for member in encoder.encoders]
+    images, texts = encoder.fuse_embeddings([m.images for m in members],
+                                            [m.texts for m in members], dataset.texts)
+    reasons: dict[int, str] = {}
+    for member in members:
+        for row, why in member.failed_images:
+            reasons.setdefault(row, why)
+    images[list(reasons)] = 0.0  # unreadable for one member: a zero row, as for any model
+    return DatasetEmbeddings(images, texts, sorted(reasons.items()),
+                             cached=all(m.cached for m in members))

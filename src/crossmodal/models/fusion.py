@@ -144,11 +144,8 @@ class FusionEncoder:
                                for start in range(0, len(texts), TEXT_CHUNK)])
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
-        """Each member embeds the texts it reads (all of them unless routing); a text in a
-        language a member does not read leaves that member's part zero (its vector would be
-        noise there), and the row is made unit again: a Chinese caption of lite-en + lite-zh
-        is then ranked by lite-zh alone. Unknown language: all parts."""
-        langs = [detect_language(text) for text in texts] if self.routing else None
+        """Each member embeds the texts it reads (all of them unless routing)."""
+        langs = self._languages(texts)
         parts = []
         for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
             rows = list(range(len(texts)))
@@ -158,11 +155,32 @@ class FusionEncoder:
             if rows:
                 part[rows] = encoder.encode_texts([texts[row] for row in rows])
             parts.append(part)
-        fused = self._fused(parts)
+        return self._fused_texts(parts, langs)
+
+    def _languages(self, texts: Sequence[str]) -> list[str | None] | None:
+        return [detect_language(text) for text in texts] if self.routing else None
+
+    def _fused_texts(self, parts: list[np.ndarray], langs: list[str | None] | None
+                     ) -> np.ndarray:
+        """A text in a language a member does not read leaves that member's part zero (its
+        vector would be noise there), and the row is made unit again: a Chinese caption of
+        lite-en + lite-zh is then ranked by lite-zh alone. Unknown language: all parts."""
         if langs is None:
-            return fused
+            return self._fused(parts)
+        parts = [np.array(part, np.float32) for part in parts]
+        for part, reads in zip(parts, self.languages_of, strict=True):
+            if reads:
+                part[[lang is not None and lang not in reads for lang in langs]] = 0.0
+        fused = self._fused(parts)
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
         return fused / np.maximum(norms, 1e-12)
+
+    def fuse_embeddings(self, images: list[np.ndarray], texts: list[np.ndarray],
+                        raw_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The fusion's image and text vectors from its members' own (one array per member,
+        in member order), as encode_images / encode_texts would give them: evaluation reuses
+        each member's cached embeddings instead of embedding everything again."""
+        return self._fused(images), self._fused_texts(texts, self._languages(raw_texts))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         """The member with the shortest context decides what is cut."""
