@@ -107,26 +107,28 @@ def train(base: str, variant: str, data: str, seed: int,
     command = ["crossmodal", "train-heads", "--tower", str(tower), "--data", data,
                "--language", LANGUAGES[base][0], "--train-language", TRAIN_LANGUAGE[base],
                "--seed", str(seed), "--out", str(folder / "heads.safetensors")]
-    started = time.perf_counter()
-    reused = (folder / "heads.json").is_file()  # a rerun of the same seed keeps its heads
-    if not reused:
-        run(command)
-    minutes = round((time.perf_counter() - started) / 60, 1)
-    if reused:
+    if (folder / "heads.json").is_file():  # a rerun of the same seed keeps its heads
         minutes = earlier["minutes"] if earlier else None
+    else:
+        started = time.perf_counter()
+        run(command)
+        minutes = round((time.perf_counter() - started) / 60, 1)
     trained = json.loads((folder / "heads.json").read_text(encoding="utf-8"))
     return tower, {"command": shlex.join(command), "train_heads_val_rsum":
                    trained["val"]["rsum"], "minutes": minutes}
 
 
-def model_id(members: list[str], towers: dict[str, Path]) -> str:
-    ids = [f"towers:{towers.get(name, name)}" for name in members]
+def member_ids(members: list[str], towers: dict[str, Path]) -> list[str]:
+    return [f"towers:{towers.get(name, name)}" for name in members]
+
+
+def model_id(ids: list[str]) -> str:
     return ids[0] if len(ids) == 1 else "fusion:" + "+".join(ids)
 
 
-def write_fusion_file(path: Path, model: str, title: str) -> None:
-    members = ",\n           ".join(f'{{model = "{member}"}}'
-                                    for member in model.removeprefix("fusion:").split("+"))
+def write_fusion_file(path: Path, ids: list[str], title: str) -> None:
+    # json.dumps quotes as a TOML basic string does
+    members = ",\n           ".join(f"{{model = {json.dumps(member)}}}" for member in ids)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# {title} (benchmarks/ensembles.py), equal weights\n"
                     f"members = [{members}]\n", encoding="utf-8")
@@ -189,10 +191,11 @@ def main() -> None:
             if variant in VARIANTS and name not in towers:
                 towers[name], trained[name] = train(base, variant, args.data, args.seed,
                                                     trained.get(name))
-        model = model_id(members, towers)
+        ids = member_ids(members, towers)
+        model = model_id(ids)
         folder = ROOT / "runs" / "ensembles" / f"row{number}-seed{args.seed}"
-        if model.startswith("fusion:"):  # the row as a file: --model fusion:FOLDER/fusion.toml
-            write_fusion_file(folder / "fusion.toml", model, title)
+        if len(ids) > 1:  # the row as a file: --model fusion:FOLDER/fusion.toml
+            write_fusion_file(folder / "fusion.toml", ids, title)
         row = {"row": number, "title": title, "model": model}
         for language in languages:
             started = time.perf_counter()
