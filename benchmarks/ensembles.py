@@ -170,7 +170,7 @@ def summarize() -> None:
         row = {"row": number, "title": title}
         for language in languages:
             values = {seed["seed"]: kept[language]["rsum"] for seed in seeds
-                      for kept in seed["rows"] if kept["row"] == number}
+                      for kept in seed["rows"] if kept["row"] == number and language in kept}
             if values:
                 sd = statistics.stdev(values.values()) if len(values) > 1 else None
                 row[language] = {"mean": statistics.fmean(values.values()), "sd": sd,
