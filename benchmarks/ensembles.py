@@ -206,14 +206,17 @@ def main() -> None:
     if args.summary:
         summarize()
         return
+    chosen = set(args.languages.split(","))
+    if not chosen <= {"en", "zh"}:
+        parser.error(f"--languages {args.languages!r}: choose from en, zh (comma-separated)")
     wanted = [int(number) for number in args.rows.split(",")]
     target = RESULTS / f"ensembles_seed{args.seed}.json"
     towers, trained, results, before = {}, {}, [], {}
     if target.is_file():  # rows run earlier for this seed are kept unless rerun now
         earlier = json.loads(target.read_text(encoding="utf-8"))
         trained = earlier["trained"]
-        results = [row for row in earlier["rows"] if row["row"] not in wanted]
-        before = {row["row"]: row for row in earlier["rows"] if row["row"] in wanted}
+        before = {row["row"]: row for row in earlier["rows"]}
+        results = [row for number, row in before.items() if number not in wanted]
     for number in wanted:
         title, members, languages = ROWS[number - 1]
         for name in members:
@@ -229,7 +232,7 @@ def main() -> None:
         row = {"row": number, "title": title, "model": model}
         if before.get(number, {}).get("model") == model:  # keeps languages not rerun now
             row.update({lang: before[number][lang] for lang in languages if lang in before[number]})
-        for language in [lang for lang in languages if lang in args.languages.split(",")]:
+        for language in [lang for lang in languages if lang in chosen]:
             started = time.perf_counter()
             row[language] = evaluate(model, args.data, language, folder / f"eval-{language}")
             row[language]["minutes"] = round((time.perf_counter() - started) / 60, 1)
