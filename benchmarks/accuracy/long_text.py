@@ -10,28 +10,30 @@ chunks (pieces that fit, token-weighted mean), sentences (each sentence a piece,
 the same way, even when the whole text fits). Also shown: one caption as the query (the
 standard t2i task, every caption), for scale.
 
-    python benchmarks/long_text.py --model towers:lite-en --language en
-    python benchmarks/long_text.py --model towers:lite-zh --language zh
+    python benchmarks/accuracy/long_text.py --model towers:lite-en --language en
+    python benchmarks/accuracy/long_text.py --model towers:lite-zh --language zh
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
 import numpy as np
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.metrics.ranks import positive_ranks
 from crossmodal.metrics.retrieval import direction_metrics
 from crossmodal.models.long_text import POLICIES, LongTextPolicy, encode_long_texts
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def paragraphs(dataset, seed: int, language: str) -> list[str]:
@@ -52,6 +54,7 @@ def t2i(queries: np.ndarray, images: np.ndarray, positives: list[list[int]]) -> 
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
@@ -85,10 +88,9 @@ def main() -> None:
               f"{row['R@5']:>7.1f}{row['R@10']:>7.1f}{row['MRR']:>7.3f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"long_text_{args.model.split(':')[-1]}.json"
-    out.write_text(json.dumps({"model": args.model, "language": args.language,
-                               "seed": args.seed, "cpu": cpu_description(),
-                               "median_tokens": int(np.median(lengths)),
-                               "max_tokens": max(lengths), "rows": rows}, indent=1) + "\n")
+    write_result(out, {"model": args.model, "language": args.language,
+                               "seed": args.seed, "median_tokens": int(np.median(lengths)),
+                               "max_tokens": max(lengths), "rows": rows}, envelope)
     print(f"wrote {out}")
 
 

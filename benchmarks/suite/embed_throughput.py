@@ -3,21 +3,25 @@
 images/s: read + decode (background threads) + preprocess + encode, over Flickr8k val photos.
 captions/s: tokenize + encode of Flickr8k val captions, in batches as `crossmodal index` does.
 
-    python benchmarks/embed_throughput.py --model towers:lite-en --data ../shared/data/flickr8k-cn
+    python benchmarks/suite/embed_throughput.py --model towers:lite-en \
+        --data ../shared/data/flickr8k-cn
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.models.registry import load_encoder
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def image_rate(encoder, paths, batch_size: int) -> float:
@@ -38,6 +42,7 @@ def text_rate(encoder, texts, batch_size: int) -> float:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
@@ -61,7 +66,7 @@ def main() -> None:
     print(f"{args.model:<18} {images:>9.1f} {captions:>11.1f}")
     RESULTS.mkdir(exist_ok=True)
     name = f"embed_throughput_{args.model.replace(':', '_').replace('/', '_')}.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / name), result, envelope)
 
 
 if __name__ == "__main__":

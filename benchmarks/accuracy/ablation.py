@@ -6,29 +6,34 @@ uni-modal column: text->text retrieval on val (the other captions of the same ph
 positives, the query left out; `crossmodal eval --task text-text` on the trained model).
 Flickr8k has no class labels, so the image->image column needs another set (imagefolder:).
 
-    python benchmarks/ablation.py --language en
-    python benchmarks/ablation.py --language zh
+    python benchmarks/accuracy/ablation.py --language en
+    python benchmarks/accuracy/ablation.py --language zh
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.evaluation.run import evaluate_model_within
 from crossmodal.models.registry import load_encoder
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.run import run_training
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = [("InfoNCE alone", "infonce"), ("+ instance loss, two-stage", "icone-heads"),
             ("+ CUSA (CSA + USA)", "cusa"), ("all together", "all")]
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--language", choices=["en", "zh"], default="en")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-cn"))
@@ -61,7 +66,7 @@ def main() -> None:
               f"{r['text_text']['R@1']:>7.1f} {r['text_text']['mAP@R']:>6.1f} "
               f"{r['pairs_per_s']:>8.0f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"ablation_{args.language}.json").write_text(json.dumps(rows, indent=1))
+    write_result((RESULTS / f"ablation_{args.language}.json"), rows, envelope)
 
 
 if __name__ == "__main__":

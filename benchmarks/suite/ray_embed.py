@@ -5,25 +5,28 @@ image_path,caption pairs, and runs `crossmodal embed` (embed_plan) on a local Ra
 once with 1 actor, once with 2, each into a fresh folder. The time counts everything a user
 waits for after Ray is up: actor start, model load, decode, image + caption encoding, writes.
 
-    python benchmarks/ray_embed.py --data ../shared/data/flickr8k-cn --images 300
+    python benchmarks/suite/ray_embed.py --data ../shared/data/flickr8k-cn --images 300
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.distributed.inputs import plan_shards
 from crossmodal.distributed.ray_embed import embed_plan
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def write_pairs(data, images: int, path: Path) -> int:
@@ -39,6 +42,7 @@ def write_pairs(data, images: int, path: Path) -> int:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
@@ -76,7 +80,7 @@ def main() -> None:
               f"{run['pairs_per_s']:>8}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"ray_embed_{args.model.replace(':', '_')}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(out, result, envelope)
     print(f"wrote {out}")
 
 

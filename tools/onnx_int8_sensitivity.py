@@ -8,10 +8,10 @@ lite-en the errors alone sum to 0.0079; all quantised together measured 0.0082).
 kept fp32 by error per multiply-add, greedily, within the multiply-adds the previous rule kept
 fp32 (the last FP32_TAIL_MATMULS nodes), so int8 costs no more time than before.
 
-    python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --write
-    python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 --write
-    python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --scheme per_batch
-    python benchmarks/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 \
+    python tools/onnx_int8_sensitivity.py --model towers:lite-en --write
+    python tools/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 --write
+    python tools/onnx_int8_sensitivity.py --model towers:lite-en --scheme per_batch
+    python tools/onnx_int8_sensitivity.py --model towers:lite-en --budget-scale 2.4 \
         --smoothing --write
 
 --smoothing first measures each MatMul's input range per channel on other train captions
@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _common
 
 import numpy as np
 import onnx
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.models.onnx.calibrate import matmul_input_absmax
 from crossmodal.models.onnx.export import export_encoder
@@ -43,9 +47,8 @@ from crossmodal.models.onnx.quantize import (
 )
 from crossmodal.models.onnx.runtime import OnnxEncoder
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def embedding_error(folder: Path, captions: list[str], reference: np.ndarray) -> float:
@@ -76,6 +79,7 @@ def greedy_fp32(errors: dict[str, float], macs: dict[str, int], budget: int) -> 
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="/work/shared/data/flickr8k-cn")
@@ -123,9 +127,9 @@ def main() -> None:
     smoothing = f", inputs smoothed (alpha {SMOOTHING_ALPHA})" if ranges else ""
     chosen_on = (f"{len(captions)} Flickr8k train captions (last 1,000 train images), "
                  f"{args.scheme.replace('_', '-')} int8{smoothing}, budget {args.budget_scale}x, "
-                 "benchmarks/onnx_int8_sensitivity.py")
+                 "tools/onnx_int8_sensitivity.py")
     result = {"model": args.model, "captions": len(captions), "chosen_on": chosen_on,
-              "cpu": cpu_description(), "scheme": args.scheme, "smoothing": bool(ranges),
+              "scheme": args.scheme, "smoothing": bool(ranges),
               "budget_scale": args.budget_scale,
               "budget_macs": budget, "previous_rule": tail,
               "error_alone": errors, "macs": macs, "text_fp32_matmuls": chosen,
@@ -134,8 +138,7 @@ def main() -> None:
     stem = args.model.split(":")[-1]
     suffix = ("" if args.scheme == "per_row" else f"_{args.scheme}") + ("_smoothed" * bool(ranges))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"onnx_int8_sensitivity_{stem}{suffix}.json").write_text(
-        json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    write_result((RESULTS / f"onnx_int8_sensitivity_{stem}{suffix}.json"), result, envelope)
     if args.write:
         write_choice(encoder.config.weights_path, chosen, chosen_on, ranges, args.calibration)
 
@@ -159,7 +162,7 @@ def write_choice(weights: Path, chosen: list[str], chosen_on: str, ranges: dict 
         choice["input_ranges"] = {
             "file": target.name,
             "calibrated_on": f"{calibration} Flickr8k train captions (the first train images), "
-                             "one caption a run, benchmarks/onnx_int8_sensitivity.py"}
+                             "one caption a run, tools/onnx_int8_sensitivity.py"}
         print(f"wrote {target}")
     target = weights.with_suffix(".int8.json")
     target.write_text(json.dumps(choice, indent=1) + "\n", encoding="utf-8")

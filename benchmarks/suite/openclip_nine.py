@@ -5,8 +5,8 @@ against open_clip's own model (built by open_clip under the same seed, its own p
 tokenizer); index the bundled samples, search and evaluate through the CLI; time images/s
 (JPEG files -> vectors) and captions/s. No pretrained weights are used: no accuracy here.
 
-    bash benchmarks/openclip_env.sh     # the venv with open_clip + torchvision (once)
-    /work/venvs/openclip/bin/python benchmarks/openclip_nine.py [--archs RN50,ViT-B/32]
+    bash benchmarks/suite/openclip_env.sh     # the venv with open_clip + torchvision (once)
+    /work/venvs/openclip/bin/python benchmarks/suite/openclip_nine.py [--archs RN50,ViT-B/32]
 """
 
 from __future__ import annotations
@@ -21,21 +21,23 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 import open_clip
 import torch
 import torchvision
 from PIL import Image
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.models.openclip import OPENAI_MODELS
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flickr8k-cn"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "crossmodal" / "samples"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "flickr8k-cn"
 SEED = 0
 
 
@@ -200,6 +202,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=",".join(OPENAI_MODELS),
                         help="comma-separated OpenAI names (default: all nine)")
@@ -217,7 +220,7 @@ def main() -> None:
     data = load_flickr8k_cn(args.data, "val", "en")
     inputs = check_inputs(data)
     result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "cpu": cpu_description(), "threads": torch.get_num_threads(),
+              "threads": torch.get_num_threads(),
               "cores": os.cpu_count(), "python": platform.python_version(),
               "torch": torch.__version__, "torchvision": torchvision.__version__,
               "open_clip": open_clip.__version__, "weights": f"random, seed {SEED}",
@@ -233,14 +236,14 @@ def main() -> None:
             except (RuntimeError, OSError, MemoryError) as exc:  # say which, run the rest
                 result["failed"][name] = f"{type(exc).__name__}: {exc}"[:3000]
             result["load_avg_end"] = load_avg()
-            path.write_text(json.dumps(result, indent=1) + "\n")  # each arch kept as it ends
+            write_result(path, result, envelope)  # each arch kept as it ends
         done = [row["model"].split(":")[1].rsplit("/", 1)[0] for row in result["rows"]]
         result["compare"] = compare(done, args, env) if len(done) > 1 else None
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(path, result, envelope)
     print(table(result["rows"]))
     for name, error in result["failed"].items():
         print(f"{name}: FAILED {error.splitlines()[0]}")
-    print(f"CPU: {result['cpu']}; threads {result['threads']}; load average at the end "
+    print(f"CPU: {envelope['cpu']}; threads {result['threads']}; load average at the end "
           f"{result['load_avg_end']}; {path}")
 
 if __name__ == "__main__":

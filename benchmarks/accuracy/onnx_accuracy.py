@@ -4,8 +4,8 @@ Exports the model (fp32, then int8 with each image quantisation mode), evaluates
 with crossmodal.evaluation (full val: ~1000 images, ~5000 captions) and reports R@1 deltas and
 the row cosine of each variant's embeddings to PyTorch's.
 
-    python benchmarks/onnx_accuracy.py --model towers:lite-en --language en
-    python benchmarks/onnx_accuracy.py --model towers:lite-zh --language zh
+    python benchmarks/accuracy/onnx_accuracy.py --model towers:lite-en --language en
+    python benchmarks/accuracy/onnx_accuracy.py --model towers:lite-zh --language zh
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
 import numpy as np
 import onnx
 
-from _common import row_cosines
+from _common import begin_run, row_cosines, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.evaluation.embed import embed_dataset
@@ -34,10 +37,9 @@ from crossmodal.models.onnx.quantize import (
     prepared_for_quantization,
 )
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
 from crossmodal.paths import file_sha256
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def per_batch_variant(int8: Path, fp32_text: Path, target: Path, old_rule: bool) -> Path:
@@ -89,6 +91,7 @@ def spread(rates: list[tuple[float, float]], base: dict) -> dict:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--data", default="/work/shared/data/flickr8k-cn")
@@ -169,13 +172,12 @@ def main() -> None:
                   f"{row['batchings']['mean_delta_i2t']:>+6.2f} {'':>8} "
                   f"{row['batchings']['mean_delta_t2i']:>+6.2f}")
     result = {"model": args.model, "dataset": data.name, "images": len(data.images),
-              "captions": len(data.texts), "cpu": cpu_description(),
-              "calibration_train_images": args.calibration,
+              "captions": len(data.texts), "calibration_train_images": args.calibration,
               "int8_text_fp32_matmuls": read_manifest(first).text.get("fp32_matmuls"),
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     out = args.out or RESULTS / f"onnx_accuracy_{stem}{'_no_torch' if args.skip_torch else ''}.json"
-    out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result(out, result, envelope)
     print(f"wrote {out}")
 
 

@@ -16,32 +16,31 @@ For each index (built through FaissStore), filter and search:
   rare             walked queries scanned again because the filter was rare near them
   ms/query         all Q queries searched one at a time, one thread
 
-    python benchmarks/filtered_search.py --n 30000                       # the issue's case
-    python benchmarks/filtered_search.py --n 1000000 --hnsw-m 16 --nlist 1024 \
+    python benchmarks/suite/filtered_search.py --n 30000                       # the issue's case
+    python benchmarks/suite/filtered_search.py --n 1000000 --hnsw-m 16 --nlist 1024 \
         --out filtered_search_1M
-    python benchmarks/filtered_search.py --n 1000000 --share 0.2 --kinds hnsw --hnsw-m 16 \
+    python benchmarks/suite/filtered_search.py --n 1000000 --share 0.2 --kinds hnsw --hnsw-m 16 \
         --out filtered_search_1M_20pct
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import faiss
 import numpy as np
 
+from _common import begin_run, recall, unit_vectors, write_result  # noqa: E402
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.filters import parse_filter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import recall, unit_vectors  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 START = time.perf_counter()
 
 
@@ -93,6 +92,7 @@ def measure(store: FaissStore, base, queries, mask, where: str, k: int) -> dict:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30_000)
     parser.add_argument("--dim", type=int, default=64)
@@ -142,7 +142,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     result = {**vars(args), "faiss": faiss.__version__, "load_average_end": os.getloadavg(),
               "wall_s": round(time.perf_counter() - START), "rows": rows}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
     log(f"wrote {RESULTS / f'{args.out}.json'}")
 
 

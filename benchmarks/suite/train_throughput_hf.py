@@ -5,25 +5,26 @@ their cached inputs, plus the model's projections, InfoNCE, backward and AdamW. 
 cached checkpoint (this machine is offline), `--random-clip` builds openai/clip-vit-base-patch32's
 architecture with random weights: the same arithmetic per step as the pretrained model.
 
-    python benchmarks/train_throughput_hf.py --random-clip --data ../shared/data/flickr8k-cn
-    python benchmarks/train_throughput_hf.py --model hf:openai/clip-vit-base-patch32
+    python benchmarks/suite/train_throughput_hf.py --random-clip --data ../shared/data/flickr8k-cn
+    python benchmarks/suite/train_throughput_hf.py --model hf:openai/clip-vit-base-patch32
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from train_throughput import RESULTS, measure_policies  # noqa: E402
+
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn  # noqa: E402
 from crossmodal.train.hf_parts import HFTrainable  # noqa: E402
-from train_throughput import RESULTS, measure_policies  # noqa: E402
 
 POLICIES = {  # name: (image blocks, text blocks, batch size)
     "heads only": (0, 0, 256),
@@ -59,6 +60,7 @@ def random_clip_b32(folder: Path, captions: list[str]) -> Path:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--model", help="hf:<hub id or folder> (clip or chinese_clip)")
@@ -76,8 +78,8 @@ def main() -> None:
     label = "random-clip-b32" if args.random_clip else re.sub(r"\W+", "-", args.model)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"train_throughput_hf_{label}.json"
-    out.write_text(json.dumps({"model": label, "threads": torch.get_num_threads(),
-                               "results": results}, indent=1) + "\n", encoding="utf-8")
+    write_result(out, {"model": label, "threads": torch.get_num_threads(),
+                               "results": results}, envelope)
     print(f"wrote {out}")
 
 

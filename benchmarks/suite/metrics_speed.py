@@ -4,26 +4,30 @@ Default: 5,000 images x 25,000 captions (COCO 5K size), 5 captions per image, 25
 embeddings; the similarity matrix is computed in query chunks, so peak memory stays at
 chunk x gallery instead of the full matrix.
 
-    python benchmarks/metrics_speed.py
-    python benchmarks/metrics_speed.py --images 20000 --captions 100000
+    python benchmarks/suite/metrics_speed.py
+    python benchmarks/suite/metrics_speed.py --images 20000 --captions 100000
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 import tracemalloc
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
+from _common import begin_run, write_result
 from crossmodal.metrics.evaluate import evaluate_pairs
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--captions", type=int, default=25000)
@@ -49,8 +53,7 @@ def main() -> None:
     print(f"{args.images:>8} {args.captions:>9} {seconds:>8.2f} {peak / 2**20:>9.1f} "
           f"{full / 2**20:>16.1f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"metrics_speed_{args.images}x{args.captions}.json").write_text(
-        json.dumps(result, indent=1))
+    write_result((RESULTS / f"metrics_speed_{args.images}x{args.captions}.json"), result, envelope)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ generation (`compact`, what every commit cost before the log).
 of a small PNG, encoded to random vectors, and `LiveCollection.remove`), on the server's one
 long-lived in-memory index; its "open" is the server's start (open + id table).
 
-    python benchmarks/index_changes.py --n 200000 --kinds flat,hnsw
-    python benchmarks/index_changes.py --n 1000000 --dim 64 --out index_changes_1M
-    python benchmarks/index_changes.py --n 1000000 --dim 64 --through server \
+    python benchmarks/suite/index_changes.py --n 200000 --kinds flat,hnsw
+    python benchmarks/suite/index_changes.py --n 1000000 --dim 64 --out index_changes_1M
+    python benchmarks/suite/index_changes.py --n 1000000 --dim 64 --through server \
         --out index_changes_1M_server
 """
 
@@ -25,23 +25,23 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import faiss
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clustered_vectors  # noqa: E402
+from _common import begin_run, clustered_vectors, write_result  # noqa: E402
 from crossmodal.engine import Collection  # noqa: E402
 from crossmodal.models.protocol import ImagePreprocessing  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 START = time.perf_counter()
 
 
@@ -209,6 +209,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=128)
@@ -236,7 +237,7 @@ def main() -> None:
     result = {**{k: v for k, v in vars(args).items() if k != "dir"}, "faiss": faiss.__version__,
               "load_average_end": os.getloadavg(), "wall_s": round(time.perf_counter() - START),
               "rows": rows}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
     log(f"wrote {RESULTS / f'{args.out}.json'}")
 
 

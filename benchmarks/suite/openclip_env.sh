@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A separate environment for open_clip, so the nine OpenAI CLIP backbones can run for real.
 #
-#   bash benchmarks/openclip_env.sh            # venv at $OPENCLIP_VENV (default /work/venvs/openclip)
-#   /work/venvs/openclip/bin/python benchmarks/openclip_nine.py
+#   bash benchmarks/suite/openclip_env.sh            # venv at $OPENCLIP_VENV (default /work/venvs/openclip)
+#   /work/venvs/openclip/bin/python benchmarks/suite/openclip_nine.py
 #
 # Why a separate venv: open_clip needs torchvision, and PyPI's torchvision does not load beside
 # a CPU-only local torch wheel ("operator torchvision::nms does not exist"). So this venv takes
@@ -17,7 +17,7 @@ TORCH="${OPENCLIP_TORCH:-2.13.0}"
 TORCHVISION="${OPENCLIP_TORCHVISION:-0.28.0}"
 OPEN_CLIP="${OPENCLIP_OPEN_CLIP:-open_clip_torch}"
 PYTHON="${PYTHON:-python3}"
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 export PIP_CONFIG_FILE=/dev/null
 unset PIP_FIND_LINKS PIP_EXTRA_INDEX_URL PIP_CONSTRAINT PIP_INDEX_URL

@@ -7,7 +7,7 @@ under qemu, and reports each side's cosine to PyTorch (fp32) and the largest dif
 the two CPUs. A probe first shows that the emulated CPU takes the saturating uint8 x int8 path.
 Slow (minutes: Python, torch and ORT run emulated); needs `apt-get install qemu-user`.
 
-    python benchmarks/onnx_int8_avx2.py --model towers:lite-en
+    python benchmarks/studies/onnx_int8_avx2.py --model towers:lite-en
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
-from _common import row_cosines
+from _common import begin_run, row_cosines, write_result
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "crossmodal" / "samples"
 
 
 def samples() -> tuple[list, list[str]]:
@@ -67,6 +69,7 @@ def embed(folder: Path, out: Path) -> None:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
     parser.add_argument("--cpu", default="Haswell", help="qemu CPU model without AVX-512/VNNI")
@@ -109,8 +112,8 @@ def main() -> None:
     print(f"largest difference between the two CPUs: {differs:.3g}")
     RESULTS.mkdir(exist_ok=True)
     target = RESULTS / f"onnx_int8_avx2_{args.model.split(':')[-1]}.json"
-    target.write_text(json.dumps({"model": args.model, "rows": rows,
-                                  "max_abs_difference_between_cpus": differs}, indent=1) + "\n")
+    write_result(target, {"model": args.model, "rows": rows,
+                                  "max_abs_difference_between_cpus": differs}, envelope)
     print(f"wrote {target}")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -16,29 +16,31 @@ ships here, so this trains a small one and measures it before anything is built 
   the re-ranker's time per query (batched, the features given).
 The recipe was fixed before val was looked at.
 
-    python benchmarks/rerank_experiment.py --data ../shared/data/flickr8k-cn
+    python benchmarks/studies/rerank_experiment.py --data ../shared/data/flickr8k-cn
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
 import numpy as np
 import torch
 from torch import nn
 
+from _common import begin_run, write_result
 from crossmodal.data.flickr8k_cn import load_flickr8k_cn
 from crossmodal.data.images import load_image
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.models.preprocess import images_to_tensor
 from crossmodal.models.registry import load_encoder
-from crossmodal.models.speed import cpu_description
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 MAX_TOKENS, CANDIDATES, BATCH, POOL = 40, 8, 64, 48
 
 
@@ -184,6 +186,7 @@ def rerank_r1(model, val, features, similarity, k: int) -> dict:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "crossmodal"
@@ -215,9 +218,9 @@ def main() -> None:
               f"{r['i2t_R@1_dual']:>13.2f} {r['i2t_R@1_reranked']:>10.2f} "
               f"{r['t2i_ms_per_query']:>13.2f} {r['i2t_ms_per_query']:>6.2f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "rerank_experiment.json").write_text(json.dumps(
-        {"cpu": cpu_description(), "epochs": args.epochs, "seed": args.seed,
-         "train_loss": losses, "rows": rows}, indent=1) + "\n")
+    write_result(RESULTS / "rerank_experiment.json",
+                 {"epochs": args.epochs, "seed": args.seed, "train_loss": losses, "rows": rows},
+                 envelope)
 
 
 if __name__ == "__main__":

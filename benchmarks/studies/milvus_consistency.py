@@ -7,8 +7,8 @@ before), Eventually. Read-your-writes: W times, one row is inserted and searched
 (a miss: the search did not return it first). Last, crossmodal's MilvusStore as it searches
 (Session; Strong for the first search of a loaded generation).
 
-    python benchmarks/milvus_consistency.py                 # N=8,000, Q=50, W=20
-    python benchmarks/milvus_consistency.py --uri http://127.0.0.1:19530
+    python benchmarks/studies/milvus_consistency.py                 # N=8,000, Q=50, W=20
+    python benchmarks/studies/milvus_consistency.py --uri http://127.0.0.1:19530
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
+
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/milvus_server.py
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import begin_run, write_result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/milvus_server.py
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def percentiles(times: list[float]) -> dict:
@@ -81,6 +85,7 @@ def measure(uri: str, n: int, queries: int, writes: int) -> dict:
 
 
 def main() -> None:
+    envelope = begin_run()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uri", default=None, help="a running server (default: start one)")
     parser.add_argument("--n", type=int, default=8_000)
@@ -101,7 +106,7 @@ def main() -> None:
             server.stop()
     print(json.dumps(result, indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_result((RESULTS / f"{args.out}.json"), result, envelope)
 
 
 if __name__ == "__main__":
