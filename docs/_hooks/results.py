@@ -61,6 +61,8 @@ def provenance(name: str, envelope: dict) -> str:
     else:
         cpu_text = "CPU not recorded"
     command = f"`{envelope['command']}`" if envelope["command"] else "command not recorded"
+    if envelope["command"] and envelope.get("command_note"):  # older runs: from the README
+        command += " (as the README gave it, old script path)"
     date = (envelope["date"] or "")[:10] or "date not recorded"
     if envelope.get("date_note"):
         date = f"committed {date}"
