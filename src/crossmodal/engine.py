@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +30,12 @@ from PIL import Image
 
 from crossmodal import ingest
 from crossmodal.data.images import ImageLoadError, load_image
-from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
+from crossmodal.errors import (
+    BadInputError,
+    IndexCorruptError,
+    IndexMismatchError,
+    write_failed,
+)
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
 from crossmodal.index.generations import TARGETS, LogState
@@ -41,6 +48,8 @@ from crossmodal.ingest import AddReport
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
+
+log = logging.getLogger("crossmodal.engine")
 
 
 @dataclass
@@ -73,6 +82,10 @@ class Collection:
         self._encoder = encoder
         self._log = LogState(manifest.generation, manifest.log)  # what of the folder we hold
         self._pending: list[tuple] = []  # changes since the last commit, for the log record
+        # True from the first change in memory until the folder holds it: a failure between
+        # the two puts memory back at the last commit (_writing).
+        self._uncommitted = False
+        self._lock_owner: int | None = None  # the thread holding the folder's lock (locked())
         self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)
         # Held, after the folder's lock, while this object changes: a server sharing it with
         # searching threads sets its readers-writer lock here (crossmodal.serve.live).
@@ -107,14 +120,13 @@ class Collection:
         try:
             images, texts = new_stores(record, path, TARGETS, encoder.dim, index_type,
                                        index_params)
-        except BaseException:  # e.g. Milvus unreachable: leave no half-made index behind
-            if created:
-                shutil.rmtree(path, ignore_errors=True)
+            manifest.index_params = images.params
+            collection = cls(path, manifest, [], [], images, texts, encoder)
+            with collection._writing():
+                collection._commit()
+        except BaseException:  # Milvus unreachable, a full disk: leave no half-made index
+            _remove_new_folder(path, created)
             raise
-        manifest.index_params = images.params
-        collection = cls(path, manifest, [], [], images, texts, encoder)
-        with collection._writing():
-            collection._commit()
         return collection
 
     @classmethod
@@ -252,20 +264,83 @@ class Collection:
         when nothing was committed since, by this process or another."""
         return self._log.stamp()
 
+    @property
+    def stale(self) -> bool:
+        """True when memory may hold a change that failed to commit and could not be undone
+        (the folder could not be read back): the next change, or a server's refresh, reloads
+        the folder first."""
+        return self._log.base < 0
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's writer lock, caught up with its latest commit, for a decision
+        other writers must not race (e.g. that no item refers to a stored file any more).
+        Changes made inside by this object's methods (in this thread) commit as usual; the
+        block itself does not hold `change_guard`, so searches go on meanwhile."""
+        if self._lock_owner == threading.get_ident():
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._lock_owner = threading.get_ident()
+            try:
+                with self._guarded():
+                    self._catch_up()
+                yield
+            finally:
+                self._lock_owner = None
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """One writer at a time per index folder (other processes wait), and every change is
         applied to the latest committed generation: whatever another writer committed since
         this object was loaded is read back first, so no writer overwrites another's work."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self.locked(), self._guarded():
+            yield
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """`change_guard`, and a change that fails before its commit point (a full disk, an
+        I/O error) is undone: memory goes back to the last commit, so nothing unwritten is
+        ever seen, and the error says nothing was changed."""
+        with self.change_guard():
             try:
-                with self.change_guard():
-                    self._catch_up()
-                    yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                yield
+            except Exception as exc:
+                if not self._uncommitted:
+                    raise
+                self._restore_committed()
+                if isinstance(exc, OSError):
+                    raise write_failed(exc) from exc
+                raise
+
+    def _restore_committed(self) -> None:
+        """Drop what memory holds beyond the last commit: load the folder again (as opening
+        does; only after a failed write). If that fails too, mark this object stale."""
+        try:
+            fresh = type(self)._load(self.path, Manifest.load(self.path), self._encoder)
+        except Exception:
+            log.exception("could not read %s back after a failed write", self.path)
+            self._log = LogState(-1, "")
+            return
+        self._adopt(fresh)
+
+    def _adopt(self, fresh: Collection) -> None:
+        """Take over `fresh`'s state (the same folder, loaded later)."""
+        old = (self.images, self.texts)
+        self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
+        self.images, self.texts, self._log = fresh.images, fresh.texts, fresh._log
+        self._committed_now()
+        self._reindex()
+        for store in old:
+            store.close()
+
+    def _committed_now(self) -> None:
+        """The folder holds what memory holds (a commit point passed, or a replay ended)."""
+        self._pending.clear()
+        self._uncommitted = False
 
     def _catch_up(self) -> None:
         """Under the lock: apply what was committed since this object read the folder."""
@@ -273,6 +348,7 @@ class Collection:
 
     def _commit(self, compact: bool = False, retrain: bool = False) -> None:
         """Callers hold _writing(): one log record, or now and then a whole new generation."""
+        self._uncommitted = True  # a compaction changes memory too (the manifest, the stores)
         generations.commit(self, compact=compact, retrain=retrain)
 
     def compact(self, retrain: bool = False) -> list[str]:
@@ -286,6 +362,7 @@ class Collection:
     def convert(self, index_type: str) -> None:
         """Rebuild the search index as another type (faiss store), committed atomically."""
         with self._writing():
+            self._uncommitted = True
             generations.convert(self, index_type, _metadata_rows(self.items, self.text_rows))
 
     # --- adding and removing ----------------------------------------------------------
@@ -311,6 +388,7 @@ class Collection:
                 del self.items[row]
                 del self.text_rows[span.start : span.stop]
         self._pending.append(("remove", sorted(item_ids)))
+        self._uncommitted = True
         rows.remove(item_ids)
         self._caption_lookup = None
 
@@ -329,6 +407,7 @@ class Collection:
         self.items.extend(items)
         self.text_rows.extend(rows)
         self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
+        self._uncommitted = True
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items (with their captions); returns the ids not found, each once."""
@@ -359,11 +438,12 @@ class Collection:
                 self._drop_rows(present)
             for e in embedded:
                 self._add_rows([meta for _, meta in e.batch], e.image_vectors, e.text_vectors)
-                report.texts += len(e.rows)
-            report.added += len(ids - present)
-            report.updated += len(ids & present)
             if embedded or present:
                 self._commit()
+            # Counted once committed: a failed commit added nothing.
+            report.texts += sum(len(e.rows) for e in embedded)
+            report.added += len(ids - present)
+            report.updated += len(ids & present)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
                     text_vectors: np.ndarray | None = None,
@@ -480,6 +560,16 @@ class Collection:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+
+
+def _remove_new_folder(path: Path, created: bool) -> None:
+    """Undo a `create` that failed: the folder goes (or is emptied, if it was there, empty)."""
+    if created:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for entry in path.iterdir():
+        with contextlib.suppress(OSError):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

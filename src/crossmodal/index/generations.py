@@ -95,7 +95,6 @@ def commit(col: Collection, compact: bool = False, retrain: bool = False) -> Non
     rebuilt = any(store.rebuilt for store in _faiss_stores(col))
     if compact or rebuilt or not col._log.name or not _append_record(col):
         write_generation(col)
-    col._pending.clear()
 
 
 def _check_not_bypassed(col: Collection) -> None:
@@ -149,6 +148,7 @@ def _append_record(col: Collection) -> bool:
     if tail.size > col._log.end:
         wal.truncate(log, col._log.end)  # a crashed writer's torn record
     col._log.end = wal.append(log, record)  # the commit point
+    col._committed_now()
     col._log.added_rows += added
     col.manifest.generation += 1
     col.manifest.counts = _counts(col)
@@ -184,6 +184,7 @@ def write_generation(col: Collection) -> None:
     manifest.index_params = col.images.params
     manifest.versions = library_versions()
     manifest.save(col.path)  # the commit point
+    col._committed_now()
     col._log = LogState(generation, manifest.log)
     for store in (col.images, col.texts):
         store.committed()
@@ -191,7 +192,7 @@ def write_generation(col: Collection) -> None:
     for entry in os.listdir(col.path):
         stale = GENERATION_FILE.match(entry) and entry not in current
         if stale or (entry.startswith(".") and entry.endswith(".tmp")):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # committed already: a leftover is no error
                 os.unlink(col.path / entry)
 
 
@@ -228,7 +229,7 @@ def replay(col: Collection) -> None:
         _apply(col, record)
         col.manifest.generation += 1
         col._log.end = record.end
-    col._pending.clear()
+    col._committed_now()
     col.manifest.counts = _counts(col)
 
 
@@ -249,14 +250,19 @@ def catch_up(col: Collection) -> bool:
     latest = _committed(col.path)
     if latest is None:
         return False
-    if latest.generation == col._log.base and latest.log == col._log.name:
+    if latest.generation == col._log.base and latest.log == col._log.name and \
+            _log_size(col) >= col._log.end:
         before = col.manifest.generation
         replay(col)
         return col.manifest.generation != before
-    fresh = type(col)._load(col.path, latest, col._encoder)
-    for store in (col.images, col.texts):
-        store.close()
-    col.manifest, col.items, col.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-    col.images, col.texts, col._log = fresh.images, fresh.texts, fresh._log
-    col._reindex()
+    # A new generation; or the log shrank: a record this object read was cut off again by
+    # its writer (its fsync failed), so what memory holds was never committed.
+    col._adopt(type(col)._load(col.path, latest, col._encoder))
     return True
+
+
+def _log_size(col: Collection) -> int:
+    try:
+        return (col.path / col._log.name).stat().st_size if col._log.name else 0
+    except FileNotFoundError:
+        return -1
