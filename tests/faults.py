@@ -20,22 +20,24 @@ from pathlib import Path
 import pytest
 
 
-def _enospc() -> OSError:
-    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+def _error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
 
 
 class FullDisk:
-    """While `full` is true, writing a regular file under `folder` fails with ENOSPC.
+    """While `full` is true, writing a regular file under `folder` fails with ENOSPC (or
+    `error`); files under `spare` are left alone.
 
     Mode "fsync": every write lands, the fsync fails (a whole log record is in the file).
     Mode "write": `os.write` (the log's append) writes part, then fails, as a real full disk
     does mid-record; files written through Python's buffered files fail at their fsync."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, folder: Path, mode: str = "fsync",
-                 spare: Path | None = None):
+                 spare: Path | None = None, error: int = errno.ENOSPC):
         self.folder = os.path.realpath(folder)
         self.spare = os.path.realpath(spare) + os.sep if spare else None  # still writable
         self.mode = mode
+        self.error = error  # ENOSPC, or e.g. EIO
         self.full = False
         self.failures = 0
         real_fsync, real_write = os.fsync, os.write
@@ -43,7 +45,7 @@ class FullDisk:
         def fsync(fd: int) -> None:
             if self.full and self._under(fd):
                 self.failures += 1
-                raise _enospc()
+                raise _error(self.error)
             return real_fsync(fd)
 
         def write(fd: int, data) -> int:
@@ -51,7 +53,7 @@ class FullDisk:
                 if len(data) > 1:  # part of it lands: the caller writes the rest, and fails
                     return real_write(fd, bytes(data[: len(data) // 2]))
                 self.failures += 1
-                raise _enospc()
+                raise _error(self.error)
             return real_write(fd, data)
 
         monkeypatch.setattr(os, "fsync", fsync)

@@ -9,6 +9,7 @@ fresh open reads from the folder.
 
 from __future__ import annotations
 
+import errno
 import json
 
 import numpy as np
@@ -40,6 +41,11 @@ def _commit_kind(monkeypatch, commit: str) -> None:
         monkeypatch.setattr(generations, "WAL_MIN_BYTES", 0)
 
 
+def files(path) -> dict[str, int]:
+    """The folder's files and their sizes (a failed commit leaves them as they were)."""
+    return {p.name: p.stat().st_size for p in path.iterdir() if p.is_file()}
+
+
 def state(col: Collection) -> tuple:
     """What a reader can see: items with their captions, and what searches return."""
     hits = col.search_text("red", k=50)
@@ -56,7 +62,7 @@ def test_engine_keeps_only_what_was_written(tmp_path, colour_folder, fake_encode
     _commit_kind(monkeypatch, commit)
     path = build_index(tmp_path, colour_folder, fake_encoder)
     col = Collection.open(path, encoder=fake_encoder)
-    before = state(col)
+    before, written = state(col), files(path)
     disk = FullDisk(monkeypatch, path, mode)
     vectors = fake_encoder.encode_texts(["pink pink"])
     item = {"id": "new.png", "path": str(tmp_path / "new.png"), "captions": ["pink pink"]}
@@ -68,6 +74,7 @@ def test_engine_keeps_only_what_was_written(tmp_path, colour_folder, fake_encode
             col.remove(["red.jpg"])
         assert "red.jpg" in col and state(col) == before
         assert state(Collection.open(path, encoder=fake_encoder)) == before
+        assert files(path) == written  # no torn record, no unfinished generation's files
     assert col.add_vectors([item], vectors, vectors) == []  # the retry, once there is room
     assert col.remove(["red.jpg"]) == []
     after = state(col)
@@ -228,3 +235,36 @@ def test_a_later_batch_that_fails_says_what_was_kept(tmp_path, colour_folder, fa
     reopened = Collection.open(path, encoder=fake_encoder)
     assert len(reopened) == 4 + 2
     assert np.isfinite(reopened.images.vectors).all()
+
+
+def test_an_io_error_is_a_503_and_a_failed_undo_shows_nothing_unwritten(
+        tmp_path, colour_folder, fake_encoder, monkeypatch):
+    """EIO instead of ENOSPC: 503, not 507. And when even reading the folder back fails after
+    the failed write, the server answers 503 rather than show the unwritten item; once the
+    folder reads again it serves the last commit."""
+    pytest.importorskip("fastapi")
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    client = _app(path, fake_encoder)
+    disk = FullDisk(monkeypatch, path, "fsync", spare=path / "uploads", error=errno.EIO)
+    with disk.filled():
+        failed = _upload(client, (250, 100, 200), "new/pink.png")
+        assert failed.status_code == 503 and "could not write the index" in failed.text
+        assert "nothing was changed" in failed.text
+    assert client.get("/api/items/new/pink.png").status_code == 404
+    real_load = Collection._load.__func__
+    unreadable = {"on": True}
+
+    def load(cls, *args, **kwargs):
+        if unreadable["on"]:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "_load", classmethod(load))
+    with disk.filled():
+        assert _upload(client, (250, 100, 200), "new/pink.png").status_code == 503
+    assert client.get("/api/items/new/pink.png").status_code == 503  # not a 200
+    assert client.get("/api/items/red.jpg").status_code == 503
+    unreadable["on"] = False
+    assert client.get("/api/items/new/pink.png").status_code == 404
+    assert client.get("/api/items/red.jpg").status_code == 200
+    assert _upload(client, (250, 100, 200), "new/pink.png").status_code == 201

@@ -10,18 +10,15 @@ On disk a collection is a folder:
 A commit appends a record to the log (its cost depends on the change, not on the collection);
 now and then one writes a new generation of files, then the manifest, and the old generation
 and its log are removed after (crossmodal.index.generations). A crash at any moment leaves the
-last committed state readable.
+last committed state readable; a commit that fails (a full disk) puts memory back at the last
+commit too (crossmodal.index.folder_writer).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import logging
-import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,14 +27,10 @@ from PIL import Image
 
 from crossmodal import ingest
 from crossmodal.data.images import ImageLoadError, load_image
-from crossmodal.errors import (
-    BadInputError,
-    IndexCorruptError,
-    IndexMismatchError,
-    write_failed,
-)
+from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
+from crossmodal.index.folder_writer import FolderWriter, remove_new_folder
 from crossmodal.index.generations import TARGETS, LogState
 from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
@@ -48,8 +41,6 @@ from crossmodal.ingest import AddReport
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
-
-log = logging.getLogger("crossmodal.engine")
 
 
 @dataclass
@@ -67,7 +58,7 @@ class Hit:
         return asdict(self)
 
 
-class Collection:
+class Collection(FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -125,7 +116,7 @@ class Collection:
             with collection._writing():
                 collection._commit()
         except BaseException:  # Milvus unreachable, a full disk: leave no half-made index
-            _remove_new_folder(path, created)
+            remove_new_folder(path, created)
             raise
         return collection
 
@@ -263,88 +254,6 @@ class Collection:
         """(generation, log bytes) this object holds: equal to `generations.disk_stamp(path)`
         when nothing was committed since, by this process or another."""
         return self._log.stamp()
-
-    @property
-    def stale(self) -> bool:
-        """True when memory may hold a change that failed to commit and could not be undone
-        (the folder could not be read back): the next change, or a server's refresh, reloads
-        the folder first."""
-        return self._log.base < 0
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the folder's writer lock, caught up with its latest commit, for a decision
-        other writers must not race (e.g. that no item refers to a stored file any more).
-        Changes made inside by this object's methods (in this thread) commit as usual; the
-        block itself does not hold `change_guard`, so searches go on meanwhile."""
-        if self._lock_owner == threading.get_ident():
-            yield
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._lock_owner = threading.get_ident()
-            try:
-                with self._guarded():
-                    self._catch_up()
-                yield
-            finally:
-                self._lock_owner = None
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder (other processes wait), and every change is
-        applied to the latest committed generation: whatever another writer committed since
-        this object was loaded is read back first, so no writer overwrites another's work."""
-        with self.locked(), self._guarded():
-            yield
-
-    @contextlib.contextmanager
-    def _guarded(self) -> Iterator[None]:
-        """`change_guard`, and a change that fails before its commit point (a full disk, an
-        I/O error) is undone: memory goes back to the last commit, so nothing unwritten is
-        ever seen, and the error says nothing was changed."""
-        with self.change_guard():
-            try:
-                yield
-            except Exception as exc:
-                if not self._uncommitted:
-                    raise
-                self._restore_committed()
-                if isinstance(exc, OSError):
-                    raise write_failed(exc) from exc
-                raise
-
-    def _restore_committed(self) -> None:
-        """Drop what memory holds beyond the last commit: load the folder again (as opening
-        does; only after a failed write). If that fails too, mark this object stale."""
-        try:
-            fresh = type(self)._load(self.path, Manifest.load(self.path), self._encoder)
-        except Exception:
-            log.exception("could not read %s back after a failed write", self.path)
-            self._log = LogState(-1, "")
-            return
-        self._adopt(fresh)
-
-    def _adopt(self, fresh: Collection) -> None:
-        """Take over `fresh`'s state (the same folder, loaded later)."""
-        old = (self.images, self.texts)
-        self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-        self.images, self.texts, self._log = fresh.images, fresh.texts, fresh._log
-        self._committed_now()
-        self._reindex()
-        for store in old:
-            store.close()
-
-    def _committed_now(self) -> None:
-        """The folder holds what memory holds (a commit point passed, or a replay ended)."""
-        self._pending.clear()
-        self._uncommitted = False
-
-    def _catch_up(self) -> None:
-        """Under the lock: apply what was committed since this object read the folder."""
-        generations.catch_up(self)
 
     def _commit(self, compact: bool = False, retrain: bool = False) -> None:
         """Callers hold _writing(): one log record, or now and then a whole new generation."""
@@ -560,16 +469,6 @@ class Collection:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
-
-
-def _remove_new_folder(path: Path, created: bool) -> None:
-    """Undo a `create` that failed: the folder goes (or is emptied, if it was there, empty)."""
-    if created:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for entry in path.iterdir():
-        with contextlib.suppress(OSError):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

@@ -163,27 +163,21 @@ def write_generation(col: Collection) -> None:
     """A full new generation and an empty log; the manifest switch is the commit point."""
     generation = col.manifest.generation + 1
     stem = f"{generation:06d}"
-    names: dict[str, str] = {}
-    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
-        for sub, name in store.save(col.path, f"{role}.{stem}").items():
-            names[f"{role}.{sub}"] = name
-    names["items"] = f"items.{stem}.json"
-    atomic_save_json(col.path / names["items"],
-                     {"items": col.items, "texts": [list(r) for r in col.text_rows]})
-    manifest = col.manifest
-    manifest.files = {
-        role: {"name": name, "bytes": (col.path / name).stat().st_size,
-               "sha256": file_sha256(col.path / name)}
-        for role, name in names.items()
-    }
-    manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" else ""
-    if manifest.log:
-        wal.create(col.path / manifest.log)
-    manifest.generation = generation
-    manifest.counts = _counts(col)
-    manifest.index_params = col.images.params
-    manifest.versions = library_versions()
-    manifest.save(col.path)  # the commit point
+    try:
+        names = _write_files(col, stem)
+        manifest = col.manifest
+        manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" \
+            else ""
+        if manifest.log:
+            wal.create(col.path / manifest.log)
+        manifest.generation = generation
+        manifest.counts = _counts(col)
+        manifest.index_params = col.images.params
+        manifest.versions = library_versions()
+        manifest.save(col.path)  # the commit point
+    except BaseException:
+        _remove_unfinished(col.path, generation)
+        raise
     col._committed_now()
     col._log = LogState(generation, manifest.log)
     for store in (col.images, col.texts):
@@ -194,6 +188,36 @@ def write_generation(col: Collection) -> None:
         if stale or (entry.startswith(".") and entry.endswith(".tmp")):
             with contextlib.suppress(OSError):  # committed already: a leftover is no error
                 os.unlink(col.path / entry)
+
+
+def _write_files(col: Collection, stem: str) -> dict[str, str]:
+    """The generation's vector, index and items files, listed in the manifest (in memory)."""
+    names: dict[str, str] = {}
+    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
+        for sub, name in store.save(col.path, f"{role}.{stem}").items():
+            names[f"{role}.{sub}"] = name
+    names["items"] = f"items.{stem}.json"
+    atomic_save_json(col.path / names["items"],
+                     {"items": col.items, "texts": [list(r) for r in col.text_rows]})
+    col.manifest.files = {
+        role: {"name": name, "bytes": (col.path / name).stat().st_size,
+               "sha256": file_sha256(col.path / name)}
+        for role, name in names.items()
+    }
+    return names
+
+
+def _remove_unfinished(path: Path, generation: int) -> None:
+    """A generation that failed before its commit point: remove the files it wrote, so that
+    a full disk gets its room back (unless the manifest did switch to it after all)."""
+    with contextlib.suppress(OSError, IndexCorruptError):
+        latest = _committed(path)
+        if latest is not None and latest.generation >= generation:
+            return
+        for entry in os.listdir(path):
+            found = GENERATION_FILE.match(entry)
+            if found and int(found.group(2)) == generation:
+                os.unlink(path / entry)
 
 
 def convert(col: Collection, kind: str, metadata_rows) -> None:
