@@ -39,11 +39,15 @@ class FullDisk:
         self.mode = mode
         self.error = error  # ENOSPC, or e.g. EIO
         self.full = False
+        self.allow = 0  # fsyncs that still succeed once full (to fail at a later file)
         self.failures = 0
         real_fsync, real_write = os.fsync, os.write
 
         def fsync(fd: int) -> None:
             if self.full and self._under(fd):
+                if self.allow > 0:
+                    self.allow -= 1
+                    return real_fsync(fd)
                 self.failures += 1
                 raise _error(self.error)
             return real_fsync(fd)
@@ -70,8 +74,8 @@ class FullDisk:
             self.spare and target.startswith(self.spare))
 
     @contextlib.contextmanager
-    def filled(self) -> Iterator[FullDisk]:
-        self.full = True
+    def filled(self, allow: int = 0) -> Iterator[FullDisk]:
+        self.full, self.allow = True, allow
         try:
             yield self
         finally:

@@ -82,6 +82,31 @@ def test_engine_keeps_only_what_was_written(tmp_path, colour_folder, fake_encode
     assert state(Collection.open(path, encoder=fake_encoder)) == after
 
 
+@pytest.mark.parametrize("commit", ["log", "generation"])
+def test_a_failure_at_any_file_of_a_commit_changes_nothing(tmp_path, colour_folder,
+                                                          fake_encoder, monkeypatch, commit):
+    """The disk fills at the 1st, 2nd, ... fsync of a commit (a new generation writes vectors,
+    items, a log and the manifest): memory and folder stay at the last commit each time."""
+    _commit_kind(monkeypatch, commit)
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    col = Collection.open(path, encoder=fake_encoder)
+    disk = FullDisk(monkeypatch, path, "fsync")
+    vectors = fake_encoder.encode_texts(["pink"])
+    for allow in range(12):
+        before, written = state(col), files(path)
+        item = {"id": f"new{allow}.png", "path": "x.png", "captions": ["pink"]}
+        with disk.filled(allow):
+            try:
+                col.add_vectors([item], vectors, vectors)
+            except IndexWriteError:
+                assert state(col) == before and files(path) == written
+                assert state(Collection.open(path, encoder=fake_encoder)) == before
+                continue
+        assert f"new{allow}.png" in Collection.open(path, encoder=fake_encoder)
+        break  # the commit needed fewer fsyncs than allowed: every point was tried
+    assert allow >= (4 if commit == "generation" else 1)
+
+
 def test_a_record_whose_fsync_failed_is_cut_off_the_log(tmp_path, colour_folder, fake_encoder,
                                                         monkeypatch):
     """fsync failing after the whole record was written: no reader may take it for a commit."""
