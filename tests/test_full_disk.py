@@ -1,6 +1,6 @@
 """A full disk never costs an acknowledged change, and never shows an unacknowledged one.
 
-The disk is filled by fault injection (tests.faults: ENOSPC from fsync or a short write, for
+The disk is filled by fault injection (tests.fault_helpers: ENOSPC from fsync or a short write, for
 the files under the index folder) for the engine, the server (upload, delete) and the CLI
 (index, remove); one test also uses a real 8 MiB tmpfs where mounting is allowed. Each checks
 the memory of the writer right after the failure, a retry once the disk frees, and what a
@@ -20,7 +20,7 @@ from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
 from crossmodal.errors import IndexWriteError
 from crossmodal.index import generations
-from tests.faults import FullDisk, fill, needs_proc, small_tmpfs
+from tests.fault_helpers import FullDisk, fill, needs_proc, small_tmpfs
 from tests.image_helpers import write_image
 from tests.serve_helpers import build_index, local_client, png_bytes
 

@@ -2,13 +2,15 @@
 removing one item must never delete the file another server's item has just been given.
 
 Each round: server 1 holds `a/k` and removes it while server 2 uploads the same image bytes as
-`b/k`. A small random delay before server 2's commit (a scheduler's, injected) makes every
-interleaving likely. Whatever the order, `b/k` is acknowledged and its stored image must be
+`b/k`. A small random delay before each wait for the folder's lock (a scheduler's, injected)
+makes every interleaving likely. Whatever the order, `b/k` is acknowledged and its stored
+image must be
 on disk, in both servers' view and after a fresh open.
 """
 
 from __future__ import annotations
 
+import fcntl
 import random
 import threading
 import time
@@ -21,25 +23,24 @@ from crossmodal.serve.live import LiveCollection, Upload
 from tests.serve_helpers import build_index, png_bytes
 
 
-def _delayed(collection: Collection, rng: random.Random, monkeypatch) -> None:
-    """Every change by this server starts after a random pause of up to 3 ms."""
-    for name in ("add_vectors", "remove"):
-        real = getattr(collection, name)
+def _delay_locking(rng: random.Random, monkeypatch) -> None:
+    """Every wait for the folder's writer lock starts after a random pause of up to 3 ms: the
+    window between a check made outside the lock and the lock itself, widened."""
+    real_flock = fcntl.flock
 
-        def late(*args, _real=real, **kwargs):
+    def late_flock(fd, operation):
+        if operation & fcntl.LOCK_EX:
             time.sleep(rng.random() * 0.003)
-            return _real(*args, **kwargs)
+        return real_flock(fd, operation)
 
-        monkeypatch.setattr(collection, name, late)
+    monkeypatch.setattr(fcntl, "flock", late_flock)
 
 
 def race(tmp_path: Path, colour_folder: Path, encoder, monkeypatch, rounds: int) -> list[str]:
     path = build_index(tmp_path, colour_folder, encoder)
     one = LiveCollection(path, encoder, refresh_s=3600)
     two = LiveCollection(path, encoder, refresh_s=3600)
-    rng = random.Random(7)
-    _delayed(one._collection, rng, monkeypatch)
-    _delayed(two._collection, rng, monkeypatch)
+    _delay_locking(random.Random(7), monkeypatch)
     lost: list[str] = []
     for n in range(rounds):
         data = png_bytes((n % 256, (n * 7) % 256, 99))
