@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -293,3 +294,35 @@ def test_an_io_error_is_a_503_and_a_failed_undo_shows_nothing_unwritten(
     assert client.get("/api/items/new/pink.png").status_code == 404
     assert client.get("/api/items/red.jpg").status_code == 200
     assert _upload(client, (250, 100, 200), "new/pink.png").status_code == 201
+
+
+def test_a_server_that_read_a_record_later_cut_off_drops_it(tmp_path, colour_folder,
+                                                            fake_encoder, monkeypatch):
+    """Another process's log record is whole in the file when this server replays it, then
+    its fsync fails and its writer cuts it off: the server must go back to the last commit."""
+    from crossmodal.serve.live import LiveCollection
+
+    path = build_index(tmp_path, colour_folder, fake_encoder)
+    live = LiveCollection(path, fake_encoder, refresh_s=0)
+    writer = Collection.open(path, encoder=fake_encoder)
+    seen: list[bool] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if not seen and os.readlink(f"/proc/self/fd/{fd}").endswith(".log"):
+            with live.reading() as held:  # the record is in the file: the server replays it
+                seen.append("new.png" in held)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    vectors = fake_encoder.encode_texts(["pink"])
+    item = {"id": "new.png", "path": "new.png", "captions": ["pink"]}
+    with pytest.raises(IndexWriteError):
+        writer.add_vectors([item], vectors, vectors)
+    assert seen == [True]  # the window this test is about: the server did apply it
+    with live.reading() as held:
+        assert "new.png" not in held and len(held) == 4
+    assert writer.add_vectors([item], vectors, vectors) == []
+    with live.reading() as held:
+        assert "new.png" in held and len(held) == 5
