@@ -74,7 +74,7 @@ class Collection(FolderWriter):
         self._log = LogState(manifest.generation, manifest.log)  # what of the folder we hold
         self._pending: list[tuple] = []  # changes since the last commit, for the log record
         # True from the first change in memory until the folder holds it: a failure between
-        # the two puts memory back at the last commit (_writing).
+        # the two puts memory back at the last commit (folder_writer).
         self._uncommitted = False
         self._lock_owner: int | None = None  # the thread holding the folder's lock (locked())
         self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)

@@ -88,8 +88,9 @@ class FolderWriter:
         does; only after a failed write). If that fails too, mark this object stale."""
         try:
             fresh = type(self)._load(self.path, Manifest.load(self.path), self._encoder)
-        except Exception:
-            log.exception("could not read %s back after a failed write", self.path)
+        except Exception as exc:
+            if not isinstance(exc, FileNotFoundError):  # none: a `create` that failed
+                log.warning("could not read %s back after a failed write: %s", self.path, exc)
             self._log = LogState(-1, "")
             return
         self._adopt(fresh)
