@@ -31,8 +31,13 @@ def format_hits(hits, target: str) -> str:
               help="A query longer than the model's context: head (the tokenizer's cut), "
                    "tail, chunks (pieces that fit, averaged) or sentences (each sentence a "
                    "piece, averaged); @N caps the tokens.")
+@click.option("--min-score", default=None,
+              help="Drop hits scoring below this: a raw cosine (e.g. 0.25), or auto / p90 / "
+                   "p50, the cut-off calibrated for the index's model (90% / 50% of the "
+                   "hits kept relevant on Flickr8k val).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def search_command(index, query, image, like, k, target, where, long_text, as_json) -> None:
+def search_command(index, query, image, like, k, target, where, long_text, min_score,
+                   as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
@@ -42,16 +47,19 @@ def search_command(index, query, image, like, k, target, where, long_text, as_js
     if sum(given) != 1:
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
     collection = Collection.open(index)
+    min_score = collection.min_score(min_score)  # a bad value fails before the encoder runs
     if query is not None:
         hits = collection.search_text(query, k=k, target=target or "images", where=where,
-                                      long_text=long_text)
+                                      long_text=long_text, min_score=min_score)
         note = collection.query_note(query)
         if note:
             click.echo(note, err=True)
     elif image is not None:
-        hits = collection.search_image(image, k=k, target=target or "images", where=where)
+        hits = collection.search_image(image, k=k, target=target or "images", where=where,
+                                       min_score=min_score)
     else:
-        hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where)
+        hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where,
+                                      min_score=min_score)
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
