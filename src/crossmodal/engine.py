@@ -42,6 +42,7 @@ from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
+from crossmodal.query_terms import QueryTerm, combined_vector
 
 
 @dataclass
@@ -501,6 +502,15 @@ class Collection:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+
+    def search_combined(self, terms: Sequence[QueryTerm], k: int = 10, target: str = "images",
+                        where: str | Filter | None = None, long_text: str | None = None,
+                        min_score: float | str | None = None) -> list[Hit]:
+        """Query arithmetic: the `k` best hits for the normalised weighted sum of texts,
+        images and indexed items (crossmodal.query_terms; a negative weight subtracts)."""
+        where = parse_filter(where)
+        vector = combined_vector(self, terms, long_text)
+        return self.search_vectors(vector, k, target, 1, where, min_score)[0]
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

@@ -92,6 +92,9 @@ def build_router(live: LiveCollection, settings: ServeSettings,
     _item_routes(router, deps)
     if settings.allow_writes:
         _write_routes(router, deps)
+    from crossmodal.serve.json_routes import json_routes  # it builds on this module
+
+    json_routes(router, deps)
     return router
 
 
