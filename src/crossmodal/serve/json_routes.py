@@ -21,7 +21,14 @@ from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.query_terms import MAX_TERMS, MAX_WEIGHT, QueryTerm, combined_vector
 from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
-from crossmodal.serve.routes import WRITE_ERRORS, _cutoff, _Deps, _hits_out, _lookup_id
+from crossmodal.serve.routes import (
+    WRITE_ERRORS,
+    _above,
+    _cutoff,
+    _Deps,
+    _hits_out,
+    _lookup_id,
+)
 
 IMAGE_BASE64_HELP = ("The image's bytes (JPEG, PNG, WebP, GIF or BMP) in standard base64, "
                      "or a data: URL holding them.")
@@ -94,6 +101,25 @@ def json_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16,
                                pattern=r"^(head|tail|chunks|sentences)(@\d+)?$")
 
+    class ImageQuery(BaseModel):
+        image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
+        k: K = 10
+        target: schemas.Target = "images"
+        min_score: schemas.MinScore = None
+
+    @router.post("/search/image/base64", response_model=schemas.SearchResult,
+                 dependencies=guarded, responses=WRITE_ERRORS)
+    def search_image_base64(body: ImageQuery) -> schemas.SearchResult:
+        """As POST /api/search/image, with the image as base64 in a JSON body."""
+        started = time.perf_counter()
+        cutoff = _cutoff(live, body.min_score)
+        upload = decode_base64_image(body.image_base64, deps)
+        hits = live.search_image(upload.image, k=body.k, target=body.target)
+        return _hits_out(_above(hits, cutoff), body.target, started)
+
+    if settings.allow_writes:
+        _add_item_route(router, deps)
+
     def term_of(term: Term) -> QueryTerm:
         if term.text is not None:
             return QueryTerm("text", term.text, term.weight)
@@ -115,3 +141,24 @@ def json_routes(router: APIRouter, deps: _Deps) -> None:
             hits = collection.search_vectors(vector, body.k, body.target, threads=1,
                                              min_score=cutoff)[0]
         return _hits_out(hits, body.target, started)
+
+
+def _add_item_route(router: APIRouter, deps: _Deps) -> None:
+    settings = deps.settings
+
+    class NewItem(BaseModel):
+        image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
+        captions: list[str] = Field([], max_length=settings.max_captions)
+        id: str | None = Field(None, max_length=200,
+                               description="Item id (default: from the content).")
+
+    @router.post("/items/base64", response_model=schemas.Item, status_code=201,
+                 dependencies=deps.guarded, responses=WRITE_ERRORS)
+    def add_item_base64(body: NewItem) -> schemas.Item:
+        """As POST /api/items, with the image as base64 and the captions as a list."""
+        lines = [c for c in body.captions if c.strip()]
+        if any(len(c) > settings.max_query_chars for c in lines):
+            raise BadInputError(f"captions are at most {settings.max_query_chars} "
+                                "characters long")
+        upload = decode_base64_image(body.image_base64, deps)
+        return schemas.item_out(deps.live.add_upload(upload, lines, body.id or None))
