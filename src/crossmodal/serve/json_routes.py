@@ -76,6 +76,34 @@ class _LiveSide:
 
 def json_routes(router: APIRouter, deps: _Deps) -> None:
     """Add the JSON routes to the /api router."""
+    _combined_route(router, deps)
+    _image_route(router, deps)
+    if deps.settings.allow_writes:
+        _add_item_route(router, deps)
+
+
+def _image_route(router: APIRouter, deps: _Deps) -> None:
+    live = deps.live
+
+    class ImageQuery(BaseModel):
+        image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
+        k: Annotated[int, Field(ge=1, le=deps.settings.max_k,
+                                description="How many results.")] = 10
+        target: schemas.Target = "images"
+        min_score: schemas.MinScore = None
+
+    @router.post("/search/image/base64", response_model=schemas.SearchResult,
+                 dependencies=deps.guarded, responses=WRITE_ERRORS)
+    def search_image_base64(body: ImageQuery) -> schemas.SearchResult:
+        """As POST /api/search/image, with the image as base64 in a JSON body."""
+        started = time.perf_counter()
+        cutoff = _cutoff(live, body.min_score)
+        upload = decode_base64_image(body.image_base64, deps)
+        hits = live.search_image(upload.image, k=body.k, target=body.target)
+        return _hits_out(_above(hits, cutoff), body.target, started)
+
+
+def _combined_route(router: APIRouter, deps: _Deps) -> None:
     live, settings, guarded = deps.live, deps.settings, deps.guarded
     K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
 
@@ -100,25 +128,6 @@ def json_routes(router: APIRouter, deps: _Deps) -> None:
         min_score: schemas.MinScore = None
         long_text: str = Field("head", max_length=16,
                                pattern=r"^(head|tail|chunks|sentences)(@\d+)?$")
-
-    class ImageQuery(BaseModel):
-        image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
-        k: K = 10
-        target: schemas.Target = "images"
-        min_score: schemas.MinScore = None
-
-    @router.post("/search/image/base64", response_model=schemas.SearchResult,
-                 dependencies=guarded, responses=WRITE_ERRORS)
-    def search_image_base64(body: ImageQuery) -> schemas.SearchResult:
-        """As POST /api/search/image, with the image as base64 in a JSON body."""
-        started = time.perf_counter()
-        cutoff = _cutoff(live, body.min_score)
-        upload = decode_base64_image(body.image_base64, deps)
-        hits = live.search_image(upload.image, k=body.k, target=body.target)
-        return _hits_out(_above(hits, cutoff), body.target, started)
-
-    if settings.allow_writes:
-        _add_item_route(router, deps)
 
     def term_of(term: Term) -> QueryTerm:
         if term.text is not None:
