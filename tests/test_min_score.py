@@ -93,5 +93,7 @@ def test_api_min_score(tmp_path, colour_folder, calibrated_fake):
         bad = client.post("/api/search/image", data={"min_score": "lots"},
                           files={"file": ("q.png", png_bytes((10, 250, 10)), "image/png")})
         assert bad.status_code == 400 and "min-score must be" in bad.json()["detail"]
+        bad = client.post("/api/search/like", json={"id": "red.jpg", "min_score": -2})
+        assert bad.status_code == 400 and "between -1 and 1" in bad.json()["detail"]
         bad = client.post("/api/search/text", json={"query": "red", "min_score": "p70"})
         assert bad.status_code == 422

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from crossmodal.engine import Hit as EngineHit
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
+from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.security import bearer_scheme
@@ -40,9 +41,10 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
 
 
 def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
-    """The cosine cut-off a request's min_score names for the index's model."""
-    with live.reading() as collection:
-        return collection.min_score(spec)
+    """The cosine cut-off a request's min_score names for the index's model (its encoder
+    matches the index's manifest; no read lease: a caller may already hold one, and the
+    lock is not reentrant)."""
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
 
 
 def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
@@ -166,10 +168,11 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         query_id = _lookup_id(body.id, captions=True)
+        cutoff = _cutoff(live, body.min_score)
         with live.reading() as collection:
             try:
                 hits = collection.search_like(query_id, k=body.k, target=body.target,
-                                              min_score=_cutoff(live, body.min_score))
+                                              min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
