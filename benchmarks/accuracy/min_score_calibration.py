@@ -45,12 +45,14 @@ def relevance_matrix(text_images: list[tuple[int, ...]], n_images: int) -> np.nd
 
 
 def threshold_at(scores: np.ndarray, relevant: np.ndarray, precision: float) -> float | None:
-    """Lowest score t with precision(pairs >= t) >= `precision`; None if none reaches it."""
+    """Lowest score t with precision(pairs >= t) >= `precision`; None if none reaches it.
+    Tied scores are kept or cut together (identical captions score identically)."""
     order = np.argsort(-scores, kind="stable")
-    hits = np.cumsum(relevant[order])
-    cumulative = hits / np.arange(1, len(order) + 1)
-    ok = np.nonzero(cumulative >= precision)[0]
-    return float(scores[order[ok[-1]]]) if len(ok) else None
+    ranked = scores[order]
+    cumulative = np.cumsum(relevant[order]) / np.arange(1, len(order) + 1)
+    group_end = np.append(ranked[1:] < ranked[:-1], True)  # last of its tie group
+    ok = np.nonzero((cumulative >= precision) & group_end)[0]
+    return float(ranked[ok[-1]]) if len(ok) else None
 
 
 def measured(scores: np.ndarray, relevant: np.ndarray, t: float) -> dict:
