@@ -41,6 +41,8 @@ from crossmodal.ingest import AddReport
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
+from crossmodal.models.score_thresholds import resolve_min_score
+from crossmodal.query_terms import QueryTerm, combined_vector
 
 
 @dataclass
@@ -396,16 +398,24 @@ class Collection(FolderWriter):
         return self.images if target == "images" else self.texts
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, target: str = "images",
-                       threads: int | None = None,
-                       where: str | Filter | None = None) -> list[list[Hit]]:
-        """`where` filters by metadata (crossmodal.index.metadata), e.g. 'folder = "beach"'."""
+                       threads: int | None = None, where: str | Filter | None = None,
+                       min_score: float | str | None = None) -> list[list[Hit]]:
+        """`where` filters by metadata (crossmodal.index.metadata), e.g. 'folder = "beach"';
+        hits scoring below `min_score` are dropped (a cosine, or auto / p90 / p50: the
+        model's calibrated cut-offs, crossmodal.models.score_thresholds)."""
+        cutoff = self.min_score(min_score)
         scores, positions = self._store(target).search(np.atleast_2d(queries), k, threads,
                                                        parse_filter(where))
         return [
             [self._hit(target, int(pos), float(score), rank)
-             for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1) if pos >= 0]
+             for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1)
+             if pos >= 0 and (cutoff is None or score >= cutoff)]
             for srow, prow in zip(scores, positions, strict=True)
         ]
+
+    def min_score(self, spec: float | str | None) -> float | None:
+        """The cosine cut-off `spec` names for this index's model (None: keep every hit)."""
+        return resolve_min_score(spec, self.manifest.model, self.manifest.model_fingerprint)
 
     def _hit(self, target: str, position: int, score: float, rank: int) -> Hit:
         if target == "images":
@@ -442,38 +452,54 @@ class Collection(FolderWriter):
                              text)
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
-                    where: str | Filter | None = None,
-                    long_text: str | None = None) -> list[Hit]:
+                    where: str | Filter | None = None, long_text: str | None = None,
+                    min_score: float | str | None = None) -> list[Hit]:
         """The `k` best images (or captions: `target="texts"`) for a text query, optionally
         among the rows matching `where`; `long_text` picks how a text over the model's
         context is embedded (head, tail, chunks, sentences; see models/long_text.py)."""
         where = parse_filter(where)  # a bad filter fails before the encoder runs
         # One faiss thread: right after torch's forward pass, two OpenMP pools spinning on
         # two cores slow each other down (measured: 7 ms vs 18 ms p50 end to end).
-        return self.search_vectors(self.text_query(text, long_text), k, target, 1, where)[0]
+        return self.search_vectors(self.text_query(text, long_text), k, target, 1, where,
+                                   min_score)[0]
 
     def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
-                     target: str = "images", where: str | Filter | None = None) -> list[Hit]:
+                     target: str = "images", where: str | Filter | None = None,
+                     min_score: float | str | None = None) -> list[Hit]:
         """The `k` best images (or captions: `target="texts"`) for a query image: a path,
         encoded bytes or a PIL image."""
         where = parse_filter(where)
-        return self.search_vectors(self.image_query(image), k, target, 1, where)[0]
+        return self.search_vectors(self.image_query(image), k, target, 1, where, min_score)[0]
+
+    def indexed_query(self, item_id: str) -> tuple[np.ndarray, str]:
+        """The stored (1, dim) vector of an item id (its image) or `ITEM#K` (its K-th
+        caption), and the store it lives in ("images" or "texts")."""
+        if item_id in self._row_of:
+            return self.images.get_vectors([self._row_of[item_id]]), "images"
+        if item_id in self._text_row_of:
+            return self.texts.get_vectors([self._text_row_of[item_id]]), "texts"
+        raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
 
     def search_like(self, item_id: str, k: int = 10, target: str | None = None,
-                    where: str | Filter | None = None) -> list[Hit]:
+                    where: str | Filter | None = None,
+                    min_score: float | str | None = None) -> list[Hit]:
         """Items similar to an indexed one: an item id (image) or `ITEM#K` (its K-th caption)."""
-        if item_id in self._row_of:
-            vector, own = self.images.get_vectors([self._row_of[item_id]]), "images"
-        elif item_id in self._text_row_of:
-            vector, own = self.texts.get_vectors([self._text_row_of[item_id]]), "texts"
-        else:
-            raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
+        vector, own = self.indexed_query(item_id)
         target = target or own
-        hits = self.search_vectors(vector, k + 1, target, where=where)[0]
+        hits = self.search_vectors(vector, k + 1, target, where=where, min_score=min_score)[0]
         hits = [h for h in hits if h.id != item_id][:k]  # the query itself is no answer
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+
+    def search_combined(self, terms: Sequence[QueryTerm], k: int = 10, target: str = "images",
+                        where: str | Filter | None = None, long_text: str | None = None,
+                        min_score: float | str | None = None) -> list[Hit]:
+        """Query arithmetic: the `k` best hits for the normalised weighted sum of texts,
+        images and indexed items (crossmodal.query_terms; a negative weight subtracts)."""
+        where = parse_filter(where)
+        vector = combined_vector(self, terms, long_text)
+        return self.search_vectors(vector, k, target, 1, where, min_score)[0]
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from crossmodal.engine import Hit as EngineHit
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
+from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.security import bearer_scheme
@@ -40,6 +41,17 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
                           thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
         took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
+
+
+def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
+    """The cosine cut-off a request's min_score names for the index's model (its encoder
+    matches the index's manifest; no read lease: a caller may already hold one, and the
+    lock is not reentrant)."""
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
+
+
+def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
+    return hits if cutoff is None else [h for h in hits if h.score >= cutoff]
 
 
 def _lookup_id(raw: str, captions: bool = False) -> str:
@@ -85,6 +97,9 @@ def build_router(live: LiveCollection, settings: ServeSettings,
     _item_routes(router, deps)
     if settings.allow_writes:
         _write_routes(router, deps)
+    from crossmodal.serve.json_routes import json_routes  # it builds on this module
+
+    json_routes(router, deps)
     return router
 
 
@@ -115,6 +130,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
             "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
             description="A query longer than the model's context: head, tail, chunks "
                         "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
+        min_score: schemas.MinScore = None
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
@@ -122,6 +138,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         k: K = 10
         target: schemas.Target | None = Field(
             None, description="Default: the kind of the query (images for an item id).")
+        min_score: schemas.MinScore = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -129,29 +146,36 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
+        cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
         hits = live.search_text(body.query, k=body.k, target=body.target,
                                 long_text=body.long_text)
-        return _hits_out(hits, body.target, started, live.query_note(body.query))
+        return _hits_out(_above(hits, cutoff), body.target, started,
+                         live.query_note(body.query))
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.Target, Form()] = "images",
+                     min_score: Annotated[str | None, Form(
+                         max_length=16, description=schemas.MIN_SCORE_HELP)] = None,
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
+        cutoff = _cutoff(live, min_score)
         upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(hits, target, started)
+        return _hits_out(_above(hits, cutoff), target, started)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         query_id = _lookup_id(body.id, captions=True)
+        cutoff = _cutoff(live, body.min_score)
         with live.reading() as collection:
             try:
-                hits = collection.search_like(query_id, k=body.k, target=body.target)
+                hits = collection.search_like(query_id, k=body.k, target=body.target,
+                                              min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 Target = Literal["images", "texts"]
+MIN_SCORE_HELP = ("Drop hits scoring below this: a raw cosine, or auto / p90 / p50, the "
+                  "cut-off calibrated for the index's model on Flickr8k val.")
+MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
+                     Field(description=MIN_SCORE_HELP)]
 
 
 class Problem(BaseModel):
