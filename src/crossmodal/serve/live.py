@@ -31,6 +31,7 @@ from PIL import Image
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
+    MemoryReservation,
     load_image,
     return_freed_memory,
 )
@@ -64,13 +65,14 @@ class Upload:
 
     @classmethod
     def decode(cls, data: bytes, max_pixels: int, target_size: int | None = None,
-               slots: threading.Semaphore | None = None) -> Upload:
-        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `slots` bounds how
-        many full-size decodes run at once (each holds up to 4 bytes a pixel briefly)."""
+               reserve: MemoryReservation | None = None) -> Upload:
+        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `reserve(nbytes)`
+        (serve.budget) is held around the decode with what the header says it may allocate.
+        Any image the decoders cannot take is a BadInputError saying why."""
         try:
-            with slots or contextlib.nullcontext():
-                image = load_image(data, max_pixels=max_pixels, target_size=target_size)
-            with Image.open(io.BytesIO(data)) as raw:  # the header only
+            image = load_image(data, max_pixels=max_pixels, target_size=target_size,
+                               reserve=reserve)
+            with Image.open(io.BytesIO(data)) as raw:  # the header only: it decoded above
                 extension = _FORMAT_EXTENSIONS.get(raw.format or "", "")
                 pixels = raw.width * raw.height
             if pixels >= _BIG_DECODE_PIXELS:
