@@ -186,10 +186,17 @@ class LiveCollection:
             with self._lease.writing():
                 generations.replay(current)  # whole checksummed records only, as open does
             return
-        fresh = self._opened(self.encoder)
+        del current  # from here the old generation is referred to by _collection only
+        self._swap(self._opened(self.encoder))
+
+    def _swap(self, fresh: Collection) -> None:
+        """Serve `fresh` from now on; the old generation is freed here, and its pages given
+        back to the OS (else glibc keeps them, and RSS stays at two generations for good)."""
         with self._lease.writing():
-            self._collection = fresh
-        current.close()
+            old, self._collection = self._collection, fresh
+        old.close()
+        del old
+        return_freed_memory()
 
     # --- changing -------------------------------------------------------------------------
     def add_upload(self, upload: Upload, captions: Sequence[str],
