@@ -133,7 +133,7 @@ def test_collect_reads_only_regular_files(tmp_path):
     (bad_dds(), "NotImplementedError"),
     (grey_png(39_000_000, 1), "aspect ratio"),
     (grey_png(20_000, 2), "aspect ratio"),
-])
+], ids=["corrupt-gif", "dds", "39000000x1-png", "20000x2-png"])
 def test_any_decoder_failure_is_an_image_load_error(tmp_path, data, reason):
     with pytest.raises(ImageLoadError, match=reason):
         load_image(data)

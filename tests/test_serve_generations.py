@@ -88,7 +88,8 @@ def test_following_new_generations_gives_the_old_ones_memory_back(tmp_path, fake
         follow(live)
         assert f"f/{round_:07d}.jpg" not in live._collection
     grown = rss() - start
-    print(f"one generation {one_generation / 1e6:.0f} MB; after {SWAPS} swaps +{grown / 1e6:.0f} MB")
+    print(f"one generation {one_generation / 1e6:.0f} MB; "
+          f"after {SWAPS} swaps +{grown / 1e6:.0f} MB")
     # Each swap holds two generations for a moment; afterwards one is left. With the freed
     # pages kept by the allocator, RSS stayed near two generations (measured +1.4x one
     # generation); given back, what is left over is allocator slack (measured 0.75x).
