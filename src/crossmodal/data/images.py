@@ -99,6 +99,13 @@ def _as_load_errors() -> Iterator[None]:
                              ) from exc
 
 
+def image_header(data: bytes) -> tuple[str | None, int, int]:
+    """(format, width, height) of the image in `data` ("JPEG", "PNG", ...): the header only."""
+    with _as_load_errors(), Image.open(io.BytesIO(data)) as image:
+        return image.format, image.width, image.height
+    raise AssertionError("unreachable")  # _as_load_errors re-raises every exception
+
+
 def check_shape(width: int, height: int, max_pixels: int,
                 max_aspect: float = MAX_ASPECT_RATIO) -> None:
     """Refuse, from the header alone, a size that costs too much or says too little."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
     MemoryReservation,
+    image_header,
     load_image,
     return_freed_memory,
 )
@@ -72,10 +72,9 @@ class Upload:
         try:
             image = load_image(data, max_pixels=max_pixels, target_size=target_size,
                                reserve=reserve)
-            with Image.open(io.BytesIO(data)) as raw:  # the header only: it decoded above
-                extension = _FORMAT_EXTENSIONS.get(raw.format or "", "")
-                pixels = raw.width * raw.height
-            if pixels >= _BIG_DECODE_PIXELS:
+            image_type, width, height = image_header(data)
+            extension = _FORMAT_EXTENSIONS.get(image_type or "", "")
+            if width * height >= _BIG_DECODE_PIXELS:
                 return_freed_memory()
         except ImageLoadError as exc:
             raise BadInputError(f"cannot use the uploaded image: {exc}") from exc
