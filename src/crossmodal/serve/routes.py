@@ -190,11 +190,11 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
     @router.post("/items", response_model=schemas.Item, status_code=201,
                  dependencies=deps.guarded, responses=WRITE_ERRORS)
     async def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
-                 captions: Annotated[str, Form(
-                     max_length=20_000, description="Captions, one a line.")] = "",
-                 id: Annotated[str | None, Form(
-                     max_length=200, description="Item id (default: from the content).")
-                 ] = None) -> schemas.Item:
+                       captions: Annotated[str, Form(
+                           max_length=20_000, description="Captions, one a line.")] = "",
+                       id: Annotated[str | None, Form(
+                           max_length=200, description="Item id (default: from the content).")
+                       ] = None) -> schemas.Item:
         # async: the decode runs in the shared pool, the change on a change thread
         lines = [c for c in captions.splitlines() if c.strip()]
         if len(lines) > settings.max_captions:
