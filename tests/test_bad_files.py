@@ -4,6 +4,7 @@ and never reads a file while it holds the index's writer lock."""
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from crossmodal.engine import Collection
 from crossmodal.models import registry
 from crossmodal.models.preprocess import resize_and_crop
 from crossmodal.models.protocol import ImagePreprocessing
+from crossmodal.paths import NotRegularFileError, open_regular_file
 from tests.bad_files import PreprocessingEncoder, bad_dds, corrupt_gif, grey_png, write_bad_files
 from tests.image_helpers import write_image
 
@@ -166,3 +168,15 @@ def test_preprocessing_of_photo_shapes_is_unchanged():
     left = (expected.width - 224) // 2
     expected = expected.crop((left, 0, left + 224, 224))
     assert resize_and_crop(image, prep).tobytes() == expected.tobytes()
+
+
+def test_a_path_swapped_for_a_fifo_after_the_check_is_refused_without_blocking(
+        tmp_path, monkeypatch):
+    fifo = tmp_path / "swapped.jpg"
+    os.mkfifo(fifo)
+    regular = os.stat(__file__)
+    monkeypatch.setattr(os, "stat", lambda *args, **kwargs: regular)  # the check saw a file
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        in_thread(lambda: open_regular_file(fifo), timeout=10)  # opened non-blocking
+    with pytest.raises(NotRegularFileError, match="character device"):
+        in_thread(lambda: open_regular_file("/dev/zero"), timeout=10)
