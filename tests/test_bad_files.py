@@ -23,6 +23,7 @@ from crossmodal.models.preprocess import resize_and_crop
 from crossmodal.models.protocol import ImagePreprocessing
 from crossmodal.paths import NotRegularFileError, open_regular_file
 from tests.bad_files import PreprocessingEncoder, bad_dds, corrupt_gif, grey_png, write_bad_files
+from tests.fakes import FakeEncoder
 from tests.image_helpers import write_image
 
 
@@ -180,3 +181,37 @@ def test_a_path_swapped_for_a_fifo_after_the_check_is_refused_without_blocking(
         in_thread(lambda: open_regular_file(fifo), timeout=10)  # opened non-blocking
     with pytest.raises(NotRegularFileError, match="character device"):
         in_thread(lambda: open_regular_file("/dev/zero"), timeout=10)
+
+
+class FailsOnBlue(FakeEncoder):
+    """A model whose preprocessing fails on one image (as resize did on a 39M x 1 PNG)."""
+
+    def encode_images(self, images):
+        if any(image.getpixel((0, 0))[2] > 200 for image in images):
+            raise OverflowError("signed integer is greater than maximum")
+        return super().encode_images(images)
+
+
+def test_an_image_the_model_cannot_take_is_skipped_and_the_batch_goes_on(
+        tmp_path, colour_folder):
+    encoder = FailsOnBlue()
+    (colour_folder / "red.txt").write_text("a red square\n" + "red " * 10 + "\n")  # truncated
+    collection = Collection.create(tmp_path / "index", model="fake:colours", encoder=encoder)
+    report = collection.add_paths([colour_folder], progress=False)
+    assert sorted(item["id"] for item in collection.items) == [
+        "green.png", "nocaption.bmp", "red.jpg"]
+    assert [(Path(path).name, why) for path, why in report.skipped_files] == [
+        ("blue.webp", "cannot embed: signed integer is greater than maximum")]
+    assert report.truncated == [("red.jpg#1", 12)]  # counted once, not once per try
+    assert report.texts == 3
+
+
+def test_an_encoder_that_fails_on_every_image_is_an_error_not_skips(tmp_path, colour_folder):
+    class Broken(FakeEncoder):
+        def encode_images(self, images):
+            raise RuntimeError("the model is broken")
+
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=Broken())
+    with pytest.raises(RuntimeError, match="broken"):
+        collection.add_paths([colour_folder], progress=False)
