@@ -3,6 +3,7 @@ and never reads a file while it holds the index's writer lock."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -16,7 +17,7 @@ from crossmodal import ingest
 from crossmodal.cli.main import cli
 from crossmodal.data import loader
 from crossmodal.data.files import collect_items
-from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.data.images import ImageLoadError, decode_cost, load_image
 from crossmodal.engine import Collection
 from crossmodal.models import registry
 from crossmodal.models.preprocess import resize_and_crop
@@ -215,3 +216,20 @@ def test_an_encoder_that_fails_on_every_image_is_an_error_not_skips(tmp_path, co
                                    encoder=Broken())
     with pytest.raises(RuntimeError, match="broken"):
         collection.add_paths([colour_folder], progress=False)
+
+
+def test_a_decode_reserves_what_it_will_allocate_from_the_header(tmp_path):
+    reserved: list[int] = []
+
+    def record(nbytes: int):
+        reserved.append(nbytes)
+        return contextlib.nullcontext()
+
+    write_image(tmp_path / "big.jpg", (200, 30, 30), size=(4000, 3000))
+    write_image(tmp_path / "big.png", (200, 30, 30), size=(4000, 3000))
+    load_image(tmp_path / "big.jpg", target_size=224, reserve=record)  # decoded at 1/4 scale
+    load_image(tmp_path / "big.png", target_size=224, reserve=record)  # in full, then shrunk
+    assert reserved == [1000 * 750 * 5, 4000 * 3000 * 5]
+    assert decode_cost(10, 10, "P", 224) == 500  # 1 byte a pixel + its RGB copy
+    assert decode_cost(10, 10, "CMYK", 224) == 800
+    assert decode_cost(10, 10, "L") == 500  # no shrinking: converted to RGB at full size

@@ -29,9 +29,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # Wider (or taller) than this, an image's centre crop, all a model sees of it, is a sliver;
 # long screenshots (~30:1) and panoramas (~10:1) pass.
 MAX_ASPECT_RATIO = 50
-# Bytes a decode may hold per pixel of the frame it decodes: the frame (at most 4 bytes a
-# pixel in PIL) plus a colour band or an RGB copy while it shrinks and converts.
-DECODE_BYTES_PER_PIXEL = 5
 
 # Modes Image.reduce works on directly; others (palette, CMYK...) go through RGB first.
 _REDUCIBLE_MODES = frozenset({"L", "RGB", "I", "F"})
@@ -128,12 +125,22 @@ def _decode(handle: BinaryIO, max_pixels: int, target_size: int | None, max_aspe
         image.seek(0)  # first frame of a GIF/WebP animation
     if target_size and image.format == "JPEG":
         image.draft("RGB", (target_size * 2, target_size * 2))  # the size decoded shrinks
-    with (reserve or _no_reservation)(image.width * image.height * DECODE_BYTES_PER_PIXEL):
+    with (reserve or _no_reservation)(decode_cost(image.width, image.height, image.mode,
+                                                  target_size)):
         image.load()
         if target_size:
             image = _reduced(image, 2 * target_size)
         image = ImageOps.exif_transpose(image)
         return image.convert("RGB")
+
+
+def decode_cost(width: int, height: int, mode: str, target_size: int | None = None) -> int:
+    """Bytes a decode of a width x height frame in `mode` may hold at once: the frame (1, 2
+    or 4 bytes a pixel in PIL) and what it shrinks or converts through at full size (one
+    band of a reducible mode, or a whole RGB copy: palette, CMYK, 16-bit, no shrinking)."""
+    frame = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    shrinks_in_place = target_size and (mode in _REDUCIBLE_MODES or mode in ("RGBA", "LA"))
+    return width * height * (frame + (1 if shrinks_in_place else 4))
 
 
 def _no_reservation(nbytes: int) -> AbstractContextManager:
