@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -17,6 +16,7 @@ from starlette.routing import Match
 
 from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError
 from crossmodal.serve.routes import build_router
 from crossmodal.serve.security import (
@@ -53,8 +53,8 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     )
     app.state.live = live
     app.state.settings = settings
-    decode_slots = threading.BoundedSemaphore(settings.max_parallel_decodes)
-    api = build_router(live, settings, decode_slots)
+    decodes = DecodeGate(settings.max_parallel_decodes, settings.max_decode_bytes)
+    api = build_router(live, settings, decodes)
     app.include_router(api)
 
     _add_error_handlers(app, api)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import threading
@@ -32,6 +31,8 @@ from PIL import Image
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
+    MemoryReservation,
+    image_header,
     load_image,
     return_freed_memory,
 )
@@ -65,16 +66,16 @@ class Upload:
 
     @classmethod
     def decode(cls, data: bytes, max_pixels: int, target_size: int | None = None,
-               slots: threading.Semaphore | None = None) -> Upload:
-        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `slots` bounds how
-        many full-size decodes run at once (each holds up to 4 bytes a pixel briefly)."""
+               reserve: MemoryReservation | None = None) -> Upload:
+        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `reserve(nbytes)`
+        (serve.budget) is held around the decode with what the header says it may allocate.
+        Any image the decoders cannot take is a BadInputError saying why."""
         try:
-            with slots or contextlib.nullcontext():
-                image = load_image(data, max_pixels=max_pixels, target_size=target_size)
-            with Image.open(io.BytesIO(data)) as raw:  # the header only
-                extension = _FORMAT_EXTENSIONS.get(raw.format or "", "")
-                pixels = raw.width * raw.height
-            if pixels >= _BIG_DECODE_PIXELS:
+            image = load_image(data, max_pixels=max_pixels, target_size=target_size,
+                               reserve=reserve)
+            image_type, width, height = image_header(data)
+            extension = _FORMAT_EXTENSIONS.get(image_type or "", "")
+            if width * height >= _BIG_DECODE_PIXELS:
                 return_freed_memory()
         except ImageLoadError as exc:
             raise BadInputError(f"cannot use the uploaded image: {exc}") from exc
@@ -190,10 +191,17 @@ class LiveCollection:
             with self._lease.writing():
                 generations.replay(current)  # whole checksummed records only, as open does
             return
-        fresh = self._opened(self.encoder)
+        del current  # from here the old generation is referred to by _collection only
+        self._swap(self._opened(self.encoder))
+
+    def _swap(self, fresh: Collection) -> None:
+        """Serve `fresh` from now on; the old generation is freed here, and its pages given
+        back to the OS (else glibc keeps them, and RSS stays at two generations for good)."""
         with self._lease.writing():
-            self._collection = fresh
-        current.close()
+            old, self._collection = self._collection, fresh
+        old.close()
+        del old
+        return_freed_memory()
 
     # --- changing -------------------------------------------------------------------------
     def add_upload(self, upload: Upload, captions: Sequence[str],

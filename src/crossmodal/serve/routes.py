@@ -2,11 +2,11 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local models at runtime.
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
@@ -30,6 +31,10 @@ WRITE_ERRORS = _errors(403, 413)
 # A change that could not be written (nothing of it was kept): 507 the disk is full, 503 an
 # I/O error.
 STORAGE_ERRORS = {**WRITE_ERRORS, **_errors(503, 507)}
+# Threads that run changes, apart from the pool searches run in: changes wait there for the
+# index's writer lock (another process may hold it for minutes), so a queue of uploads never
+# takes the threads searches need.
+CHANGE_THREADS = 4
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
@@ -74,24 +79,30 @@ class _Deps:
 
     live: LiveCollection
     settings: ServeSettings
-    decode_slots: threading.Semaphore
+    decodes: DecodeGate
     guarded: list  # the bearer scheme in the schema, only when the server has a token
     model_size: int
+    change_threads: anyio.CapacityLimiter
 
     def read_upload(self, file: UploadFile) -> Upload:
         data = file.file.read(self.settings.max_body_bytes + 1)
         return Upload.decode(data, self.settings.max_pixels, target_size=self.model_size,
-                             slots=self.decode_slots)
+                             reserve=self.decodes.reserve)
+
+    async def change(self, function, *args):  # noqa: ANN001, ANN201 - any change's result
+        """`function(*args)` on a change thread; the request waits as a coroutine."""
+        return await anyio.to_thread.run_sync(function, *args, limiter=self.change_threads)
 
 
 def build_router(live: LiveCollection, settings: ServeSettings,
-                 decode_slots: threading.Semaphore) -> APIRouter:
+                 decodes: DecodeGate) -> APIRouter:
     """The /api routes; the token, rate limit and origin are checked before them (security)."""
     codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
     router = APIRouter(prefix="/api", responses=_errors(*codes))
     # Declares the bearer scheme in the schema only when the server has a token.
     guarded = [Security(bearer_scheme)] if settings.token else []
-    deps = _Deps(live, settings, decode_slots, guarded, live.encoder.preprocessing.size)
+    deps = _Deps(live, settings, decodes, guarded, live.encoder.preprocessing.size,
+                 anyio.CapacityLimiter(CHANGE_THREADS))
     _status_routes(router, deps)
     _search_routes(router, deps)
     _item_routes(router, deps)
@@ -107,7 +118,7 @@ def _status_routes(router: APIRouter, deps: _Deps) -> None:
     live = deps.live
 
     @router.get("/health", response_model=schemas.Health)
-    def health() -> schemas.Health:
+    async def health() -> schemas.Health:  # on the event loop: no thread, no lock to wait for
         return schemas.Health(status="ok")
 
     @router.get("/stats", response_model=schemas.Stats, dependencies=deps.guarded)
@@ -195,8 +206,7 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
         item = live.item(_lookup_id(item_id))
-        with deps.decode_slots:  # a first thumbnail decodes the whole stored image
-            data = thumbnail_bytes(item, deps.settings.thumbnail_size)
+        data = thumbnail_bytes(item, deps.settings.thumbnail_size, deps.decodes.reserve)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
@@ -206,22 +216,23 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
                  dependencies=deps.guarded, responses=STORAGE_ERRORS)
-    def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
-                 captions: Annotated[str, Form(
-                     max_length=20_000, description="Captions, one a line.")] = "",
-                 id: Annotated[str | None, Form(
-                     max_length=200, description="Item id (default: from the content).")
-                 ] = None) -> schemas.Item:
+    async def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+                       captions: Annotated[str, Form(
+                           max_length=20_000, description="Captions, one a line.")] = "",
+                       id: Annotated[str | None, Form(
+                           max_length=200, description="Item id (default: from the content).")
+                       ] = None) -> schemas.Item:
+        # async: the decode runs in the shared pool, the change on a change thread
         lines = [c for c in captions.splitlines() if c.strip()]
         if len(lines) > settings.max_captions:
             raise BadInputError(f"at most {settings.max_captions} captions per item")
         if any(len(c) > settings.max_query_chars for c in lines):
             raise BadInputError(f"captions are at most {settings.max_query_chars} "
                                 "characters long")
-        upload = deps.read_upload(file)
-        return schemas.item_out(live.add_upload(upload, lines, id or None))
+        upload = await anyio.to_thread.run_sync(deps.read_upload, file)
+        return schemas.item_out(await deps.change(live.add_upload, upload, lines, id or None))
 
     @router.delete("/items/{item_id:path}", response_model=schemas.Item,
                    dependencies=deps.guarded, responses=STORAGE_ERRORS)
-    def remove_item(item_id: ItemId) -> schemas.Item:
-        return schemas.item_out(live.remove(_lookup_id(item_id)))
+    async def remove_item(item_id: ItemId) -> schemas.Item:
+        return schemas.item_out(await deps.change(live.remove, _lookup_id(item_id)))
