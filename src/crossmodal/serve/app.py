@@ -16,9 +16,9 @@ from starlette.routing import Match
 
 from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
+from crossmodal.serve.api import build_router
 from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError
-from crossmodal.serve.routes import build_router
 from crossmodal.serve.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,

@@ -13,6 +13,7 @@ import binascii
 import time
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
@@ -22,6 +23,7 @@ from crossmodal.query_terms import MAX_TERMS, MAX_WEIGHT, QueryTerm, combined_ve
 from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.routes import (
+    STORAGE_ERRORS,
     WRITE_ERRORS,
     _above,
     _cutoff,
@@ -48,7 +50,7 @@ def decode_base64_image(text: str, deps: _Deps) -> Upload:
     if not data:
         raise BadInputError("image_base64 is empty")
     return Upload.decode(data, deps.settings.max_pixels, target_size=deps.model_size,
-                         slots=deps.decode_slots)
+                         reserve=deps.decodes.reserve)
 
 
 class _LiveSide:
@@ -162,12 +164,14 @@ def _add_item_route(router: APIRouter, deps: _Deps) -> None:
                                description="Item id (default: from the content).")
 
     @router.post("/items/base64", response_model=schemas.Item, status_code=201,
-                 dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def add_item_base64(body: NewItem) -> schemas.Item:
+                 dependencies=deps.guarded, responses=STORAGE_ERRORS)
+    async def add_item_base64(body: NewItem) -> schemas.Item:
         """As POST /api/items, with the image as base64 and the captions as a list."""
         lines = [c for c in body.captions if c.strip()]
         if any(len(c) > settings.max_query_chars for c in lines):
             raise BadInputError(f"captions are at most {settings.max_query_chars} "
                                 "characters long")
-        upload = decode_base64_image(body.image_base64, deps)
-        return schemas.item_out(deps.live.add_upload(upload, lines, body.id or None))
+        # as POST /api/items: the decode in the shared pool, the change on a change thread
+        upload = await anyio.to_thread.run_sync(decode_base64_image, body.image_base64, deps)
+        return schemas.item_out(await deps.change(deps.live.add_upload, upload, lines,
+                                                  body.id or None))

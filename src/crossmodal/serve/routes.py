@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
@@ -17,7 +17,6 @@ from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
 from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
-from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
 from crossmodal.serve.thumbnails import thumbnail_bytes
 
@@ -92,26 +91,6 @@ class _Deps:
     async def change(self, function, *args):  # noqa: ANN001, ANN201 - any change's result
         """`function(*args)` on a change thread; the request waits as a coroutine."""
         return await anyio.to_thread.run_sync(function, *args, limiter=self.change_threads)
-
-
-def build_router(live: LiveCollection, settings: ServeSettings,
-                 decodes: DecodeGate) -> APIRouter:
-    """The /api routes; the token, rate limit and origin are checked before them (security)."""
-    codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
-    router = APIRouter(prefix="/api", responses=_errors(*codes))
-    # Declares the bearer scheme in the schema only when the server has a token.
-    guarded = [Security(bearer_scheme)] if settings.token else []
-    deps = _Deps(live, settings, decodes, guarded, live.encoder.preprocessing.size,
-                 anyio.CapacityLimiter(CHANGE_THREADS))
-    _status_routes(router, deps)
-    _search_routes(router, deps)
-    _item_routes(router, deps)
-    if settings.allow_writes:
-        _write_routes(router, deps)
-    from crossmodal.serve.json_routes import json_routes  # it builds on this module
-
-    json_routes(router, deps)
-    return router
 
 
 def _status_routes(router: APIRouter, deps: _Deps) -> None:
