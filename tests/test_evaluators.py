@@ -23,10 +23,16 @@ from crossmodal.evaluation.evaluators import (
 from crossmodal.evaluation.run import evaluate_model, evaluate_model_within
 from crossmodal.evaluation.sts import evaluate_sts_files
 from tests.image_helpers import write_image
-from tests.test_sts import EN, write_csv
 from tests.trainer_helpers import STAGES, config, heads, synthetic
 
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
+EN = [("a red car", "a red car", 5.0), ("a red car", "a red truck", 4.0),
+      ("a blue sky", "a green tree", 0.5), ("green grass", "a red apple", 1.0)]
+
+
+def write_csv(path, rows):
+    path.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in rows), encoding="utf-8")
+    return path
 
 
 @pytest.fixture

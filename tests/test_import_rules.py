@@ -183,10 +183,11 @@ def test_no_floor_imports_a_higher_one():
 
 
 def test_training_runs_fit_through_fit_and_not_each_other():
-    # run.py (towers) and the hf trainer both fit through fit.py, neither imports the other.
-    run, fit = "crossmodal.train.run", "crossmodal.train.fit"
-    assert fit in graph()[run]
-    assert not graph()[fit] & {run, "crossmodal.train.hf_parts"}
+    # run.py (towers) and the hf trainer both fit through fit.py; fit.py imports neither.
+    run, fit, hf = "crossmodal.train.run", "crossmodal.train.fit", "crossmodal.train.hf_parts"
+    assert fit in graph()[run] and fit in graph()[hf]
+    assert run not in graph()[hf]  # run.py picks hf_parts as the hf: trainer, not back
+    assert not graph()[fit] & {run, hf}
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import pytest
 from crossmodal.data.images import load_image
 from crossmodal.data.registry import FORMATS, load_dataset
 from crossmodal.errors import BadInputError
-from tests.image_helpers import write_image
-from tests.test_datasets import (
+from tests.dataset_helpers import (
     BLUE,
     GREEN,
     RED,
@@ -24,6 +23,7 @@ from tests.test_datasets import (
     karpathy_entry,
     lines,
 )
+from tests.image_helpers import write_image
 
 
 def _flickr8k_cn(folder: Path) -> dict:
