@@ -10,16 +10,15 @@ On disk a collection is a folder:
 A commit appends a record to the log (its cost depends on the change, not on the collection);
 now and then one writes a new generation of files, then the manifest, and the old generation
 and its log are removed after (crossmodal.index.generations). A crash at any moment leaves the
-last committed state readable.
+last committed state readable; a commit that fails (a full disk) puts memory back at the last
+commit too (crossmodal.index.folder_writer).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
+from crossmodal.index.folder_writer import FolderWriter, remove_new_folder
 from crossmodal.index.generations import TARGETS, LogState
 from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
@@ -58,7 +58,7 @@ class Hit:
         return asdict(self)
 
 
-class Collection:
+class Collection(FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -73,6 +73,10 @@ class Collection:
         self._encoder = encoder
         self._log = LogState(manifest.generation, manifest.log)  # what of the folder we hold
         self._pending: list[tuple] = []  # changes since the last commit, for the log record
+        # True from the first change in memory until the folder holds it: a failure between
+        # the two puts memory back at the last commit (folder_writer).
+        self._uncommitted = False
+        self._lock_owner: int | None = None  # the thread holding the folder's lock (locked())
         self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)
         # Held, after the folder's lock, while this object changes: a server sharing it with
         # searching threads sets its readers-writer lock here (crossmodal.serve.live).
@@ -107,14 +111,13 @@ class Collection:
         try:
             images, texts = new_stores(record, path, TARGETS, encoder.dim, index_type,
                                        index_params)
-        except BaseException:  # e.g. Milvus unreachable: leave no half-made index behind
-            if created:
-                shutil.rmtree(path, ignore_errors=True)
+            manifest.index_params = images.params
+            collection = cls(path, manifest, [], [], images, texts, encoder)
+            with collection._writing():
+                collection._commit()
+        except BaseException:  # Milvus unreachable, a full disk: leave no half-made index
+            remove_new_folder(path, created)
             raise
-        manifest.index_params = images.params
-        collection = cls(path, manifest, [], [], images, texts, encoder)
-        with collection._writing():
-            collection._commit()
         return collection
 
     @classmethod
@@ -252,27 +255,9 @@ class Collection:
         when nothing was committed since, by this process or another."""
         return self._log.stamp()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder (other processes wait), and every change is
-        applied to the latest committed generation: whatever another writer committed since
-        this object was loaded is read back first, so no writer overwrites another's work."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                with self.change_guard():
-                    self._catch_up()
-                    yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _catch_up(self) -> None:
-        """Under the lock: apply what was committed since this object read the folder."""
-        generations.catch_up(self)
-
     def _commit(self, compact: bool = False, retrain: bool = False) -> None:
         """Callers hold _writing(): one log record, or now and then a whole new generation."""
+        self._uncommitted = True  # a compaction changes memory too (the manifest, the stores)
         generations.commit(self, compact=compact, retrain=retrain)
 
     def compact(self, retrain: bool = False) -> list[str]:
@@ -286,6 +271,7 @@ class Collection:
     def convert(self, index_type: str) -> None:
         """Rebuild the search index as another type (faiss store), committed atomically."""
         with self._writing():
+            self._uncommitted = True
             generations.convert(self, index_type, _metadata_rows(self.items, self.text_rows))
 
     # --- adding and removing ----------------------------------------------------------
@@ -311,6 +297,7 @@ class Collection:
                 del self.items[row]
                 del self.text_rows[span.start : span.stop]
         self._pending.append(("remove", sorted(item_ids)))
+        self._uncommitted = True
         rows.remove(item_ids)
         self._caption_lookup = None
 
@@ -329,6 +316,7 @@ class Collection:
         self.items.extend(items)
         self.text_rows.extend(rows)
         self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
+        self._uncommitted = True
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items (with their captions); returns the ids not found, each once."""
@@ -359,11 +347,12 @@ class Collection:
                 self._drop_rows(present)
             for e in embedded:
                 self._add_rows([meta for _, meta in e.batch], e.image_vectors, e.text_vectors)
-                report.texts += len(e.rows)
-            report.added += len(ids - present)
-            report.updated += len(ids & present)
             if embedded or present:
                 self._commit()
+            # Counted once committed: a failed commit added nothing.
+            report.texts += sum(len(e.rows) for e in embedded)
+            report.added += len(ids - present)
+            report.updated += len(ids & present)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
                     text_vectors: np.ndarray | None = None,
@@ -455,6 +444,9 @@ class Collection:
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None,
                     long_text: str | None = None) -> list[Hit]:
+        """The `k` best images (or captions: `target="texts"`) for a text query, optionally
+        among the rows matching `where`; `long_text` picks how a text over the model's
+        context is embedded (head, tail, chunks, sentences; see models/long_text.py)."""
         where = parse_filter(where)  # a bad filter fails before the encoder runs
         # One faiss thread: right after torch's forward pass, two OpenMP pools spinning on
         # two cores slow each other down (measured: 7 ms vs 18 ms p50 end to end).
@@ -462,6 +454,8 @@ class Collection:
 
     def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
                      target: str = "images", where: str | Filter | None = None) -> list[Hit]:
+        """The `k` best images (or captions: `target="texts"`) for a query image: a path,
+        encoded bytes or a PIL image."""
         where = parse_filter(where)
         return self.search_vectors(self.image_query(image), k, target, 1, where)[0]
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
+from crossmodal.errors import IndexWriteError, write_failed
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import file_sha256
 from crossmodal.storage import atomic_save_json
@@ -114,14 +115,31 @@ def add_paths(col: Collection, inputs: Sequence[str | Path],
             pending.append(embed(encoder, [todo[p] for p in positions], images, report))
         bar.update(len(positions) + len(failures))
         if sum(len(e.batch) for e in pending) >= commit_every:
-            col.apply_embedded(pending, set(), report)
+            _apply(col, pending, set(), report)
             pending = []
     bar.close()
     if pending or unreadable:
-        col.apply_embedded(pending, unreadable, report)
+        _apply(col, pending, unreadable, report)
     report.notes = col.notes[notes_before:]
-    report.log_path = write_log(col.path, report, encoder.context_length)
+    try:
+        report.log_path = write_log(col.path, report, encoder.context_length)
+    except OSError as exc:  # the items are committed: the details are not worth an error
+        report.notes.append(f"could not write the list of skipped files ({exc.strerror})")
     return report
+
+
+def _apply(col: Collection, pending: list[Embedded], unreadable: set[str],
+           report: AddReport) -> None:
+    """One commit; if it fails after earlier ones, the error says what they kept."""
+    try:
+        col.apply_embedded(pending, unreadable, report)
+    except IndexWriteError as exc:
+        kept = report.added + report.updated
+        if not kept or not isinstance(exc.__cause__, OSError):
+            raise
+        raise write_failed(exc.__cause__, f"{kept} items indexed before it are kept, the "
+                           "rest were not: run the same command again once there is room"
+                           ) from exc.__cause__
 
 
 def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[Image.Image],

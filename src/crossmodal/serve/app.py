@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from crossmodal.errors import BadInputError, CrossmodalError
+from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.live import LiveCollection, NotFoundError
 from crossmodal.serve.routes import build_router
@@ -75,6 +75,12 @@ def _add_error_handlers(app: FastAPI, api: APIRouter) -> None:
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(DiskFullError)
+    async def disk_full(request: Request, exc: DiskFullError) -> JSONResponse:
+        # 507 Insufficient Storage (RFC 4918): the request was fine and nothing was kept;
+        # the same request succeeds once there is room (a 503 says the index is unavailable).
+        return JSONResponse({"detail": str(exc)}, status_code=507)
 
     @app.exception_handler(CrossmodalError)
     async def bad_input(request: Request, exc: CrossmodalError) -> JSONResponse:

@@ -26,6 +26,9 @@ def _errors(*codes: int) -> dict:
 
 # 403: a write from a foreign web page (RequestGuardMiddleware).
 WRITE_ERRORS = _errors(403, 413)
+# A change that could not be written (nothing of it was kept): 507 the disk is full, 503 an
+# I/O error.
+STORAGE_ERRORS = {**WRITE_ERRORS, **_errors(503, 507)}
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
@@ -178,7 +181,7 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings = deps.live, deps.settings
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
-                 dependencies=deps.guarded, responses=WRITE_ERRORS)
+                 dependencies=deps.guarded, responses=STORAGE_ERRORS)
     def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
                  captions: Annotated[str, Form(
                      max_length=20_000, description="Captions, one a line.")] = "",
@@ -195,6 +198,6 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
         return schemas.item_out(live.add_upload(upload, lines, id or None))
 
     @router.delete("/items/{item_id:path}", response_model=schemas.Item,
-                   dependencies=deps.guarded, responses=WRITE_ERRORS)
+                   dependencies=deps.guarded, responses=STORAGE_ERRORS)
     def remove_item(item_id: ItemId) -> schemas.Item:
         return schemas.item_out(live.remove(_lookup_id(item_id)))
