@@ -28,7 +28,7 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
     ("lower", frozenset({"models", "data", "losses", "metrics"})),
     ("middle", frozenset({"index", "evaluation", "train", "viz"})),
     # The collection: the one API over an index folder.
-    ("collection", frozenset({"engine", "ingest", "collection"})),
+    ("collection", frozenset({"engine", "ingest", "collection", "query_terms"})),
     # Thin applications over the library.
     ("top", frozenset({"cli", "serve", "mcp", "distributed", "__main__", "__init__"})),
 )
