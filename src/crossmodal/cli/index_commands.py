@@ -15,7 +15,8 @@ def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -
         return
     click.echo(f"skipped {len(entries)} {noun}:", err=True)
     for what, why in entries[:shown]:
-        click.echo(f"  {what}: {why}", err=True)
+        # A name with a newline or tab (or undecodable bytes) is shown escaped, on one line.
+        click.echo(f"  {what if what.isprintable() else ascii(what)}: {why}", err=True)
     if len(entries) > shown:
         click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
 

@@ -29,6 +29,7 @@ from crossmodal.data.parsing import (
     require_file,
 )
 from crossmodal.errors import BadInputError
+from crossmodal.item_ids import file_item_id
 
 _FLICKR_KEY = re.compile(r"^(?P<image>[^\s#]+)#(?:[a-z]+#)?\d+$")
 EMPTY_CAPTION = "empty caption"
@@ -239,7 +240,12 @@ def collect_items(inputs: list[str | Path], caption_files: list[str | Path] = ()
                 if not _is_sidecar(path):
                     report.skip_file(path, "not an image file")
                 continue
-            item_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            try:  # the rule `crossmodal remove` and the API look ids up by
+                item_id = file_item_id(path.relative_to(root).as_posix() if root.is_dir()
+                                       else path.name)
+            except BadInputError as exc:
+                report.skip_file(path, str(exc))
+                continue
             if item_id in seen and seen[item_id] != path.resolve():
                 report.skip_file(path, f"duplicate id '{item_id}' (also {seen[item_id]})")
                 continue
