@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -12,7 +11,9 @@ from click.testing import CliRunner
 from crossmodal.cli.main import cli
 from crossmodal.data.files import collect_items
 from crossmodal.engine import Collection
+from crossmodal.index.manifest import Manifest
 from crossmodal.item_ids import normal_item_id
+from crossmodal.storage import LEFTOVER_GRACE_S
 from tests.image_helpers import write_image
 
 # Names a file system takes but no id lookup can name: the API and `remove` strip or refuse.
@@ -54,3 +55,65 @@ def test_every_id_the_cli_indexes_can_be_removed(tmp_path, odd_names, fake_encod
     ids = [item["id"] for item in Collection.open(index).items]
     assert all(normal_item_id(item_id) == item_id for item_id in ids)
     assert "removed 2 items; 0 remain" in _invoke("remove", index, *ids).stdout
+
+
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def _colour_index(path, encoder, count: int = 3) -> Collection:
+    collection = Collection.create(path, model="fake:colours", encoder=encoder)
+    vectors = encoder.encode_texts(["red", "green", "blue", "grey"][:count])
+    collection.add_vectors([{"id": f"{i}.jpg", "path": f"/p/{i}.jpg"} for i in range(count)],
+                           vectors)
+    return collection
+
+
+def test_a_commit_removes_what_a_killed_generation_write_left(tmp_path, fake_encoder,
+                                                               monkeypatch):
+    index = tmp_path / "idx"
+    collection = _colour_index(index, fake_encoder)
+    before = set(os.listdir(index))
+
+    def killed(self, folder):  # dies just before the commit point: new files, old manifest
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr("crossmodal.index.manifest.Manifest.save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            collection.compact()
+    left = set(os.listdir(index)) - before
+    assert any(name.endswith(".npy") for name in left), left
+    (index / ".items.000009.json.x1y2.tmp").write_text("{")  # an atomic write cut short
+    left.add(".items.000009.json.x1y2.tmp")
+    for name in left:
+        _age(index / name, 2 * 3600)
+    for name in before:  # named files are never removed, however old
+        _age(index / name, 10 * 3600)
+    (index / "notes.txt").write_text("mine")  # not a file the index writes
+    _age(index / "notes.txt", 10 * 3600)
+
+    writer = Collection.open(index, encoder=fake_encoder)
+    writer.add_vectors([{"id": "new.jpg", "path": "/p/new.jpg"}],
+                       fake_encoder.encode_texts(["red"]))
+    assert writer.stats()["log"]["commits"] >= 1  # a log record, not a new generation
+    assert not left & set(os.listdir(index))
+    assert before | {"notes.txt"} <= set(os.listdir(index))
+    assert Manifest.load(index).verify(index) == []
+    assert len(Collection.open(index, encoder=fake_encoder)) == 4
+
+
+def test_young_leftovers_stay_until_their_grace_period_ends(tmp_path, fake_encoder):
+    index = tmp_path / "idx"
+    collection = _colour_index(index, fake_encoder)
+    young, old = index / "images.000042.npy", index / ".texts.000042.npy.abc.tmp"
+    young.write_bytes(b"in flight")
+    old.write_bytes(b"dead")
+    _age(old, LEFTOVER_GRACE_S + 60)
+    collection.remove(["0.jpg"])
+    assert young.exists() and not old.exists()
+    collection.compact()  # a new generation: its predecessor goes, young leftovers stay
+    assert young.exists()
+    _age(young, LEFTOVER_GRACE_S + 60)
+    collection.remove(["1.jpg"])
+    assert not young.exists()

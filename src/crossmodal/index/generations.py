@@ -30,7 +30,7 @@ from crossmodal.index import wal
 from crossmodal.index.faiss_store import PURGE_SHARE, FaissStore
 from crossmodal.index.manifest import Manifest, library_versions
 from crossmodal.paths import file_sha256
-from crossmodal.storage import atomic_save_json
+from crossmodal.storage import LEFTOVER_GRACE_S, atomic_save_json, remove_stale_files
 
 if TYPE_CHECKING:
     from crossmodal.engine import Collection
@@ -96,6 +96,20 @@ def commit(col: Collection, compact: bool = False, retrain: bool = False) -> Non
     if compact or rebuilt or not col._log.name or not _append_record(col):
         write_generation(col)
     col._pending.clear()
+    remove_leftovers(col)
+
+
+def _index_file(name: str) -> bool:
+    """A file a writer makes in the index folder: generation files and atomic-write temps."""
+    return bool(GENERATION_FILE.match(name)) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def remove_leftovers(col: Collection, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
+    """Under the lock, after a commit: delete what killed writers left in the folder (a half
+    written generation, temp files) that the manifest does not name, once past the grace
+    period; most commits only append to the log, so no generation write would sweep them."""
+    named = {entry["name"] for entry in col.manifest.files.values()} | {col.manifest.log}
+    return remove_stale_files(col.path, named, min_age_s, _index_file)
 
 
 def _check_not_bypassed(col: Collection) -> None:
@@ -171,6 +185,7 @@ def write_generation(col: Collection) -> None:
     atomic_save_json(col.path / names["items"],
                      {"items": col.items, "texts": [list(r) for r in col.text_rows]})
     manifest = col.manifest
+    superseded = {entry["name"] for entry in manifest.files.values()} | {manifest.log}
     manifest.files = {
         role: {"name": name, "bytes": (col.path / name).stat().st_size,
                "sha256": file_sha256(col.path / name)}
@@ -187,12 +202,10 @@ def write_generation(col: Collection) -> None:
     col._log = LogState(generation, manifest.log)
     for store in (col.images, col.texts):
         store.committed()
-    current = {*names.values(), manifest.log}
-    for entry in os.listdir(col.path):
-        stale = GENERATION_FILE.match(entry) and entry not in current
-        if stale or (entry.startswith(".") and entry.endswith(".tmp")):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(col.path / entry)
+    # The generation just replaced goes now; other leftovers after their grace period.
+    for name in superseded - {*names.values(), manifest.log, ""}:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(col.path / name)
 
 
 def convert(col: Collection, kind: str, metadata_rows) -> None:

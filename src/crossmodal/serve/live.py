@@ -41,7 +41,7 @@ from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.rwlock import ReadWriteLock
-from crossmodal.storage import atomic_write
+from crossmodal.storage import LEFTOVER_GRACE_S, atomic_write, remove_stale_files
 
 log = logging.getLogger("crossmodal.serve")
 # Decodes this big leave tens of MB freed in some thread's malloc arena: hand them back.
@@ -101,21 +101,14 @@ class LiveCollection:
         collection.change_guard = self._lease.writing
         return collection
 
-    def remove_orphan_uploads(self, min_age_s: float = 3600.0) -> list[Path]:
+    def remove_orphan_uploads(self, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
         """Delete stored uploads no item refers to (a server killed between storing a file and
         committing its item); young files may belong to another server's upload in flight."""
         if not self.uploads.is_dir():
             return []
         with self.reading() as collection:
             used = {Path(item["path"]).name for item in collection.items}
-        cutoff = time.time() - min_age_s
-        removed = []
-        for stored in self.uploads.iterdir():
-            with contextlib.suppress(OSError):
-                if (stored.is_file() and stored.name not in used
-                        and stored.stat().st_mtime < cutoff):
-                    stored.unlink()
-                    removed.append(stored)
+        removed = remove_stale_files(self.uploads, used, min_age_s)
         if removed:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
