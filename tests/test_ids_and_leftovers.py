@@ -117,3 +117,40 @@ def test_young_leftovers_stay_until_their_grace_period_ends(tmp_path, fake_encod
     _age(young, LEFTOVER_GRACE_S + 60)
     collection.remove(["1.jpg"])
     assert not young.exists()
+
+
+def test_no_response_names_a_server_path(tmp_path, colour_folder, fake_encoder, monkeypatch):
+    pytest.importorskip("fastapi")
+    from crossmodal.errors import IndexCorruptError
+    from crossmodal.serve import ServeSettings, create_app
+    from tests.serve_helpers import build_index, local_client
+
+    index = build_index(tmp_path, colour_folder, fake_encoder)
+    app = create_app(index, ServeSettings(), encoder=fake_encoder)
+    client = local_client(app)
+    (colour_folder / "red.jpg").unlink()
+    (colour_folder / "red.jpg").mkdir()  # the image replaced by a folder
+    response = client.get("/api/thumbnails/red.jpg")
+    assert response.status_code == 404
+    assert "Is a directory" in response.json()["detail"]
+    assert str(tmp_path) not in response.text
+
+    def damaged(item_id):  # any error built from an OSError or naming the index folder
+        try:
+            (index / "items.000001.json" / "x").read_bytes()
+        except OSError as exc:
+            raise IndexCorruptError(f"{index.resolve()}/wal.000001.log: {exc}") from exc
+    monkeypatch.setattr(app.state.live, "item", damaged)
+    response = client.get("/api/items/green.png")
+    assert response.status_code == 503, response.text
+    assert str(tmp_path) not in response.text
+    assert "the index/wal.000001.log" in response.json()["detail"]
+
+
+def test_an_image_the_system_refuses_is_described_without_its_path(tmp_path):
+    from crossmodal.data.images import ImageLoadError, load_image
+
+    (tmp_path / "p00.jpg").mkdir()
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(tmp_path / "p00.jpg")
+    assert str(caught.value) == "cannot read the file: Is a directory"

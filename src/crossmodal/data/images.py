@@ -69,7 +69,11 @@ def load_image(
         raise ImageLoadError(f"decompression bomb refused: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError("not a recognised image format") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except OSError as exc:
+        if exc.filename is not None:  # the system refused the file; its message holds the path
+            raise ImageLoadError(f"cannot read the file: {exc.strerror}") from exc
+        raise ImageLoadError(f"corrupt or truncated image: {exc}") from exc
+    except (SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"corrupt or truncated image: {exc}") from exc
 
 
