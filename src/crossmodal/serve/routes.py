@@ -14,6 +14,7 @@ from crossmodal.engine import Hit as EngineHit
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.serve import schemas
+from crossmodal.serve.forms import StrictFormRoute
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
@@ -49,6 +50,10 @@ def _lookup_id(raw: str, captions: bool = False) -> str:
         raise NotFoundError(f"no {what} {raw[:200]!r} in the index: {exc}") from None
 
 
+# What parse_long_text takes, as the schema states it: @N with N >= 4, no leading zeros.
+LONG_TEXT_PATTERN = r"^(head|tail|chunks|sentences)(@([4-9]|[1-9][0-9]{1,5}))?$"
+NOT_EMPTY = {"minLength": 1}  # an empty file is no image
+
 ItemId = Annotated[str, Path(min_length=1, max_length=512,
                              description="An indexed item id (e.g. 'beach/dog.jpg').")]
 
@@ -73,7 +78,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                  decode_slots: threading.Semaphore) -> APIRouter:
     """The /api routes; the token, rate limit and origin are checked before them (security)."""
     codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
-    router = APIRouter(prefix="/api", responses=_errors(*codes))
+    router = APIRouter(prefix="/api", responses=_errors(*codes), route_class=StrictFormRoute)
     # Declares the bearer scheme in the schema only when the server has a token.
     guarded = [Security(bearer_scheme)] if settings.token else []
     deps = _Deps(live, settings, decode_slots, guarded, live.encoder.preprocessing.size)
@@ -101,7 +106,9 @@ def _status_routes(router: APIRouter, deps: _Deps) -> None:
 
 def _search_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings, guarded = deps.live, deps.settings, deps.guarded
-    K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
+    # strict: JSON `true` is not 1
+    K = Annotated[int, Field(ge=1, le=settings.max_k, strict=True,
+                             description="How many results.")]
 
     class TextQuery(BaseModel):
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
@@ -109,9 +116,10 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         k: K = 10
         target: schemas.Target = "images"
         long_text: str = Field(
-            "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
+            "head", max_length=16, pattern=LONG_TEXT_PATTERN,
             description="A query longer than the model's context: head, tail, chunks "
-                        "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
+                        "(pieces averaged) or sentences (each sentence a piece), @N tokens "
+                        "(N at least 4).")
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
@@ -132,7 +140,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
-    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
+    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.",
+                                                      json_schema_extra=NOT_EMPTY)],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.Target, Form()] = "images",
                      ) -> schemas.SearchResult:
@@ -179,7 +188,8 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
                  dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+    def add_item(file: Annotated[UploadFile, File(description="The image to index.",
+                                                  json_schema_extra=NOT_EMPTY)],
                  captions: Annotated[str, Form(
                      max_length=20_000, description="Captions, one a line.")] = "",
                  id: Annotated[str | None, Form(
