@@ -261,15 +261,14 @@ class Collection:
         with open(self.path / ".lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                # Read what others committed before the guard (a server's searches wait
+                # only while it is applied), then apply it under the guard.
+                update = generations.read_update(self)
                 with self.change_guard():
-                    self._catch_up()
+                    generations.apply_update(self, update)
                     yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _catch_up(self) -> None:
-        """Under the lock: apply what was committed since this object read the folder."""
-        generations.catch_up(self)
 
     def _commit(self, compact: bool = False, retrain: bool = False) -> None:
         """Callers hold _writing(): one log record, or now and then a whole new generation."""

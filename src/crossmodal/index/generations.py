@@ -228,12 +228,28 @@ def convert(col: Collection, kind: str, metadata_rows) -> None:
 
 
 # --- reading back -----------------------------------------------------------------------
-def replay(col: Collection) -> None:
-    """Apply the log's whole records after what `col` has applied (open and catch-up)."""
+# Catching up is split in two: reading what was committed (log records read and checked, or
+# a new generation loaded: the slow part) needs no lease on the collection, only that nothing
+# else applies changes to it meanwhile; applying it (the collection's lists and stores change)
+# is the part a server does under its exclusive lease, so searches wait only for that.
+@dataclass
+class Update:
+    """What another writer committed since a collection read the folder."""
+
+    records: list[wal.Record]  # records of the same generation's log, in order
+    fresh: Collection | None = None  # or a whole new generation, loaded
+
+
+def read_new_records(col: Collection) -> list[wal.Record]:
+    """The log's whole records after what `col` has applied (read and checksummed)."""
     if not col._log.name:
-        return
-    read = wal.read(col.path / col._log.name, col._log.end)
-    for record in read.records:
+        return []
+    return wal.read(col.path / col._log.name, col._log.end).records
+
+
+def apply_records(col: Collection, records: list[wal.Record]) -> None:
+    """Apply records read by read_new_records, in order."""
+    for record in records:
         if record.header.get("generation") != col.manifest.generation + 1:
             raise IndexCorruptError(
                 f"{col.path / col._log.name}: record {record.header.get('generation')} "
@@ -243,6 +259,11 @@ def replay(col: Collection) -> None:
         col._log.end = record.end
     col._pending.clear()
     col.manifest.counts = _counts(col)
+
+
+def replay(col: Collection) -> None:
+    """Apply the log's whole records after what `col` has applied (open and catch-up)."""
+    apply_records(col, read_new_records(col))
 
 
 def _apply(col: Collection, record: wal.Record) -> None:
@@ -256,20 +277,30 @@ def _apply(col: Collection, record: wal.Record) -> None:
             col._log.added_rows += len(image_vectors) + len(text_vectors)
 
 
-def catch_up(col: Collection) -> bool:
-    """Under the lock: bring `col` to the folder's latest commit; True if anything changed.
-    Records appended to the same generation's log are replayed; a new generation is loaded."""
+def read_update(col: Collection) -> Update | None:
+    """Under the folder's lock: what was committed since `col` read the folder (None:
+    nothing, or no index there). Reads and loads; changes nothing in `col`."""
     latest = _committed(col.path)
     if latest is None:
-        return False
+        return None
     if latest.generation == col._log.base and latest.log == col._log.name:
-        before = col.manifest.generation
-        replay(col)
-        return col.manifest.generation != before
-    fresh = type(col)._load(col.path, latest, col._encoder)
+        records = read_new_records(col)
+        return Update(records) if records else None
+    return Update([], type(col)._load(col.path, latest, col._encoder))
+
+
+def apply_update(col: Collection, update: Update | None) -> bool:
+    """Apply what read_update read; True if anything changed."""
+    if update is None:
+        return False
+    if update.fresh is None:
+        apply_records(col, update.records)
+        return True
+    fresh = update.fresh
     for store in (col.images, col.texts):
         store.close()
     col.manifest, col.items, col.text_rows = fresh.manifest, fresh.items, fresh.text_rows
     col.images, col.texts, col._log = fresh.images, fresh.texts, fresh._log
     col._reindex()
     return True
+

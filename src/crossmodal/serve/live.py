@@ -9,8 +9,10 @@ runs outside any lease.
 
 Changes committed by another process (`crossmodal index`, `crossmodal remove`) are picked up
 within `refresh_s`, and always before this server changes the index itself (the Collection's
-writer rule reads them back under the folder's lock): log records are replayed in place, a
-whole new generation is loaded beside the current one and swapped in.
+writer rule reads them back under the folder's lock): log records are read and checked
+outside the lease and applied in place under it; a whole new generation is loaded beside the
+current one (in a thread of its own when a search noticed it) and swapped in. Searches wait
+for the applying or the swap only, never for the reading.
 """
 
 from __future__ import annotations
@@ -121,8 +123,9 @@ class LiveCollection:
         now = time.monotonic()
         if now - self._checked >= self.refresh_s:
             self._checked = now
-            if disk_stamp(self.path) != self._collection.stamp():
-                self._refresh_if_idle()
+            stamp = disk_stamp(self.path)
+            if stamp != self._collection.stamp():
+                self._refresh_if_idle(stamp)
         with self._lease.reading():
             yield self._collection
 
@@ -149,11 +152,24 @@ class LiveCollection:
             return dict(collection.item(item_id))
 
     # --- following other processes --------------------------------------------------------
-    def _refresh_if_idle(self) -> None:
+    def _refresh_if_idle(self, stamp: tuple[int, int] | None) -> None:
         """Another process committed: follow it (unless this server is changing the index,
-        which reads those commits back anyway)."""
+        which reads those commits back anyway). Log records are read and applied in this
+        thread, searches waiting only while they are applied; a whole new generation loads in
+        a thread of its own (seconds at 1M items), so not even this search waits for it."""
         if not self._writer.acquire(blocking=False):
             return
+        if stamp is None or stamp[0] == self._collection.stamp()[0]:
+            self._follow_then_release()
+            return
+        try:
+            threading.Thread(target=self._follow_then_release, name="crossmodal-follow",
+                             daemon=True).start()
+        except BaseException:
+            self._writer.release()
+            raise
+
+    def _follow_then_release(self) -> None:
         try:
             self._follow_disk()
         finally:
@@ -168,14 +184,16 @@ class LiveCollection:
             log.warning("could not reload %s: %s", self.path, exc)
 
     def _catch_up_with_disk(self) -> None:
-        """Replay new log records in place (cheap), or load a new generation beside the
-        current one (slow: searches go on meanwhile) and swap it in."""
+        """Replay new log records in place (read and checked outside the lease, applied
+        under it), or load a new generation beside the current one (slow: searches go on
+        meanwhile) and swap it in."""
         stamp, current = disk_stamp(self.path), self._collection
         if stamp is None or stamp == current.stamp():
             return
         if stamp[0] == current.stamp()[0]:
+            records = generations.read_new_records(current)  # whole checksummed records only
             with self._lease.writing():
-                generations.replay(current)  # whole checksummed records only, as open does
+                generations.apply_records(current, records)
             return
         fresh = self._opened(self.encoder)
         with self._lease.writing():

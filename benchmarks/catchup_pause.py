@@ -1,0 +1,222 @@
+"""How long searches pause while a server catches up with another process's commits.
+
+Builds an index of N items (seeded clustered vectors, as benchmarks/index_changes.py does),
+opens it as the server does (`LiveCollection`, following the folder every `--refresh-s`),
+and runs `--searchers` threads of searches the way the HTTP routes run them (a read lease,
+then `search_vectors`). Meanwhile a second process (as `crossmodal index` / `remove` would)
+commits `--commits` changes of `--batch` items each to the same folder. Reports, for the
+quiet phase before the other process starts and for the phase while it commits:
+  search ms     median, p99 and max of one search, lease wait included (the max is the
+                longest pause a client saw)
+  lease ms      the longest the server held its exclusive lease (applying a change in
+                memory: what a search has to wait for at least)
+The JSON result records the command, git commit, date, CPU model and flags, load average.
+
+    python benchmarks/catchup_pause.py --n 200000 --batch 1000 --out catchup_pause_200k
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import clustered_vectors  # noqa: E402
+from crossmodal.engine import Collection  # noqa: E402
+from crossmodal.models.protocol import ImagePreprocessing  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+START = time.perf_counter()
+
+
+def log(message: str) -> None:  # progress to stderr, the table to stdout
+    print(f"[{time.perf_counter() - START:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class VectorsOnly:
+    """Just enough of an Encoder for a collection fed precomputed vectors."""
+
+    def __init__(self, dim: int):
+        self.model_id, self.fingerprint, self.dim = "bench:vectors", f"bench-{dim}", dim
+        self.context_length = 77
+        self.preprocessing = ImagePreprocessing(size=224, mean=(0.0,) * 3, std=(1.0,) * 3)
+
+
+def new_items(start: int, n: int, captions: int) -> list[dict]:
+    return [{"id": f"photos/{i:08d}.jpg", "path": f"/data/photos/{i:08d}.jpg",
+             "captions": [f"caption {c} of photo {i}" for c in range(captions)]}
+            for i in range(start, start + n)]
+
+
+def build(folder: Path, args) -> None:
+    rng = np.random.default_rng(args.seed)
+    collection = Collection.create(folder, index_type=args.kind, encoder=VectorsOnly(args.dim))
+    for start in range(0, args.n, 100_000):
+        size = min(100_000, args.n - start)
+        collection.add_vectors(new_items(start, size, args.captions),
+                               clustered_vectors(rng, size, args.dim),
+                               clustered_vectors(rng, size * args.captions, args.dim))
+    collection.compact()
+    log(f"built {args.n:,} items ({args.kind}, dim {args.dim})")
+
+
+def child(args) -> None:
+    """The other process: `--commits` commits of `--batch` new items each (or removals of
+    that many with --remove), `--gap-s` apart."""
+    rng = np.random.default_rng(args.seed + 1)
+    collection = Collection.open(args.folder, encoder=VectorsOnly(args.dim))
+    for commit in range(args.commits):
+        start = args.n + commit * args.batch
+        if args.remove:
+            collection.remove([f"photos/{i:08d}.jpg" for i in range(commit * args.batch,
+                                                                     (commit + 1) * args.batch)])
+        else:
+            collection.add_vectors(
+                new_items(start, args.batch, args.captions),
+                rng.standard_normal((args.batch, args.dim), dtype=np.float32),
+                rng.standard_normal((args.batch * args.captions, args.dim), dtype=np.float32))
+        time.sleep(args.gap_s)
+
+
+class TimedLease:
+    """The server's lease, recording how long each exclusive hold lasted."""
+
+    def __init__(self, lease):
+        self.lease, self.holds = lease, []
+
+    def reading(self):
+        return self.lease.reading()
+
+    @contextlib.contextmanager
+    def writing(self):
+        with self.lease.writing():
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.holds.append((time.perf_counter() - start) * 1000)
+
+
+def searches(live, dim: int, stop: threading.Event, out: list[tuple[float, float]],
+             seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    while not stop.is_set():
+        query = rng.standard_normal((1, dim), dtype=np.float32)
+        start = time.perf_counter()
+        with live.reading() as collection:
+            collection.search_vectors(query, 10, threads=1)
+        out.append((start, (time.perf_counter() - start) * 1000))
+        time.sleep(0.002)  # a client's think time: other threads get the GIL
+
+
+def stats(ms: list[float]) -> dict:
+    if not ms:
+        return {"count": 0}
+    return {"count": len(ms), "median_ms": round(float(np.median(ms)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(max(ms), 1)}
+
+
+def machine() -> dict:
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    field = {line.split(":")[0].strip(): line.split(":", 1)[1].strip()
+             for line in info if ":" in line}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    return {"command": " ".join(sys.argv), "git_commit": commit,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "cpu": field.get("model name", platform.processor()),
+            "cpu_flags": field.get("flags", ""), "cpus": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def measure(args, folder: Path) -> dict:
+    from crossmodal.serve.live import LiveCollection
+
+    live = LiveCollection(folder, VectorsOnly(args.dim), refresh_s=args.refresh_s)
+    live._lease = TimedLease(live._lease)
+    live._collection.change_guard = live._lease.writing
+    stop, timings = threading.Event(), []
+    threads = [threading.Thread(target=searches, args=(live, args.dim, stop, timings, s))
+               for s in range(args.searchers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(args.quiet_s)
+    quiet = [ms for _, ms in timings]
+    started = time.perf_counter()
+    command = [sys.executable, __file__, "--child", "--folder", str(folder),
+               *(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                 if k in ("n", "dim", "captions", "commits", "batch", "gap_s", "seed"))]
+    subprocess.run([*command, *(["--remove"] if args.remove else [])], check=True)
+    deadline = time.monotonic() + 60
+    expected = args.n + (-1 if args.remove else 1) * args.commits * args.batch
+    while len(live._collection) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(args.refresh_s)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    during = [ms for at, ms in timings if at >= started]
+    assert len(live._collection) == expected, (len(live._collection), expected)
+    return {"quiet": stats(quiet), "during_commits": stats(during),
+            "lease_holds": stats(live._lease.holds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--captions", type=int, default=1)
+    parser.add_argument("--kind", default="flat", choices=("flat", "hnsw"))
+    parser.add_argument("--commits", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=1000, help="items per commit")
+    parser.add_argument("--remove", action="store_true", help="commits remove items")
+    parser.add_argument("--gap-s", type=float, default=0.5)
+    parser.add_argument("--searchers", type=int, default=2)
+    parser.add_argument("--refresh-s", type=float, default=0.2)
+    parser.add_argument("--quiet-s", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dir", default=None, help="where to build (default: a temp folder)")
+    parser.add_argument("--out", default="catchup_pause_200k")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    load_before = os.getloadavg()
+    log(f"{args.n:,} items, load average {load_before[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="catchup_", dir=args.dir) as tmp:
+        build(Path(tmp) / "index", args)
+        row = measure(args, Path(tmp) / "index")
+    result = {**machine(), **{k: v for k, v in vars(args).items()
+                              if k not in ("dir", "child", "folder")},
+              "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              **row}
+    print(f"\nN={args.n:,} {args.kind} dim={args.dim}: {args.commits} commits of "
+          f"{args.batch} {'removals' if args.remove else 'additions'} by another process")
+    print(f"{'phase':<16} {'searches':>8} {'median ms':>9} {'p99 ms':>8} {'max ms':>8}")
+    for phase in ("quiet", "during_commits"):
+        s = row[phase]
+        print(f"{phase:<16} {s['count']:>8} {s.get('median_ms', 0):>9} {s.get('p99_ms', 0):>8} "
+              f"{s.get('max_ms', 0):>8}")
+    holds = row["lease_holds"]
+    print(f"exclusive lease: {holds['count']} holds, longest {holds.get('max_ms', 0)} ms")
+    print(f"CPU: {result['cpu']}; load average {load_before[0]:.2f} before, "
+          f"{result['load_average_after'][0]:.2f} after")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
+    log(f"wrote {RESULTS / f'{args.out}.json'}")
+
+
+if __name__ == "__main__":
+    main()
