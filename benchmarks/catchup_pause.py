@@ -4,7 +4,8 @@ Builds an index of N items (seeded clustered vectors, as benchmarks/index_change
 opens it as the server does (`LiveCollection`, following the folder every `--refresh-s`),
 and runs `--searchers` threads of searches the way the HTTP routes run them (a read lease,
 then `search_vectors`). Meanwhile a second process (as `crossmodal index` / `remove` would)
-commits `--commits` changes of `--batch` items each to the same folder. Reports, for the
+commits `--commits` changes of `--batch` items each to the same folder (`--compact`: each
+followed by a whole new generation). Reports, for the
 quiet phase before the other process starts and for the phase while it commits:
   search ms     median, p99 and max of one search, lease wait included (the max is the
                 longest pause a client saw)
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crossmodal  # noqa: E402
 from _common import clustered_vectors  # noqa: E402
 from crossmodal.engine import Collection  # noqa: E402
 from crossmodal.models.protocol import ImagePreprocessing  # noqa: E402
@@ -86,6 +88,8 @@ def child(args) -> None:
                 new_items(start, args.batch, args.captions),
                 rng.standard_normal((args.batch, args.dim), dtype=np.float32),
                 rng.standard_normal((args.batch * args.captions, args.dim), dtype=np.float32))
+        if args.compact:  # a whole new generation, as a compaction or a retrain writes
+            collection.compact()
         time.sleep(args.gap_s)
 
 
@@ -137,6 +141,7 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "cpu": field.get("model name", platform.processor()),
             "cpu_flags": field.get("flags", ""), "cpus": os.cpu_count(),
+            "crossmodal_source": str(Path(crossmodal.__file__).parent),
             "python": platform.python_version()}
 
 
@@ -157,7 +162,8 @@ def measure(args, folder: Path) -> dict:
     command = [sys.executable, __file__, "--child", "--folder", str(folder),
                *(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                  if k in ("n", "dim", "captions", "commits", "batch", "gap_s", "seed"))]
-    subprocess.run([*command, *(["--remove"] if args.remove else [])], check=True)
+    flags = [f"--{name}" for name in ("remove", "compact") if getattr(args, name)]
+    subprocess.run([*command, *flags], check=True)
     deadline = time.monotonic() + 60
     expected = args.n + (-1 if args.remove else 1) * args.commits * args.batch
     while len(live._collection) != expected and time.monotonic() < deadline:
@@ -181,6 +187,8 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=10)
     parser.add_argument("--batch", type=int, default=1000, help="items per commit")
     parser.add_argument("--remove", action="store_true", help="commits remove items")
+    parser.add_argument("--compact", action="store_true",
+                        help="each commit is followed by a new generation (compact)")
     parser.add_argument("--gap-s", type=float, default=0.5)
     parser.add_argument("--searchers", type=int, default=2)
     parser.add_argument("--refresh-s", type=float, default=0.2)
@@ -188,6 +196,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default=None, help="where to build (default: a temp folder)")
     parser.add_argument("--out", default="catchup_pause_200k")
+    parser.add_argument("--note", default="", help="recorded in the result (e.g. which code)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -202,8 +211,9 @@ def main() -> None:
                               if k not in ("dir", "child", "folder")},
               "load_average_before": load_before, "load_average_after": os.getloadavg(),
               **row}
-    print(f"\nN={args.n:,} {args.kind} dim={args.dim}: {args.commits} commits of "
-          f"{args.batch} {'removals' if args.remove else 'additions'} by another process")
+    print(f"\nN={args.n:,} {args.kind} dim={args.dim} captions={args.captions}: "
+          f"{args.commits} commits of {args.batch} {'removals' if args.remove else 'additions'}"
+          f"{' + compact' if args.compact else ''} by another process")
     print(f"{'phase':<16} {'searches':>8} {'median ms':>9} {'p99 ms':>8} {'max ms':>8}")
     for phase in ("quiet", "during_commits"):
         s = row[phase]

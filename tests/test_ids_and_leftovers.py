@@ -154,3 +154,13 @@ def test_an_image_the_system_refuses_is_described_without_its_path(tmp_path):
     with pytest.raises(ImageLoadError) as caught:
         load_image(tmp_path / "p00.jpg")
     assert str(caught.value) == "cannot read the file: Is a directory"
+
+
+def test_an_id_indexed_before_the_rule_can_be_removed_by_its_exact_spelling(tmp_path,
+                                                                            fake_encoder):
+    index = tmp_path / "idx"
+    old = Collection.create(index, model="fake:colours", encoder=fake_encoder)
+    odd = ["new\nline.jpg", " lead.jpg"]
+    old.add_vectors([{"id": item_id, "path": f"/p/{item_id}"} for item_id in odd],
+                    fake_encoder.encode_texts(["red", "green"]))
+    assert "removed 2 items; 0 remain" in _invoke("remove", index, *odd).stdout

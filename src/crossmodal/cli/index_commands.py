@@ -108,8 +108,11 @@ def remove_command(index, item_ids) -> None:
     from crossmodal.engine import Collection
     from crossmodal.item_ids import normal_item_id
 
-    item_ids = [normal_item_id(item_id) for item_id in item_ids]  # the server's rule
     collection = Collection.open(index)
+    # The server's rule; an id stored exactly as given (indexed before files were held to
+    # that rule, e.g. with a newline) can still be removed by its exact spelling.
+    item_ids = [item_id if item_id in collection else normal_item_id(item_id)
+                for item_id in item_ids]
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
     click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")
