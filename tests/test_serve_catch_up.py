@@ -3,6 +3,7 @@ never holds searches; only applying them in memory does."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -87,3 +88,35 @@ def test_a_writer_reads_other_commits_before_taking_its_change_guard(
     slow.release.set()
     adding.join(10)
     assert {"grey.jpg", "pink.jpg"} <= {item["id"] for item in writer.items}
+
+
+@pytest.mark.parametrize("text", [
+    '{"items": [{"id": "a", "captions": ["x, ]}"]}, {"id": "b"}], "texts": [["a", 0]]}',
+    '{ }', '{"items": []}', '[1, 2]', '"plain"', ' {"a" : [ [1, [2]] , {"b": [3]} ] } ',
+    '{"a": NaN, "a": 2}'])
+def test_loads_yielding_reads_what_json_loads_reads(text):
+    assert manifest.loads_yielding(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"items": [1, 2,]}', '{"items": [1 2]}', '{"a": 1,}',
+                                  '{"items": [1', '{1: 2}', '{"a": 1} x', '', '{"a" 1}'])
+def test_loads_yielding_refuses_what_json_loads_refuses(text):
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        manifest.loads_yielding(text)
+
+
+def test_other_threads_run_while_an_items_file_is_parsed():
+    """One json.loads holds the GIL for the whole parse: a server's searches would stop."""
+    items = [{"id": f"photos/{i:08d}.jpg", "path": f"/data/photos/{i:08d}.jpg",
+              "captions": [f"caption of photo {i}"]} for i in range(100_000)]
+    text = json.dumps({"items": items, "texts": [[item["id"], 0] for item in items]},
+                      indent=1)
+    turns = []
+    parser = threading.Thread(target=manifest.loads_yielding, args=(text,))
+    parser.start()
+    while parser.is_alive():
+        turns.append(time.perf_counter())
+        time.sleep(0.001)
+    assert len(turns) >= 20  # json.loads: the main thread gets a turn or two, at the start
