@@ -3,6 +3,7 @@ long-text policies parse_long_text takes, no empty files."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -36,8 +37,11 @@ def test_captions_that_are_not_utf8_are_refused_not_stored_as_latin1(client):
     assert added.status_code == 201 and added.json()["captions"] == ["café au lait"]
 
 
-@pytest.mark.parametrize("route, body", [("/api/search/text", {"query": "red"}),
-                                         ("/api/search/like", {"id": "red.jpg"})])
+@pytest.mark.parametrize("route, body", [
+    ("/api/search/text", {"query": "red"}), ("/api/search/like", {"id": "red.jpg"}),
+    ("/api/search/combined", {"terms": [{"text": "red"}]}),
+    ("/api/search/image/base64", {"image_base64": base64.b64encode(
+        png_bytes((200, 10, 10))).decode()})])
 def test_k_is_an_integer_not_a_boolean(client, route, body):
     assert client.post(route, json={**body, "k": True}).status_code == 422
     assert client.post(route, json={**body, "k": 1.0}).status_code == 422

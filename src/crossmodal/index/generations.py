@@ -327,12 +327,6 @@ def apply_update(col: Collection, update: Update | None) -> bool:
     return bool(update.records)
 
 
-def catch_up(col: Collection) -> bool:
-    """Under the lock: bring `col` to the folder's latest commit; True if anything changed.
-    Records appended to the same generation's log are replayed; a new generation is loaded."""
-    return apply_update(col, read_update(col))
-
-
 def _log_size(col: Collection) -> int:
     try:
         return (col.path / col._log.name).stat().st_size if col._log.name else 0
