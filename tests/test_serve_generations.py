@@ -45,13 +45,16 @@ def compact_in_another_process(path: Path, removed: str) -> None:
 
 
 def follow(live: LiveCollection) -> None:
-    """A search on a request thread, as a server runs it: it picks the new generation up."""
+    """A search on a request thread, as a server runs it: it notices the new generation,
+    which a thread of its own loads and swaps in (the search does not wait): wait for it."""
     def search() -> None:
         with live.reading():
             pass
     thread = threading.Thread(target=search)
     thread.start()
     thread.join(60)
+    with live._writer:  # the follower holds it until the new generation is swapped in
+        pass
 
 
 @pytest.mark.parametrize("index_type", ["flat", "hnsw"])

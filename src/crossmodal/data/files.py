@@ -33,6 +33,7 @@ from crossmodal.data.parsing import (
     require_file,
 )
 from crossmodal.errors import BadInputError
+from crossmodal.item_ids import file_item_id
 from crossmodal.paths import file_kind
 
 _FLICKR_KEY = re.compile(r"^(?P<image>[^\s#]+)#(?:[a-z]+#)?\d+$")
@@ -261,6 +262,11 @@ def _collect_file(path: Path, root: Path, extra: dict[str, list[Caption]], used:
     except UnicodeEncodeError:
         report.skip_file(path, "the file name is not UTF-8 (the index keeps names as UTF-8 "
                                "text): rename the file")
+        return
+    try:  # the rule `crossmodal remove` and the API look ids up by
+        item_id = file_item_id(item_id)
+    except BadInputError as exc:
+        report.skip_file(path, str(exc))
         return
     if item_id in seen and seen[item_id] != path.resolve():
         report.skip_file(path, f"duplicate id '{item_id}' (also {seen[item_id]})")

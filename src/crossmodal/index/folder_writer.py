@@ -52,8 +52,11 @@ class FolderWriter:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._lock_owner = threading.get_ident()
             try:
+                # What others committed is read (and a new generation loaded) before the
+                # guard; only applying it holds `change_guard`, so searches wait only for that.
+                update = generations.read_update(self)
                 with self._guarded():
-                    self._catch_up()
+                    generations.apply_update(self, update)
                 yield
             finally:
                 self._lock_owner = None
@@ -109,10 +112,6 @@ class FolderWriter:
         """The folder holds what memory holds (a commit point passed, or a replay ended)."""
         self._pending.clear()
         self._uncommitted = False
-
-    def _catch_up(self) -> None:
-        """Under the lock: apply what was committed since this object read the folder."""
-        generations.catch_up(self)
 
 
 def remove_new_folder(path: Path, created: bool) -> None:

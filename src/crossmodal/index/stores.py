@@ -152,7 +152,7 @@ def _milvus_load(record: dict, folder: Path, files: dict[str, str], dim: int, ki
 def _milvus_drop(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
     if "collection" not in record:
         return []
-    from crossmodal.index.milvus_store import drop_collections
+    from crossmodal.index.milvus_copies import drop_collections
 
     owner = _owner(record, folder)
     if owner is None:

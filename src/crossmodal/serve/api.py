@@ -7,6 +7,7 @@ import anyio
 from fastapi import APIRouter, Security
 
 from crossmodal.serve.budget import DecodeGate
+from crossmodal.serve.forms import StrictFormRoute
 from crossmodal.serve.json_routes import json_routes
 from crossmodal.serve.live import LiveCollection
 from crossmodal.serve.routes import (
@@ -26,7 +27,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                  decodes: DecodeGate) -> APIRouter:
     """The /api routes; the token, rate limit and origin are checked before them (security)."""
     codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
-    router = APIRouter(prefix="/api", responses=_errors(*codes))
+    router = APIRouter(prefix="/api", responses=_errors(*codes), route_class=StrictFormRoute)
     # Declares the bearer scheme in the schema only when the server has a token.
     guarded = [Security(bearer_scheme)] if settings.token else []
     deps = _Deps(live, settings, decodes, guarded, live.encoder.preprocessing.size,

@@ -11,7 +11,6 @@ is checked as an upload is (pixels, format), and text that is not base64 is a 40
 import base64
 import binascii
 import time
-from typing import Annotated
 
 import anyio
 from fastapi import APIRouter
@@ -89,8 +88,7 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
 
     class ImageQuery(BaseModel):
         image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
-        k: Annotated[int, Field(ge=1, le=deps.settings.max_k,
-                                description="How many results.")] = 10
+        k: schemas.result_count(deps.settings.max_k) = 10
         target: schemas.Target = "images"
         min_score: schemas.MinScore = None
 
@@ -107,7 +105,7 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
 
 def _combined_route(router: APIRouter, deps: _Deps) -> None:
     live, settings, guarded = deps.live, deps.settings, deps.guarded
-    K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
+    K = schemas.result_count(settings.max_k)
 
     class Term(BaseModel):
         text: str | None = Field(None, min_length=1, max_length=settings.max_query_chars)
@@ -128,8 +126,8 @@ def _combined_route(router: APIRouter, deps: _Deps) -> None:
         k: K = 10
         target: schemas.Target = "images"
         min_score: schemas.MinScore = None
-        long_text: str = Field("head", max_length=16,
-                               pattern=r"^(head|tail|chunks|sentences)(@\d+)?$")
+        long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
+                               description=schemas.LONG_TEXT_HELP)
 
     def term_of(term: Term) -> QueryTerm:
         if term.text is not None:

@@ -9,13 +9,16 @@ runs outside any lease.
 
 Changes committed by another process (`crossmodal index`, `crossmodal remove`) are picked up
 within `refresh_s`, and always before this server changes the index itself (the Collection's
-writer rule reads them back under the folder's lock): log records are replayed in place, a
-whole new generation is loaded beside the current one and swapped in.
+writer rule reads them back under the folder's lock): log records are read and checked
+outside the lease and applied in place under it; a whole new generation is loaded beside the
+current one (in a thread of its own when a search noticed it) and swapped in. Searches wait
+for the applying or the swap only, never for the reading.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -43,13 +46,28 @@ from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.rwlock import ReadWriteLock
-from crossmodal.storage import atomic_write
+from crossmodal.storage import LEFTOVER_GRACE_S, atomic_write, remove_stale_files
 
 log = logging.getLogger("crossmodal.serve")
 # Decodes this big leave tens of MB freed in some thread's malloc arena: hand them back.
 _BIG_DECODE_PIXELS = 4_000_000
 _FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
                       "BMP": ".bmp"}
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a generation loads. Its items are millions of new
+    containers (none in a cycle), which set off full collections of the whole heap, each
+    stopping every thread, searches included, for hundreds of ms at 200k items (and making
+    the load itself 2x slower)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class NotFoundError(BadInputError):
@@ -98,28 +116,22 @@ class LiveCollection:
         self.remove_orphan_uploads()
 
     def _opened(self, encoder: Encoder | None) -> Collection:
-        collection = Collection.open(self.path, encoder=encoder)
-        collection.build_lookups()  # now, not in the first request that changes the index
+        with _collector_paused():
+            collection = Collection.open(self.path, encoder=encoder)
+            collection.build_lookups()  # now, not in the first request that changes the index
         collection.change_guard = self._lease.writing
         return collection
 
-    def remove_orphan_uploads(self, min_age_s: float = 3600.0) -> list[Path]:
+    def remove_orphan_uploads(self, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
         """Delete stored uploads no item refers to (a server killed between storing a file and
         committing its item); young files may belong to another server's upload in flight."""
         if not self.uploads.is_dir():
             return []
-        cutoff = time.time() - min_age_s
-        removed = []
         # Under the folder's lock, on its latest commit: another server may be committing an
         # item that uses one of these files right now (see _forget_if_unused).
         with self._writer, self._collection.locked():
             used = {os.path.basename(item["path"]) for item in self._collection.items}
-            for stored in self.uploads.iterdir():
-                with contextlib.suppress(OSError):
-                    if (stored.is_file() and stored.name not in used
-                            and stored.stat().st_mtime < cutoff):
-                        stored.unlink()
-                        removed.append(stored)
+            removed = remove_stale_files(self.uploads, used, min_age_s)
         if removed:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
@@ -132,8 +144,9 @@ class LiveCollection:
         now = time.monotonic()
         if now - self._checked >= self.refresh_s or self._collection.stale:
             self._checked = now
-            if disk_stamp(self.path) != self._collection.stamp():
-                self._refresh_if_idle()
+            stamp = disk_stamp(self.path)
+            if stamp != self._collection.stamp():
+                self._refresh_if_idle(stamp)
         with self._lease.reading():
             if self._collection.stale:  # memory may hold a change that failed to commit
                 raise IndexWriteError("the index is being read back after a failed write: "
@@ -163,11 +176,26 @@ class LiveCollection:
             return dict(collection.item(item_id))
 
     # --- following other processes --------------------------------------------------------
-    def _refresh_if_idle(self) -> None:
+    def _refresh_if_idle(self, stamp: tuple[int, int] | None) -> None:
         """Another process committed: follow it (unless this server is changing the index,
-        which reads those commits back anyway)."""
+        which reads those commits back anyway). Log records are read and applied in this
+        thread, searches waiting only while they are applied; a whole new generation loads in
+        a thread of its own (seconds at 1M items), so not even this search waits for it,
+        unless what we hold cannot be served at all (stale after a failed write)."""
         if not self._writer.acquire(blocking=False):
             return
+        current = self._collection
+        if stamp is None or stamp[0] == current.stamp()[0] or current.stale:
+            self._follow_then_release()
+            return
+        try:
+            threading.Thread(target=self._follow_then_release, name="crossmodal-follow",
+                             daemon=True).start()
+        except BaseException:
+            self._writer.release()
+            raise
+
+    def _follow_then_release(self) -> None:
         try:
             self._follow_disk()
         finally:
@@ -182,14 +210,16 @@ class LiveCollection:
             log.warning("could not reload %s: %s", self.path, exc)
 
     def _catch_up_with_disk(self) -> None:
-        """Replay new log records in place (cheap), or load a new generation beside the
-        current one (slow: searches go on meanwhile) and swap it in."""
+        """Replay new log records in place (read and checked outside the lease, applied
+        under it), or load a new generation beside the current one (slow: searches go on
+        meanwhile) and swap it in."""
         stamp, current = disk_stamp(self.path), self._collection
         if stamp is None or stamp == current.stamp():
             return
         if stamp[0] == current.stamp()[0] and stamp[1] >= current.stamp()[1]:
+            records = generations.read_new_records(current)  # whole checksummed records only
             with self._lease.writing():
-                generations.replay(current)  # whole checksummed records only, as open does
+                generations.apply_records(current, records)
             return
         del current  # from here the old generation is referred to by _collection only
         self._swap(self._opened(self.encoder))

@@ -109,17 +109,15 @@ def _status_routes(router: APIRouter, deps: _Deps) -> None:
 
 def _search_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings, guarded = deps.live, deps.settings, deps.guarded
-    K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
+    K = schemas.result_count(settings.max_k)
 
     class TextQuery(BaseModel):
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
                            description="English or Chinese text, by the index's model.")
         k: K = 10
         target: schemas.Target = "images"
-        long_text: str = Field(
-            "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
-            description="A query longer than the model's context: head, tail, chunks "
-                        "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
+        long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
+                               description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
 
     class LikeQuery(BaseModel):
@@ -144,7 +142,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
-    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
+    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.",
+                                                      json_schema_extra=schemas.NOT_EMPTY)],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.Target, Form()] = "images",
                      min_score: Annotated[str | None, Form(
@@ -195,7 +194,8 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
                  dependencies=deps.guarded, responses=STORAGE_ERRORS)
-    async def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+    async def add_item(file: Annotated[UploadFile, File(description="The image to index.",
+                                                        json_schema_extra=schemas.NOT_EMPTY)],
                        captions: Annotated[str, Form(
                            max_length=20_000, description="Captions, one a line.")] = "",
                        id: Annotated[str | None, Form(
