@@ -64,24 +64,16 @@ def stale_error(folder: str, generation: int, properties: dict, collection: str,
         f"of rows no longer matches it. Search {owner} instead, or copy it again")
 
 
-def drop_collections(uri: str, collections: list[str], owner: str | None) -> list[str]:
-    """Drop these collections, except those another index folder owns (`owner` is a copy
-    of it); returns the ones kept."""
-    from crossmodal.index.milvus_store import CLIENTS, GuardedClient
-
-    client = GuardedClient(CLIENTS.get(uri), uri)
+def drop_collections(client, collections: list[str], owner: str | None) -> list[str]:  # noqa: ANN001 - a milvus_store.GuardedClient
+    """Drop these collections through `client`, except those another index folder owns
+    (`owner` is a copy of it); returns the ones kept."""
     kept = []
-    try:
-        for name in collections:
-            if not client.has_collection(name):
-                continue
-            recorded = client.describe_collection(name).get("properties", {}).get(
-                OWNER_PROPERTY)
-            if owner and recorded and recorded != owner and names_collection(recorded, name):
-                kept.append(name)
-            else:
-                client.drop_collection(name)
-    finally:
-        CLIENTS.release(uri)
+    for name in collections:
+        if not client.has_collection(name):
+            continue
+        recorded = client.describe_collection(name).get("properties", {}).get(OWNER_PROPERTY)
+        if owner and recorded and recorded != owner and names_collection(recorded, name):
+            kept.append(name)
+        else:
+            client.drop_collection(name)
     return kept
-
