@@ -38,7 +38,7 @@ def test_index_search_remove_round_trip(runner, tmp_path, colour_folder, fake_en
     like = run(runner, "search", index, "--like", "red.jpg", "--k", "1").output
     assert "red.jpg" not in like.split("\n")[0] and "+0." in like
 
-    assert "removed 1 items; 3 remain" in run(runner, "remove", index, "red.jpg").output
+    assert "removed 1 item; 3 remain" in run(runner, "remove", index, "red.jpg").output
     info = json.loads(run(runner, "info", index, "--verify").output)
     assert info["items"] == 3 and info["verified"] is True
 
@@ -154,7 +154,7 @@ def test_remove_counts_each_id_once_and_lists_unknown_ones(runner, tmp_path, col
     index = tmp_path / "idx"
     run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
     result = run(runner, "remove", index, "red.jpg", "red.jpg", "nope.jpg", "nope.jpg")
-    assert result.stdout == "removed 1 items; 3 remain\n"
+    assert result.stdout == "removed 1 item; 3 remain\n"
     assert result.stderr == "not found: nope.jpg\n"
 
 
@@ -212,3 +212,37 @@ def test_a_long_model_id_gives_a_report_name_a_file_system_takes():
     assert _stem("eval", "towers:lite-en", "flickr8k-cn/val/en") == \
         "eval-towers_lite-en-flickr8k-cn_val_en"  # short names are unchanged
     assert len(_stem("eval", "fusion:" + "模型" * 200).encode()) <= MAX_STEM_BYTES
+
+
+def test_a_mistyped_path_creates_no_index(runner, tmp_path, fake_encoder):
+    into = tmp_path / "new"
+    result = run(runner, "index", tmp_path / "photoz", "--into", into, "--model",
+                 "fake:colours", code=2)
+    assert result.output.count("\n") == 1 and "path not found" in result.output
+    assert "no index was created" in result.output
+    assert not into.exists()
+
+
+def test_an_empty_folder_creates_no_index(runner, tmp_path, fake_encoder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("not a photo\n")
+    into = tmp_path / "new"
+    result = run(runner, "index", empty, "--into", into, "--model", "fake:colours", "--quiet",
+                 code=2)
+    assert "nothing to index" in result.output and "no index was created" in result.output
+    assert not into.exists()
+    # A folder the user made beforehand is kept, and left as it was: empty.
+    into.mkdir()
+    run(runner, "index", empty, "--into", into, "--model", "fake:colours", "--quiet", code=2)
+    assert into.is_dir() and not any(into.iterdir())
+
+
+def test_only_unreadable_images_create_no_index(runner, tmp_path, fake_encoder):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    into = tmp_path / "new"
+    result = run(runner, "index", broken, "--into", into, "--model", "fake:colours", "--quiet",
+                 code=2)
+    assert "nothing to index" in result.output and not into.exists()

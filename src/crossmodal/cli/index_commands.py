@@ -10,6 +10,11 @@ import click
 from crossmodal.models.registry import DEFAULT_MODEL
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 item', '2 items'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -> None:
     if not entries:
         return
@@ -34,6 +39,69 @@ def print_add_report(report, into: Path) -> None:
         click.echo(f"note: {note}")
     if report.log_path:
         click.echo(f"details: {report.log_path}", err=True)
+
+
+def _require_inputs(inputs) -> None:
+    """A mistyped path is refused before the model loads and before any folder is made."""
+    from crossmodal.errors import BadInputError
+
+    missing = [str(path) for path in inputs if not Path(path).expanduser().exists()]
+    if missing:
+        raise BadInputError(f"path not found: {', '.join(missing)}: nothing was indexed "
+                            "and no index was created")
+
+
+def _index_new(inputs, into: Path, model, caption_files, index_type, store, batch_size,
+               quiet):
+    """Create the index and add to it; when nothing could be added (an empty folder, only
+    unreadable files) or adding fails, what was made is removed again."""
+    from crossmodal.engine import Collection
+    from crossmodal.errors import BadInputError
+
+    _require_inputs(inputs)
+    made_folder = not into.exists()
+    collection = Collection.create(into, model=model or DEFAULT_MODEL,
+                                   index_type=index_type or "flat", store=store)
+    try:
+        report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                      progress=not quiet)
+        if not len(collection):
+            raise BadInputError(_nothing_indexed(inputs, report))
+    except BaseException:
+        _remove_new_index(collection, into, made_folder)
+        raise
+    return collection, report
+
+
+def _nothing_indexed(inputs, report) -> str:
+    where = ", ".join(str(path) for path in inputs)
+    if not report.skipped_files:
+        why = "no image files there (looked for .jpg, .png, .webp, ...)"
+    else:
+        reasons = sorted({reason.split(":")[0] for _, reason in report.skipped_files})
+        why = (f"{len(report.skipped_files)} files skipped, none an image that could be read "
+               f"({'; '.join(reasons[:3])})")
+    return f"nothing to index in {where}: {why}; no index was created"
+
+
+def _remove_new_index(collection, into: Path, made_folder: bool) -> None:
+    """Undo Collection.create: the store's collections (Milvus) and the files in the folder
+    (the folder itself only when this command made it)."""
+    import shutil
+
+    from crossmodal.engine import TARGETS
+    from crossmodal.index.stores import drop_store
+
+    collection.close()
+    drop_store(collection.manifest.store, into, TARGETS)
+    if made_folder:
+        shutil.rmtree(into, ignore_errors=True)
+        return
+    for child in into.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 @click.command("index")
@@ -85,11 +153,12 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
         index_with_ray(inputs, into, model, caption_files, index_type or "flat", ray, workers,
                        batch_size, quiet, store)
         return
-    if not existing:
-        collection = Collection.create(into, model=model or DEFAULT_MODEL,
-                                       index_type=index_type or "flat", store=store)
-    report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
-                                  progress=not quiet)
+    if existing:
+        report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                      progress=not quiet)
+    else:
+        collection, report = _index_new(inputs, into, model, caption_files, index_type, store,
+                                        batch_size, quiet)
     print_add_report(report, into)
     if retrain:
         if collection.manifest.index_type != "ivfpq":
@@ -111,7 +180,8 @@ def remove_command(index, item_ids) -> None:
     collection = Collection.open(index)
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
-    click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")
+    click.echo(f"removed {plural(len(unique) - len(missing), 'item')}; "
+               f"{len(collection)} remain")
     for item_id in missing:
         click.echo(f"not found: {item_id}", err=True)
 
