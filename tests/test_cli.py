@@ -144,7 +144,7 @@ def test_bad_input_is_one_line_and_skips_are_counted_apart(runner, tmp_path, col
     (colour_folder / "notes.md").write_text("x", encoding="utf-8")
     out = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
               "--quiet").output
-    assert "skipped 2 files:\n" in out and "skipped 1 captions:\n" in out
+    assert "skipped 2 files:\n" in out and "skipped 1 caption:\n" in out
     assert f"  {colour_folder / 'green.txt'}: caption file with no captions" in out
     assert f"  {colour_folder / 'sub' / 'blue.webp.txt'}:2: empty caption" in out
 
@@ -278,3 +278,56 @@ def test_models_marks_an_id_whose_extra_is_missing(runner, monkeypatch):
     assert not listed["towers:lite-en-lite2"]["usable"]
     assert not listed["fusion:ensemble-en"]["usable"] and listed["towers:lite-en"]["usable"]
     assert "[ensembles] (not installed)" in run(runner, "models").output
+
+
+def test_search_takes_captions_or_texts_and_hints_when_there_are_none(runner, tmp_path,
+                                                                       colour_folder,
+                                                                       fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    for target in ("captions", "texts"):
+        hits = json.loads(run(runner, "search", index, "blue", "--target", target, "--json",
+                              "--k", "1").output)
+        assert hits[0]["text"] == "deep blue sea"
+    bare_photos = tmp_path / "bare"
+    write_image(bare_photos / "red.jpg", (250, 10, 10))
+    bare = tmp_path / "bare-idx"
+    run(runner, "index", bare_photos, "--into", bare, "--model", "fake:colours", "--quiet")
+    result = run(runner, "search", bare, "--image", bare_photos / "red.jpg", "--target",
+                 "captions")
+    assert "(no results)" in result.output and "holds no captions" in result.output
+
+
+def test_serve_on_a_port_in_use_is_one_error_line(runner, tmp_path, colour_folder,
+                                                  fake_encoder):
+    import socket
+
+    pytest.importorskip("uvicorn")
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(runner, "serve", index, "--port", port, code=2)
+    assert result.output.count("\n") == 1
+    assert result.output.startswith(f"error: port {port} on 127.0.0.1 is in use")
+
+
+def test_many_unmatched_captions_are_one_summary_line(runner, tmp_path, colour_folder,
+                                                      fake_encoder):
+    captions = tmp_path / "caps.tsv"
+    lines = [f"elsewhere/{n}.jpg\tcaption {n} {k}" for n in range(700) for k in range(5)]
+    captions.write_text("\n".join(["red.jpg\tcrimson", *lines]) + "\n", encoding="utf-8")
+    index = tmp_path / "idx"
+    result = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
+                 "--captions", captions, "--quiet")
+    skipped = [line for line in result.stderr.splitlines() if "3500" in line]
+    assert len(result.stderr.splitlines()) == 2, result.stderr  # the summary and the log
+    assert skipped[0].startswith("skipped 3501 captions: 3500 no image '…' among the inputs "
+                                 "(e.g. 'elsewhere/0.jpg'); 1 empty caption")
+    log = json.loads(next((index / "logs").glob("index-*.json")).read_text())
+    assert len(log["skipped_captions"]) == 3501
+    verbose = run(runner, "index", colour_folder, "--into", tmp_path / "v", "--model",
+                  "fake:colours", "--captions", captions, "--quiet", "--verbose")
+    assert len(verbose.stderr.splitlines()) > 3500

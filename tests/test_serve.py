@@ -198,3 +198,31 @@ def test_thumbnail_of_a_vanished_file_is_404(client, colour_folder):
     (colour_folder / "green.png").unlink()
     response = client.get("/api/thumbnails/green.png")
     assert response.status_code == 404 and "no longer on disk" in response.json()["detail"]
+
+
+def test_captions_is_the_same_target_as_texts(client, colour_folder):
+    as_texts = client.post("/api/search/text", json={"query": "blue", "k": 1, "target": "texts"})
+    as_captions = client.post("/api/search/text",
+                              json={"query": "blue", "k": 1, "target": "captions"})
+    assert ids(as_captions) == ids(as_texts) == ["sub/blue.webp#0"]
+    assert as_captions.json()["target"] == "texts"
+    green = (colour_folder / "green.png").read_bytes()
+    by_image = client.post("/api/search/image", files={"file": ("g.png", green, "image/png")},
+                           data={"k": "1", "target": "captions"})
+    assert by_image.json()["hits"][0]["item_id"] == "green.png"
+    like = client.post("/api/search/like", json={"id": "red.jpg", "k": 1, "target": "captions"})
+    assert like.json()["hits"][0]["kind"] == "text"
+
+
+def test_captions_of_an_index_without_captions_come_with_a_note(tmp_path, fake_encoder):
+    from tests.image_helpers import write_image
+
+    photos = tmp_path / "bare"
+    write_image(photos / "red.jpg", (250, 10, 10))
+    index = build_index(tmp_path, photos, fake_encoder)
+    bare = local_client(create_app(index, ServeSettings(), encoder=fake_encoder))
+    found = bare.post("/api/search/image", files={"file": ("r.png", png_bytes((250, 0, 0)),
+                                                           "image/png")},
+                      data={"target": "captions"}).json()
+    assert found["hits"] == [] and "holds no captions" in found["note"]
+    assert bare.post("/api/search/text", json={"query": "red"}).json()["note"] is None

@@ -402,6 +402,7 @@ class Collection:
 
     # --- searching --------------------------------------------------------------------
     def _store(self, target: str) -> VectorStore:
+        target = normal_target(target)
         if target not in TARGETS:
             raise BadInputError(f"target must be one of {', '.join(TARGETS)}, not '{target}'")
         return self.images if target == "images" else self.texts
@@ -480,6 +481,11 @@ class Collection:
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+
+
+def normal_target(target: str | None) -> str | None:
+    """'captions' (what the page and the docs call them) is the same target as 'texts'."""
+    return "texts" if target == "captions" else target
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

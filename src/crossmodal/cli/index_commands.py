@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -15,17 +16,34 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -> None:
+def _print_skipped(entries: list[tuple[str, str]], noun: str, verbose: bool = False,
+                   listed: int = 5) -> None:
+    """A few skips one a line; more as one line counting them by reason (all of them are in
+    the log, and on the terminal with --verbose)."""
     if not entries:
         return
-    click.echo(f"skipped {len(entries)} {noun}:", err=True)
-    for what, why in entries[:shown]:
-        click.echo(f"  {what}: {why}", err=True)
-    if len(entries) > shown:
-        click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
+    if verbose or len(entries) <= listed:
+        click.echo(f"skipped {plural(len(entries), noun)}:", err=True)
+        for what, why in entries:
+            # A name with a newline or tab (or undecodable bytes) is shown escaped.
+            click.echo(f"  {what if what.isprintable() else ascii(what)}: {why}", err=True)
+        return
+    kinds: dict[str, list[str]] = {}
+    for _, why in entries:
+        kinds.setdefault(re.sub(r"'[^']*'", "'…'", why), []).append(why)
+    counted = "; ".join(f"{len(whys)} {kind}" + (f" (e.g. {_example(whys[0])})" if "'…'" in kind
+                                                  else "")
+                        for kind, whys in sorted(kinds.items(), key=lambda kv: -len(kv[1])))
+    click.echo(f"skipped {plural(len(entries), noun)}: {counted} (all listed in the log; "
+               "--verbose shows them)", err=True)
 
 
-def print_add_report(report, into: Path) -> None:
+def _example(why: str) -> str:
+    match = re.search(r"'[^']*'", why)
+    return match.group(0) if match else why
+
+
+def print_add_report(report, into: Path, verbose: bool = False) -> None:
     click.echo(
         f"indexed {report.added} new and {report.updated} changed images "
         f"({report.texts} captions), {report.unchanged} unchanged, into {into}"
@@ -33,8 +51,8 @@ def print_add_report(report, into: Path) -> None:
     if report.truncated:
         click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
                    "and were truncated (listed in the log)")
-    _print_skipped(report.skipped_files, "files")
-    _print_skipped(report.skipped_captions, "captions")
+    _print_skipped(report.skipped_files, "file", verbose)
+    _print_skipped(report.skipped_captions, "caption", verbose)
     for note in getattr(report, "notes", []):
         click.echo(f"note: {note}")
     if report.log_path:
@@ -125,12 +143,14 @@ def _remove_new_index(collection, into: Path, made_folder: bool) -> None:
                    "(Milvus Lite in the folder), milvus:PATH or milvus:http://HOST:19530.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True,
+              help="List every file and caption skipped (else: counted, listed in the log).")
 @click.option("--ray", "ray", default=None, metavar="ADDRESS",
               help="Embed on a Ray cluster ('auto', HOST:PORT or 'local'); inputs may also be "
                    "webdataset .tar files or a parquet/CSV of paths and captions. New items only.")
 @click.option("--workers", type=int, default=None, help="With --ray: encoder actors.")
 def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
-                  batch_size, quiet, ray, workers) -> None:
+                  batch_size, quiet, verbose, ray, workers) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
@@ -159,7 +179,7 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
     else:
         collection, report = _index_new(inputs, into, model, caption_files, index_type, store,
                                         batch_size, quiet)
-    print_add_report(report, into)
+    print_add_report(report, into, verbose)
     if retrain:
         if collection.manifest.index_type != "ivfpq":
             click.echo(f"note: --retrain: {into} is a {collection.manifest.index_type} index, "

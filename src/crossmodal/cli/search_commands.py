@@ -22,8 +22,9 @@ def format_hits(hits, target: str) -> str:
 @click.option("--image", "image", type=click.Path(path_type=Path), help="Query by an image file.")
 @click.option("--like", "like", help="Query by an indexed item id (or ITEM#K for a caption).")
 @click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--target", type=click.Choice(["images", "texts"]), default=None,
-              help="What to return (default: images; for --like, the item's own kind).")
+@click.option("--target", type=click.Choice(["images", "captions", "texts"]), default=None,
+              help="What to return: images or captions ('texts' is the same as captions; "
+                   "default: images; for --like, the item's own kind).")
 @click.option("--where", default=None,
               help='Metadata filter, e.g. \'source like "beach/%"\', folder=beach, '
                    '\'date >= "2024-01-01" and modality = "image"\'.')
@@ -34,10 +35,11 @@ def format_hits(hits, target: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search_command(index, query, image, like, k, target, where, long_text, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
-    from crossmodal.engine import Collection
+    from crossmodal.engine import Collection, normal_target
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 
+    target = normal_target(target)
     given = [x is not None for x in (query, image, like)]
     if sum(given) != 1:
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
@@ -55,8 +57,12 @@ def search_command(index, query, image, like, k, target, where, long_text, as_js
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
-    else:
-        click.echo(format_hits(hits, target or "images"))
+        return
+    click.echo(format_hits(hits, target or "images"))
+    if not hits and target == "texts" and not len(collection.texts):
+        click.echo(f"hint: {index} holds no captions; add them with `crossmodal index DIR "
+                   f"--into {index} --captions FILE` (or a .txt beside each photo), or "
+                   "search --target images", err=True)
 
 
 COMMANDS = [search_command]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
+from crossmodal.engine import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.serve import schemas
@@ -29,7 +30,11 @@ WRITE_ERRORS = _errors(403, 413)
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
-              note: str | None = None) -> schemas.SearchResult:
+              note: str | None = None, live: LiveCollection | None = None,
+              ) -> schemas.SearchResult:
+    if not hits and target == "texts" and live is not None and not _holds_captions(live):
+        note = "this index holds no captions: search images instead, or index captions " \
+               "with the photos (`crossmodal index DIR --into INDEX --captions FILE`)"
     return schemas.SearchResult(
         target=target,
         hits=[schemas.Hit(rank=h.rank, score=h.score, id=h.id, kind=h.kind, item_id=h.item_id,
@@ -37,6 +42,11 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
                           thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
         took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
+
+
+def _holds_captions(live: LiveCollection) -> bool:
+    with live.reading() as collection:
+        return len(collection.texts) > 0
 
 
 def _lookup_id(raw: str, captions: bool = False) -> str:
@@ -107,7 +117,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
                            description="English or Chinese text, by the index's model.")
         k: K = 10
-        target: schemas.Target = "images"
+        target: schemas.TargetIn = Field("images", description="images, or captions "
+                                         "(also spelled texts)")
         long_text: str = Field(
             "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
             description="A query longer than the model's context: head, tail, chunks "
@@ -117,8 +128,9 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         id: str = Field(min_length=1, max_length=512,
                         description="An item id (its image) or ITEM#K (its K-th caption).")
         k: K = 10
-        target: schemas.Target | None = Field(
-            None, description="Default: the kind of the query (images for an item id).")
+        target: schemas.TargetIn | None = Field(
+            None, description="images or captions (also spelled texts). Default: the kind "
+                              "of the query (images for an item id).")
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -126,20 +138,21 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
-        hits = live.search_text(body.query, k=body.k, target=body.target,
-                                long_text=body.long_text)
-        return _hits_out(hits, body.target, started, live.query_note(body.query))
+        target = normal_target(body.target)
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
+        return _hits_out(hits, target, started, live.query_note(body.query), live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
-                     target: Annotated[schemas.Target, Form()] = "images",
+                     target: Annotated[schemas.TargetIn, Form()] = "images",
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
+        target = normal_target(target)
         upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(hits, target, started)
+        return _hits_out(hits, target, started, live=live)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -148,12 +161,14 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         query_id = _lookup_id(body.id, captions=True)
         with live.reading() as collection:
             try:
-                hits = collection.search_like(query_id, k=body.k, target=body.target)
+                hits = collection.search_like(query_id, k=body.k,
+                                              target=normal_target(body.target))
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
-            target = body.target or ("images" if query_id in collection else "texts")
-        return _hits_out(hits, target, started)
+            target = normal_target(body.target) or (
+                "images" if query_id in collection else "texts")
+        return _hits_out(hits, target, started, live=live)
 
 
 def _item_routes(router: APIRouter, deps: _Deps) -> None:

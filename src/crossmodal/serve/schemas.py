@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Target = Literal["images", "texts"]
+# What a request may name: "captions" is the page's (and the docs') word for "texts".
+TargetIn = Literal["images", "captions", "texts"]
 
 
 class Problem(BaseModel):
@@ -48,8 +50,9 @@ class SearchResult(BaseModel):
     target: Target
     hits: list[Hit]
     took_ms: float
-    note: str | None = Field(None, description="Set when the query looks like a language "
-                             "the index's model does not read.")
+    note: str | None = Field(None, description="Set when the answer needs a word of "
+                             "explanation: the query looks like a language the index's model "
+                             "does not read, or the index holds no captions to return.")
 
 
 def item_out(item: dict, prefix: str = "/api") -> Item:

@@ -245,6 +245,10 @@ class TowersOnnxEncoder:
             raise UnknownModelError(f"the export in {folder} does not fit {self.model_id}")
         return engine
 
+    def prepare(self) -> None:
+        """Export (first use) and load the graphs now rather than on the first encode."""
+        self._engine()
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         engine = self._engine()
         return (engine or self.torch).encode_images(images)
