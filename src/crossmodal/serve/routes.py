@@ -18,7 +18,7 @@ from crossmodal.serve import schemas
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
-from crossmodal.serve.thumbnails import thumbnail_bytes
+from crossmodal.serve.thumbnails import full_size_bytes, thumbnail_bytes
 
 
 def _errors(*codes: int) -> dict:
@@ -185,6 +185,18 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
         item = live.item(_lookup_id(item_id))
         with deps.decode_slots:  # a first thumbnail decodes the whole stored image
             data = thumbnail_bytes(item, deps.settings.thumbnail_size)
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+    @router.get("/images/{item_id:path}", dependencies=guarded, response_class=Response,
+                responses={200: {"content": {"image/jpeg": {}},
+                                 "description": "JPEG, the longest side at most full_size "
+                                                "(2048) px"}})
+    def full_size(item_id: ItemId) -> Response:
+        """The item's image to view full size, by id (a path is never accepted)."""
+        item = live.item(_lookup_id(item_id))
+        with deps.decode_slots:
+            data = full_size_bytes(item, deps.settings.full_size)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
