@@ -1,16 +1,99 @@
-"""What several benchmarks share: seeded test vectors, recall against exact results, row
-cosines of two embedding matrices, and running the CLI (`crossmodal eval` of a model on val).
-A sibling module, not a package: `python benchmarks/x.py` puts this folder on sys.path."""
+"""What several benchmarks share: the envelope every result file carries, seeded test
+vectors, recall against exact results, row cosines of two embedding matrices, and running the
+CLI (`crossmodal eval` of a model on val).
+
+Not a package: each script under benchmarks/<kind>/ (and tools/) puts benchmarks/ on sys.path
+and imports this module by name.
+
+A result file is `{"envelope": {...}, "result": PAYLOAD}`. The envelope says how the numbers
+were made: the command, the git commit of the code, the date (UTC), the CPU model with the
+flags that choose kernels, and the load average before and after the run. `begin_run()` at the
+start of a script records the first four and the load before; `write_result()` adds the load
+after and writes the file; `read_result()` gives the payload back.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+ENVELOPE_KEYS = ("command", "git_commit", "date", "cpu", "load_average")
+# The /proc/cpuinfo flags that pick ONNX Runtime's int8 kernels and torch's bf16 path (as
+# crossmodal.models.speed.KERNEL_FLAGS; repeated so that this module needs no torch).
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                "amx_int8")
+
+
+def cpu_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict | None:
+    """{"model", "flags" (those of KERNEL_FLAGS present), "logical_cpus"}; None where the
+    CPU cannot be read."""
+    try:
+        text = cpuinfo.read_text(encoding="ascii", errors="ignore")
+    except OSError:
+        return None
+    first = text.split("\n\n")[0].splitlines()
+    fields = {key.strip(): value.strip()
+              for key, value in (line.split(":", 1) for line in first if ":" in line)}
+    present = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", "unknown CPU"),
+            "flags": [flag for flag in KERNEL_FLAGS if flag in present],
+            "logical_cpus": os.cpu_count()}
+
+
+def _load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def begin_run() -> dict:
+    """The envelope of the run starting now (the load average after is added on writing)."""
+    commit = _git("rev-parse", "HEAD")
+    envelope = {
+        "command": shlex.join(["python", *sys.argv]),
+        "git_commit": commit,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cpu": cpu_record(),
+        "load_average": {"before": _load_average(), "after": None},
+    }
+    if commit is None:
+        envelope["git_commit_note"] = "not a git checkout"
+    if envelope["cpu"] is None:
+        envelope["cpu_note"] = "not readable (/proc/cpuinfo)"
+    return envelope
+
+
+def write_result(path: Path, payload: object, envelope: dict) -> Path:
+    """Write `payload` with its envelope (the load average after is taken now)."""
+    envelope = {**envelope, "load_average": {**envelope["load_average"],
+                                             "after": _load_average()}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"envelope": envelope, "result": payload}, indent=1,
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_result(path: Path) -> object:
+    """The payload of a result file written by `write_result`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["result"]
 
 
 def recall(ids: np.ndarray, truth: np.ndarray) -> float:

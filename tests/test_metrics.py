@@ -256,7 +256,7 @@ def test_perfect_embeddings_score_600():
     assert report["image_to_text"]["mAP@R"] == 100.0
 
 
-# A wall-clock goal is a benchmark (benchmarks/metrics_speed.py), not a test: on a loaded
+# A wall-clock goal is a benchmark (benchmarks/suite/metrics_speed.py), not a test: on a loaded
 # or slower CPU it fails without any bug, so it runs only with -m slow.
 @pytest.mark.slow
 def test_all_metrics_of_5000_by_25000_within_two_seconds():

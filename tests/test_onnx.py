@@ -203,7 +203,7 @@ def graph_matmuls(graph: Path) -> tuple[set[str], set[str]]:
 
 def test_lite_en_int8_keeps_the_matmuls_chosen_on_train_fp32(lite_en, tmp_path):
     """The int8 text graph keeps fp32 exactly the MatMuls its model lists (chosen on Flickr8k
-    train by benchmarks/onnx_int8_sensitivity.py), the manifest says which, and that beats the
+    train by tools/onnx_int8_sensitivity.py), the manifest says which, and that beats the
     old rule (the last 7 MatMul nodes) on the sample captions, which it was not chosen on."""
     choice = int8_choice_of(lite_en["torch"].config)
     listed = set(choice["text_fp32_matmuls"])

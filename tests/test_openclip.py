@@ -1,5 +1,5 @@
 """open_clip: names, random weights, QuickGELU; and (slow) one OpenAI backbone run for real in
-the separate open_clip environment (benchmarks/openclip_env.sh), where it exists."""
+the separate open_clip environment (benchmarks/suite/openclip_env.sh), where it exists."""
 
 from __future__ import annotations
 
@@ -96,17 +96,17 @@ def test_random_weights_are_seeded_and_leave_the_callers_rng(tmp_path):
 
 @pytest.mark.slow
 def test_rn50_runs_for_real_in_the_open_clip_venv(tmp_path):
-    """RN50 with random weights through benchmarks/openclip_nine.py in the venv: vectors agree
+    """RN50 with random weights through benchmarks/suite/openclip_nine.py in the venv: vectors agree
     with open_clip's own, the CLI indexes, searches and evaluates."""
     python = VENV / "bin" / "python"
     if not python.is_file():
         pytest.skip(f"no open_clip environment at {VENV} (make it: bash "
-                    f"benchmarks/openclip_env.sh; OPENCLIP_VENV moves it)")
+                    f"benchmarks/suite/openclip_env.sh; OPENCLIP_VENV moves it)")
     if not (FLICKR / "flickr8kval.txt").is_file():
         pytest.skip(f"Flickr8k-CN not at {FLICKR} (the benchmark's photos and eval data)")
     out = tmp_path / "rn50.json"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this checkout, not the venv's
-    subprocess.run([str(python), str(REPO / "benchmarks" / "openclip_nine.py"), "--archs",
+    subprocess.run([str(python), str(REPO / "benchmarks" / "suite" / "openclip_nine.py"), "--archs",
                     "RN50", "--images", "4", "--captions", "8", "--sample", "4", "--data",
                     str(FLICKR), "--out", str(out)], check=True, env=env, timeout=900)
     result = json.loads(out.read_text())

@@ -456,6 +456,9 @@ class Collection:
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None,
                     long_text: str | None = None) -> list[Hit]:
+        """The `k` best images (or captions: `target="texts"`) for a text query, optionally
+        among the rows matching `where`; `long_text` picks how a text over the model's
+        context is embedded (head, tail, chunks, sentences; see models/long_text.py)."""
         where = parse_filter(where)  # a bad filter fails before the encoder runs
         # One faiss thread: right after torch's forward pass, two OpenMP pools spinning on
         # two cores slow each other down (measured: 7 ms vs 18 ms p50 end to end).
@@ -463,6 +466,8 @@ class Collection:
 
     def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
                      target: str = "images", where: str | Filter | None = None) -> list[Hit]:
+        """The `k` best images (or captions: `target="texts"`) for a query image: a path,
+        encoded bytes or a PIL image."""
         where = parse_filter(where)
         return self.search_vectors(self.image_query(image), k, target, 1, where)[0]
 

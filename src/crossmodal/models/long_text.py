@@ -13,7 +13,7 @@ articles) loses the rest. Two other policies, for any encoder that counts tokens
                 whose vector of a paragraph is worse than the mean of its sentences' vectors
 
 `@N` caps the token budget below the model's own context (`chunks@32`), which is how
-`benchmarks/long_text.py` measures the policies on captions shorter than the real context.
+`benchmarks/accuracy/long_text.py` measures the policies on captions shorter than the real context.
 Texts are cut at word boundaries (each CJK character is a word), so no piece ends inside a
 word; a text that fits is encoded as it is, whatever the policy.
 """

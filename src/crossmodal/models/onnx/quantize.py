@@ -98,7 +98,7 @@ def quantize_text_int8(source: Path, target: Path, keep_fp32: Sequence[str] | No
                        scheme: str = "per_row",
                        input_absmax: Mapping[str, np.ndarray] | None = None) -> list[str]:
     """int8 text graph; `keep_fp32` names the MatMul nodes that stay fp32 (a model's list,
-    chosen on training data by benchmarks/onnx_int8_sensitivity.py), else the last
+    chosen on training data by tools/onnx_int8_sensitivity.py), else the last
     FP32_TAIL_MATMULS. `scheme`: "per_row" (the export's) or "per_batch". `input_absmax`:
     calibrated input ranges per MatMul name, to smooth those inputs (per_row only). Returns
     the names kept fp32."""
@@ -138,7 +138,7 @@ def _require_known(names: set[str], graph, what: str) -> None:
     if missing:
         raise UnknownModelError(
             f"{what} name MatMuls that this text graph lacks: {', '.join(missing)}"
-            " (re-run benchmarks/onnx_int8_sensitivity.py for this model)")
+            " (re-run tools/onnx_int8_sensitivity.py for this model)")
 
 
 class _ImageBatches:
