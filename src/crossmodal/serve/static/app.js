@@ -145,6 +145,8 @@ function label(state) {
 async function search(state, how = "push") {
   current = state;
   reflect(state);
+  // The same search again (Enter pressed twice) is no new step for Back.
+  if (how === "push" && state.kind !== "image" && urlFor(state) === location.search) how = "replace";
   if (how === "push") history.pushState(state, "", urlFor(state));
   else if (how === "replace") history.replaceState(state, "", urlFor(state));
   const mine = ++latest;
