@@ -92,6 +92,12 @@ def warm_query_ms(index: Path, query: str, repeats: int = 50) -> float:
     return round(statistics.median(times), 2)
 
 
+def _commit_of(src: str) -> str | None:
+    done = subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    return done.stdout.strip() or None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="towers:lite-en")
@@ -126,6 +132,7 @@ def main() -> None:
 
     result = {"model": args.model, "n": args.n, "dim": dim, "index_type": "flat",
               "query": args.query, "code": args.code or "this checkout",
+              "code_commit": _commit_of(args.code) if args.code else envelope["git_commit"],
               "cpus_pinned": sorted(cpus) if cpus else None, "search_nice": args.priority,
               "usable_cores": len(os.sched_getaffinity(0)), "goal_s": GOAL_S, **rows}
     print(f"{'path':<8}{'runs':>6}{'median s':>10}{'min s':>8}{'max s':>8}{'CPU s':>8}")
