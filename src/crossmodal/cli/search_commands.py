@@ -17,7 +17,7 @@ def format_hits(hits, target: str) -> str:
 
 
 def text_search(index: Path, query: str, k: int, target: str, where: str | None,
-                long_text: str) -> tuple:
+                long_text: str, min_score: str | None = None) -> tuple:
     """(collection, hits, language note) of a text query. The model loads and encodes the
     query in a second thread while this one opens the index: on two cores a cold search
     costs the longer of the two, not their sum."""
@@ -27,24 +27,25 @@ def text_search(index: Path, query: str, k: int, target: str, where: str | None,
     from crossmodal.errors import BadInputError
     from crossmodal.index.filters import parse_filter
     from crossmodal.index.manifest import Manifest
+    from crossmodal.models.score_thresholds import resolve_min_score
 
     if not query.strip():
         raise BadInputError("the query text is empty")
-    where = parse_filter(where)  # a bad filter fails before anything loads
+    where = parse_filter(where)  # a bad filter or cut-off fails before anything loads
     try:
-        model = Manifest.load(index).model
+        manifest = Manifest.load(index)
     except (FileNotFoundError, NotADirectoryError):
-        model = None  # Collection.open says what is wrong
-    if model is None:
-        collection = Collection.open(index)
-        return (collection, collection.search_text(query, k, target, where, long_text),
-                collection.query_note(query))
+        collection = Collection.open(index)  # it says what is wrong
+        return (collection, collection.search_text(query, k, target, where, long_text,
+                                                   min_score), collection.query_note(query))
+    cutoff = resolve_min_score(min_score, manifest.model, manifest.model_fingerprint)
     with ThreadPoolExecutor(1) as pool:
-        encoded = pool.submit(_encode_query, model, query, long_text)
+        encoded = pool.submit(_encode_query, manifest.model, query, long_text)
         collection = Collection.open(index)
         vector, note = encoded.result()
     collection.encoder  # noqa: B018 - the cached encoder, checked against the index now
-    return collection, collection.search_vectors(vector, k, target, 1, where)[0], note
+    return (collection, collection.search_vectors(vector, k, target, 1, where, cutoff)[0],
+            note)
 
 
 def _encode_query(model: str, query: str, long_text: str):
@@ -73,28 +74,46 @@ def _encode_query(model: str, query: str, long_text: str):
               help="A query longer than the model's context: head (the tokenizer's cut), "
                    "tail, chunks (pieces that fit, averaged) or sentences (each sentence a "
                    "piece, averaged); @N caps the tokens.")
+@click.option("--min-score", default=None,
+              help="Drop hits scoring below this: a raw cosine (e.g. 0.25), or auto / p90 / "
+                   "p50, the cut-off calibrated for the index's model (90% / 50% of the "
+                   "hits kept relevant on Flickr8k val).")
+@click.option("--plus", "plus", multiple=True, metavar="TERM",
+              help="Add a term to the query (repeatable): an image file path, like:ITEM_ID "
+                   "for an indexed item, or else text; W:TERM weights it (e.g. '2:beach').")
+@click.option("--minus", "minus", multiple=True, metavar="TERM",
+              help="Subtract a term from the query (repeatable; read as --plus).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def search_command(index, query, image, like, k, target, where, long_text, as_json) -> None:
-    """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID."""
+def search_command(index, query, image, like, k, target, where, long_text, min_score,
+                   plus, minus, as_json) -> None:
+    """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
+    --plus / --minus add or subtract more terms (query arithmetic)."""
     from crossmodal.engine import Collection, normal_target
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 
     target = normal_target(target)
     given = [x is not None for x in (query, image, like)]
-    if sum(given) != 1:
+    if sum(given) > 1 or (sum(given) == 0 and not plus):
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
-    if query is not None:
+    if query is not None and not (plus or minus):
         collection, hits, note = text_search(index, query, k, target or "images", where,
-                                             long_text)
+                                             long_text, min_score)
         if note:
             click.echo(note, err=True)
     else:
         collection = Collection.open(index)
-    if image is not None:
-        hits = collection.search_image(image, k=k, target=target or "images", where=where)
+        min_score = collection.min_score(min_score)  # a bad value fails before encoding
+    if plus or minus:
+        hits = collection.search_combined(
+            _terms(query, image, like, plus, minus), k=k, target=target or "images",
+            where=where, long_text=long_text, min_score=min_score)
+    elif image is not None:
+        hits = collection.search_image(image, k=k, target=target or "images", where=where,
+                                       min_score=min_score)
     elif like is not None:
-        hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where)
+        hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where,
+                                      min_score=min_score)
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
@@ -104,6 +123,24 @@ def search_command(index, query, image, like, k, target, where, long_text, as_js
         click.echo(f"hint: {index} holds no captions; add them with `crossmodal index DIR "
                    f"--into {index} --captions FILE` (or a .txt beside each photo), or "
                    "search --target images", err=True)
+
+
+def _terms(query, image, like, plus, minus) -> list:
+    """The query's terms: the base query (a text may carry a weight, 'W:text'; it is text
+    even when it names a file), then --plus, then --minus."""
+    from crossmodal.item_ids import normal_query_id
+    from crossmodal.query_terms import QueryTerm, parse_term, split_weight
+
+    terms = []
+    if query is not None:
+        weight, text = split_weight(query)
+        terms.append(QueryTerm("text", text, weight))
+    elif image is not None:
+        terms.append(QueryTerm("image", image))
+    elif like is not None:
+        terms.append(QueryTerm("like", normal_query_id(like)))
+    return (terms + [parse_term(t) for t in plus]
+            + [parse_term(t, sign=-1.0) for t in minus])
 
 
 COMMANDS = [search_command]

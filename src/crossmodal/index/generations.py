@@ -95,7 +95,6 @@ def commit(col: Collection, compact: bool = False, retrain: bool = False) -> Non
     rebuilt = any(store.rebuilt for store in _faiss_stores(col))
     if compact or rebuilt or not col._log.name or not _append_record(col):
         write_generation(col)
-    col._pending.clear()
 
 
 def _check_not_bypassed(col: Collection) -> None:
@@ -149,6 +148,7 @@ def _append_record(col: Collection) -> bool:
     if tail.size > col._log.end:
         wal.truncate(log, col._log.end)  # a crashed writer's torn record
     col._log.end = wal.append(log, record)  # the commit point
+    col._committed_now()
     col._log.added_rows += added
     col.manifest.generation += 1
     col.manifest.counts = _counts(col)
@@ -163,27 +163,22 @@ def write_generation(col: Collection) -> None:
     """A full new generation and an empty log; the manifest switch is the commit point."""
     generation = col.manifest.generation + 1
     stem = f"{generation:06d}"
-    names: dict[str, str] = {}
-    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
-        for sub, name in store.save(col.path, f"{role}.{stem}").items():
-            names[f"{role}.{sub}"] = name
-    names["items"] = f"items.{stem}.json"
-    atomic_save_json(col.path / names["items"],
-                     {"items": col.items, "texts": [list(r) for r in col.text_rows]})
-    manifest = col.manifest
-    manifest.files = {
-        role: {"name": name, "bytes": (col.path / name).stat().st_size,
-               "sha256": file_sha256(col.path / name)}
-        for role, name in names.items()
-    }
-    manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" else ""
-    if manifest.log:
-        wal.create(col.path / manifest.log)
-    manifest.generation = generation
-    manifest.counts = _counts(col)
-    manifest.index_params = col.images.params
-    manifest.versions = library_versions()
-    manifest.save(col.path)  # the commit point
+    try:
+        names = _write_files(col, stem)
+        manifest = col.manifest
+        manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" \
+            else ""
+        if manifest.log:
+            wal.create(col.path / manifest.log)
+        manifest.generation = generation
+        manifest.counts = _counts(col)
+        manifest.index_params = col.images.params
+        manifest.versions = library_versions()
+        manifest.save(col.path)  # the commit point
+    except BaseException:
+        _remove_unfinished(col.path, generation)
+        raise
+    col._committed_now()
     col._log = LogState(generation, manifest.log)
     for store in (col.images, col.texts):
         store.committed()
@@ -191,8 +186,38 @@ def write_generation(col: Collection) -> None:
     for entry in os.listdir(col.path):
         stale = GENERATION_FILE.match(entry) and entry not in current
         if stale or (entry.startswith(".") and entry.endswith(".tmp")):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # committed already: a leftover is no error
                 os.unlink(col.path / entry)
+
+
+def _write_files(col: Collection, stem: str) -> dict[str, str]:
+    """The generation's vector, index and items files, listed in the manifest (in memory)."""
+    names: dict[str, str] = {}
+    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
+        for sub, name in store.save(col.path, f"{role}.{stem}").items():
+            names[f"{role}.{sub}"] = name
+    names["items"] = f"items.{stem}.json"
+    atomic_save_json(col.path / names["items"],
+                     {"items": col.items, "texts": [list(r) for r in col.text_rows]})
+    col.manifest.files = {
+        role: {"name": name, "bytes": (col.path / name).stat().st_size,
+               "sha256": file_sha256(col.path / name)}
+        for role, name in names.items()
+    }
+    return names
+
+
+def _remove_unfinished(path: Path, generation: int) -> None:
+    """A generation that failed before its commit point: remove the files it wrote, so that
+    a full disk gets its room back (unless the manifest did switch to it after all)."""
+    with contextlib.suppress(OSError, IndexCorruptError):
+        latest = _committed(path)
+        if latest is not None and latest.generation >= generation:
+            return
+        for entry in os.listdir(path):
+            found = GENERATION_FILE.match(entry)
+            if found and int(found.group(2)) == generation:
+                os.unlink(path / entry)
 
 
 def convert(col: Collection, kind: str, metadata_rows) -> None:
@@ -228,7 +253,7 @@ def replay(col: Collection) -> None:
         _apply(col, record)
         col.manifest.generation += 1
         col._log.end = record.end
-    col._pending.clear()
+    col._committed_now()
     col.manifest.counts = _counts(col)
 
 
@@ -249,14 +274,19 @@ def catch_up(col: Collection) -> bool:
     latest = _committed(col.path)
     if latest is None:
         return False
-    if latest.generation == col._log.base and latest.log == col._log.name:
+    if latest.generation == col._log.base and latest.log == col._log.name and \
+            _log_size(col) >= col._log.end:
         before = col.manifest.generation
         replay(col)
         return col.manifest.generation != before
-    fresh = type(col)._load(col.path, latest, col._encoder)
-    for store in (col.images, col.texts):
-        store.close()
-    col.manifest, col.items, col.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-    col.images, col.texts, col._log = fresh.images, fresh.texts, fresh._log
-    col._reindex()
+    # A new generation; or the log shrank: a record this object read was cut off again by
+    # its writer (its fsync failed), so what memory holds was never committed.
+    col._adopt(type(col)._load(col.path, latest, col._encoder))
     return True
+
+
+def _log_size(col: Collection) -> int:
+    try:
+        return (col.path / col._log.name).stat().st_size if col._log.name else 0
+    except FileNotFoundError:
+        return -1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -15,10 +14,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from crossmodal.errors import BadInputError, CrossmodalError
+from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
+from crossmodal.serve.api import build_router
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError
-from crossmodal.serve.routes import build_router
 from crossmodal.serve.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
@@ -56,8 +56,8 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     )
     app.state.live = live
     app.state.settings = settings
-    decode_slots = threading.BoundedSemaphore(settings.max_parallel_decodes)
-    api = build_router(live, settings, decode_slots)
+    decodes = DecodeGate(settings.max_parallel_decodes, settings.max_decode_bytes)
+    api = build_router(live, settings, decodes)
     app.include_router(api)
 
     _add_error_handlers(app, api)
@@ -112,6 +112,12 @@ def _add_error_handlers(app: FastAPI, api: APIRouter) -> None:
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(DiskFullError)
+    async def disk_full(request: Request, exc: DiskFullError) -> JSONResponse:
+        # 507 Insufficient Storage (RFC 4918): the request was fine and nothing was kept;
+        # the same request succeeds once there is room (a 503 says the index is unavailable).
+        return JSONResponse({"detail": str(exc)}, status_code=507)
 
     @app.exception_handler(CrossmodalError)
     async def bad_input(request: Request, exc: CrossmodalError) -> JSONResponse:

@@ -2,21 +2,22 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local models at runtime.
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
 from crossmodal.engine import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
+from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
-from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
 from crossmodal.serve.thumbnails import full_size_bytes, thumbnail_bytes
 
@@ -27,6 +28,13 @@ def _errors(*codes: int) -> dict:
 
 # 403: a write from a foreign web page (RequestGuardMiddleware).
 WRITE_ERRORS = _errors(403, 413)
+# A change that could not be written (nothing of it was kept): 507 the disk is full, 503 an
+# I/O error.
+STORAGE_ERRORS = {**WRITE_ERRORS, **_errors(503, 507)}
+# Threads that run changes, apart from the pool searches run in: changes wait there for the
+# index's writer lock (another process may hold it for minutes), so a queue of uploads never
+# takes the threads searches need.
+CHANGE_THREADS = 4
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
@@ -49,6 +57,17 @@ def _holds_captions(live: LiveCollection) -> bool:
         return len(collection.texts) > 0
 
 
+def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
+    """The cosine cut-off a request's min_score names for the index's model (its encoder
+    matches the index's manifest; no read lease: a caller may already hold one, and the
+    lock is not reentrant)."""
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
+
+
+def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
+    return hits if cutoff is None else [h for h in hits if h.score >= cutoff]
+
+
 def _lookup_id(raw: str, captions: bool = False) -> str:
     """The id a URL or body names (`captions`: or ITEM#K) in its normal spelling; 404 if it
     can name nothing."""
@@ -69,37 +88,26 @@ class _Deps:
 
     live: LiveCollection
     settings: ServeSettings
-    decode_slots: threading.Semaphore
+    decodes: DecodeGate
     guarded: list  # the bearer scheme in the schema, only when the server has a token
     model_size: int
+    change_threads: anyio.CapacityLimiter
 
     def read_upload(self, file: UploadFile) -> Upload:
         data = file.file.read(self.settings.max_body_bytes + 1)
         return Upload.decode(data, self.settings.max_pixels, target_size=self.model_size,
-                             slots=self.decode_slots)
+                             reserve=self.decodes.reserve)
 
-
-def build_router(live: LiveCollection, settings: ServeSettings,
-                 decode_slots: threading.Semaphore) -> APIRouter:
-    """The /api routes; the token, rate limit and origin are checked before them (security)."""
-    codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
-    router = APIRouter(prefix="/api", responses=_errors(*codes))
-    # Declares the bearer scheme in the schema only when the server has a token.
-    guarded = [Security(bearer_scheme)] if settings.token else []
-    deps = _Deps(live, settings, decode_slots, guarded, live.encoder.preprocessing.size)
-    _status_routes(router, deps)
-    _search_routes(router, deps)
-    _item_routes(router, deps)
-    if settings.allow_writes:
-        _write_routes(router, deps)
-    return router
+    async def change(self, function, *args):  # noqa: ANN001, ANN201 - any change's result
+        """`function(*args)` on a change thread; the request waits as a coroutine."""
+        return await anyio.to_thread.run_sync(function, *args, limiter=self.change_threads)
 
 
 def _status_routes(router: APIRouter, deps: _Deps) -> None:
     live = deps.live
 
     @router.get("/health", response_model=schemas.Health)
-    def health() -> schemas.Health:
+    async def health() -> schemas.Health:  # on the event loop: no thread, no lock to wait for
         return schemas.Health(status="ok")
 
     @router.get("/stats", response_model=schemas.Stats, dependencies=deps.guarded)
@@ -123,6 +131,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
             "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
             description="A query longer than the model's context: head, tail, chunks "
                         "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
+        min_score: schemas.MinScore = None
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
@@ -131,6 +140,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         target: schemas.TargetIn | None = Field(
             None, description="images or captions (also spelled texts). Default: the kind "
                               "of the query (images for an item id).")
+        min_score: schemas.MinScore = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -139,30 +149,37 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         if not body.query.strip():
             raise BadInputError("the query text is empty")
         target = normal_target(body.target)
+        cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
         hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
-        return _hits_out(hits, target, started, live.query_note(body.query), live)
+        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
+                         live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.TargetIn, Form()] = "images",
+                     min_score: Annotated[str | None, Form(
+                         max_length=16, description=schemas.MIN_SCORE_HELP)] = None,
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
         target = normal_target(target)
+        cutoff = _cutoff(live, min_score)
         upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(hits, target, started, live=live)
+        return _hits_out(_above(hits, cutoff), target, started, live=live)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         query_id = _lookup_id(body.id, captions=True)
+        cutoff = _cutoff(live, body.min_score)
         with live.reading() as collection:
             try:
                 hits = collection.search_like(query_id, k=body.k,
-                                              target=normal_target(body.target))
+                                              target=normal_target(body.target),
+                                              min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
@@ -183,8 +200,7 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
         item = live.item(_lookup_id(item_id))
-        with deps.decode_slots:  # a first thumbnail decodes the whole stored image
-            data = thumbnail_bytes(item, deps.settings.thumbnail_size)
+        data = thumbnail_bytes(item, deps.settings.thumbnail_size, deps.decodes.reserve)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
@@ -195,8 +211,7 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
     def full_size(item_id: ItemId) -> Response:
         """The item's image to view full size, by id (a path is never accepted)."""
         item = live.item(_lookup_id(item_id))
-        with deps.decode_slots:
-            data = full_size_bytes(item, deps.settings.full_size)
+        data = full_size_bytes(item, deps.settings.full_size, deps.decodes.reserve)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
@@ -205,23 +220,24 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings = deps.live, deps.settings
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
-                 dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
-                 captions: Annotated[str, Form(
-                     max_length=20_000, description="Captions, one a line.")] = "",
-                 id: Annotated[str | None, Form(
-                     max_length=200, description="Item id (default: from the content).")
-                 ] = None) -> schemas.Item:
+                 dependencies=deps.guarded, responses=STORAGE_ERRORS)
+    async def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
+                       captions: Annotated[str, Form(
+                           max_length=20_000, description="Captions, one a line.")] = "",
+                       id: Annotated[str | None, Form(
+                           max_length=200, description="Item id (default: from the content).")
+                       ] = None) -> schemas.Item:
+        # async: the decode runs in the shared pool, the change on a change thread
         lines = [c for c in captions.splitlines() if c.strip()]
         if len(lines) > settings.max_captions:
             raise BadInputError(f"at most {settings.max_captions} captions per item")
         if any(len(c) > settings.max_query_chars for c in lines):
             raise BadInputError(f"captions are at most {settings.max_query_chars} "
                                 "characters long")
-        upload = deps.read_upload(file)
-        return schemas.item_out(live.add_upload(upload, lines, id or None))
+        upload = await anyio.to_thread.run_sync(deps.read_upload, file)
+        return schemas.item_out(await deps.change(live.add_upload, upload, lines, id or None))
 
     @router.delete("/items/{item_id:path}", response_model=schemas.Item,
-                   dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def remove_item(item_id: ItemId) -> schemas.Item:
-        return schemas.item_out(live.remove(_lookup_id(item_id)))
+                   dependencies=deps.guarded, responses=STORAGE_ERRORS)
+    async def remove_item(item_id: ItemId) -> schemas.Item:
+        return schemas.item_out(await deps.change(live.remove, _lookup_id(item_id)))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 Target = Literal["images", "texts"]
 # What a request may name: "captions" is the page's (and the docs') word for "texts".
 TargetIn = Literal["images", "captions", "texts"]
+MIN_SCORE_HELP = ("Drop hits scoring below this: a raw cosine, or auto / p90 / p50, the "
+                  "cut-off calibrated for the index's model on Flickr8k val.")
+MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
+                     Field(description=MIN_SCORE_HELP)]
 
 
 class Problem(BaseModel):

@@ -9,17 +9,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.data.images import ImageLoadError, MemoryReservation, load_image
 from crossmodal.serve.live import NotFoundError
 
 
-def thumbnail_bytes(item: dict, size: int) -> bytes:
-    return _render(*_stamped(item), size)
+def thumbnail_bytes(item: dict, size: int, reserve: MemoryReservation | None = None) -> bytes:
+    """A JPEG preview; a first one decodes the stored image, holding `reserve` meanwhile."""
+    return _render(*_stamped(item), size, reserve)
 
 
-def full_size_bytes(item: dict, size: int) -> bytes:
+def full_size_bytes(item: dict, size: int, reserve: MemoryReservation | None = None) -> bytes:
     """The item's image, its longest side at most `size` px (never larger than stored)."""
-    return _render_large(*_stamped(item), size)
+    return _render_large(*_stamped(item), size, reserve)
 
 
 def _stamped(item: dict) -> tuple[str, int]:
@@ -33,19 +34,22 @@ def _stamped(item: dict) -> tuple[str, int]:
 
 
 @lru_cache(maxsize=1024)
-def _render(path: str, stamp: int, size: int) -> bytes:  # stamp: a changed file is re-read
-    return _jpeg(path, size, quality=85)
+def _render(path: str, stamp: int, size: int,  # stamp: a changed file is re-read
+            reserve: MemoryReservation | None) -> bytes:
+    return _jpeg(path, size, size, 85, reserve)
 
 
 @lru_cache(maxsize=8)  # up to ~1 MB each
-def _render_large(path: str, stamp: int, size: int) -> bytes:
-    return _jpeg(path, size, quality=90)
+def _render_large(path: str, stamp: int, size: int,
+                  reserve: MemoryReservation | None) -> bytes:
+    # A JPEG decodes at a reduced scale down to >= 2x the target: ask for half the size.
+    return _jpeg(path, max(1, size // 2), size, 90, reserve)
 
 
-def _jpeg(path: str, size: int, quality: int) -> bytes:
+def _jpeg(path: str, target_size: int, size: int, quality: int,
+          reserve: MemoryReservation | None) -> bytes:
     try:
-        # A JPEG decodes at a reduced scale down to >= 2x the target: ask for half the size.
-        image = load_image(path, target_size=max(1, size // 2))
+        image = load_image(path, target_size=target_size, reserve=reserve)
     except ImageLoadError as exc:
         raise NotFoundError(f"the image at this item cannot be read: {exc}") from exc
     image.thumbnail((size, size), Image.Resampling.BICUBIC)
