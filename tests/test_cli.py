@@ -331,3 +331,17 @@ def test_many_unmatched_captions_are_one_summary_line(runner, tmp_path, colour_f
     verbose = run(runner, "index", colour_folder, "--into", tmp_path / "v", "--model",
                   "fake:colours", "--captions", captions, "--quiet", "--verbose")
     assert len(verbose.stderr.splitlines()) > 3500
+
+
+def test_text_search_keeps_min_score_and_where(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    every = json.loads(run(runner, "search", index, "red", "--json", "--k", "4").output)
+    kept = json.loads(run(runner, "search", index, "red", "--json", "--k", "4", "--min-score",
+                          every[1]["score"] - 1e-6).output)
+    assert [h["id"] for h in kept] == [h["id"] for h in every[:2]]
+    bad = run(runner, "search", index, "red", "--min-score", "nope", code=2).output
+    assert bad.startswith("error:") and "min" in bad.lower()
+    sub = json.loads(run(runner, "search", index, "blue", "--json", "--where",
+                         "folder = 'sub'").output)
+    assert [h["id"] for h in sub] == ["sub/blue.webp"]
