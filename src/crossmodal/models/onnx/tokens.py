@@ -18,6 +18,14 @@ import numpy as np
 from crossmodal.errors import UnknownModelError
 
 
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
+    """int64 numpy tokens padded to the longest text of the batch (not to the context): what
+    an exported text graph takes, at export and at run time alike (a transformers tokenizer
+    or a FastTokenizer)."""
+    return dict(tokenizer(list(texts), padding="longest", truncation=True,
+                          max_length=max_length, return_tensors="np"))
+
+
 class FastTokenizer:
     def __init__(self, folder: str | Path):
         from tokenizers import Tokenizer
