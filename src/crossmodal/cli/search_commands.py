@@ -45,7 +45,7 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
                    plus, minus, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from crossmodal.collection.collection import Collection
 from crossmodal.distributed.clip_layout import EXTRA_COLUMNS, RUN_FILE, list_shards, read_shard
-from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.manifest import MANIFEST
 from crossmodal.models.preprocess import l2_normalize
