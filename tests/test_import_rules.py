@@ -156,6 +156,15 @@ def test_no_import_cycles():
     assert not found, f"import cycles: {[sorted(c) for c in found]}"
 
 
+def test_applications_reach_an_index_only_through_the_collection():
+    # The manifest, the log, the stores and the commit protocol are the collection's to use:
+    # the CLI, the server, MCP and the Ray importer go through its public API.
+    apps = ("crossmodal.cli", "crossmodal.serve", "crossmodal.mcp", "crossmodal.distributed")
+    wrong = [f"{a} -> {b}" for a, targets in graph().items() if a.startswith(apps)
+             for b in targets if b.startswith("crossmodal.index")]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_no_floor_imports_a_higher_one():
     wrong = [f"{a} -> {b}" for a, b in upward_arrows()]
     assert not wrong, "imports from a lower floor up:\n" + "\n".join(wrong)
