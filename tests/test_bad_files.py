@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from crossmodal import ingest
 from crossmodal.cli.main import cli
+from crossmodal.collection import ingest
 from crossmodal.data import loader
 from crossmodal.data.files import collect_items
 from crossmodal.data.images import ImageLoadError, decode_cost, load_image

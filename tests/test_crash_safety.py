@@ -19,7 +19,7 @@ WRITER = textwrap.dedent("""
     import json, sys
     sys.path[:0] = [sys.argv[3], sys.argv[4]]
     from crossmodal.engine import Collection
-    from crossmodal.index import generations
+    from crossmodal.collection import commits as generations
     from tests.fakes import FakeEncoder
     from tests.image_helpers import write_image
     from pathlib import Path

@@ -166,7 +166,7 @@ def test_index_types_agree_on_small_data(tmp_path, colour_folder, fake_encoder, 
 
 def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_encoder,
                                              monkeypatch):
-    import crossmodal.ingest as ingest
+    import crossmodal.collection.ingest as ingest
 
     real = ingest.content_hash
 
@@ -192,7 +192,7 @@ def test_corrupt_items_json_is_an_index_error(tmp_path, colour_folder, fake_enco
 
 
 def test_a_store_that_cannot_start_leaves_no_folder(tmp_path, fake_encoder, monkeypatch):
-    import crossmodal.engine as engine
+    import crossmodal.collection.collection as engine
 
     def unreachable(*args, **kwargs):
         raise ConnectionError("Milvus at http://127.0.0.1:1 is unreachable")

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
+from crossmodal.collection import commits as generations
 from crossmodal.engine import Collection
 from crossmodal.errors import IndexWriteError
-from crossmodal.index import generations
 from tests.fault_helpers import FullDisk, fill, needs_proc, small_tmpfs
 from tests.image_helpers import write_image
 from tests.serve_helpers import build_index, local_client, png_bytes

@@ -81,7 +81,7 @@ def test_a_commit_removes_what_a_killed_generation_write_left(tmp_path, fake_enc
     with monkeypatch.context() as patch:
         patch.setattr("crossmodal.index.manifest.Manifest.save", killed)
         # kill -9 skips the clean-up a failed write does in-process
-        patch.setattr("crossmodal.index.generations._remove_unfinished", lambda *args: None)
+        patch.setattr("crossmodal.collection.commits._remove_unfinished", lambda *args: None)
         with pytest.raises(KeyboardInterrupt):
             collection.compact()
     left = set(os.listdir(index)) - before

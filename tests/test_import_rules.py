@@ -9,7 +9,6 @@ breaks a rule and every cycle.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -27,32 +26,12 @@ FLOORS: tuple[tuple[str, frozenset[str]], ...] = (
     # The library's lower floor: nothing here knows indexes, training or applications.
     ("lower", frozenset({"models", "data", "losses", "metrics"})),
     ("middle", frozenset({"index", "evaluation", "train", "viz"})),
-    # The collection: the one API over an index folder.
+    # The collection: one index folder's state, its commits and the one API over it (the
+    # `collection` package; `engine` and `ingest` re-export it under their first names).
     ("collection", frozenset({"engine", "ingest", "collection", "query_terms"})),
     # Thin applications over the library.
     ("top", frozenset({"cli", "serve", "mcp", "distributed", "__main__", "__init__"})),
 )
-
-# The one cycle known today, removed by a planned change: the index write path. Its commit
-# protocol is spread over engine.py, ingest.py and index/ modules (generations, the folder
-# writer) that reach back into the Collection; the write-path change gives that state one
-# home and removes this cycle and its upward arrows. A cycle is this one when it holds the
-# engine and nothing but write-path modules (engine, ingest, index.*, collection.*), so it is
-# recognised while that code moves. Any other cycle fails the test; so does this exception
-# once the cycle is gone (then delete it).
-WRITE_PATH = ("crossmodal.engine", "crossmodal.ingest", "crossmodal.index.",
-              "crossmodal.collection")
-
-
-def is_write_path_cycle(component: frozenset[str]) -> bool:
-    return "crossmodal.engine" in component and all(
-        name.startswith(WRITE_PATH) for name in component)
-
-
-KNOWN_CYCLES: dict[str, Callable[[frozenset[str]], bool]] = {
-    "index write path": is_write_path_cycle,
-}
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -161,20 +140,10 @@ def cycles() -> list[frozenset[str]]:
     return found
 
 
-def _known(component: frozenset[str]) -> str | None:
-    return next((label for label, matches in KNOWN_CYCLES.items() if matches(component)), None)
-
-
 def test_the_graph_is_read_with_lazy_imports():
     # Guards the reader itself: onnx_towers imports the exporter only inside functions.
     assert "crossmodal.models.onnx.export" in graph()["crossmodal.models.towers.onnx_towers"]
     assert "crossmodal.engine" in graph()["crossmodal"]
-
-
-def test_the_known_exception_takes_the_write_path_alone():
-    assert is_write_path_cycle(frozenset({"crossmodal.engine", "crossmodal.index.generations"}))
-    assert not is_write_path_cycle(frozenset({"crossmodal.engine", "crossmodal.models.hf"}))
-    assert not is_write_path_cycle(frozenset({"crossmodal.index.a", "crossmodal.index.b"}))
 
 
 def test_every_module_is_on_a_floor():
@@ -182,19 +151,22 @@ def test_every_module_is_on_a_floor():
         floor_of(name)
 
 
-def test_no_import_cycles_but_the_known_ones():
+def test_no_import_cycles():
     found = cycles()
-    unknown = [sorted(c) for c in found if _known(c) is None]
-    assert not unknown, f"import cycles: {unknown}"
-    gone = set(KNOWN_CYCLES) - {_known(c) for c in found}
-    assert not gone, f"known cycles that no longer exist (remove them from KNOWN_CYCLES): {gone}"
+    assert not found, f"import cycles: {[sorted(c) for c in found]}"
+
+
+def test_applications_reach_an_index_only_through_the_collection():
+    # The manifest, the log, the stores and the commit protocol are the collection's to use:
+    # the CLI, the server, MCP and the Ray importer go through its public API.
+    apps = ("crossmodal.cli", "crossmodal.serve", "crossmodal.mcp", "crossmodal.distributed")
+    wrong = [f"{a} -> {b}" for a, targets in graph().items() if a.startswith(apps)
+             for b in targets if b.startswith("crossmodal.index")]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_no_floor_imports_a_higher_one():
-    # Inside a known cycle arrows run up by its nature; they go with it.
-    allowed = {(a, b) for component in cycles() if _known(component)
-               for a in component for b in component}
-    wrong = [f"{a} -> {b}" for a, b in upward_arrows() if (a, b) not in allowed]
+    wrong = [f"{a} -> {b}" for a, b in upward_arrows()]
     assert not wrong, "imports from a lower floor up:\n" + "\n".join(wrong)
 
 
@@ -210,4 +182,4 @@ if __name__ == "__main__":
     for a, b in upward_arrows():
         print(f"up: {a} (floor {FLOORS[floor_of(a)][0]}) -> {b} (floor {FLOORS[floor_of(b)][0]})")
     for component in cycles():
-        print(f"cycle ({_known(component) or 'unknown'}): {', '.join(sorted(component))}")
+        print(f"cycle: {', '.join(sorted(component))}")

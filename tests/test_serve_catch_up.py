@@ -48,7 +48,7 @@ def test_searches_go_on_while_the_server_reads_another_process_commit(
     if change == "new generation":
         other.compact()
         slow = SlowOnce(manifest.read_items)
-        monkeypatch.setattr("crossmodal.engine.read_items", slow)
+        monkeypatch.setattr("crossmodal.collection.collection.read_items", slow)
     else:
         slow = SlowOnce(wal.read)
         monkeypatch.setattr("crossmodal.index.wal.read", slow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from crossmodal.index.generations import disk_stamp
+from crossmodal.collection.commits import disk_stamp
 from crossmodal.serve.live import LiveCollection, Upload
 from tests.serve_helpers import build_index, png_bytes
 

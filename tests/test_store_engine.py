@@ -230,3 +230,29 @@ def collections_on(store: str, names: list[str]) -> list[bool]:
         return [client.has_collection(name) for name in names]
     finally:
         CLIENTS.release(uri)
+
+
+def test_every_store_answers_what_a_commit_asks_of_it(tmp_path, fake_encoder, store):
+    # The commit protocol asks the store, never its class: whether the folder keeps a log,
+    # removed rows held, retraining, a whole save due, converting in place.
+    from crossmodal.index.protocol import VectorStore
+
+    collection = Collection.create(tmp_path / "v", model="fake:colours", encoder=fake_encoder,
+                                   store=store)
+    vectors = np.eye(4, fake_encoder.dim, dtype=np.float32)
+    collection.add_vectors([{"id": f"{i}.jpg", "path": f"/p/{i}.jpg"} for i in range(4)],
+                           vectors)
+    faiss = store == "faiss"
+    for held in collection.stores():
+        assert isinstance(held, VectorStore)
+        assert held.keeps_log == faiss and held.tombstones == 0
+        assert not held.retrain_if_due() and not held.wants_full_save(0)
+    assert bool(collection.manifest.log) == faiss  # the add went to a log record, or not
+    if faiss:
+        collection.convert("hnsw")
+        assert Collection.open(tmp_path / "v").manifest.index_type == "hnsw"
+    else:
+        with pytest.raises(BadInputError, match="keeps its vectors in Milvus"):
+            collection.convert("hnsw")
+        assert len(collection) == 4 and collection.manifest.index_type == "flat"
+    collection.close()

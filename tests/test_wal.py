@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crossmodal.collection import commits as generations
 from crossmodal.engine import Collection
 from crossmodal.errors import IndexCorruptError
-from crossmodal.index import generations
 from crossmodal.index.faiss_store import FaissStore
 from crossmodal.index.manifest import MANIFEST
 

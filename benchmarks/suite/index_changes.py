@@ -7,7 +7,7 @@ times, `--reps` times each, one committed change as the CLI and the server make 
   remove   remove of one item
   update   remove + add of the same id (a re-indexed changed file: two commits)
 Each row reports the median, 90th percentile and max in ms, and how many of the changes wrote
-a new generation (the log passed its share, see crossmodal.index.generations) instead of one
+a new generation (the log passed its share, see crossmodal.collection.commits) instead of one
 log record. Also: the time to open the folder (generation + log replay) and to write a full
 generation (`compact`, what every commit cost before the log).
 

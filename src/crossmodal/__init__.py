@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from crossmodal.version import __version__
 
 if TYPE_CHECKING:
-    from crossmodal.engine import Collection, Hit
+    from crossmodal.collection.collection import Collection, Hit
 
 __all__ = ["Collection", "Hit", "load_encoder", "__version__"]
 

@@ -1,1 +1,1 @@
-"""The `crossmodal` command line: a thin layer over crossmodal.engine."""
+"""The `crossmodal` command line: a thin layer over crossmodal.collection."""

@@ -67,7 +67,7 @@ def describe_query(showcase: Showcase) -> str:
 def demo_command(into: Path, model: str, fresh: bool) -> None:
     """Build an index of the sample photos, then search it by English, Chinese and image."""
     from crossmodal.cli.index_commands import print_add_report
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection
     from crossmodal.models.registry import DEFAULT_MODEL
 
     if fresh and into.exists():

@@ -55,9 +55,9 @@ def index_with_ray(inputs, into: Path, model: str | None, caption_files, index_t
     The shards go to INTO/.ray-work/<plan>/ (rerunning the same command resumes there) and
     are deleted once imported.
     """
+    from crossmodal.collection.collection import Collection
     from crossmodal.distributed.importer import import_embeddings
     from crossmodal.distributed.inputs import plan_shards, without_items
-    from crossmodal.engine import Collection
 
     collection = Collection.create(into, model=model or DEFAULT_MODEL, index_type=index_type,
                                    store=store)

@@ -73,7 +73,7 @@ def _index_new(inputs, into: Path, model, caption_files, index_type, store, batc
                quiet):
     """Create the index and add to it; when nothing could be added (an empty folder, only
     unreadable files) or adding fails, what was made is removed again."""
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection
     from crossmodal.errors import BadInputError
 
     _require_inputs(inputs)
@@ -86,7 +86,7 @@ def _index_new(inputs, into: Path, model, caption_files, index_type, store, batc
         if not len(collection):
             raise BadInputError(_nothing_indexed(inputs, report))
     except BaseException:
-        _remove_new_index(collection, into, made_folder)
+        collection.discard(remove_folder=made_folder)
         raise
     return collection, report
 
@@ -100,26 +100,6 @@ def _nothing_indexed(inputs, report) -> str:
         why = (f"{len(report.skipped_files)} files skipped, none an image that could be read "
                f"({'; '.join(reasons[:3])})")
     return f"nothing to index in {where}: {why}; no index was created"
-
-
-def _remove_new_index(collection, into: Path, made_folder: bool) -> None:
-    """Undo Collection.create: the store's collections (Milvus) and the files in the folder
-    (the folder itself only when this command made it)."""
-    import shutil
-
-    from crossmodal.engine import TARGETS
-    from crossmodal.index.stores import drop_store
-
-    collection.close()
-    drop_store(collection.manifest.store, into, TARGETS)
-    if made_folder:
-        shutil.rmtree(into, ignore_errors=True)
-        return
-    for child in into.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
 
 
 @click.command("index")
@@ -152,11 +132,10 @@ def _remove_new_index(collection, into: Path, made_folder: bool) -> None:
 def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
                   batch_size, quiet, verbose, ray, workers) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection
     from crossmodal.errors import BadInputError
-    from crossmodal.index.manifest import MANIFEST
 
-    existing = (into / MANIFEST).is_file()
+    existing = Collection.exists(into)
     if existing:
         collection = Collection.open(into, model=model)
         held = collection.manifest.index_type
@@ -193,7 +172,7 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
 @click.argument("item_ids", nargs=-1, required=True)
 def remove_command(index, item_ids) -> None:
     """Remove items (and their captions) from INDEX by id."""
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection
     from crossmodal.item_ids import normal_item_id
 
     collection = Collection.open(index)
@@ -215,32 +194,13 @@ def remove_command(index, item_ids) -> None:
 def info_command(index, verify) -> None:
     """Show what an index holds and which model built it; with --verify, exit status 1
     when a file fails its checksum."""
-    from crossmodal.engine import Collection
-    from crossmodal.errors import IndexCorruptError
-    from crossmodal.index.generations import committed_counts
-    from crossmodal.index.manifest import Manifest
+    from crossmodal.collection.collection import Collection
 
-    try:
-        collection = Collection.open(index)
-    except IndexCorruptError as exc:
-        if not verify:
-            raise
-        # The checksums tell which file is bad even when the index cannot be opened.
-        manifest = Manifest.load(index)
-        stats = {"path": str(index), "model": manifest.model,
-                 **committed_counts(index, manifest),
-                 "generation": manifest.generation, "verified": False,
-                 "bad_files": manifest.verify(index), "error": str(exc)}
-        click.echo(json.dumps(stats, indent=1))
-        raise SystemExit(1) from None  # as `sha256sum -c` does: scripts can test the status
-    stats = collection.stats()
-    if verify:
-        bad = collection.manifest.verify(index)
-        stats["verified"] = not bad
-        stats["bad_files"] = bad
+    # With --verify, even an index that cannot be opened is described (its bad files).
+    stats = Collection.inspect(index, verify=verify)
     click.echo(json.dumps(stats, indent=1))
     if verify and not stats["verified"]:
-        raise SystemExit(1)
+        raise SystemExit(1)  # as `sha256sum -c` does: scripts can test the status
 
 
 @click.command("drop")
@@ -248,23 +208,12 @@ def info_command(index, verify) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop_command(index, yes) -> None:
     """Delete INDEX: the Milvus collections it owns (if any), then its folder."""
-    import shutil
+    from crossmodal.collection.collection import Collection
 
-    from crossmodal.engine import TARGETS
-    from crossmodal.errors import BadInputError
-    from crossmodal.index.manifest import Manifest
-    from crossmodal.index.stores import drop_store
+    def confirm(what: str) -> None:
+        click.confirm(f"delete {what}?", abort=True)
 
-    try:
-        store = Manifest.load(index).store
-    except FileNotFoundError:
-        raise BadInputError(f"no crossmodal index at {index}: nothing to drop") from None
-    also = f" and its collections on Milvus {store['uri']}" if store.get("backend") == "milvus" \
-        else ""
-    if not yes:
-        click.confirm(f"delete {index}{also}?", abort=True)
-    kept = drop_store(store, index, TARGETS)
-    shutil.rmtree(index)
+    kept = Collection.drop(index, confirm=None if yes else confirm)
     click.echo(f"dropped {index}")
     if kept:
         click.echo(f"kept {', '.join(kept)}: another index folder owns them (this was a copy)",

@@ -23,24 +23,22 @@ def text_search(index: Path, query: str, k: int, target: str, where: str | None,
     costs the longer of the two, not their sum."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from crossmodal.engine import Collection
+    from crossmodal.collection.collection import Collection, parse_filter
     from crossmodal.errors import BadInputError
-    from crossmodal.index.filters import parse_filter
-    from crossmodal.index.manifest import Manifest
     from crossmodal.models.score_thresholds import resolve_min_score
 
     if not query.strip():
         raise BadInputError("the query text is empty")
     where = parse_filter(where)  # a bad filter or cut-off fails before anything loads
     try:
-        manifest = Manifest.load(index)
+        model, fingerprint = Collection.model_of(index)
     except (FileNotFoundError, NotADirectoryError):
         collection = Collection.open(index)  # it says what is wrong
         return (collection, collection.search_text(query, k, target, where, long_text,
                                                    min_score), collection.query_note(query))
-    cutoff = resolve_min_score(min_score, manifest.model, manifest.model_fingerprint)
+    cutoff = resolve_min_score(min_score, model, fingerprint)
     with ThreadPoolExecutor(1) as pool:
-        encoded = pool.submit(_encode_query, manifest.model, query, long_text)
+        encoded = pool.submit(_encode_query, model, query, long_text)
         collection = Collection.open(index)
         vector, note = encoded.result()
     collection.encoder  # noqa: B018 - the cached encoder, checked against the index now
@@ -88,7 +86,7 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
                    plus, minus, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
-    from crossmodal.engine import Collection, normal_target
+    from crossmodal.collection.collection import Collection, normal_target
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 

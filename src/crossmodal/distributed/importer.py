@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from crossmodal.collection.collection import Collection
 from crossmodal.distributed.clip_layout import EXTRA_COLUMNS, RUN_FILE, list_shards, read_shard
-from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError, IndexMismatchError
-from crossmodal.index.manifest import MANIFEST
 from crossmodal.models.preprocess import l2_normalize
 
 _COMMIT_EVERY = 50_000  # items per add_vectors call: each call rewrites the index files
@@ -48,7 +47,7 @@ def _model_of(folder: Path, into: Path, model: str | None) -> str:
         raise IndexMismatchError(f"{folder} was embedded with '{recorded}', not '{model}'")
     if model or recorded:
         return model or recorded
-    if (into / MANIFEST).is_file():
+    if Collection.exists(into):
         return Collection.open(into).manifest.model
     raise BadInputError(f"which model made the vectors in {folder}? give --model "
                         "(e.g. the open_clip or hf id clip-retrieval used)")

@@ -50,6 +50,9 @@ FILTER_EXACT_ROWS = 20_000
 FILTER_EXACT_SHARE = 0.05
 # A generation written with more dead rows than this share drops them (and rebuilds the index).
 PURGE_SHARE = 0.2
+# Rows a log may add to an HNSW store before a whole save is due: every open replays them as
+# graph inserts (about 1 ms each at 1M rows).
+MAX_LOG_GRAPH_ROWS = 20_000
 
 
 def pq_subvectors(dim: int) -> int:
@@ -59,6 +62,7 @@ def pq_subvectors(dim: int) -> int:
 
 @dataclass
 class FaissStore:
+    keeps_log = True  # changes go to the folder's log between whole saves (VectorStore)
     dim: int
     kind: str = "flat"
     params: dict = field(default_factory=dict)
@@ -296,6 +300,24 @@ class FaissStore:
             return False
         trained_on = int(self.params.get("trained_on", self.index.ntotal) or 1)
         return len(self) >= float(self.params["retrain_growth"]) * trained_on
+
+    def retrain_if_due(self, force: bool = False) -> bool:
+        """Retrain IVF-PQ when asked (`force`) or outgrown; True if it was retrained."""
+        return (force or self.needs_retraining()) and self.retrain()
+
+    def wants_full_save(self, log_rows: int) -> bool:
+        """A whole save rather than a log record: the index was rebuilt or retrained, removed
+        rows held pass PURGE_SHARE, or an HNSW graph would replay `log_rows` inserts per open."""
+        return (self.rebuilt or self._dead > PURGE_SHARE * max(self._count, 1)
+                or (self.kind == "hnsw" and log_rows > MAX_LOG_GRAPH_ROWS))
+
+    def rebuilt_as(self, kind: str, params: dict | None,
+                   metadata: Callable[[], list[dict]]) -> FaissStore:
+        """A new store of `kind` over the same live vectors and their `metadata()` rows."""
+        new = FaissStore(self.dim, kind, params)
+        if len(self):
+            new.add(np.asarray(self.vectors), metadata())
+        return new
 
     def retrain(self) -> bool:
         """Train IVF-PQ afresh on all live vectors and re-encode them; False if not IVF-PQ."""

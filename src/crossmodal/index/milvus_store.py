@@ -334,6 +334,21 @@ class MilvusStore:
             self._client.delete(self.collection, ids=self._pending[start : start + 10_000])
         self._pending = []
 
+    # What a commit asks of every store (VectorStore): Milvus keeps no removed rows, no log
+    # (each commit saves the small row list whole) and trains nothing itself.
+    keeps_log = False
+    tombstones = 0
+
+    def retrain_if_due(self, force: bool = False) -> bool:
+        return False
+
+    def wants_full_save(self, log_rows: int) -> bool:
+        return False
+
+    def rebuilt_as(self, kind: str, params: dict | None, metadata) -> MilvusStore:
+        raise BadInputError(f"this index keeps its vectors in Milvus: build a new index with "
+                            f"--index-type {kind} instead of converting this one")
+
     def flush(self, wait_s: float = 3600) -> None:
         """Seal what was inserted and wait until the index covers it (a benchmark's build
         time: until then Milvus searches the unindexed rows exhaustively)."""

@@ -32,12 +32,14 @@ class StoreBackend:
     parse(uri) -> the manifest's store record; new(record, folder, roles, dim, kind, params)
     -> empty stores, one per role (may fill in the record); load(record, folder, files, dim,
     kind, params, metadata) -> one committed store; drop(record, folder, roles) -> the names
-    kept because another folder owns them."""
+    kept because another folder owns them; describe(record) -> what a drop deletes besides
+    the folder ("" when nothing)."""
 
     parse: Callable[[str], dict]
     new: Callable[..., list[VectorStore]]
     load: Callable[..., VectorStore]
     drop: Callable[[dict, Path, tuple[str, ...]], list[str]]
+    describe: Callable[[dict], str] = lambda record: ""
 
 
 STORE_BACKENDS: Registry[StoreBackend] = Registry("vector store", "crossmodal.stores")
@@ -79,6 +81,11 @@ def drop_store(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
     """Drop what the store keeps outside the folder (Milvus collections; nothing for faiss);
     returns the names kept because another folder owns them (this one is a copy)."""
     return _backend_of(record).drop(record, folder, roles)
+
+
+def describe_store(record: dict) -> str:
+    """What dropping the index deletes besides its folder ("" when nothing)."""
+    return _backend_of(record).describe(record)
 
 
 # --- faiss ------------------------------------------------------------------------------
@@ -167,5 +174,6 @@ def _milvus_drop(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str
         CLIENTS.release(uri)
 
 
-STORE_BACKENDS.register("milvus", StoreBackend(_milvus_parse, _milvus_new, _milvus_load,
-                                               _milvus_drop))
+STORE_BACKENDS.register("milvus", StoreBackend(
+    _milvus_parse, _milvus_new, _milvus_load, _milvus_drop,
+    describe=lambda record: f"its collections on Milvus {record['uri']}"))

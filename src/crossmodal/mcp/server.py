@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from crossmodal.collection.collection import Collection, Hit
 from crossmodal.data.images import ImageLoadError, load_image
-from crossmodal.engine import Collection, Hit
 from crossmodal.errors import BadInputError, CrossmodalError
-from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.models.protocol import Encoder
 
@@ -47,7 +46,7 @@ class IndexView:
         self.encoder = self._collection.encoder  # loaded now: the first call is not slow
 
     def current(self) -> Collection:
-        if disk_stamp(self.path) != self._collection.stamp():
+        if self._collection.disk_stamp() != self._collection.stamp():
             self._collection = Collection.open(self.path, encoder=self.encoder)
         return self._collection
 

@@ -16,7 +16,7 @@ import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
-from crossmodal.engine import normal_target
+from crossmodal.collection.collection import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.query_terms import MAX_TERMS, MAX_WEIGHT, QueryTerm, combined_vector

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmodal.collection.collection import Collection, Hit
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
@@ -39,10 +40,7 @@ from crossmodal.data.images import (
     load_image,
     return_freed_memory,
 )
-from crossmodal.engine import Collection, Hit
 from crossmodal.errors import BadInputError, IndexWriteError, write_failed
-from crossmodal.index import generations
-from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.rwlock import ReadWriteLock
@@ -144,7 +142,7 @@ class LiveCollection:
         now = time.monotonic()
         if now - self._checked >= self.refresh_s or self._collection.stale:
             self._checked = now
-            stamp = disk_stamp(self.path)
+            stamp = self._collection.disk_stamp()
             if stamp != self._collection.stamp():
                 self._refresh_if_idle(stamp)
         with self._lease.reading():
@@ -211,15 +209,10 @@ class LiveCollection:
 
     def _catch_up_with_disk(self) -> None:
         """Replay new log records in place (read and checked outside the lease, applied
-        under it), or load a new generation beside the current one (slow: searches go on
-        meanwhile) and swap it in."""
-        stamp, current = disk_stamp(self.path), self._collection
-        if stamp is None or stamp == current.stamp():
-            return
-        if stamp[0] == current.stamp()[0] and stamp[1] >= current.stamp()[1]:
-            records = generations.read_new_records(current)  # whole checksummed records only
-            with self._lease.writing():
-                generations.apply_records(current, records)
+        under it: the collection's change_guard), or load a new generation beside the current
+        one (slow: searches go on meanwhile) and swap it in."""
+        current = self._collection
+        if current.refresh():
             return
         del current  # from here the old generation is referred to by _collection only
         self._swap(self._opened(self.encoder))

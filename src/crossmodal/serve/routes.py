@@ -10,8 +10,8 @@ import anyio
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from crossmodal.engine import Hit as EngineHit
-from crossmodal.engine import normal_target
+from crossmodal.collection.collection import Hit as EngineHit
+from crossmodal.collection.collection import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.models.score_thresholds import resolve_min_score

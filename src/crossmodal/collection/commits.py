@@ -1,17 +1,20 @@
-"""How a Collection's changes reach the disk: a log record per commit, a generation now and then.
+"""The commit protocol: how a Collection's changes reach the disk (a log record per commit, a
+generation now and then) and how another writer's commits are read back.
 
 A faiss-backed index folder holds one full generation (vectors, faiss index, items JSON, named
 with their checksums by the manifest) and its write-ahead log `wal.<gen>.log` (crossmodal.index
 .wal). A commit appends one record with the change (removed item ids; added items with their
 vectors): its cost depends on the change, not on the collection. Opening loads the generation
-and replays the log. Once the log passes WAL_SHARE of the generation's size (or an HNSW log
-has WAL_MAX_GRAPH_ROWS rows to insert on every open, or dead rows pass PURGE_SHARE, or IVF-PQ
-retrains) the commit writes a new generation instead, as every commit did before: new files,
-an empty log, then the manifest (the commit point), then the old files go.
+and replays the log. Once the log passes WAL_SHARE of the generation's size, or a store
+would rather be saved whole (VectorStore.wants_full_save: an HNSW log with too many rows to
+insert on every open, too many removed rows held, IVF-PQ retrained), the commit writes a new
+generation instead: new files, an empty log, then the manifest (the commit point), then the
+old files go.
 
 Commit numbers: `manifest.generation` on disk numbers the full generation; in memory it counts
 every commit (the generation plus its log records), so it grows by one per commit either way.
-Milvus-backed folders keep no log: every commit writes a (small) generation.
+A store that keeps no log (Milvus: `keeps_log` is False) writes a (small) generation every
+commit.
 """
 
 from __future__ import annotations
@@ -19,42 +22,24 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossmodal.errors import BadInputError, IndexCorruptError
+from crossmodal.collection.state import TARGETS, IndexState, LogState
+from crossmodal.errors import IndexCorruptError
 from crossmodal.index import wal
-from crossmodal.index.faiss_store import PURGE_SHARE, FaissStore
 from crossmodal.index.manifest import Manifest, library_versions
 from crossmodal.paths import file_sha256
 from crossmodal.storage import LEFTOVER_GRACE_S, atomic_save_json, remove_stale_files
 
-if TYPE_CHECKING:
-    from crossmodal.engine import Collection
-
-TARGETS = ("images", "texts")
 WAL_SHARE = 0.25  # log bytes, as a share of the generation's, that trigger a new generation
 WAL_MIN_BYTES = 1 << 20  # small indexes: no new generation before the log holds this much
-WAL_MAX_GRAPH_ROWS = 20_000  # HNSW inserts every open replays (about 1 ms each at 1M rows)
 # A generation's files: faiss vectors/index/live rows, Milvus keys/state, the items, the log.
 GENERATION_FILE = re.compile(
     r"^(images|texts|items|wal)\.(\d{6})(\.alive|\.ids|\.milvus)?\.(npy|faiss|json|log)$")
-
-
-@dataclass
-class LogState:
-    """What of the folder a Collection has applied: its generation and log up to `end`."""
-
-    base: int  # the full generation's number (as the manifest on disk says)
-    name: str  # the log's file name; "" when the folder keeps none (Milvus)
-    end: int = 0  # bytes of the log applied
-    added_rows: int = 0  # vectors added through the log (HNSW replays insert them)
-
-    def stamp(self) -> tuple[int, int]:
-        return (self.base, self.end)
 
 
 def committed_counts(path: Path, manifest: Manifest) -> dict:
@@ -77,23 +62,17 @@ def disk_stamp(path: Path) -> tuple[int, int] | None:
     return (manifest.generation, size)
 
 
-def _faiss_stores(col: Collection) -> list[FaissStore]:
-    return [s for s in (col.images, col.texts) if isinstance(s, FaissStore)]
-
-
 # --- committing -------------------------------------------------------------------------
-def commit(col: Collection, compact: bool = False, retrain: bool = False) -> None:
+def commit(col: IndexState, compact: bool = False, retrain: bool = False) -> None:
     """Make the pending change durable (the caller holds the folder's lock)."""
     _check_not_bypassed(col)
-    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
-        if isinstance(store, FaissStore) and (retrain or store.needs_retraining()):
-            before = store.params.get("trained_on")
-            if store.retrain():
-                col.notes.append(f"retrained the {role} IVF-PQ index on {len(store)} vectors "
-                                 f"(it was trained on {before})")
-                compact = True
-    rebuilt = any(store.rebuilt for store in _faiss_stores(col))
-    if compact or rebuilt or not col._log.name or not _append_record(col):
+    for role, store in zip(TARGETS, col.stores(), strict=True):
+        before = store.params.get("trained_on")
+        if store.retrain_if_due(force=retrain):
+            col.notes.append(f"retrained the {role} IVF-PQ index on {len(store)} vectors "
+                             f"(it was trained on {before})")
+            compact = True
+    if compact or not col._log.name or not _append_record(col):
         write_generation(col)
     remove_leftovers(col)
 
@@ -103,7 +82,7 @@ def _index_file(name: str) -> bool:
     return bool(GENERATION_FILE.match(name)) or (name.startswith(".") and name.endswith(".tmp"))
 
 
-def remove_leftovers(col: Collection, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
+def remove_leftovers(col: IndexState, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
     """Under the lock, after a commit: delete what killed writers left in the folder (a half
     written generation, temp files) that the manifest does not name, once past the grace
     period; most commits only append to the log, so no generation write would sweep them."""
@@ -111,7 +90,7 @@ def remove_leftovers(col: Collection, min_age_s: float = LEFTOVER_GRACE_S) -> li
     return remove_stale_files(col.path, named, min_age_s, _index_file)
 
 
-def _check_not_bypassed(col: Collection) -> None:
+def _check_not_bypassed(col: IndexState) -> None:
     latest = _committed(col.path)
     if latest is not None and latest.generation != col._log.base:
         raise IndexCorruptError(
@@ -126,7 +105,7 @@ def _committed(path: Path) -> Manifest | None:
         return None
 
 
-def _encode_pending(col: Collection) -> tuple[bytes, int]:
+def _encode_pending(col: IndexState) -> tuple[bytes, int]:
     ops, arrays, added = [], [], 0
     for op in col._pending:
         if op[0] == "remove":
@@ -138,21 +117,17 @@ def _encode_pending(col: Collection) -> tuple[bytes, int]:
             else text_vectors
         arrays += [image_vectors, texts]
         added += len(image_vectors) + len(texts)
-    header = {"generation": col.manifest.generation + 1, "ops": ops, "counts": _counts(col)}
+    header = {"generation": col.manifest.generation + 1, "ops": ops, "counts": col.counts()}
     return wal.encode_record(header, arrays), added
 
 
-def _append_record(col: Collection) -> bool:
+def _append_record(col: IndexState) -> bool:
     """Append the pending change to the log; False when a new generation is due instead."""
     record, added = _encode_pending(col)
     base_bytes = sum(entry["bytes"] for entry in col.manifest.files.values())
     if col._log.end + len(record) > max(WAL_SHARE * base_bytes, WAL_MIN_BYTES):
         return False
-    stores = _faiss_stores(col)
-    if any(s.kind == "hnsw" for s in stores) and col._log.added_rows + added > \
-            WAL_MAX_GRAPH_ROWS:
-        return False
-    if any(s.tombstones > PURGE_SHARE * max(s.physical_rows, 1) for s in stores):
+    if any(s.wants_full_save(col._log.added_rows + added) for s in col.stores()):
         return False
     log = col.path / col._log.name
     tail = wal.read(log, col._log.end)
@@ -165,15 +140,11 @@ def _append_record(col: Collection) -> bool:
     col._committed_now()
     col._log.added_rows += added
     col.manifest.generation += 1
-    col.manifest.counts = _counts(col)
+    col.manifest.counts = col.counts()
     return True
 
 
-def _counts(col: Collection) -> dict:
-    return {"items": len(col.items), "images": len(col.images), "texts": len(col.texts)}
-
-
-def write_generation(col: Collection) -> None:
+def write_generation(col: IndexState) -> None:
     """A full new generation and an empty log; the manifest switch is the commit point."""
     generation = col.manifest.generation + 1
     stem = f"{generation:06d}"
@@ -181,12 +152,11 @@ def write_generation(col: Collection) -> None:
     try:
         names = _write_files(col, stem)
         manifest = col.manifest
-        manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" \
-            else ""
+        manifest.log = f"wal.{stem}.log" if col.images.keeps_log else ""
         if manifest.log:
             wal.create(col.path / manifest.log)
         manifest.generation = generation
-        manifest.counts = _counts(col)
+        manifest.counts = col.counts()
         manifest.index_params = col.images.params
         manifest.versions = library_versions()
         manifest.save(col.path)  # the commit point
@@ -195,7 +165,7 @@ def write_generation(col: Collection) -> None:
         raise
     col._committed_now()
     col._log = LogState(generation, manifest.log)
-    for store in (col.images, col.texts):
+    for store in col.stores():
         store.committed()
     # The generation just replaced goes now; other leftovers after their grace period.
     for name in superseded - {*names.values(), manifest.log, ""}:
@@ -203,10 +173,10 @@ def write_generation(col: Collection) -> None:
             os.unlink(col.path / name)
 
 
-def _write_files(col: Collection, stem: str) -> dict[str, str]:
+def _write_files(col: IndexState, stem: str) -> dict[str, str]:
     """The generation's vector, index and items files, listed in the manifest (in memory)."""
     names: dict[str, str] = {}
-    for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
+    for role, store in zip(TARGETS, col.stores(), strict=True):
         for sub, name in store.save(col.path, f"{role}.{stem}").items():
             names[f"{role}.{sub}"] = name
     names["items"] = f"items.{stem}.json"
@@ -233,19 +203,12 @@ def _remove_unfinished(path: Path, generation: int) -> None:
                 os.unlink(path / entry)
 
 
-def convert(col: Collection, kind: str, metadata_rows) -> None:
+def convert(col: IndexState, kind: str, metadata_rows) -> None:
     """New stores of `kind` over the same vectors, then a new generation (the commit point:
     a crash before it leaves the old index as it was)."""
-    if col.manifest.store.get("backend", "faiss") != "faiss":
-        raise BadInputError(f"{col.path} keeps its vectors in Milvus: build a new index with "
-                            f"--index-type {kind} instead of converting this one")
-    stores = []
-    for role, old in zip(TARGETS, (col.images, col.texts), strict=True):
-        new = FaissStore(col.manifest.dim, kind, dict(col.manifest.index_params)
-                         if kind == col.manifest.index_type else None)
-        if len(old):
-            new.add(np.asarray(old.vectors), metadata_rows(role))
-        stores.append(new)
+    params = dict(col.manifest.index_params) if kind == col.manifest.index_type else None
+    stores = [old.rebuilt_as(kind, params, lambda role=role: metadata_rows(role))
+              for role, old in zip(TARGETS, col.stores(), strict=True)]
     col.images, col.texts = stores
     col.manifest.index_type = kind
     col.notes.append(f"converted {col.path} to a {kind} index")
@@ -262,17 +225,17 @@ class Update:
     """What another writer committed since a collection read the folder."""
 
     records: list[wal.Record]  # records of the same generation's log, in order
-    fresh: Collection | None = None  # or the folder loaded again (a new generation)
+    fresh: IndexState | None = None  # or the folder loaded again (a new generation)
 
 
-def read_new_records(col: Collection) -> list[wal.Record]:
+def read_new_records(col: IndexState) -> list[wal.Record]:
     """The log's whole records after what `col` has applied (read and checksummed)."""
     if not col._log.name:
         return []
     return wal.read(col.path / col._log.name, col._log.end).records
 
 
-def apply_records(col: Collection, records: list[wal.Record]) -> None:
+def apply_records(col: IndexState, records: list[wal.Record]) -> None:
     """Apply records read by read_new_records, in order."""
     for record in records:
         if record.header.get("generation") != col.manifest.generation + 1:
@@ -283,15 +246,15 @@ def apply_records(col: Collection, records: list[wal.Record]) -> None:
         col.manifest.generation += 1
         col._log.end = record.end
     col._committed_now()
-    col.manifest.counts = _counts(col)
+    col.manifest.counts = col.counts()
 
 
-def replay(col: Collection) -> None:
+def replay(col: IndexState) -> None:
     """Apply the log's whole records after what `col` has applied (open and catch-up)."""
     apply_records(col, read_new_records(col))
 
 
-def _apply(col: Collection, record: wal.Record) -> None:
+def _apply(col: IndexState, record: wal.Record) -> None:
     arrays = iter(record.arrays)
     for op in record.header["ops"]:
         if op["op"] == "remove":
@@ -302,9 +265,10 @@ def _apply(col: Collection, record: wal.Record) -> None:
             col._log.added_rows += len(image_vectors) + len(text_vectors)
 
 
-def read_update(col: Collection) -> Update | None:
+def read_update(col: IndexState, load: Callable[[Manifest], IndexState]) -> Update | None:
     """Under the folder's lock: what was committed since `col` read the folder (None: no
-    index there). Reads and loads; changes nothing in `col`."""
+    index there). Reads and loads (`load`: the generation a manifest names); changes nothing
+    in `col`."""
     latest = _committed(col.path)
     if latest is None:
         return None
@@ -313,10 +277,10 @@ def read_update(col: Collection) -> Update | None:
         return Update(read_new_records(col))
     # A new generation; or the log shrank: a record this object read was cut off again by
     # its writer (its fsync failed), so what memory holds was never committed.
-    return Update([], type(col)._load(col.path, latest, col._encoder))
+    return Update([], load(latest))
 
 
-def apply_update(col: Collection, update: Update | None) -> bool:
+def apply_update(col: IndexState, update: Update | None) -> bool:
     """Apply what read_update read; True if anything changed."""
     if update is None:
         return False
@@ -327,7 +291,7 @@ def apply_update(col: Collection, update: Update | None) -> bool:
     return bool(update.records)
 
 
-def _log_size(col: Collection) -> int:
+def _log_size(col: IndexState) -> int:
     try:
         return (col.path / col._log.name).stat().st_size if col._log.name else 0
     except FileNotFoundError:

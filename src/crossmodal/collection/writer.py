@@ -3,7 +3,7 @@ that failed to commit.
 
 One writer at a time per index folder (an flock on `.lock`; other processes wait), and every
 change is applied to the latest committed state. A change is applied to memory first, then
-made durable (crossmodal.index.generations: a log record or a new generation); if that fails
+made durable (crossmodal.collection.commits: a log record or a new generation); if that fails
 before its commit point (a full disk, an I/O error), memory is loaded again from the folder,
 so nothing that was not written is ever seen or acknowledged, and a retry starts clean.
 """
@@ -15,21 +15,32 @@ import fcntl
 import logging
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from crossmodal.collection import commits
+from crossmodal.collection.state import IndexState, LogState
 from crossmodal.errors import write_failed
-from crossmodal.index import generations
-from crossmodal.index.generations import LogState
 from crossmodal.index.manifest import Manifest
 
 log = logging.getLogger("crossmodal.engine")
 
 
-class FolderWriter:
-    """Mixed into Collection, whose __init__ sets what these methods use: path, manifest,
-    items, text_rows, images, texts, _log, _pending, _uncommitted, _lock_owner, _encoder,
-    change_guard; and whose _load / _reindex they call."""
+class FolderWriter(IndexState):
+    """An index folder's state plus its writer's lock; the subclass loads a generation
+    (`_load_again`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock_owner: int | None = None  # the thread holding the folder's lock (locked())
+        # Held, after the folder's lock, while this object changes: a server sharing it with
+        # searching threads sets its readers-writer lock here (crossmodal.serve.live).
+        self.change_guard: Callable[[], contextlib.AbstractContextManager] = \
+            contextlib.nullcontext
+
+    def _load_again(self, manifest: Manifest) -> IndexState:
+        """The folder's generation that `manifest` names, loaded afresh."""
+        raise NotImplementedError
 
     @property
     def stale(self) -> bool:
@@ -54,9 +65,9 @@ class FolderWriter:
             try:
                 # What others committed is read (and a new generation loaded) before the
                 # guard; only applying it holds `change_guard`, so searches wait only for that.
-                update = generations.read_update(self)
+                update = commits.read_update(self, self._load_again)
                 with self._guarded():
-                    generations.apply_update(self, update)
+                    commits.apply_update(self, update)
                 yield
             finally:
                 self._lock_owner = None
@@ -90,7 +101,7 @@ class FolderWriter:
         """Drop what memory holds beyond the last commit: load the folder again (as opening
         does; only after a failed write). If that fails too, mark this object stale."""
         try:
-            fresh = type(self)._load(self.path, Manifest.load(self.path), self._encoder)
+            fresh = self._load_again(Manifest.load(self.path))
         except Exception as exc:
             if not isinstance(exc, FileNotFoundError):  # none: a `create` that failed
                 log.warning("could not read %s back after a failed write: %s", self.path, exc)
@@ -98,20 +109,10 @@ class FolderWriter:
             return
         self._adopt(fresh)
 
-    def _adopt(self, fresh: FolderWriter) -> None:
-        """Take over `fresh`'s state (the same folder, loaded later)."""
-        old = (self.images, self.texts)
-        self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-        self.images, self.texts, self._log = fresh.images, fresh.texts, fresh._log
-        self._committed_now()
-        self._reindex()
-        for store in old:
-            store.close()
-
-    def _committed_now(self) -> None:
-        """The folder holds what memory holds (a commit point passed, or a replay ended)."""
-        self._pending.clear()
-        self._uncommitted = False
+    def _commit(self, compact: bool = False, retrain: bool = False) -> None:
+        """Callers hold _writing(): one log record, or now and then a whole new generation."""
+        self._uncommitted = True  # a compaction changes memory too (the manifest, the stores)
+        commits.commit(self, compact=compact, retrain=retrain)
 
 
 def remove_new_folder(path: Path, created: bool) -> None:
