@@ -53,6 +53,7 @@ def _register() -> None:
         demo,
         distributed_commands,
         eval_commands,
+        finetune_commands,
         index_commands,
         onnx_commands,
         plot_commands,
@@ -64,6 +65,7 @@ def _register() -> None:
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
+                   finetune_commands,
                    teacher_commands, serve_commands, distributed_commands, plot_commands,
                    onnx_commands, sts_commands):
         for command in module.COMMANDS:

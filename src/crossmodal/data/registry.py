@@ -9,7 +9,7 @@ A spec is one of
   * the path of a `.json` or `.toml` file holding such a dict; relative paths in it are
     taken from the file's folder.
 Formats (see each module's docstring): flickr8k-cn, karpathy, albef, chinese-clip, coco,
-table, newsimages.
+table, newsimages, imagefolder, folder (photos with sidecar captions).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from crossmodal.config_files import read_config_file
 from crossmodal.data.albef import load_albef
+from crossmodal.data.captioned_folder import load_captioned_folder
 from crossmodal.data.chinese_clip import load_chinese_clip
 from crossmodal.data.coco import load_coco_captions
 from crossmodal.data.dataset import RetrievalDataset
@@ -40,6 +41,7 @@ FORMATS: dict[str, tuple[Callable[..., RetrievalDataset], tuple[str, ...]]] = {
     "table": (load_table, ("path", "image_root")),
     "newsimages": (load_newsimages, ("path", "image_root")),
     "imagefolder": (load_imagefolder, ("root",)),
+    "folder": (load_captioned_folder, ("root",)),
 }
 
 
