@@ -73,6 +73,7 @@ def prepare(request: FinetuneRequest, say) -> Prepared:
         split = {"how": f"given: {request.val}", "fraction": None, "seed": None}
     else:
         train, val = checks.hold_out(data, request.val_fraction, request.seed)
+        train.skipped.extend(data.skipped)  # what the reader left out, counted once
         split = {"how": f"{len(val)} of {len(data)} images held out at random by image "
                         f"(--val-fraction {request.val_fraction}, seed {request.seed})",
                  "fraction": request.val_fraction, "seed": request.seed}

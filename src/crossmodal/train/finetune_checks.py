@@ -53,11 +53,23 @@ def trainable_base(model_id: str) -> tuple[str, str]:
                         "(trainable: towers:NAME, a tower config, hf: CLIP / Chinese-CLIP)")
 
 
+def refuse_package_path(path: Path) -> None:
+    """Trained weights never land inside the installed package (they would replace the
+    shipped model for every index built with it)."""
+    import crossmodal
+
+    package = Path(crossmodal.__file__).resolve().parent
+    if Path(path).resolve().is_relative_to(package):
+        raise BadInputError(f"{path} is inside the installed package ({package}): write "
+                            "trained models to a folder of your own")
+
+
 def prepare_out(out: Path, settings: dict, overwrite: bool, resume: bool) -> bool:
     """Whether the run resumes. A folder holding an interrupted run of the same settings
     resumes; a finished model, another run or foreign files are refused unless --overwrite
     (which deletes only a folder `finetune` made)."""
     out = Path(out)
+    refuse_package_path(out)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         if resume:
             raise BadInputError(f"--resume: nothing to resume in {out}")
