@@ -32,13 +32,16 @@ DEFAULT_FROM = getattr(registry, "DEFAULT_TOWER", registry.DEFAULT_MODEL)
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--lr", default=2e-4, show_default=True)
+@click.option("--fresh-heads", is_flag=True,
+              help="Start from seeded random heads instead of the base model's (to measure "
+                   "what the base's own heads bring).")
 @click.option("--overwrite", is_flag=True, help="Replace a model finetune wrote in --out.")
 @click.option("--resume", is_flag=True,
               help="Require an interrupted run in --out (rerunning the same command resumes "
                    "one anyway).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def finetune_command(base, data, out, val, val_fraction, seed, epochs, batch_size, lr,
-                     overwrite, resume, quiet) -> None:
+                     fresh_heads, overwrite, resume, quiet) -> None:
     """Fine-tune a model on your photos and captions: checks the data, holds out a part,
     trains the base model's heads on cached backbone features (best epoch by the held-out
     Rsum), prints before/after and writes OUT (model folder + MODEL_CARD.md)."""
@@ -47,7 +50,8 @@ def finetune_command(base, data, out, val, val_fraction, seed, epochs, batch_siz
 
     request = FinetuneRequest(base=base, data=data, out=out, val=val, val_fraction=val_fraction,
                               seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                              overwrite=overwrite, resume=resume, progress=not quiet)
+                              fresh_heads=fresh_heads, overwrite=overwrite, resume=resume,
+                              progress=not quiet)
     card = run_finetune(request, say=lambda line: click.echo(line, err=True))
     click.echo(f"\nheld-out retrieval ({card['counts']['val_images']} images, "
                f"{card['counts']['val_texts']} captions), best epoch {card['best_epoch']} "

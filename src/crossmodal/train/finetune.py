@@ -36,13 +36,15 @@ class FinetuneRequest:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 2e-4
+    fresh_heads: bool = False  # cold start: seeded random heads instead of the base's
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
 
     def settings(self) -> dict:
         """What decides the result: an interrupted run resumes only under the same."""
-        keep = ("base", "data", "val", "val_fraction", "seed", "epochs", "batch_size", "lr")
+        keep = ("base", "data", "val", "val_fraction", "seed", "epochs", "batch_size", "lr",
+                "fresh_heads")
         return {k: v for k, v in asdict(self).items() if k in keep}
 
 
@@ -82,15 +84,22 @@ def prepare(request: FinetuneRequest, say) -> Prepared:
     return Prepared(prefix, name, train, val, split, notes, resume)
 
 
-def build_encoder(prefix: str, name: str):
-    """The trainable form of the base model, starting from its own heads (warm start)."""
+def build_encoder(prefix: str, name: str, fresh_heads: bool = False, seed: int = 0):
+    """The trainable form of the base model, starting from its own heads (warm start), or
+    from seeded random heads (cold start, to measure what the base's heads bring)."""
     if prefix == "hf":
         from crossmodal.train.hf_parts import HFTrainable
 
-        return HFTrainable(name)
+        return HFTrainable(name, fresh_heads=fresh_heads, seed=seed)
     from crossmodal.models.towers import TowersEncoder, find_tower_config
+    from crossmodal.models.towers.heads import TowerHeads
 
-    return TowersEncoder(find_tower_config(name))
+    encoder = TowersEncoder(find_tower_config(name), load_heads=not fresh_heads)
+    if fresh_heads:
+        torch.manual_seed(seed)
+        encoder.heads = TowerHeads(encoder.image_backbone.out_dim,
+                                   encoder.text_backbone.out_dim, encoder.config.head)
+    return encoder
 
 
 def _config(request: FinetuneRequest, train_size: int):
@@ -139,12 +148,15 @@ def run_finetune(request: FinetuneRequest, say=print) -> dict:
     out = request.out
     (out / "train").mkdir(parents=True, exist_ok=True)
     atomic_save_json(out / "train" / checks.RUN_FILE, request.settings())
-    encoder = build_encoder(ready.prefix, ready.name)
+    encoder = build_encoder(ready.prefix, ready.name, request.fresh_heads, request.seed)
     phases = {}
     tick = time.perf_counter()
     train_features = dataset_features(encoder, ready.train, request.progress)[0]
     val_features = dataset_features(encoder, ready.val, request.progress)[0]
     phases["features"] = round(time.perf_counter() - tick, 1)
+    grams = getattr(encoder.heads, "grams", None)
+    if grams is not None and not grams.vocab:  # fresh heads: the training captions' grams
+        grams.fit(train_features.texts)
     before = evaluate_heads(encoder.heads, val_features)
     config = _config(request, len(train_features.image))
     trainer = StageTrainer(config, encoder.heads, train_features, val_features,
@@ -187,16 +199,19 @@ def _card(request: FinetuneRequest, ready: Prepared, before: dict, best: dict,
     counts = {"train_images": len(ready.train), "train_texts": len(ready.train.texts),
               "val_images": len(ready.val), "val_texts": len(ready.val.texts),
               "skipped": len(ready.train.skipped) + len(ready.val.skipped)}
-    recipe = ("Heads recipe, warm start: backbones frozen (features cached once), the base "
-              "model's projection heads trained with InfoNCE (AdamW, warm-up then cosine), "
-              "scored on the held-out part after every epoch.")
+    start = ("seeded random heads (cold start)" if request.fresh_heads
+             else "the base model's projection heads (warm start)")
+    recipe = (f"Heads recipe: backbones frozen (features cached once), {start} trained with "
+              "InfoNCE (AdamW, warm-up then cosine), scored on the held-out part after every "
+              "epoch.")
     return {
         "base_model": request.base, "out": str(request.out), "data": request.data,
         "val_data": request.val,
         "held_out": ready.split, "seed": request.seed, "counts": counts,
         "skipped": [list(s) for s in (ready.train.skipped + ready.val.skipped)[:200]],
         "notes": ready.notes,
-        "recipe": {"summary": recipe, "name": "heads-warm", "epochs": request.epochs,
+        "recipe": {"summary": recipe, "epochs": request.epochs,
+                   "name": "heads-cold" if request.fresh_heads else "heads-warm",
                    "batch_size": request.batch_size, "lr": request.lr, "loss": "infonce"},
         "best_epoch": best["epoch"], "before": before, "after": best["val"],
         "wall_s": round(time.perf_counter() - started, 1), "phases_s": phases,
