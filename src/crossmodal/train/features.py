@@ -12,19 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_json, atomic_save_npy
-from crossmodal.train.fast_features import onnx_image_features
+from crossmodal.train.fast_features import (
+    cuda_image_features,
+    cuda_text_features,
+    onnx_image_features,
+)
 
 
 def _key(kind: str, spec: dict, items: list[str]) -> str:
     # The runtime precision too: text backbones run bf16 where the CPU has it, and a cache
     # made that way must not serve an fp32 run (CROSSMODAL_BF16=0) or the reverse.
     precision = "bf16" if cpu_has_bf16() else "fp32"
+    if torch.cuda.is_available():  # fast_features runs the backbones in fp16 there
+        precision = "cuda-fp16"
     return content_key({"kind": kind, "spec": spec, "items": items, "precision": precision})
 
 
@@ -45,7 +52,8 @@ def cached_image_features(encoder, data: RetrievalDataset, cache_dir: Path,
     cached = load_image_rows(path)
     if cached is None:
         width = encoder.image_backbone.out_dim
-        fast = onnx_image_features(encoder)  # indexing's runtime: ~2x PyTorch on CPU
+        # indexing's runtime (~2x PyTorch on CPU), or the GPU where there is one
+        fast = onnx_image_features(encoder) or cuda_image_features(encoder)
 
         def extract(images):
             out = fast(images) if fast is not None else encoder.image_features(images).numpy()
@@ -83,7 +91,9 @@ def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
     path = Path(cache_dir) / f"txt-{_key('text', spec, data.texts)}.npy"
     if path.is_file():
         return np.load(path)
-    out = encode_text_batches(data.texts, lambda texts: encoder.text_features(texts).numpy(),
+    gpu = cuda_text_features(encoder)
+    out = encode_text_batches(data.texts, gpu or (lambda texts: encoder.text_features(texts)
+                                                  .numpy()),
                               batch, desc="text features", progress=progress)
     atomic_save_npy(path, out)
     return out
