@@ -286,3 +286,25 @@ def test_train_heads_never_writes_into_the_package(tmp_path, monkeypatch):
                                        str(inside)])
     assert refused.exit_code == 2 and "inside the installed package" in refused.output
     assert snapshot() == before
+
+
+def test_a_model_folder_names_its_model_by_its_absolute_path(tmp_path, monkeypatch,
+                                                             fake_encoder):
+    from crossmodal.errors import UnknownModelError
+    from crossmodal.models.model_folder import read_model_folder
+
+    folder = tmp_path / "models" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "tower.json").write_text("{}")
+    (folder / "crossmodal-model.json").write_text('{"model": "towers:tower.json"}')
+    monkeypatch.chdir(tmp_path / "models")
+    assert read_model_folder("mine") == (f"towers:{folder / 'tower.json'}", str(folder))
+    assert split_model_id("mine") == ("towers", str(folder / "tower.json"))
+    (folder / "crossmodal-model.json").write_text('{"model": "fake:colours"}')
+    load_encoder.cache_clear()
+    assert load_encoder("mine") is fake_encoder  # through the backend the file names
+    (folder / "crossmodal-model.json").write_text('{"name": "x"}')
+    with pytest.raises(UnknownModelError, match="unreadable model file"):
+        split_model_id("mine")
+    with pytest.raises(UnknownModelError, match="unknown model 'elsewhere'"):
+        split_model_id("elsewhere")  # a folder without the model file is no model
