@@ -79,3 +79,21 @@ def test_features_run_on_the_gpu_where_there_is_one(tmp_path):
     a, b = gpu.reshape(-1, gpu.shape[-1]), cpu.reshape(-1, gpu.shape[-1])
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.99  # fp16 autocast
+
+
+def test_onnx_text_features_where_indexing_runs_text_in_onnx_runtime(monkeypatch):
+    from crossmodal.models import speed
+    from crossmodal.models.towers import TowersEncoder, find_tower_config
+    from crossmodal.train.fast_features import onnx_text_features
+
+    monkeypatch.setenv("CROSSMODAL_BF16", "0")  # a CPU without bf16: indexing's text is ORT
+    speed.cpu_has_bf16.cache_clear()
+    try:
+        encoder = TowersEncoder(find_tower_config("lite-en"))
+        fast = onnx_text_features(encoder)
+        assert fast is not None
+        texts = ["a dog", "two children play on a red slide in the park", "雪地里的狗"]
+        a, b = fast(texts), encoder.text_features(texts).numpy()
+        assert a.shape == b.shape and ((a * b).sum(1) > 0.9999).all()  # both unit rows
+    finally:
+        speed.cpu_has_bf16.cache_clear()

