@@ -308,3 +308,19 @@ def test_a_model_folder_names_its_model_by_its_absolute_path(tmp_path, monkeypat
         split_model_id("mine")
     with pytest.raises(UnknownModelError, match="unknown model 'elsewhere'"):
         split_model_id("elsewhere")  # a folder without the model file is no model
+
+
+def test_chinese_captions_fine_tune_a_chinese_clip(tmp_path):
+    model = hf_helpers.build("chinese_clip", tmp_path / "cn-clip")
+    pieces = ["红", "色", "的", "猫"]
+    rows = [(path, f"{pieces[i % 4]}{pieces[(i // 4) % 4]}的{pieces[(i // 16) % 4]} {i}")
+            for i, (path, _) in enumerate(write_photos(tmp_path / "photos", 64))]
+    table = write_table(tmp_path / "t.csv", rows)
+    result = run(["--from", f"hf:{model}", "--data", str(table), "--out", str(tmp_path / "out"),
+                  "--epochs", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    load_encoder.cache_clear()
+    encoder = load_encoder(str(tmp_path / "out"))
+    assert encoder.model_type == "chinese_clip"
+    assert encoder.encode_texts(["红色的猫"]).shape == (1, 16)
+    load_encoder.cache_clear()
