@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh-heads", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="Keep the run here.")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="Reuse this feature cache (default: a fresh one, a cold run).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     start = "cold" if args.fresh_heads else "warm"
@@ -62,7 +64,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     table = work / "photos.csv"
     pairs = write_part(args.data.resolve(), args.language, args.photos, table)
-    env = {**os.environ, "CROSSMODAL_CACHE": str(work / "cache")}  # cold: nothing cached
+    cache = args.cache or work / "cache"  # by default cold: nothing cached
+    cold = args.cache is None or not (cache / "features").is_dir()
+    env = {**os.environ, "CROSSMODAL_CACHE": str(cache)}
     env.pop("CROSSMODAL_ONNX_CACHE", None)
     command = ["crossmodal", "finetune", "--from", f"towers:{args.tower}", "--data", str(table),
                "--val", f"flickr8k-cn:{args.data.resolve()}:val:{args.language}",
@@ -79,6 +83,7 @@ def main() -> None:
     payload = {"tower": args.tower, "language": args.language, "start": start,
                "photos": args.photos, "pairs": pairs, "epochs": args.epochs, "seed": args.seed,
                "val": f"flickr8k-cn val ({args.language})", "wall_s": round(wall, 1),
+               "caches": "cold (features, ONNX exports)" if cold else f"reused {cache}",
                "phases_s": card["phases_s"], "best_epoch": card["best_epoch"],
                "before": card["before"], "after": card["after"],
                "threads": card["torch_threads"], "command": command}
