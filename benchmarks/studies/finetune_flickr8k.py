@@ -28,9 +28,9 @@ from _common import RESULTS, begin_run, write_result
 from crossmodal.data.flickr8k_cn import read_captions
 
 
-def write_part(root: Path, language: str, photos: int, table: Path) -> int:
+def write_part(root: Path, language: str, photos: int, table: Path, skip: int = 0) -> int:
     names = [line.strip() for line in (root / "flickr8ktrain.txt").read_text().splitlines()
-             if line.strip()][:photos]
+             if line.strip()][skip : skip + photos]
     captions = read_captions(root, language)
     rows = 0
     with open(table, "w", newline="", encoding="utf-8") as handle:
@@ -51,8 +51,11 @@ def main() -> None:
     parser.add_argument("--tower", default="lite-en")
     parser.add_argument("--language", default="en")
     parser.add_argument("--photos", type=int, default=2000)
+    parser.add_argument("--skip", type=int, default=0, help="Start after this many photos.")
+    parser.add_argument("--base", default=None, help="Model to start from (default: --tower).")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="default: finetune's")
     parser.add_argument("--fresh-heads", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="Keep the run here.")
     parser.add_argument("--cache", type=Path, default=None,
@@ -63,15 +66,17 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="finetune-flickr8k-"))
     work.mkdir(parents=True, exist_ok=True)
     table = work / "photos.csv"
-    pairs = write_part(args.data.resolve(), args.language, args.photos, table)
+    pairs = write_part(args.data.resolve(), args.language, args.photos, table, args.skip)
+    base = args.base or f"towers:{args.tower}"
     cache = args.cache or work / "cache"  # by default cold: nothing cached
     cold = args.cache is None or not (cache / "features").is_dir()
     env = {**os.environ, "CROSSMODAL_CACHE": str(cache)}
     env.pop("CROSSMODAL_ONNX_CACHE", None)
-    command = ["crossmodal", "finetune", "--from", f"towers:{args.tower}", "--data", str(table),
+    command = ["crossmodal", "finetune", "--from", base, "--data", str(table),
                "--val", f"flickr8k-cn:{args.data.resolve()}:val:{args.language}",
                "--out", str(work / "model"), "--epochs", str(args.epochs),
                "--seed", str(args.seed), "--quiet", "--overwrite",
+               *(["--lr", str(args.lr)] if args.lr else []),
                *(["--fresh-heads"] if args.fresh_heads else [])]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
@@ -80,14 +85,18 @@ def main() -> None:
     print(done.stdout, done.stderr[-3000:], sep="\n")
     done.check_returncode()
     card = json.loads((work / "model" / "model-card.json").read_text(encoding="utf-8"))
-    payload = {"tower": args.tower, "language": args.language, "start": start,
-               "photos": args.photos, "pairs": pairs, "epochs": args.epochs, "seed": args.seed,
+    payload = {"tower": args.tower, "base": base, "language": args.language, "start": start,
+               "photos": args.photos, "first_photo": args.skip, "pairs": pairs,
+               "epochs": args.epochs, "seed": args.seed,
+               "lr": args.lr or "finetune default",
                "val": f"flickr8k-cn val ({args.language})", "wall_s": round(wall, 1),
                "caches": "cold (features, ONNX exports)" if cold else f"reused {cache}",
                "phases_s": card["phases_s"], "best_epoch": card["best_epoch"],
                "before": card["before"], "after": card["after"],
                "threads": card["torch_threads"], "command": command}
-    out = args.out or RESULTS / f"finetune_flickr8k_{args.tower}_{start}.json"
+    lr = f"_lr{args.lr:g}" if args.lr else ""
+    part = f"_from{args.skip}" if args.skip else ""
+    out = args.out or RESULTS / f"finetune_flickr8k_{args.tower}_{start}{lr}{part}.json"
     print("wrote", write_result(out, payload, envelope))
 
 

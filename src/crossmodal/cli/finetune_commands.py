@@ -31,7 +31,9 @@ DEFAULT_FROM = getattr(registry, "DEFAULT_TOWER", registry.DEFAULT_MODEL)
               help="Seeds the held-out draw, the shuffling and the dropout.")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
-@click.option("--lr", default=2e-4, show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="Learning rate of the heads [default: 2e-4 from the base's heads, 1e-3 "
+                   "with --fresh-heads].")
 @click.option("--fresh-heads", is_flag=True,
               help="Start from seeded random heads instead of the base model's (to measure "
                    "what the base's own heads bring).")
