@@ -32,8 +32,7 @@ DEFAULT_FROM = getattr(registry, "DEFAULT_TOWER", registry.DEFAULT_MODEL)
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--lr", type=float, default=None,
-              help="Learning rate of the heads [default: 2e-4 from the base's heads, 1e-3 "
-                   "with --fresh-heads].")
+              help="Learning rate of the heads [default: 1e-3, as measured].")
 @click.option("--fresh-heads", is_flag=True,
               help="Start from seeded random heads instead of the base model's (to measure "
                    "what the base's own heads bring).")
@@ -47,11 +46,12 @@ def finetune_command(base, data, out, val, val_fraction, seed, epochs, batch_siz
     """Fine-tune a model on your photos and captions: checks the data, holds out a part,
     trains the base model's heads on cached backbone features (best epoch by the held-out
     Rsum), prints before/after and writes OUT (model folder + MODEL_CARD.md)."""
-    from crossmodal.train.finetune import FinetuneRequest, run_finetune
+    from crossmodal.train.finetune import DEFAULT_LR, FinetuneRequest, run_finetune
     from crossmodal.train.model_output import retrieval_table
 
     request = FinetuneRequest(base=base, data=data, out=out, val=val, val_fraction=val_fraction,
-                              seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                              seed=seed, epochs=epochs, batch_size=batch_size,
+                              lr=DEFAULT_LR if lr is None else lr,
                               fresh_heads=fresh_heads, overwrite=overwrite, resume=resume,
                               progress=not quiet)
     card = run_finetune(request, say=lambda line: click.echo(line, err=True))
