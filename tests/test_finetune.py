@@ -130,6 +130,10 @@ def test_an_existing_out_is_refused_unless_overwrite(tmp_path, tiny_clip, no_lon
     (out / "crossmodal-model.json").write_text("{}")
     refused(run(args), "already holds a model")
     refused(run([*args, "--resume"]), "already holds a model")
+    few = write_table(tmp_path / "few.csv", write_photos(tmp_path / "few", 10))
+    refused(run(["--from", f"hf:{tiny_clip}", "--data", str(few), "--out", str(out),
+                 "--overwrite"]), "10 image-caption pairs")
+    assert (out / "notes.txt").is_file()  # a refused --overwrite deletes nothing
 
 
 def test_out_inside_the_package_is_refused(tmp_path, tiny_clip, no_long_work):

@@ -88,7 +88,7 @@ def main() -> None:
     payload = {"tower": args.tower, "base": base, "language": args.language, "start": start,
                "photos": args.photos, "first_photo": args.skip, "pairs": pairs,
                "epochs": args.epochs, "seed": args.seed,
-               "lr": args.lr or "finetune default",
+               "lr": card["recipe"]["lr"],
                "val": f"flickr8k-cn val ({args.language})", "wall_s": round(wall, 1),
                "caches": "cold (features, ONNX exports)" if cold else f"reused {cache}",
                "phases_s": card["phases_s"], "best_epoch": card["best_epoch"],

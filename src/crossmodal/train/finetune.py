@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -70,8 +71,8 @@ class Prepared:
 def prepare(request: FinetuneRequest, say) -> Prepared:
     """Model, output folder and data checks, in the order the user can fix them."""
     prefix, name = checks.trainable_base(request.base)
-    resume = checks.prepare_out(request.out, request.settings(), request.overwrite,
-                                request.resume)
+    state = checks.prepare_out(request.out, request.settings(), request.overwrite,
+                               request.resume)
     data = checks.load_finetune_data(request.data)
     notes = checks.check_pairs(data, request.data)
     if request.val:
@@ -87,7 +88,9 @@ def prepare(request: FinetuneRequest, say) -> Prepared:
                  "fraction": request.val_fraction, "seed": request.seed}
     for note in notes:
         say(note)
-    return Prepared(prefix, name, train, val, split, notes, resume)
+    if state == "replace":  # only now: a refused run leaves the old model in place
+        shutil.rmtree(request.out)
+    return Prepared(prefix, name, train, val, split, notes, state == "resume")
 
 
 def build_encoder(prefix: str, name: str, fresh_heads: bool = False, seed: int = 0):

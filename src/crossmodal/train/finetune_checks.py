@@ -5,7 +5,6 @@ and the data has enough usable, distinct pairs. Also the held-out part, drawn by
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -64,16 +63,17 @@ def refuse_package_path(path: Path) -> None:
                             "trained models to a folder of your own")
 
 
-def prepare_out(out: Path, settings: dict, overwrite: bool, resume: bool) -> bool:
-    """Whether the run resumes. A folder holding an interrupted run of the same settings
-    resumes; a finished model, another run or foreign files are refused unless --overwrite
-    (which deletes only a folder `finetune` made)."""
+def prepare_out(out: Path, settings: dict, overwrite: bool, resume: bool) -> str:
+    """"new", "resume" or "replace" (the caller deletes the folder once every other check
+    has passed). A folder holding an interrupted run of the same settings resumes; a
+    finished model, another run or foreign files are refused unless --overwrite (which
+    replaces only a folder `finetune` made)."""
     out = Path(out)
     refuse_package_path(out)
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         if resume:
             raise BadInputError(f"--resume: nothing to resume in {out}")
-        return False
+        return "new"
     if not out.is_dir():
         raise BadInputError(f"--out {out} is a file: give a folder to create")
     run_file = out / "train" / RUN_FILE
@@ -82,8 +82,7 @@ def prepare_out(out: Path, settings: dict, overwrite: bool, resume: bool) -> boo
         if not ours:
             raise BadInputError(f"--out {out} holds files finetune did not write: refusing to "
                                 "delete them with --overwrite; choose a new folder")
-        shutil.rmtree(out)
-        return False
+        return "replace"
     if (out / MODEL_FILE).is_file():
         raise BadInputError(f"--out {out} already holds a model: choose a new folder, or "
                             "--overwrite to replace it")
@@ -94,7 +93,7 @@ def prepare_out(out: Path, settings: dict, overwrite: bool, resume: bool) -> boo
         changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
         raise BadInputError(f"--out {out} holds an interrupted run with other settings "
                             f"({', '.join(changed)}): rerun it as it was, or --overwrite")
-    return True
+    return "resume"
 
 
 def check_pairs(data: RetrievalDataset, what: str) -> list[str]:
