@@ -328,3 +328,45 @@ def test_chinese_captions_fine_tune_a_chinese_clip(tmp_path):
     assert encoder.model_type == "chinese_clip"
     assert encoder.encode_texts(["红色的猫"]).shape == (1, 16)
     load_encoder.cache_clear()
+
+
+def test_kill_9_mid_run_then_the_same_command_resumes(tmp_path, tiny_clip):
+    """A real process killed without warning between epochs: the same command finishes
+    with the weights of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.numpy import load_file
+
+    table = write_table(tmp_path / "t.csv", write_photos(tmp_path / "photos", 64))
+    args = ["finetune", "--quiet", "--from", f"hf:{tiny_clip}", "--data", str(table),
+            "--epochs", "150", "--batch-size", "16"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "crossmodal", *args, "--out", str(tmp_path / "cut")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut" / "train" / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    if process.returncode == 0:
+        pytest.skip("the run finished before it could be killed")
+    assert process.returncode == -signal.SIGKILL
+    done = len(log.read_text().splitlines())
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming the interrupted run" in resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs[-1] == 150 and len(epochs) <= 150 + 1 and done < 150
+    whole = run([*args[2:], "--out", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    a = load_file(str(tmp_path / "whole" / "hf" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "hf" / "model.safetensors"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
