@@ -6,11 +6,12 @@
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
     onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
     fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation)
-    <folder>                           a model folder (crossmodal-model.json inside), as
-                                       `crossmodal finetune --out` writes
 
 Backends register a loader; third-party packages add prefixes with `register_backend` or an
 entry point in the group `crossmodal.backends` (name: the prefix; value: the loader).
+
+A model folder (crossmodal-model.json inside, as `crossmodal finetune --out` writes) is an id
+too: it names one of the above with paths relative to the folder (models/model_folder.py).
 """
 
 from __future__ import annotations
