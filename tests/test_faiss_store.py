@@ -416,3 +416,11 @@ def test_ivfpq_retrains_when_the_collection_outgrows_its_training_set():
     assert store.params["nlist"] > nlist  # chosen from the data again
     assert not store.needs_retraining() and store.index.ntotal == 4000
     assert not FaissStore(16, "hnsw").retrain()
+
+
+def test_every_registered_store_runs_the_suite():
+    from crossmodal.index.stores import STORE_BACKENDS
+    from tests.stores import SETUPS
+
+    assert set(STORE_BACKENDS) == set(SETUPS), "a store without setups in tests/stores.py"
+    assert set(BACKENDS) == {setup for setups in SETUPS.values() for setup in setups}

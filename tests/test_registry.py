@@ -10,6 +10,7 @@ import pytest
 
 from crossmodal import registry as registry_module
 from crossmodal.errors import UnknownModelError
+from crossmodal.extensions import EXTENSION_POINTS
 from crossmodal.models import registry as models_registry
 from crossmodal.registry import Registry
 from crossmodal.train import teachers
@@ -163,3 +164,75 @@ def test_a_plugin_store_is_found_by_entry_point_and_recorded_in_the_manifest(
     assert opened == ["load", "load"] and reopened.search_text("red", k=1)[0].id == "a"
     with pytest.raises(Exception, match="unknown store 'nosuch'"):
         stores.parse_store_spec("nosuch")
+
+
+PLUGIN_ENTRY = object()
+
+
+@pytest.mark.parametrize("point", EXTENSION_POINTS, ids=lambda point: point.kind)
+def test_every_extension_point_takes_a_plugin_by_its_entry_point_group(monkeypatch, point):
+    import importlib
+
+    module, _, attribute = point.registry.partition(":")
+    reg = getattr(importlib.import_module(module), attribute)
+    _entry_points(monkeypatch, ("zz-plugin", f"{__name__}:PLUGIN_ENTRY", point.group))
+    _fresh(monkeypatch, reg)
+    assert "zz-plugin" in reg and list(reg)[-1] == "zz-plugin"
+    assert reg["zz-plugin"] is PLUGIN_ENTRY
+
+
+def toy_reader(path: str):
+    from crossmodal.data.dataset import RetrievalDataset
+
+    data = RetrievalDataset(f"toy/{path}")
+    data.add_text("a caption", data.add_image("a", path))
+    return data
+
+
+TOY_FORMAT = None
+TOY_LOSS = None
+
+
+def test_plugin_format_loss_trainer_and_exporter_are_used_by_name(monkeypatch, tmp_path):
+    from crossmodal.data import registry as data_registry
+    from crossmodal.losses import registry as losses_registry
+    from crossmodal.losses.infonce import InfoNCELoss
+    from crossmodal.models.onnx import graphs
+    from crossmodal.train import run
+    from crossmodal.train.config import TrainConfig
+
+    global TOY_FORMAT, TOY_LOSS
+    TOY_FORMAT = data_registry.DatasetFormat(toy_reader, ("path",))
+    TOY_LOSS = losses_registry.LossSpec(InfoNCELoss, lambda loss, b: loss(b.image, b.text))
+    _entry_points(monkeypatch,
+                  ("toyformat", f"{__name__}:TOY_FORMAT", "crossmodal.formats"),
+                  ("toyloss", f"{__name__}:TOY_LOSS", "crossmodal.losses"),
+                  ("toy", f"{__name__}:toy_backend", "crossmodal.backends"),
+                  ("toy", f"{__name__}:toy_trainer", "crossmodal.trainers"),
+                  ("toy", f"{__name__}:toy_plan", "crossmodal.exporters"))
+    for reg in (data_registry.FORMATS, losses_registry.LOSSES, models_registry._BACKENDS,
+                run.TRAINERS, graphs.EXPORTERS):
+        _fresh(monkeypatch, reg)
+    assert load_toy_dataset(tmp_path).name.startswith("toy/")
+    assert isinstance(losses_registry.build_loss("toyloss"), InfoNCELoss)
+    config = TrainConfig.from_dict({"model": "toy:x", "train_data": "x", "val_data": "x",
+                                    "output_dir": str(tmp_path),
+                                    "stages": [{"losses": {"toyloss": 1.0}}]})
+    assert run.run_training(config, progress=False) == {"trained": "x"}
+    assert graphs.export_plan(FakeEncoder("toy:x")) == "plan of toy:x"
+    with pytest.raises(UnknownModelError, match="ONNX export supports towers:, hf:, toy:"):
+        graphs.export_plan(FakeEncoder("fusion:a+b"))
+
+
+def load_toy_dataset(tmp_path):
+    from crossmodal.data.registry import load_dataset
+
+    return load_dataset(f"toyformat:{tmp_path / 'a.png'}")
+
+
+def toy_trainer(config, name, resume, progress):
+    return {"trained": name}
+
+
+def toy_plan(encoder):
+    return f"plan of {encoder.model_id}"

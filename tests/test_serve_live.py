@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 
+from crossmodal.index.generations import disk_stamp
 from crossmodal.serve.live import LiveCollection, Upload
 from tests.serve_helpers import build_index, png_bytes
 
@@ -61,6 +63,18 @@ def test_searches_see_whole_snapshots_while_items_change(tmp_path, colour_folder
     assert len(list(live.uploads.iterdir())) == 3
 
 
+def _followed(live: LiveCollection, timeout_s: float = 10.0) -> None:
+    """Wait until the server holds what the folder holds (a search notices a new generation;
+    a thread of its own loads it)."""
+    deadline = time.monotonic() + timeout_s
+    while live._collection.stamp() != disk_stamp(live.path):
+        assert time.monotonic() < deadline, "the server did not follow the folder"
+        with live.reading():
+            pass
+        with live._writer:  # the follower, if one runs, holds it until it is done
+            pass
+
+
 def test_changes_by_another_process_are_picked_up(tmp_path, colour_folder, fake_encoder):
     from crossmodal.engine import Collection
     from tests.image_helpers import write_image
@@ -75,7 +89,8 @@ def test_changes_by_another_process_are_picked_up(tmp_path, colour_folder, fake_
     with live.reading() as held:  # a log record: replayed into the server's own index
         assert "pink.png" in held and len(held) == 5
         assert held is live._collection and held is not other
-    other.remove(["red.jpg"])
+    other.remove(["red.jpg"])  # a new generation (many dead rows): loaded in the background
+    _followed(live)
     with live.reading() as after:
         assert "red.jpg" not in after
     other.compact()  # a whole new generation: loaded beside the old one, then swapped in

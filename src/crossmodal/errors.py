@@ -1,5 +1,7 @@
 """Errors a user can act on: each message says what was wrong and what to do."""
 
+import errno
+
 
 class CrossmodalError(Exception):
     """Base class; the CLI prints these as one line without a traceback."""
@@ -23,6 +25,24 @@ class IndexCorruptError(CrossmodalError):
 
 class BadInputError(CrossmodalError):
     pass
+
+
+class IndexWriteError(CrossmodalError):
+    """A change could not be written (an I/O error): it was not committed, and the writer's
+    memory is back at the last commit. HTTP 503."""
+
+
+class DiskFullError(IndexWriteError):
+    """The disk (or quota) is full: HTTP 507 Insufficient Storage; retry once there is room."""
+
+
+def write_failed(exc: OSError, outcome: str = "nothing was changed") -> IndexWriteError:
+    """The error for a change whose write failed with `exc`; it names no path (a server
+    answers with it)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"the disk is full ({reason}); {outcome}")
+    return IndexWriteError(f"could not write the index ({reason}); {outcome}")
 
 
 class StoreUnavailableError(CrossmodalError):

@@ -1,8 +1,10 @@
 """Adding folders of photos to a Collection: walk, plan, embed outside the lock, apply.
 
-What is new or changed is decided on the latest generation; embedding (the slow part) runs
+What is new or changed is decided against the latest generation (read back under the lock);
+hashing, decoding and embedding (the slow parts, and the ones a strange file could stall) run
 without the folder's lock, so other writers (a server taking uploads) go on meanwhile; each
 batch is then applied to the latest generation under the lock (Collection.apply_embedded).
+A file that cannot be read, decoded or embedded is a reported skip; the run goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
+from crossmodal.errors import IndexWriteError, write_failed
 from crossmodal.models.protocol import Encoder
 from crossmodal.paths import file_sha256
 from crossmodal.storage import atomic_save_json
@@ -99,7 +102,8 @@ def add_paths(col: Collection, inputs: Sequence[str | Path],
     notes_before = len(col.notes)
     encoder = col.encoder
     with col._writing():
-        todo = plan(col, collected.items, report)
+        pass  # reads back what other writers committed, so the plan starts from the latest
+    todo = plan(col, collected.items, report)  # reads every changed file: never under the lock
     pending: list[Embedded] = []
     unreadable: set[str] = set()  # changed files that no longer decode: drop old vectors
     bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
@@ -111,17 +115,60 @@ def add_paths(col: Collection, inputs: Sequence[str | Path],
             report.skipped_files.append((str(todo[position][0].path), reason))
             unreadable.add(todo[position][0].id)
         if positions:
-            pending.append(embed(encoder, [todo[p] for p in positions], images, report))
+            pending.extend(embed_or_skip(encoder, [todo[p] for p in positions], images,
+                                         report, unreadable))
         bar.update(len(positions) + len(failures))
         if sum(len(e.batch) for e in pending) >= commit_every:
-            col.apply_embedded(pending, set(), report)
+            _apply(col, pending, set(), report)
             pending = []
     bar.close()
     if pending or unreadable:
-        col.apply_embedded(pending, unreadable, report)
+        _apply(col, pending, unreadable, report)
     report.notes = col.notes[notes_before:]
-    report.log_path = write_log(col.path, report, encoder.context_length)
+    try:
+        report.log_path = write_log(col.path, report, encoder.context_length)
+    except OSError as exc:  # the items are committed: the details are not worth an error
+        report.notes.append(f"could not write the list of skipped files ({exc.strerror})")
     return report
+
+
+def _apply(col: Collection, pending: list[Embedded], unreadable: set[str],
+           report: AddReport) -> None:
+    """One commit; if it fails after earlier ones, the error says what they kept."""
+    try:
+        col.apply_embedded(pending, unreadable, report)
+    except IndexWriteError as exc:
+        kept = report.added + report.updated
+        if not kept or not isinstance(exc.__cause__, OSError):
+            raise
+        raise write_failed(exc.__cause__, f"{kept} items indexed before it are kept, the "
+                           "rest were not: run the same command again once there is room"
+                           ) from exc.__cause__
+
+
+def embed_or_skip(encoder: Encoder, batch: list[tuple[ItemSource, dict]],
+                  images: list[Image.Image], report: AddReport,
+                  unreadable: set[str]) -> list[Embedded]:
+    """`embed` of the batch; if it fails, item by item, the items that fail alone reported as
+    skipped (an image the model's preprocessing cannot take). If every one fails, the fault
+    is the encoder's, not the files': its error is raised."""
+    try:
+        return [embed(encoder, batch, images, report)]
+    except Exception as first:
+        if len(batch) == 1:
+            raise
+        done, failed = [], []
+        for entry, image in zip(batch, images, strict=True):
+            try:
+                done.append(embed(encoder, [entry], [image], report))
+            except Exception as exc:  # noqa: BLE001 - reported with its file, run goes on
+                failed.append((entry, exc))
+        if not done:
+            raise first from None
+        for (source, _), exc in failed:
+            report.skipped_files.append((str(source.path), f"cannot embed: {exc}"))
+            unreadable.add(source.id)
+        return done
 
 
 def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[Image.Image],
@@ -129,13 +176,13 @@ def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[I
     """Vectors of a batch's images and captions, counting captions past the context."""
     texts = [caption for source, _ in batch for caption in source.captions]
     rows = [(meta["id"], k) for source, meta in batch for k in range(len(source.captions))]
-    text_vectors = None
-    if texts:
+    image_vectors = encoder.encode_images(images)
+    text_vectors = encoder.encode_texts(texts) if texts else None
+    if texts:  # counted once the batch is embedded: a batch retried item by item counts once
         for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
             if length > encoder.context_length:
                 report.truncated.append((f"{item_id}#{k}", length))
-        text_vectors = encoder.encode_texts(texts)
-    return Embedded(batch, encoder.encode_images(images), text_vectors, rows)
+    return Embedded(batch, image_vectors, text_vectors, rows)
 
 
 def write_log(folder: Path, report: AddReport, context_length: int) -> Path | None:

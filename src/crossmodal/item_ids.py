@@ -3,7 +3,10 @@
 An id is a '/'-separated relative path. `normal_item_id` gives the one spelling an id is
 stored and looked up under (`./a.png` and `a//./a.png` are `a.png`), or refuses it: control
 characters (a trailing newline included), absolute paths and `..` never name an item.
-`new_item_id` is stricter, for ids a client chooses when adding an item.
+`new_item_id` is stricter, for ids a client chooses when adding an item; `file_item_id` is
+the rule for ids made from file paths: a file whose relative path is not already its normal
+spelling (a newline or tab in its name, a leading space) could never be looked up or removed,
+so it is not indexed.
 """
 
 from __future__ import annotations
@@ -44,6 +47,19 @@ def new_item_id(raw: str) -> str:
         raise BadInputError(f"{exc}; {_NEW_ID_RULE}") from None
     if len(item_id) > MAX_NEW_ID_CHARS or not _NEW_ID.fullmatch(item_id):
         raise BadInputError(_NEW_ID_RULE)
+    return item_id
+
+
+def file_item_id(relative: str) -> str:
+    """The id of a file at `relative` ('/'-separated, under the folder indexed), or
+    BadInputError saying why no id can name it (the caller skips the file)."""
+    try:
+        item_id = normal_item_id(relative)
+    except BadInputError as exc:
+        raise BadInputError(f"its name cannot be an item id ({exc}): rename the file") from None
+    if item_id != relative:
+        raise BadInputError(f"its name cannot be an item id: it would be looked up as "
+                            f"{item_id!r} (no spaces at either end): rename the file")
     return item_id
 
 

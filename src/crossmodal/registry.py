@@ -1,5 +1,6 @@
-"""One small registry for everything chosen by name (model backends, towers backbones,
-teachers): built-ins register in code, third-party packages through an entry-point group
+"""One small registry for everything chosen by name (model backends, backbones, teachers,
+stores, losses, dataset formats, trainers, exporters, evaluators; `crossmodal.extensions`
+lists them all): built-ins register in code, third-party packages through an entry-point group
 (as timm's `register_model` and llm's plugins), e.g. in a plugin's pyproject.toml:
 
     [project.entry-points."crossmodal.backends"]

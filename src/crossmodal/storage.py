@@ -9,11 +9,16 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
+
+# How old a file no committed state names must be before a writer deletes it as a crashed
+# writer's leftover: a younger one may be another process's write in flight.
+LEFTOVER_GRACE_S = 3600.0
 
 
 def fsync_dir(folder: Path) -> None:
@@ -67,6 +72,28 @@ def atomic_save_json(path: Path, data: object) -> None:
     atomic_write(
         path, lambda handle: json.dump(data, handle, ensure_ascii=False, indent=1), mode="w"
     )
+
+
+def remove_stale_files(folder: Path, keep: Container[str], min_age_s: float = LEFTOVER_GRACE_S,
+                       owned: Callable[[str], bool] = lambda name: True) -> list[Path]:
+    """Delete the plain files in `folder` that a crashed writer left: names `owned` accepts
+    (the kind of file the caller writes there) that `keep` does not list, last modified over
+    `min_age_s` ago (a younger one may be another process's write in flight). Returns them."""
+    cutoff = time.time() - min_age_s
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if entry.name in keep or not owned(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
+            if entry.is_file(follow_symlinks=False) and entry.stat(
+                    follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def fsync_tree(folder: Path) -> None:

@@ -20,14 +20,6 @@ from crossmodal.storage import atomic_save_json, atomic_write
 
 MAX_STEM_BYTES = 120  # with ".json", a temp file's prefix and suffix: well under 255
 
-LAYOUT_TITLES = {
-    "retrieval": "R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)",
-    "newsimages": "text->image MRR and R@K (NewsImages layout)",
-    "ranks": "ranks and ECCV Caption metrics",
-    "within": "retrieval within one modality, the query left out (CUSA's uni-modal columns)",
-}
-
-
 def evaluation_options(command):
     """The dataset, protocol and output options `eval` and `compare` share."""
     options = [
@@ -56,21 +48,21 @@ def evaluation_options(command):
 
 
 def _write(out: Path, stem: str, reports: list[dict], layouts: list[str]) -> None:
-    from crossmodal.evaluation.report import describe, markdown_table
+    from crossmodal.evaluation.report import LAYOUTS, describe, markdown_table
 
     atomic_save_json(out / f"{stem}.json", reports if len(reports) > 1 else reports[0])
     parts = [f"# {stem}\n", describe(reports) + "\n"]
     for layout in layouts:
-        parts += [f"## {LAYOUT_TITLES[layout]}\n", markdown_table(reports, layout) + "\n"]
+        parts += [f"## {LAYOUTS[layout].title}\n", markdown_table(reports, layout) + "\n"]
     text = "\n".join(parts)
     atomic_write(out / f"{stem}.md", lambda handle: handle.write(text), mode="w")
 
 
 def _show(reports: list[dict], layouts: list[str]) -> None:
-    from crossmodal.evaluation.report import describe, text_table
+    from crossmodal.evaluation.report import LAYOUTS, describe, text_table
 
     for layout in layouts:
-        click.echo(f"\n{LAYOUT_TITLES[layout]}")
+        click.echo(f"\n{LAYOUTS[layout].title}")
         click.echo(text_table(reports, layout))
     click.echo(f"\n{describe(reports)}")
     skipped = sum(len(r.get("skipped_images", [])) for r in reports)
@@ -106,17 +98,17 @@ def _stem(*parts: str) -> str:
 @click.command("eval")
 @model_option(required=True)
 @evaluation_options
-@click.option("--task", type=click.Choice(["image-text", "image-image", "text-text"]),
-              default="image-text", show_default=True,
-              help="image-image: the other images of a class (imagefolder:ROOT) are the "
-                   "positives; text-text: the other captions of the same image.")
+@click.option("--task", default="image-text", show_default=True,
+              help="An evaluator made from the dataset: image-text; image-image: the other "
+                   "images of a class (imagefolder:ROOT) are the positives; text-text: the "
+                   "other captions of the same image; or a plugin's.")
 @click.option("--report", is_flag=True,
               help="Also write one self-contained HTML page: the tables, an embedding map, "
                    "retrieval grids and heat maps (needs the `viz` extra).")
 def eval_command(model, data, split, language, protocol, ties, sample, seed, out, long_text,
                  quiet, task, report) -> None:
     """Evaluate MODEL on a dataset: R@1/5/10, Rsum, MedR, MnR, MRR, mAP@R, R-P."""
-    from crossmodal.evaluation.run import evaluate_model, evaluate_model_within
+    from crossmodal.evaluation.evaluators import dataset_evaluator
     from crossmodal.models.long_text import parse_long_text, with_long_text
     from crossmodal.models.registry import load_encoder
 
@@ -129,13 +121,10 @@ def eval_command(model, data, split, language, protocol, ties, sample, seed, out
                                 "--task")
         require_plotting()
     dataset = _evaluation_data(data, split, language, sample, seed)
+    evaluator = dataset_evaluator(task, dataset, protocol=protocol, ties=ties)
     encoder = with_long_text(load_encoder(model), policy)
-    if task == "image-text":
-        result = evaluate_model(encoder, dataset, protocol, ties=ties, progress=not quiet)
-        layouts = ["retrieval", "ranks", "newsimages"]
-    else:
-        result = evaluate_model_within(encoder, dataset, task, ties=ties, progress=not quiet)
-        layouts = ["within"]
+    result = evaluator(encoder, progress=not quiet).report
+    layouts = list(evaluator.layouts)
     _show([result], layouts)
     stem = _stem("eval", model, dataset.name, "" if task == "image-text" else task,
                  "" if policy.passthrough else f"long-{policy}")
@@ -148,11 +137,12 @@ def eval_command(model, data, split, language, protocol, ties, sample, seed, out
 
 def _write_html_report(path: Path, encoder, dataset, result: dict, layouts: list[str],
                        quiet: bool) -> None:
+    from crossmodal.evaluation.report import LAYOUTS
     from crossmodal.viz.report import ReportPage, evaluation_pictures, write_report
 
     pictures = evaluation_pictures(encoder, dataset, progress=not quiet)
     page = ReportPage(f"{result['model']} on {result['dataset']}", [result],
-                      [(LAYOUT_TITLES[layout], layout) for layout in layouts], pictures)
+                      [(LAYOUTS[layout].title, layout) for layout in layouts], pictures)
     write_report(path, page)
 
 
@@ -162,15 +152,15 @@ def _write_html_report(path: Path, encoder, dataset, result: dict, layouts: list
 def compare_command(models, data, split, language, protocol, ties, sample, seed, out,
                     long_text, quiet) -> None:
     """One table across models, in the NewsImages and the IConE/CE-CLIP layouts."""
-    from crossmodal.evaluation.run import evaluate_model
+    from crossmodal.evaluation.evaluators import ImageTextEvaluator
     from crossmodal.models.long_text import parse_long_text, with_long_text
     from crossmodal.models.registry import load_encoder
 
     policy = parse_long_text(long_text)
     dataset = _evaluation_data(data, split, language, sample, seed)
-    reports = [evaluate_model(with_long_text(load_encoder(m.strip()), policy), dataset,
-                              protocol, ties=ties, progress=not quiet)
-               for m in models.split(",") if m.strip()]
+    evaluator = ImageTextEvaluator(dataset, protocol, ties=ties)
+    reports = [evaluator(with_long_text(load_encoder(m.strip()), policy), progress=not quiet
+                         ).report for m in models.split(",") if m.strip()]
     layouts = ["newsimages", "retrieval"]
     _show(reports, layouts)
     stem = _stem("compare", dataset.name)
@@ -191,17 +181,13 @@ def compare_command(models, data, split, language, protocol, ties, sample, seed,
 @click.option("--json", "as_json", is_flag=True)
 def classify_command(model, images, labels, templates, language, as_json) -> None:
     """Zero-shot classification of class folders from label texts: top-1 / top-5 accuracy."""
-    from crossmodal.evaluation.classify import (
-        TEMPLATES,
-        read_class_folder,
-        read_templates,
-        zero_shot_accuracy,
-    )
+    from crossmodal.evaluation.classify import TEMPLATES, read_class_folder, read_templates
+    from crossmodal.evaluation.evaluators import ZeroShotEvaluator
     from crossmodal.models.registry import load_encoder
 
     folder = read_class_folder(images, labels)
     prompts = read_templates(templates) if templates else TEMPLATES[language]
-    result = zero_shot_accuracy(load_encoder(model), folder, prompts)
+    result = ZeroShotEvaluator(folder, prompts)(load_encoder(model)).report
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=1))
         return

@@ -15,7 +15,8 @@ def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -
         return
     click.echo(f"skipped {len(entries)} {noun}:", err=True)
     for what, why in entries[:shown]:
-        click.echo(f"  {what}: {why}", err=True)
+        # A name with a newline or tab (or undecodable bytes) is shown escaped, on one line.
+        click.echo(f"  {what if what.isprintable() else ascii(what)}: {why}", err=True)
     if len(entries) > shown:
         click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
 
@@ -107,8 +108,11 @@ def remove_command(index, item_ids) -> None:
     from crossmodal.engine import Collection
     from crossmodal.item_ids import normal_item_id
 
-    item_ids = [normal_item_id(item_id) for item_id in item_ids]  # the server's rule
     collection = Collection.open(index)
+    # The server's rule; an id stored exactly as given (indexed before files were held to
+    # that rule, e.g. with a newline) can still be removed by its exact spelling.
+    item_ids = [item_id if item_id in collection else normal_item_id(item_id)
+                for item_id in item_ids]
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
     click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")

@@ -55,6 +55,7 @@ def _register() -> None:
         eval_commands,
         finetune_commands,
         index_commands,
+        mcp_commands,
         onnx_commands,
         plot_commands,
         search_commands,
@@ -67,7 +68,7 @@ def _register() -> None:
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
                    finetune_commands,
                    teacher_commands, serve_commands, distributed_commands, plot_commands,
-                   onnx_commands, sts_commands):
+                   onnx_commands, sts_commands, mcp_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -24,14 +24,14 @@ def eval_sts_command(model: str, data: tuple[str, ...], out: Path | None, quiet:
     """Spearman x 100 of cosine similarity with the human score (and Pearson)."""
     from crossmodal.data.sts import load_sts
     from crossmodal.errors import BadInputError
-    from crossmodal.evaluation.sts import evaluate_sts_files
+    from crossmodal.evaluation.evaluators import StsEvaluator
     from crossmodal.train.teachers import load_teacher
 
     if len(data) > 2:
         raise BadInputError("give one --data file, or two with the same rows (two languages)")
     sets = [load_sts(spec) for spec in data]
     encoder = load_teacher(model)  # any model id, or a text tower alone
-    rows = evaluate_sts_files(encoder.encode_texts, sets, progress=not quiet)
+    rows = StsEvaluator(sets)(encoder, progress=not quiet).report["rows"]
     click.echo(f"{'data':<28} {'pairs':>6} {'Spearman':>9} {'Pearson':>8}")
     for row in rows:
         click.echo(f"{row['data']:<28} {row['pairs']:>6} {row['spearman']:>9.2f} "

@@ -10,12 +10,16 @@ IMAGE matches an image by relative path, file name, or file name without extensi
 Symlinked folders are followed, each real folder walked once: a symlink loop, or a second
 link to a folder already walked, is reported and not walked again. What is left out is
 reported in two lists: files (absolute paths) and captions (`FILE:LINE`), each with a reason.
+Only regular files are taken (a FIFO or a link to /dev/zero is reported, never opened), and
+whatever goes wrong with one file (a link loop, a name the file system or UTF-8 refuses) is
+that file's reported skip: the others are collected.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,8 @@ from crossmodal.data.parsing import (
     require_file,
 )
 from crossmodal.errors import BadInputError
+from crossmodal.item_ids import file_item_id
+from crossmodal.paths import file_kind
 
 _FLICKR_KEY = re.compile(r"^(?P<image>[^\s#]+)#(?:[a-z]+#)?\d+$")
 EMPTY_CAPTION = "empty caption"
@@ -53,7 +59,13 @@ class CollectReport:
         return sum(1 for _, why in self.skipped_captions if why == EMPTY_CAPTION)
 
     def skip_file(self, path: str | Path, why: str) -> None:
-        self.skipped_files.append((os.path.abspath(path), why))
+        self.skipped_files.append((shown_path(os.path.abspath(path)), why))
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` printable and storable as UTF-8: bytes a file name holds that are not UTF-8
+    (kept by Python as surrogates) are shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _plain_walk(top: Path, visited: set[str], links: list[Path], report: CollectReport,
@@ -114,7 +126,10 @@ def _read_sidecar(image: Path, report: CollectReport) -> list[Caption]:
     """The sidecar's captions; one that cannot be read, is not UTF-8 or has no caption at
     all is reported as a skipped file (its image is still indexed, without captions)."""
     for candidate in (image.with_suffix(".txt"), image.with_name(image.name + ".txt")):
-        if not candidate.is_file():
+        try:
+            if not candidate.is_file():
+                continue
+        except OSError:  # e.g. a name too long for the file system: no such sidecar
             continue
         try:
             lines = read_text(candidate).splitlines()
@@ -220,6 +235,52 @@ def _unmatched(extra: dict[str, list[Caption]], used: set[str], report: CollectR
                 (where, f"no image '{key}' among the inputs") for _, where in caps)
 
 
+def _regular_file_problem(path: Path) -> str | None:
+    """Why `path` (links followed) is not a file to read, or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # a dangling link, a link to itself (ELOOP), a name too long
+        return f"cannot read: {exc.strerror}"
+    return None if stat.S_ISREG(mode) else f"{file_kind(mode)}, not a regular file"
+
+
+def _collect_file(path: Path, root: Path, extra: dict[str, list[Caption]], used: set[str],
+                  seen: dict[str, Path], report: CollectReport) -> None:
+    """One walked file: an image with its captions into `report.items`, or a reported skip
+    (a sidecar is read with its image, anything else skipped)."""
+    if not is_image_path(path):
+        if not _is_sidecar(path):
+            report.skip_file(path, "not an image file")
+        return
+    problem = _regular_file_problem(path)
+    if problem:
+        report.skip_file(path, problem)
+        return
+    item_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        report.skip_file(path, "the file name is not UTF-8 (the index keeps names as UTF-8 "
+                               "text): rename the file")
+        return
+    try:  # the rule `crossmodal remove` and the API look ids up by
+        item_id = file_item_id(item_id)
+    except BadInputError as exc:
+        report.skip_file(path, str(exc))
+        return
+    if item_id in seen and seen[item_id] != path.resolve():
+        report.skip_file(path, f"duplicate id '{item_id}' (also {seen[item_id]})")
+        return
+    seen[item_id] = path.resolve()
+    raw_caps = _read_sidecar(path, report)
+    for key in dict.fromkeys((item_id, path.name, path.stem)):
+        if key in extra:
+            used.add(key)
+            raw_caps.extend(extra[key])
+    caps = _clean_captions(raw_caps, report)
+    report.items.append(ItemSource(item_id, path.resolve(), caps))
+
+
 def collect_items(inputs: list[str | Path], caption_files: list[str | Path] = ()) -> CollectReport:
     """Images under the inputs (ids relative to each folder given), with their captions."""
     report = CollectReport()
@@ -235,21 +296,9 @@ def collect_items(inputs: list[str | Path], caption_files: list[str | Path] = ()
             raise BadInputError(f"path not found: {raw}")
         paths = _walk_images(root, report) if root.is_dir() else [root]
         for path in paths:
-            if not is_image_path(path):
-                if not _is_sidecar(path):
-                    report.skip_file(path, "not an image file")
-                continue
-            item_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
-            if item_id in seen and seen[item_id] != path.resolve():
-                report.skip_file(path, f"duplicate id '{item_id}' (also {seen[item_id]})")
-                continue
-            seen[item_id] = path.resolve()
-            raw_caps = _read_sidecar(path, report)
-            for key in dict.fromkeys((item_id, path.name, path.stem)):
-                if key in extra:
-                    used.add(key)
-                    raw_caps.extend(extra[key])
-            caps = _clean_captions(raw_caps, report)
-            report.items.append(ItemSource(item_id, path.resolve(), caps))
+            try:
+                _collect_file(path, root, extra, used, seen, report)
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (resolve)
+                report.skip_file(path, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
     _unmatched(extra, used, report)
     return report

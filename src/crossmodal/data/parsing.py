@@ -14,6 +14,7 @@ from pathlib import Path
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError
+from crossmodal.paths import open_regular_file
 
 _OLD_MAC_LINE_END = re.compile(r"(?<=\r)(?!\n)")  # a lone \r ends a line, as in text mode
 _KINDS = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
@@ -55,14 +56,15 @@ def decode_utf8(data: bytes, path: Path, first_line: int = 1) -> str:
 def read_text(path: Path, what: str = "text file") -> str:
     """A whole UTF-8 file; not UTF-8 is a NotUtf8Error naming file and line."""
     path = require_file(path, what)
-    return decode_utf8(path.read_bytes(), path)
+    with open_regular_file(path) as handle:  # a path swapped for a FIFO cannot hang us
+        return decode_utf8(handle.read(), path)
 
 
 def text_lines(path: Path, what: str = "text file") -> Iterator[tuple[int, str]]:
     """(line number, line with its ending) of a UTF-8 file, read as it goes; a line that is
     not UTF-8 is a NotUtf8Error naming it."""
     number = 0
-    with require_file(path, what).open("rb") as handle:
+    with open_regular_file(require_file(path, what)) as handle:
         for raw in handle:
             text = decode_utf8(raw, path, number + 1)
             for line in _OLD_MAC_LINE_END.split(text) if "\r" in text else (text,):

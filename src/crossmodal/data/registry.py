@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from crossmodal.config_files import read_config_file
 from crossmodal.data.albef import load_albef
@@ -30,19 +31,29 @@ from crossmodal.data.karpathy import load_karpathy
 from crossmodal.data.newsimages import load_newsimages
 from crossmodal.data.table import load_table
 from crossmodal.errors import BadInputError
+from crossmodal.registry import Registry
 
-# format -> (reader, its arguments that are paths)
-FORMATS: dict[str, tuple[Callable[..., RetrievalDataset], tuple[str, ...]]] = {
-    "flickr8k-cn": (load_flickr8k_cn, ("root",)),
-    "karpathy": (load_karpathy, ("json_path", "image_root")),
-    "albef": (load_albef, ("json_path", "image_root")),
-    "chinese-clip": (load_chinese_clip, ("folder",)),
-    "coco": (load_coco_captions, ("annotation_json", "image_root")),
-    "table": (load_table, ("path", "image_root")),
-    "newsimages": (load_newsimages, ("path", "image_root")),
-    "imagefolder": (load_imagefolder, ("root",)),
-    "folder": (load_captioned_folder, ("root",)),
-}
+
+class DatasetFormat(NamedTuple):
+    """A reader (keyword arguments in, a RetrievalDataset out) and which of its arguments
+    are paths (taken from a config file's folder when relative)."""
+
+    reader: Callable[..., RetrievalDataset]
+    path_params: tuple[str, ...] = ()
+
+
+# A plugin adds a DatasetFormat under its name through the entry-point group
+# `crossmodal.formats`.
+FORMATS: Registry[DatasetFormat] = Registry("dataset format", "crossmodal.formats")
+FORMATS["flickr8k-cn"] = DatasetFormat(load_flickr8k_cn, ("root",))
+FORMATS["karpathy"] = DatasetFormat(load_karpathy, ("json_path", "image_root"))
+FORMATS["albef"] = DatasetFormat(load_albef, ("json_path", "image_root"))
+FORMATS["chinese-clip"] = DatasetFormat(load_chinese_clip, ("folder",))
+FORMATS["coco"] = DatasetFormat(load_coco_captions, ("annotation_json", "image_root"))
+FORMATS["table"] = DatasetFormat(load_table, ("path", "image_root"))
+FORMATS["newsimages"] = DatasetFormat(load_newsimages, ("path", "image_root"))
+FORMATS["imagefolder"] = DatasetFormat(load_imagefolder, ("root",))
+FORMATS["folder"] = DatasetFormat(load_captioned_folder, ("root",))
 
 
 def _reader(name: object) -> tuple[Callable[..., RetrievalDataset], tuple[str, ...], str]:

@@ -3,35 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 I2T, T2I = "image_to_text", "text_to_image"
 
-# layout -> columns of (header, direction or None, metric key)
-LAYOUTS: dict[str, list[tuple[str, str | None, str]]] = {
-    # R@1/5/10 both directions, Rsum and Mean Recall (IConE, CE-CLIP, Chinese-CLIP).
-    "retrieval": [
+
+class Layout(NamedTuple):
+    title: str  # the heading of its table
+    columns: list[tuple[str, str | None, str]]  # (header, direction or None, metric key)
+
+
+LAYOUTS: dict[str, Layout] = {
+    "retrieval": Layout("R@K both directions, Rsum, Mean Recall (IConE / CE-CLIP layout)", [
         ("i2t R@1", I2T, "R@1"), ("i2t R@5", I2T, "R@5"), ("i2t R@10", I2T, "R@10"),
         ("t2i R@1", T2I, "R@1"), ("t2i R@5", T2I, "R@5"), ("t2i R@10", T2I, "R@10"),
         ("Rsum", None, "rsum"), ("i2t MR", I2T, "MeanR"), ("t2i MR", T2I, "MeanR"),
-    ],
+    ]),
     # Text -> image as NewsImages 2022 ranks images for an article: MRR and R@5..100.
-    "newsimages": [
+    "newsimages": Layout("text->image MRR and R@K (NewsImages layout)", [
         ("MRR", T2I, "MRR"), ("R@5", T2I, "R@5"), ("R@10", T2I, "R@10"), ("R@20", T2I, "R@20"),
         ("R@50", T2I, "R@50"), ("R@100", T2I, "R@100"),
-    ],
-    # Within one modality (image->image, text->text), the query left out of its gallery.
-    "within": [
+    ]),
+    "within": Layout("retrieval within one modality, the query left out (CUSA's uni-modal "
+                     "columns)", [
         ("R@1", "within", "R@1"), ("R@5", "within", "R@5"), ("R@10", "within", "R@10"),
         ("MedR", "within", "MedR"), ("MnR", "within", "MnR"), ("MRR", "within", "MRR"),
         ("mAP@R", "within", "mAP@R"), ("R-P", "within", "R-P"),
-    ],
-    # Rank statistics and ECCV Caption metrics.
-    "ranks": [
+    ]),
+    "ranks": Layout("ranks and ECCV Caption metrics", [
         ("i2t MedR", I2T, "MedR"), ("i2t MnR", I2T, "MnR"), ("i2t MRR", I2T, "MRR"),
         ("i2t mAP@R", I2T, "mAP@R"), ("i2t R-P", I2T, "R-P"),
         ("t2i MedR", T2I, "MedR"), ("t2i MnR", T2I, "MnR"), ("t2i MRR", T2I, "MRR"),
         ("t2i mAP@R", T2I, "mAP@R"), ("t2i R-P", T2I, "R-P"),
-    ],
+    ]),
 }
 
 
@@ -43,7 +47,7 @@ def _cell(report: dict, direction: str | None, key: str) -> str:
 
 
 def table_rows(reports: Sequence[dict], layout: str) -> tuple[list[str], list[list[str]]]:
-    columns = LAYOUTS[layout]
+    columns = LAYOUTS[layout].columns
     header = ["model", "data"] + [name for name, _, _ in columns]
     rows = [[r["model"], r["dataset"]] + [_cell(r, d, k) for _, d, k in columns]
             for r in reports]

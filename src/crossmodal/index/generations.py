@@ -30,7 +30,7 @@ from crossmodal.index import wal
 from crossmodal.index.faiss_store import PURGE_SHARE, FaissStore
 from crossmodal.index.manifest import Manifest, library_versions
 from crossmodal.paths import file_sha256
-from crossmodal.storage import atomic_save_json
+from crossmodal.storage import LEFTOVER_GRACE_S, atomic_save_json, remove_stale_files
 
 if TYPE_CHECKING:
     from crossmodal.engine import Collection
@@ -95,7 +95,20 @@ def commit(col: Collection, compact: bool = False, retrain: bool = False) -> Non
     rebuilt = any(store.rebuilt for store in _faiss_stores(col))
     if compact or rebuilt or not col._log.name or not _append_record(col):
         write_generation(col)
-    col._pending.clear()
+    remove_leftovers(col)
+
+
+def _index_file(name: str) -> bool:
+    """A file a writer makes in the index folder: generation files and atomic-write temps."""
+    return bool(GENERATION_FILE.match(name)) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def remove_leftovers(col: Collection, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
+    """Under the lock, after a commit: delete what killed writers left in the folder (a half
+    written generation, temp files) that the manifest does not name, once past the grace
+    period; most commits only append to the log, so no generation write would sweep them."""
+    named = {entry["name"] for entry in col.manifest.files.values()} | {col.manifest.log}
+    return remove_stale_files(col.path, named, min_age_s, _index_file)
 
 
 def _check_not_bypassed(col: Collection) -> None:
@@ -149,6 +162,7 @@ def _append_record(col: Collection) -> bool:
     if tail.size > col._log.end:
         wal.truncate(log, col._log.end)  # a crashed writer's torn record
     col._log.end = wal.append(log, record)  # the commit point
+    col._committed_now()
     col._log.added_rows += added
     col.manifest.generation += 1
     col.manifest.counts = _counts(col)
@@ -163,6 +177,34 @@ def write_generation(col: Collection) -> None:
     """A full new generation and an empty log; the manifest switch is the commit point."""
     generation = col.manifest.generation + 1
     stem = f"{generation:06d}"
+    superseded = {entry["name"] for entry in col.manifest.files.values()} | {col.manifest.log}
+    try:
+        names = _write_files(col, stem)
+        manifest = col.manifest
+        manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" \
+            else ""
+        if manifest.log:
+            wal.create(col.path / manifest.log)
+        manifest.generation = generation
+        manifest.counts = _counts(col)
+        manifest.index_params = col.images.params
+        manifest.versions = library_versions()
+        manifest.save(col.path)  # the commit point
+    except BaseException:
+        _remove_unfinished(col.path, generation)
+        raise
+    col._committed_now()
+    col._log = LogState(generation, manifest.log)
+    for store in (col.images, col.texts):
+        store.committed()
+    # The generation just replaced goes now; other leftovers after their grace period.
+    for name in superseded - {*names.values(), manifest.log, ""}:
+        with contextlib.suppress(OSError):  # committed already: a leftover is no error
+            os.unlink(col.path / name)
+
+
+def _write_files(col: Collection, stem: str) -> dict[str, str]:
+    """The generation's vector, index and items files, listed in the manifest (in memory)."""
     names: dict[str, str] = {}
     for role, store in zip(TARGETS, (col.images, col.texts), strict=True):
         for sub, name in store.save(col.path, f"{role}.{stem}").items():
@@ -170,29 +212,25 @@ def write_generation(col: Collection) -> None:
     names["items"] = f"items.{stem}.json"
     atomic_save_json(col.path / names["items"],
                      {"items": col.items, "texts": [list(r) for r in col.text_rows]})
-    manifest = col.manifest
-    manifest.files = {
+    col.manifest.files = {
         role: {"name": name, "bytes": (col.path / name).stat().st_size,
                "sha256": file_sha256(col.path / name)}
         for role, name in names.items()
     }
-    manifest.log = f"wal.{stem}.log" if manifest.store.get("backend", "faiss") == "faiss" else ""
-    if manifest.log:
-        wal.create(col.path / manifest.log)
-    manifest.generation = generation
-    manifest.counts = _counts(col)
-    manifest.index_params = col.images.params
-    manifest.versions = library_versions()
-    manifest.save(col.path)  # the commit point
-    col._log = LogState(generation, manifest.log)
-    for store in (col.images, col.texts):
-        store.committed()
-    current = {*names.values(), manifest.log}
-    for entry in os.listdir(col.path):
-        stale = GENERATION_FILE.match(entry) and entry not in current
-        if stale or (entry.startswith(".") and entry.endswith(".tmp")):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(col.path / entry)
+    return names
+
+
+def _remove_unfinished(path: Path, generation: int) -> None:
+    """A generation that failed before its commit point: remove the files it wrote, so that
+    a full disk gets its room back (unless the manifest did switch to it after all)."""
+    with contextlib.suppress(OSError, IndexCorruptError):
+        latest = _committed(path)
+        if latest is not None and latest.generation >= generation:
+            return
+        for entry in os.listdir(path):
+            found = GENERATION_FILE.match(entry)
+            if found and int(found.group(2)) == generation:
+                os.unlink(path / entry)
 
 
 def convert(col: Collection, kind: str, metadata_rows) -> None:
@@ -215,12 +253,28 @@ def convert(col: Collection, kind: str, metadata_rows) -> None:
 
 
 # --- reading back -----------------------------------------------------------------------
-def replay(col: Collection) -> None:
-    """Apply the log's whole records after what `col` has applied (open and catch-up)."""
+# Catching up is split in two: reading what was committed (log records read and checked, or
+# a new generation loaded: the slow part) needs no lease on the collection, only that nothing
+# else applies changes to it meanwhile; applying it (the collection's lists and stores change)
+# is the part a server does under its exclusive lease, so searches wait only for that.
+@dataclass
+class Update:
+    """What another writer committed since a collection read the folder."""
+
+    records: list[wal.Record]  # records of the same generation's log, in order
+    fresh: Collection | None = None  # or the folder loaded again (a new generation)
+
+
+def read_new_records(col: Collection) -> list[wal.Record]:
+    """The log's whole records after what `col` has applied (read and checksummed)."""
     if not col._log.name:
-        return
-    read = wal.read(col.path / col._log.name, col._log.end)
-    for record in read.records:
+        return []
+    return wal.read(col.path / col._log.name, col._log.end).records
+
+
+def apply_records(col: Collection, records: list[wal.Record]) -> None:
+    """Apply records read by read_new_records, in order."""
+    for record in records:
         if record.header.get("generation") != col.manifest.generation + 1:
             raise IndexCorruptError(
                 f"{col.path / col._log.name}: record {record.header.get('generation')} "
@@ -228,8 +282,13 @@ def replay(col: Collection) -> None:
         _apply(col, record)
         col.manifest.generation += 1
         col._log.end = record.end
-    col._pending.clear()
+    col._committed_now()
     col.manifest.counts = _counts(col)
+
+
+def replay(col: Collection) -> None:
+    """Apply the log's whole records after what `col` has applied (open and catch-up)."""
+    apply_records(col, read_new_records(col))
 
 
 def _apply(col: Collection, record: wal.Record) -> None:
@@ -243,20 +302,33 @@ def _apply(col: Collection, record: wal.Record) -> None:
             col._log.added_rows += len(image_vectors) + len(text_vectors)
 
 
-def catch_up(col: Collection) -> bool:
-    """Under the lock: bring `col` to the folder's latest commit; True if anything changed.
-    Records appended to the same generation's log are replayed; a new generation is loaded."""
+def read_update(col: Collection) -> Update | None:
+    """Under the folder's lock: what was committed since `col` read the folder (None: no
+    index there). Reads and loads; changes nothing in `col`."""
     latest = _committed(col.path)
     if latest is None:
+        return None
+    if latest.generation == col._log.base and latest.log == col._log.name and \
+            _log_size(col) >= col._log.end:
+        return Update(read_new_records(col))
+    # A new generation; or the log shrank: a record this object read was cut off again by
+    # its writer (its fsync failed), so what memory holds was never committed.
+    return Update([], type(col)._load(col.path, latest, col._encoder))
+
+
+def apply_update(col: Collection, update: Update | None) -> bool:
+    """Apply what read_update read; True if anything changed."""
+    if update is None:
         return False
-    if latest.generation == col._log.base and latest.log == col._log.name:
-        before = col.manifest.generation
-        replay(col)
-        return col.manifest.generation != before
-    fresh = type(col)._load(col.path, latest, col._encoder)
-    for store in (col.images, col.texts):
-        store.close()
-    col.manifest, col.items, col.text_rows = fresh.manifest, fresh.items, fresh.text_rows
-    col.images, col.texts, col._log = fresh.images, fresh.texts, fresh._log
-    col._reindex()
-    return True
+    if update.fresh is not None:
+        col._adopt(update.fresh)
+        return True
+    apply_records(col, update.records)
+    return bool(update.records)
+
+
+def _log_size(col: Collection) -> int:
+    try:
+        return (col.path / col._log.name).stat().st_size if col._log.name else 0
+    except FileNotFoundError:
+        return -1

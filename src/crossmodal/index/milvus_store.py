@@ -19,9 +19,11 @@ Consistency: searches are Session (this process's writes are seen: 7 ms p50 on a
 server, 200 ms right after a write), except the first one of a generation loaded from disk,
 Strong (~200 ms), so a reader sees the rows another process committed before its manifest.
 
-Copies: a collection records the folder that owns it (`crossmodal.folder`, a collection
-property); a writer in another folder whose owner still names the collection is a copy, and
-is refused (writing would change the original too). A moved folder takes the collection over.
+Copies (crossmodal.index.milvus_copies): a collection records the folder that owns it and the
+generation it last committed; a writer in another folder whose owner still names the
+collection is a copy, and is refused (writing would change the original too); a reader in
+another folder behind that generation is a stale copy, and is refused too (its row list no
+longer matches the collection). A moved folder takes the collection over.
 """
 
 from __future__ import annotations
@@ -40,12 +42,18 @@ import numpy as np
 from crossmodal.errors import (
     BadInputError,
     IndexCorruptError,
-    IndexMismatchError,
     StoreUnavailableError,
     missing_dependency,
 )
 from crossmodal.index.faiss_store import pq_subvectors
 from crossmodal.index.filters import Filter
+from crossmodal.index.milvus_copies import (
+    GENERATION_PROPERTY,
+    OWNER_PROPERTY,
+    copy_error,
+    generation_of,
+    stale_error,
+)
 from crossmodal.storage import atomic_save_json, atomic_save_npy
 
 DEFAULT_PARAMS = {
@@ -56,7 +64,7 @@ DEFAULT_PARAMS = {
 TOKEN_ENV = "CROSSMODAL_MILVUS_TOKEN"  # credentials stay out of the manifest
 _INSERT_BATCH = 2_000
 _MAX_LIMIT = 16_384  # Milvus's largest search limit
-OWNER_PROPERTY = "crossmodal.folder"
+_FRESH_CHECK_S = 2.0  # how often a reader of another folder's collection checks it is current
 _REMOTE_SCHEMES = ("http://", "https://", "tcp://", "grpc://", "unix:")
 
 
@@ -131,7 +139,7 @@ def unavailable(uri: str, exc: BaseException) -> StoreUnavailableError:
         f"or check the URI (and {TOKEN_ENV} for a server that needs a token), then retry")
 
 
-class _Guarded:
+class GuardedClient:
     """A MilvusClient whose connection failures raise StoreUnavailableError (HTTP 503, one CLI
     line) instead of pymilvus's own exceptions."""
 
@@ -179,7 +187,7 @@ class MilvusStore:
     def __init__(self, dim: int, kind: str = "flat", params: dict | None = None, *,
                  uri: str, collection: str, ids: np.ndarray | None = None, next_pk: int = 0,
                  pending: list[int] | None = None, create: bool = True,
-                 owner: str | None = None):
+                 owner: str | None = None, generation: int | None = None):
         if kind not in DEFAULT_PARAMS:
             raise BadInputError(f"unknown index type '{kind}' (known: "
                                 f"{', '.join(DEFAULT_PARAMS)})")
@@ -194,8 +202,11 @@ class MilvusStore:
         self._strong_next = ids is not None  # a loaded generation may be another process's
         self.owner = owner  # the index folder's real path; None: the collection is its own
         self._owner_checked = False
+        self._generation = generation  # the folder's, as loaded or last saved
+        self._publish = False  # a saved generation to record in the collection once committed
+        self._fresh_at = -_FRESH_CHECK_S
         self._closed = True
-        self._client = _Guarded(CLIENTS.get(uri), uri)
+        self._client = GuardedClient(CLIENTS.get(uri), uri)
         self._closed = False
         try:
             if self._client.has_collection(collection):
@@ -240,18 +251,31 @@ class MilvusStore:
         """Refuse to write to a copy of another index folder that shares this collection."""
         if self._owner_checked or self.owner is None:
             return
-        recorded = self._client.describe_collection(self.collection).get(
-            "properties", {}).get(OWNER_PROPERTY)
-        if recorded and recorded != self.owner and _names_collection(recorded, self.collection):
-            raise IndexMismatchError(
-                f"{self.owner} is a copy of {recorded}: both use Milvus collection "
-                f"'{self.collection}' at {self.uri}, so writing here would change the original "
-                "too. Search the copy as it is, or build a separate index with `crossmodal index "
-                "DIR --into NEW_FOLDER --store milvus:URI`")
+        properties = self._properties()
+        error = copy_error(self.owner, properties, self.collection, self.uri)
+        if error is not None:
+            raise error
+        recorded = properties.get(OWNER_PROPERTY)
         if recorded != self.owner:  # new, or the folder moved: it owns the collection now
             self._client.alter_collection_properties(self.collection,
                                                      properties={OWNER_PROPERTY: self.owner})
         self._owner_checked = True
+
+    def _properties(self) -> dict:
+        return self._client.describe_collection(self.collection).get("properties", {})
+
+    def _check_current(self, now: bool = False) -> None:
+        """Refuse to read a collection another folder has committed to since this folder's
+        generation (a stale `cp -r` copy); checked on load, then every _FRESH_CHECK_S."""
+        if self.owner is None or self._generation is None or self._publish:
+            return
+        if not now and time.monotonic() - self._fresh_at < _FRESH_CHECK_S:
+            return
+        self._fresh_at = time.monotonic()
+        error = stale_error(self.owner, self._generation, self._properties(), self.collection,
+                            self.uri)
+        if error is not None:
+            raise error
 
     def _search_params(self) -> dict:
         if self.kind == "hnsw":
@@ -302,6 +326,10 @@ class MilvusStore:
 
     def committed(self) -> None:
         self._stale_checked = True  # called by the writer: the caller holds the lock
+        if self._publish and self.owner is not None:  # before the deletes copies cannot see
+            self._client.alter_collection_properties(
+                self.collection, properties={GENERATION_PROPERTY: str(self._generation)})
+        self._publish = False
         for start in range(0, len(self._pending), 10_000):
             self._client.delete(self.collection, ids=self._pending[start : start + 10_000])
         self._pending = []
@@ -328,6 +356,7 @@ class MilvusStore:
 
     def search(self, queries: np.ndarray, k: int, threads: int | None = None,
                where: Filter | None = None) -> tuple[np.ndarray, np.ndarray]:
+        self._check_current()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(int(k), len(self))
         scores = np.full((len(queries), max(k, 0)), -np.inf, np.float32)
@@ -400,6 +429,7 @@ class MilvusStore:
         by_pk = {int(row["id"]): row["vector"] for row in rows}
         missing = [int(pk) for pk in pks if int(pk) not in by_pk]
         if missing:
+            self._check_current(now=True)  # a stale copy says so
             raise IndexCorruptError(
                 f"Milvus collection '{self.collection}' lacks rows {missing[:5]}")
         return np.array([by_pk[int(pk)] for pk in pks], np.float32).reshape(len(pks), self.dim)
@@ -415,9 +445,11 @@ class MilvusStore:
     # --- persistence --------------------------------------------------------------------
     def save(self, folder: Path, stem: str) -> dict[str, str]:
         files = {"ids": f"{stem}.ids.npy", "milvus": f"{stem}.milvus.json"}
+        self._generation, self._publish = generation_of(stem), True
         atomic_save_npy(Path(folder) / files["ids"], self._pks)
         atomic_save_json(Path(folder) / files["milvus"], {
-            "collection": self.collection, "next_pk": self._next_pk, "pending": self._pending})
+            "collection": self.collection, "next_pk": self._next_pk, "pending": self._pending,
+            "generation": self._generation})
         return files
 
     @classmethod
@@ -429,9 +461,15 @@ class MilvusStore:
             state = json.loads((folder / files["milvus"]).read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError) as exc:
             raise IndexCorruptError(f"cannot read the Milvus row list in {folder}: {exc}") from exc
-        return cls(dim, kind, params, uri=uri, collection=state["collection"], ids=ids,
-                   next_pk=state["next_pk"], pending=state["pending"], create=False,
-                   owner=owner)
+        store = cls(dim, kind, params, uri=uri, collection=state["collection"], ids=ids,
+                    next_pk=state["next_pk"], pending=state["pending"], create=False,
+                    owner=owner, generation=state.get("generation"))
+        try:
+            store._check_current(now=True)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         if not self._closed:
@@ -442,32 +480,3 @@ class MilvusStore:
         with contextlib.suppress(Exception):
             self.close()
 
-
-def drop_collections(uri: str, collections: list[str], owner: str | None) -> list[str]:
-    """Drop these collections, except those another index folder owns (`owner` is a copy
-    of it); returns the ones kept."""
-    client = _Guarded(CLIENTS.get(uri), uri)
-    kept = []
-    try:
-        for name in collections:
-            if not client.has_collection(name):
-                continue
-            recorded = client.describe_collection(name).get("properties", {}).get(
-                OWNER_PROPERTY)
-            if owner and recorded and recorded != owner and _names_collection(recorded, name):
-                kept.append(name)
-            else:
-                client.drop_collection(name)
-    finally:
-        CLIENTS.release(uri)
-    return kept
-
-
-def _names_collection(folder: str, collection: str) -> bool:
-    """Whether the index at `folder` still uses `collection` (its base name + _role)."""
-    try:
-        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    base = manifest.get("store", {}).get("collection")
-    return bool(base) and collection.rsplit("_", 1)[0] == base

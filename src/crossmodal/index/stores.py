@@ -152,13 +152,19 @@ def _milvus_load(record: dict, folder: Path, files: dict[str, str], dim: int, ki
 def _milvus_drop(record: dict, folder: Path, roles: tuple[str, ...]) -> list[str]:
     if "collection" not in record:
         return []
-    from crossmodal.index.milvus_store import drop_collections
+    from crossmodal.index.milvus_copies import drop_collections
+    from crossmodal.index.milvus_store import CLIENTS, GuardedClient
 
     owner = _owner(record, folder)
     if owner is None:
         return []  # Milvus Lite in the folder: its database goes with the folder
-    return drop_collections(_milvus_uri(record, folder),
-                            [f"{record['collection']}_{role}" for role in roles], owner)
+    uri = _milvus_uri(record, folder)
+    client = GuardedClient(CLIENTS.get(uri), uri)
+    try:
+        return drop_collections(client, [f"{record['collection']}_{role}" for role in roles],
+                                owner)
+    finally:
+        CLIENTS.release(uri)
 
 
 STORE_BACKENDS.register("milvus", StoreBackend(_milvus_parse, _milvus_new, _milvus_load,

@@ -9,6 +9,7 @@ with more data after it is not a torn append but damage: that is an error.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,12 +56,28 @@ def create(path: Path) -> None:
 
 
 def append(path: Path, record: bytes) -> int:
-    """Append one record durably; returns the file's new length. Commit point of a change."""
-    with open(path, "ab") as handle:
-        handle.write(record)
-        handle.flush()
-        os.fsync(handle.fileno())
-        return handle.tell()
+    """Append one record durably; returns the file's new length. Commit point of a change.
+
+    If the write or its fsync fails (a full disk, an I/O error) the record is cut off again
+    before the error is raised: a whole record left in the page cache would otherwise read as
+    committed, to other processes now and to everyone after a restart, if it reached the disk.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(record)
+            while view:  # os.write may write part of it: a short write is not an error
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a torn tail is ignored by readers anyway
+                os.ftruncate(fd, start)
+                os.fsync(fd)
+            raise
+        return start + len(record)
+    finally:
+        os.close(fd)
 
 
 def truncate(path: Path, end: int) -> None:

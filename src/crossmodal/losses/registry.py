@@ -1,8 +1,9 @@
-"""Losses by name, as data: name -> class, what each takes from a batch, and the trainer's
-recipe over the class's defaults. A training config names losses with weights per stage and
-may set each loss's hyper-parameters in a table (`[loss_params.infonce] tau = 0.07`); every
-loss describes its hyper-parameters with `get_config_dict()` (as sentence-transformers'
-losses do), and `build_loss(name, params)` makes one (as open_clip's `create_loss`).
+"""Losses by name, in a Registry: name -> class, what each takes from a batch, and the
+trainer's recipe over the class's defaults. A training config names losses with weights per
+stage and may set each loss's hyper-parameters in a table (`[loss_params.infonce] tau =
+0.07`); every loss describes its hyper-parameters with `get_config_dict()` (as
+sentence-transformers' losses do), and `build_loss(name, params)` makes one (as
+open_clip's `create_loss`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.losses.infonce import InfoNCELoss
 from crossmodal.losses.instance import InstanceLoss
 from crossmodal.losses.soft_label import CSALoss, USALoss
+from crossmodal.registry import Registry
 
 
 @dataclass
@@ -43,19 +45,19 @@ class LossSpec:
     uses_uni_heads: bool = False  # USA: its own heads on the backbone features
 
 
-# In the order their terms are summed (kept: it fixes the float result of the sum).
-LOSSES: dict[str, LossSpec] = {
-    # CUSA's contrastive setting: tau 0.05, learnable, clamped to [0.01, 0.1].
-    "infonce": LossSpec(InfoNCELoss, lambda loss, b: loss(b.image, b.text),
-                        recipe={"tau": 0.05, "min_tau": 0.01, "max_tau": 0.1}),
-    "instance": LossSpec(InstanceLoss, lambda loss, b: loss(b.image, b.text, b.image_ids),
-                         context=("dim", "num_instances")),
-    "csa": LossSpec(CSALoss, lambda loss, b: loss(b.image, b.text, b.teacher_image,
-                                                  b.teacher_text), needs_teacher=True),
-    "usa": LossSpec(USALoss, lambda loss, b: loss(b.uni_image, b.uni_text, b.teacher_image,
-                                                  b.teacher_text),
-                    needs_teacher=True, uses_uni_heads=True),
-}
+# In the order their terms are summed (kept: it fixes the float result of the sum); a plugin
+# adds a LossSpec under its name through the entry-point group `crossmodal.losses`.
+LOSSES: Registry[LossSpec] = Registry("loss", "crossmodal.losses")
+# CUSA's contrastive setting: tau 0.05, learnable, clamped to [0.01, 0.1].
+LOSSES["infonce"] = LossSpec(InfoNCELoss, lambda loss, b: loss(b.image, b.text),
+                             recipe={"tau": 0.05, "min_tau": 0.01, "max_tau": 0.1})
+LOSSES["instance"] = LossSpec(InstanceLoss, lambda loss, b: loss(b.image, b.text, b.image_ids),
+                              context=("dim", "num_instances"))
+LOSSES["csa"] = LossSpec(CSALoss, lambda loss, b: loss(b.image, b.text, b.teacher_image,
+                                                       b.teacher_text), needs_teacher=True)
+LOSSES["usa"] = LossSpec(USALoss, lambda loss, b: loss(b.uni_image, b.uni_text,
+                                                       b.teacher_image, b.teacher_text),
+                         needs_teacher=True, uses_uni_heads=True)
 
 
 def loss_spec(name: str, where: str = "losses") -> LossSpec:

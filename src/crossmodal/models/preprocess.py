@@ -17,7 +17,16 @@ _RESAMPLE = {
 }
 
 
+# An image longer than this many times its short side is cut (crop mode) or shrunk along
+# its long side (squash mode) first: resizing it whole would allocate size x long side,
+# gigabytes for a 20000x2 PNG. Photos never come near, so their pixels are unchanged.
+_MAX_RESIZE_ASPECT = 8
+
+
 def resize_and_crop(image: Image.Image, prep: ImagePreprocessing) -> Image.Image:
+    """The model's input: `prep.size` square, by squashing or by resizing the short side to
+    it and taking the centre; what it allocates is bounded whatever the image's shape."""
+    image = _bounded_aspect(image, prep.resize == "squash", prep.size)
     image = image.convert("RGB")
     resample = _RESAMPLE[prep.interpolation]
     size = prep.size
@@ -32,6 +41,25 @@ def resize_and_crop(image: Image.Image, prep: ImagePreprocessing) -> Image.Image
     if (new_w, new_h) != (size, size):
         image = image.crop((left, top, left + size, top + size))
     return image
+
+
+def _bounded_aspect(image: Image.Image, squash: bool, size: int) -> Image.Image:
+    """`image` with its long side at most _MAX_RESIZE_ASPECT x its short side (crop mode:
+    the centre, which holds the crop; squash: averaged down along the long side), or at most
+    _MAX_RESIZE_ASPECT x `size` long when squashing."""
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if squash:
+        factor = long // (_MAX_RESIZE_ASPECT * max(size, 1))
+        if factor < 2:
+            return image
+        return image.convert("RGB").reduce((factor, 1) if width > height else (1, factor))
+    keep = _MAX_RESIZE_ASPECT * max(short, 1)
+    if long <= keep:
+        return image
+    cut = (long - keep) // 2
+    return image.crop((cut, 0, cut + keep, height) if width > height
+                      else (0, cut, width, cut + keep))
 
 
 def images_to_tensor(images: Sequence[Image.Image], prep: ImagePreprocessing) -> torch.Tensor:
@@ -63,3 +91,10 @@ def features_tensor(output: object) -> torch.Tensor:
     if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(f"cannot find embeddings in model output of type {type(output).__name__}")
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
+    """int64 numpy tokens padded to the longest text of the batch (not to the context): what
+    an exported text graph takes, at export and at run time alike."""
+    return dict(tokenizer(list(texts), padding="longest", truncation=True,
+                          max_length=max_length, return_tensors="np"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
+import os
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -15,10 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from crossmodal.errors import BadInputError, CrossmodalError
+from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
+from crossmodal.serve.api import build_router
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError
-from crossmodal.serve.routes import build_router
 from crossmodal.serve.security import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
@@ -53,11 +54,11 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     )
     app.state.live = live
     app.state.settings = settings
-    decode_slots = threading.BoundedSemaphore(settings.max_parallel_decodes)
-    api = build_router(live, settings, decode_slots)
+    decodes = DecodeGate(settings.max_parallel_decodes, settings.max_decode_bytes)
+    api = build_router(live, settings, decodes)
     app.include_router(api)
 
-    _add_error_handlers(app, api)
+    _add_error_handlers(app, api, Path(index_path))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -69,17 +70,41 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     return app
 
 
-def _add_error_handlers(app: FastAPI, api: APIRouter) -> None:
-    """Errors as {"detail": ...} JSON with the status they mean."""
+def public_detail(exc: BaseException, index_path: Path) -> str:
+    """`exc`'s message without the server's paths: the file names of the OSErrors it came
+    from shortened to their base names, the index folder named "the index"."""
+    detail, seen = str(exc), set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError):
+            for name in (cause.filename, cause.filename2):
+                if name is not None and str(name).strip():
+                    name = os.fsdecode(name)
+                    detail = detail.replace(name, os.path.basename(name.rstrip("/")))
+        cause = cause.__cause__ or cause.__context__
+    for folder in dict.fromkeys((str(index_path.resolve()), str(index_path.absolute()))):
+        detail = detail.replace(folder, "the index")
+    return detail
+
+
+def _add_error_handlers(app: FastAPI, api: APIRouter, index_path: Path) -> None:
+    """Errors as {"detail": ...} JSON with the status they mean, and no server path."""
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return JSONResponse({"detail": public_detail(exc, index_path)}, status_code=404)
+
+    @app.exception_handler(DiskFullError)
+    async def disk_full(request: Request, exc: DiskFullError) -> JSONResponse:
+        # 507 Insufficient Storage (RFC 4918): the request was fine and nothing was kept;
+        # the same request succeeds once there is room (a 503 says the index is unavailable).
+        return JSONResponse({"detail": public_detail(exc, index_path)}, status_code=507)
 
     @app.exception_handler(CrossmodalError)
     async def bad_input(request: Request, exc: CrossmodalError) -> JSONResponse:
         status = 400 if isinstance(exc, BadInputError) else 503  # the index, not the request
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": public_detail(exc, index_path)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

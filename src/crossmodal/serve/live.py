@@ -9,16 +9,19 @@ runs outside any lease.
 
 Changes committed by another process (`crossmodal index`, `crossmodal remove`) are picked up
 within `refresh_s`, and always before this server changes the index itself (the Collection's
-writer rule reads them back under the folder's lock): log records are replayed in place, a
-whole new generation is loaded beside the current one and swapped in.
+writer rule reads them back under the folder's lock): log records are read and checked
+outside the lease and applied in place under it; a whole new generation is loaded beside the
+current one (in a thread of its own when a search noticed it) and swapped in. Searches wait
+for the applying or the swap only, never for the reading.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
-import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,23 +34,40 @@ from PIL import Image
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
+    MemoryReservation,
+    image_header,
     load_image,
     return_freed_memory,
 )
 from crossmodal.engine import Collection, Hit
-from crossmodal.errors import BadInputError
+from crossmodal.errors import BadInputError, IndexWriteError, write_failed
 from crossmodal.index import generations
 from crossmodal.index.generations import disk_stamp
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.rwlock import ReadWriteLock
-from crossmodal.storage import atomic_write
+from crossmodal.storage import LEFTOVER_GRACE_S, atomic_write, remove_stale_files
 
 log = logging.getLogger("crossmodal.serve")
 # Decodes this big leave tens of MB freed in some thread's malloc arena: hand them back.
 _BIG_DECODE_PIXELS = 4_000_000
 _FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif",
                       "BMP": ".bmp"}
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a generation loads. Its items are millions of new
+    containers (none in a cycle), which set off full collections of the whole heap, each
+    stopping every thread, searches included, for hundreds of ms at 200k items (and making
+    the load itself 2x slower)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class NotFoundError(BadInputError):
@@ -64,16 +84,16 @@ class Upload:
 
     @classmethod
     def decode(cls, data: bytes, max_pixels: int, target_size: int | None = None,
-               slots: threading.Semaphore | None = None) -> Upload:
-        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `slots` bounds how
-        many full-size decodes run at once (each holds up to 4 bytes a pixel briefly)."""
+               reserve: MemoryReservation | None = None) -> Upload:
+        """Decode `data`, shrunk to >= 2x `target_size` as it decodes; `reserve(nbytes)`
+        (serve.budget) is held around the decode with what the header says it may allocate.
+        Any image the decoders cannot take is a BadInputError saying why."""
         try:
-            with slots or contextlib.nullcontext():
-                image = load_image(data, max_pixels=max_pixels, target_size=target_size)
-            with Image.open(io.BytesIO(data)) as raw:  # the header only
-                extension = _FORMAT_EXTENSIONS.get(raw.format or "", "")
-                pixels = raw.width * raw.height
-            if pixels >= _BIG_DECODE_PIXELS:
+            image = load_image(data, max_pixels=max_pixels, target_size=target_size,
+                               reserve=reserve)
+            image_type, width, height = image_header(data)
+            extension = _FORMAT_EXTENSIONS.get(image_type or "", "")
+            if width * height >= _BIG_DECODE_PIXELS:
                 return_freed_memory()
         except ImageLoadError as exc:
             raise BadInputError(f"cannot use the uploaded image: {exc}") from exc
@@ -96,26 +116,22 @@ class LiveCollection:
         self.remove_orphan_uploads()
 
     def _opened(self, encoder: Encoder | None) -> Collection:
-        collection = Collection.open(self.path, encoder=encoder)
-        collection.build_lookups()  # now, not in the first request that changes the index
+        with _collector_paused():
+            collection = Collection.open(self.path, encoder=encoder)
+            collection.build_lookups()  # now, not in the first request that changes the index
         collection.change_guard = self._lease.writing
         return collection
 
-    def remove_orphan_uploads(self, min_age_s: float = 3600.0) -> list[Path]:
+    def remove_orphan_uploads(self, min_age_s: float = LEFTOVER_GRACE_S) -> list[Path]:
         """Delete stored uploads no item refers to (a server killed between storing a file and
         committing its item); young files may belong to another server's upload in flight."""
         if not self.uploads.is_dir():
             return []
-        with self.reading() as collection:
-            used = {Path(item["path"]).name for item in collection.items}
-        cutoff = time.time() - min_age_s
-        removed = []
-        for stored in self.uploads.iterdir():
-            with contextlib.suppress(OSError):
-                if (stored.is_file() and stored.name not in used
-                        and stored.stat().st_mtime < cutoff):
-                    stored.unlink()
-                    removed.append(stored)
+        # Under the folder's lock, on its latest commit: another server may be committing an
+        # item that uses one of these files right now (see _forget_if_unused).
+        with self._writer, self._collection.locked():
+            used = {os.path.basename(item["path"]) for item in self._collection.items}
+            removed = remove_stale_files(self.uploads, used, min_age_s)
         if removed:
             log.info("removed %d upload files no item refers to", len(removed))
         return removed
@@ -126,11 +142,15 @@ class LiveCollection:
         """A read lease on the index: it does not change until the block ends (keep blocks
         short: a change waits for them). Picks up other processes' commits now and then."""
         now = time.monotonic()
-        if now - self._checked >= self.refresh_s:
+        if now - self._checked >= self.refresh_s or self._collection.stale:
             self._checked = now
-            if disk_stamp(self.path) != self._collection.stamp():
-                self._refresh_if_idle()
+            stamp = disk_stamp(self.path)
+            if stamp != self._collection.stamp():
+                self._refresh_if_idle(stamp)
         with self._lease.reading():
+            if self._collection.stale:  # memory may hold a change that failed to commit
+                raise IndexWriteError("the index is being read back after a failed write: "
+                                      "try again shortly")
             yield self._collection
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
@@ -156,11 +176,26 @@ class LiveCollection:
             return dict(collection.item(item_id))
 
     # --- following other processes --------------------------------------------------------
-    def _refresh_if_idle(self) -> None:
+    def _refresh_if_idle(self, stamp: tuple[int, int] | None) -> None:
         """Another process committed: follow it (unless this server is changing the index,
-        which reads those commits back anyway)."""
+        which reads those commits back anyway). Log records are read and applied in this
+        thread, searches waiting only while they are applied; a whole new generation loads in
+        a thread of its own (seconds at 1M items), so not even this search waits for it,
+        unless what we hold cannot be served at all (stale after a failed write)."""
         if not self._writer.acquire(blocking=False):
             return
+        current = self._collection
+        if stamp is None or stamp[0] == current.stamp()[0] or current.stale:
+            self._follow_then_release()
+            return
+        try:
+            threading.Thread(target=self._follow_then_release, name="crossmodal-follow",
+                             daemon=True).start()
+        except BaseException:
+            self._writer.release()
+            raise
+
+    def _follow_then_release(self) -> None:
         try:
             self._follow_disk()
         finally:
@@ -175,19 +210,28 @@ class LiveCollection:
             log.warning("could not reload %s: %s", self.path, exc)
 
     def _catch_up_with_disk(self) -> None:
-        """Replay new log records in place (cheap), or load a new generation beside the
-        current one (slow: searches go on meanwhile) and swap it in."""
+        """Replay new log records in place (read and checked outside the lease, applied
+        under it), or load a new generation beside the current one (slow: searches go on
+        meanwhile) and swap it in."""
         stamp, current = disk_stamp(self.path), self._collection
         if stamp is None or stamp == current.stamp():
             return
-        if stamp[0] == current.stamp()[0]:
+        if stamp[0] == current.stamp()[0] and stamp[1] >= current.stamp()[1]:
+            records = generations.read_new_records(current)  # whole checksummed records only
             with self._lease.writing():
-                generations.replay(current)  # whole checksummed records only, as open does
+                generations.apply_records(current, records)
             return
-        fresh = self._opened(self.encoder)
+        del current  # from here the old generation is referred to by _collection only
+        self._swap(self._opened(self.encoder))
+
+    def _swap(self, fresh: Collection) -> None:
+        """Serve `fresh` from now on; the old generation is freed here, and its pages given
+        back to the OS (else glibc keeps them, and RSS stays at two generations for good)."""
         with self._lease.writing():
-            self._collection = fresh
-        current.close()
+            old, self._collection = self._collection, fresh
+        old.close()
+        del old
+        return_freed_memory()
 
     # --- changing -------------------------------------------------------------------------
     def add_upload(self, upload: Upload, captions: Sequence[str],
@@ -206,33 +250,55 @@ class LiveCollection:
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
                 "bytes": len(upload.data)}
+        _store(stored, upload.data)  # mostly here, outside the lock: a write takes a while
         with self._writer:
             self._follow_disk()  # a new generation is loaded before the lease, not under it
-            fresh_file = not stored.exists()
-            if fresh_file:
-                atomic_write(stored, lambda handle: handle.write(upload.data))
-            try:  # the id check again, on the latest generation, under the folder's lock
-                self._collection.add_vectors([item], np.asarray(image_vector, np.float32),
-                                             text_vectors)
-            except BaseException:
-                if fresh_file:  # nothing indexed refers to it
-                    stored.unlink(missing_ok=True)
-                raise
-            return dict(self._collection.item(item_id))
+            collection = self._collection
+            with collection.locked():
+                try:
+                    # Again under the folder's lock: another server may have deleted it since
+                    # (no committed item used it); while we hold the lock none can.
+                    _store(stored, upload.data)
+                    # the id check again, on the latest generation, under the folder's lock
+                    collection.add_vectors([item], np.asarray(image_vector, np.float32),
+                                           text_vectors)
+                except BaseException:
+                    self._forget_if_unused(collection, stored)
+                    raise
+            return dict(collection.item(item_id))
 
     def remove(self, item_id: str) -> dict:
         with self._writer:
             self._follow_disk()
             collection = self._collection
-            if item_id not in collection:
-                raise NotFoundError(f"no item '{item_id}' in the index")
-            item = dict(collection.item(item_id))
-            if collection.remove([item_id]):  # another process removed it meanwhile
-                raise NotFoundError(f"no item '{item_id}' in the index")
-            stored = Path(item["path"])
-            # One pass over the items, for uploads only: two ids may share one stored file.
-            if stored.parent == self.uploads and not any(
-                    other["path"] == item["path"] for other in collection.items):
-                with contextlib.suppress(OSError):
-                    stored.unlink()
+            with collection.locked():
+                if item_id not in collection:
+                    raise NotFoundError(f"no item '{item_id}' in the index")
+                item = dict(collection.item(item_id))
+                collection.remove([item_id])
+                self._forget_if_unused(collection, Path(item["path"]))
         return item
+
+    def _forget_if_unused(self, collection: Collection, stored: Path) -> None:
+        """Delete a stored upload no committed item refers to. Called under the folder's
+        lock, caught up with its latest commit, so the decision holds for every process:
+        two ids (in any server) may share one file, and an upload commits only after checking
+        its file exists under the same lock."""
+        if stored.parent.resolve() != self.uploads.resolve():
+            return
+        # A suffix test over the paths as stored, whoever spelled the folder: cheap, and it
+        # keeps a file rather than lose one.
+        if any(other["path"].endswith(stored.name) for other in collection.items):
+            return
+        with contextlib.suppress(OSError):
+            stored.unlink()
+
+
+def _store(stored: Path, data: bytes) -> None:
+    """Write an upload's bytes under their content-hash name, unless already there."""
+    if stored.exists():
+        return
+    try:
+        atomic_write(stored, lambda handle: handle.write(data))
+    except OSError as exc:
+        raise write_failed(exc) from exc

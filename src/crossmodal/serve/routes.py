@@ -2,20 +2,21 @@
 
 # No `from __future__ import annotations`: FastAPI must resolve the local models at runtime.
 
-import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Response, Security, UploadFile
+import anyio
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
+from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.serve import schemas
+from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
-from crossmodal.serve.security import bearer_scheme
 from crossmodal.serve.settings import ServeSettings
 from crossmodal.serve.thumbnails import thumbnail_bytes
 
@@ -26,6 +27,13 @@ def _errors(*codes: int) -> dict:
 
 # 403: a write from a foreign web page (RequestGuardMiddleware).
 WRITE_ERRORS = _errors(403, 413)
+# A change that could not be written (nothing of it was kept): 507 the disk is full, 503 an
+# I/O error.
+STORAGE_ERRORS = {**WRITE_ERRORS, **_errors(503, 507)}
+# Threads that run changes, apart from the pool searches run in: changes wait there for the
+# index's writer lock (another process may hold it for minutes), so a queue of uploads never
+# takes the threads searches need.
+CHANGE_THREADS = 4
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
@@ -37,6 +45,17 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
                           thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
         took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
+
+
+def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
+    """The cosine cut-off a request's min_score names for the index's model (its encoder
+    matches the index's manifest; no read lease: a caller may already hold one, and the
+    lock is not reentrant)."""
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
+
+
+def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
+    return hits if cutoff is None else [h for h in hits if h.score >= cutoff]
 
 
 def _lookup_id(raw: str, captions: bool = False) -> str:
@@ -59,37 +78,26 @@ class _Deps:
 
     live: LiveCollection
     settings: ServeSettings
-    decode_slots: threading.Semaphore
+    decodes: DecodeGate
     guarded: list  # the bearer scheme in the schema, only when the server has a token
     model_size: int
+    change_threads: anyio.CapacityLimiter
 
     def read_upload(self, file: UploadFile) -> Upload:
         data = file.file.read(self.settings.max_body_bytes + 1)
         return Upload.decode(data, self.settings.max_pixels, target_size=self.model_size,
-                             slots=self.decode_slots)
+                             reserve=self.decodes.reserve)
 
-
-def build_router(live: LiveCollection, settings: ServeSettings,
-                 decode_slots: threading.Semaphore) -> APIRouter:
-    """The /api routes; the token, rate limit and origin are checked before them (security)."""
-    codes = (400, 401, 404, 422, 429) if settings.token else (400, 404, 422, 429)
-    router = APIRouter(prefix="/api", responses=_errors(*codes))
-    # Declares the bearer scheme in the schema only when the server has a token.
-    guarded = [Security(bearer_scheme)] if settings.token else []
-    deps = _Deps(live, settings, decode_slots, guarded, live.encoder.preprocessing.size)
-    _status_routes(router, deps)
-    _search_routes(router, deps)
-    _item_routes(router, deps)
-    if settings.allow_writes:
-        _write_routes(router, deps)
-    return router
+    async def change(self, function, *args):  # noqa: ANN001, ANN201 - any change's result
+        """`function(*args)` on a change thread; the request waits as a coroutine."""
+        return await anyio.to_thread.run_sync(function, *args, limiter=self.change_threads)
 
 
 def _status_routes(router: APIRouter, deps: _Deps) -> None:
     live = deps.live
 
     @router.get("/health", response_model=schemas.Health)
-    def health() -> schemas.Health:
+    async def health() -> schemas.Health:  # on the event loop: no thread, no lock to wait for
         return schemas.Health(status="ok")
 
     @router.get("/stats", response_model=schemas.Stats, dependencies=deps.guarded)
@@ -101,17 +109,16 @@ def _status_routes(router: APIRouter, deps: _Deps) -> None:
 
 def _search_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings, guarded = deps.live, deps.settings, deps.guarded
-    K = Annotated[int, Field(ge=1, le=settings.max_k, description="How many results.")]
+    K = schemas.result_count(settings.max_k)
 
     class TextQuery(BaseModel):
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
                            description="English or Chinese text, by the index's model.")
         k: K = 10
         target: schemas.Target = "images"
-        long_text: str = Field(
-            "head", max_length=16, pattern=r"^(head|tail|chunks|sentences)(@\d+)?$",
-            description="A query longer than the model's context: head, tail, chunks "
-                        "(pieces averaged) or sentences (each sentence a piece), @N tokens.")
+        long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
+                               description=schemas.LONG_TEXT_HELP)
+        min_score: schemas.MinScore = None
 
     class LikeQuery(BaseModel):
         id: str = Field(min_length=1, max_length=512,
@@ -119,6 +126,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         k: K = 10
         target: schemas.Target | None = Field(
             None, description="Default: the kind of the query (images for an item id).")
+        min_score: schemas.MinScore = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -126,29 +134,37 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
+        cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
         hits = live.search_text(body.query, k=body.k, target=body.target,
                                 long_text=body.long_text)
-        return _hits_out(hits, body.target, started, live.query_note(body.query))
+        return _hits_out(_above(hits, cutoff), body.target, started,
+                         live.query_note(body.query))
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
-    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.")],
+    def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.",
+                                                      json_schema_extra=schemas.NOT_EMPTY)],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
                      target: Annotated[schemas.Target, Form()] = "images",
+                     min_score: Annotated[str | None, Form(
+                         max_length=16, description=schemas.MIN_SCORE_HELP)] = None,
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
+        cutoff = _cutoff(live, min_score)
         upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(hits, target, started)
+        return _hits_out(_above(hits, cutoff), target, started)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
         started = time.perf_counter()
         query_id = _lookup_id(body.id, captions=True)
+        cutoff = _cutoff(live, body.min_score)
         with live.reading() as collection:
             try:
-                hits = collection.search_like(query_id, k=body.k, target=body.target)
+                hits = collection.search_like(query_id, k=body.k, target=body.target,
+                                              min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
@@ -168,8 +184,7 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}})
     def thumbnail(item_id: ItemId) -> Response:
         item = live.item(_lookup_id(item_id))
-        with deps.decode_slots:  # a first thumbnail decodes the whole stored image
-            data = thumbnail_bytes(item, deps.settings.thumbnail_size)
+        data = thumbnail_bytes(item, deps.settings.thumbnail_size, deps.decodes.reserve)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
@@ -178,23 +193,25 @@ def _write_routes(router: APIRouter, deps: _Deps) -> None:
     live, settings = deps.live, deps.settings
 
     @router.post("/items", response_model=schemas.Item, status_code=201,
-                 dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def add_item(file: Annotated[UploadFile, File(description="The image to index.")],
-                 captions: Annotated[str, Form(
-                     max_length=20_000, description="Captions, one a line.")] = "",
-                 id: Annotated[str | None, Form(
-                     max_length=200, description="Item id (default: from the content).")
-                 ] = None) -> schemas.Item:
+                 dependencies=deps.guarded, responses=STORAGE_ERRORS)
+    async def add_item(file: Annotated[UploadFile, File(description="The image to index.",
+                                                        json_schema_extra=schemas.NOT_EMPTY)],
+                       captions: Annotated[str, Form(
+                           max_length=20_000, description="Captions, one a line.")] = "",
+                       id: Annotated[str | None, Form(
+                           max_length=200, description="Item id (default: from the content).")
+                       ] = None) -> schemas.Item:
+        # async: the decode runs in the shared pool, the change on a change thread
         lines = [c for c in captions.splitlines() if c.strip()]
         if len(lines) > settings.max_captions:
             raise BadInputError(f"at most {settings.max_captions} captions per item")
         if any(len(c) > settings.max_query_chars for c in lines):
             raise BadInputError(f"captions are at most {settings.max_query_chars} "
                                 "characters long")
-        upload = deps.read_upload(file)
-        return schemas.item_out(live.add_upload(upload, lines, id or None))
+        upload = await anyio.to_thread.run_sync(deps.read_upload, file)
+        return schemas.item_out(await deps.change(live.add_upload, upload, lines, id or None))
 
     @router.delete("/items/{item_id:path}", response_model=schemas.Item,
-                   dependencies=deps.guarded, responses=WRITE_ERRORS)
-    def remove_item(item_id: ItemId) -> schemas.Item:
-        return schemas.item_out(live.remove(_lookup_id(item_id)))
+                   dependencies=deps.guarded, responses=STORAGE_ERRORS)
+    async def remove_item(item_id: ItemId) -> schemas.Item:
+        return schemas.item_out(await deps.change(live.remove, _lookup_id(item_id)))

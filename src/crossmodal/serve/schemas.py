@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 Target = Literal["images", "texts"]
+MIN_SCORE_HELP = ("Drop hits scoring below this: a raw cosine, or auto / p90 / p50, the "
+                  "cut-off calibrated for the index's model on Flickr8k val.")
+MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
+                     Field(description=MIN_SCORE_HELP)]
+# What parse_long_text takes, as the schema states it: @N with N >= 4, no leading zeros.
+LONG_TEXT_PATTERN = r"^(head|tail|chunks|sentences)(@([4-9]|[1-9][0-9]{1,5}))?$"
+LONG_TEXT_HELP = ("A query longer than the model's context: head, tail, chunks (pieces "
+                  "averaged) or sentences (each sentence a piece), @N tokens (N at least 4).")
+NOT_EMPTY = {"minLength": 1}  # an uploaded file: an empty one is no image
+
+
+def result_count(max_k: int) -> object:
+    """The type of a query's `k`: an integer 1..max_k, strictly (JSON `true` is not 1)."""
+    return Annotated[int, Field(ge=1, le=max_k, strict=True, description="How many results.")]
 
 
 class Problem(BaseModel):

@@ -57,6 +57,9 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the bound address
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-* is believed only from these
     max_parallel_decodes: int = field(default_factory=_cores)  # full-size image decodes
+    # Memory all decodes at once may hold (each reserves what its header says it needs:
+    # up to 5 bytes a pixel, 200 MB for a 40 MP image); one bigger than this runs alone.
+    max_decode_bytes: int = 1 << 30
 
     @property
     def host_names(self) -> frozenset[str]:
@@ -80,7 +83,7 @@ class ServeSettings:
         if not 0 < self.port < 65536:
             raise BadInputError(f"port must be 1-65535, not {self.port}")
         for name in ("max_body_bytes", "max_pixels", "max_k", "max_query_chars", "rate_burst",
-                     "thumbnail_size", "max_parallel_decodes"):
+                     "thumbnail_size", "max_parallel_decodes", "max_decode_bytes"):
             if getattr(self, name) <= 0:
                 raise BadInputError(f"{name} must be positive")
         for proxy in self.trusted_proxies:

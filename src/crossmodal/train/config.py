@@ -117,6 +117,9 @@ class TrainConfig:
     # Hyper-parameters per loss name, over the recipe in losses/registry.py; one loss module
     # per name serves every stage (its learned temperature carries over).
     loss_params: dict[str, dict] = field(default_factory=dict)
+    # The validation metric that selects the best checkpoint: rsum, or one direction's
+    # larger-is-better metric ("text_to_image/R@1", "image_to_text/mAP@R").
+    select_metric: str = "rsum"
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
@@ -130,6 +133,7 @@ class TrainConfig:
         config.loss_params = {
             name: check_loss_params(name, table, where, f"loss_params.{name}")
             for name, table in config.loss_params.items()}
+        _check_select_metric(config.select_metric, where)
         if any(stage.needs_teacher for stage in config.stages) and not config.teacher:
             raise BadInputError(f"{where}: csa/usa losses need [teacher] features: run "
                                 "`crossmodal teacher-features` and set teacher.dir/name")
@@ -147,4 +151,15 @@ class TrainConfig:
         data = asdict(self)
         if not data["loss_params"]:  # left out when unset: config.json as before
             del data["loss_params"]
+        if data["select_metric"] == "rsum":
+            del data["select_metric"]
         return data
+
+
+def _check_select_metric(metric: str, where: str) -> None:
+    from crossmodal.evaluation.evaluators import ImageTextEvaluator
+
+    known = ImageTextEvaluator.selectable_metrics()
+    if metric not in known:
+        raise BadInputError(f"{where}: select_metric must be one of {', '.join(known)} (a "
+                            f"larger-is-better validation metric), not {metric!r}")

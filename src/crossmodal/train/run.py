@@ -4,6 +4,7 @@ best heads + a tower config that loads them (`towers:OUTPUT_DIR/tower.json`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,26 +14,14 @@ from crossmodal.errors import BadInputError
 from crossmodal.models.registry import split_model_id
 from crossmodal.models.towers import TowersEncoder, find_tower_config
 from crossmodal.models.towers.heads import TowerHeads
+from crossmodal.registry import Registry
 from crossmodal.storage import atomic_save_json
 from crossmodal.train import distributed
 from crossmodal.train.config import TrainConfig
 from crossmodal.train.fit import fit_encoder
 
 
-def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
-    distributed.init_from_env()
-    prefix, name = split_model_id(config.model)
-    if prefix == "hf":
-        from crossmodal.train.hf_parts import train_hf
-
-        return train_hf(config, name, resume, progress)
-    if prefix == "open_clip":
-        raise BadInputError(f"'{config.model}': open_clip models are not supported for "
-                            "training (open_clip needs torchvision, which crossmodal does not "
-                            "install); train an hf: CLIP / ChineseCLIP or a towers: model")
-    if prefix != "towers":
-        raise BadInputError(f"training supports towers: and hf: (clip, chinese_clip) models, "
-                            f"not '{config.model}'")
+def _train_towers(config: TrainConfig, name: str, resume: bool, progress: bool) -> dict:
     tower = find_tower_config(name)
     if config.context_length:  # CE-CLIP's key: captions truncated to this many tokens
         tower = replace(tower, text={**tower.text, "max_length": int(config.context_length)})
@@ -55,6 +44,33 @@ def run_training(config: TrainConfig, resume: bool = True, progress: bool = True
     return {**best, "tower_config": str(out / "tower.json"),
             "model": f"towers:{out / 'tower.json'}",
             "skipped": skipped, "log": str(out / "log.jsonl")}
+
+
+def _train_hf(config: TrainConfig, name: str, resume: bool, progress: bool) -> dict:
+    from crossmodal.train.hf_parts import train_hf  # transformers loads only for hf: runs
+
+    return train_hf(config, name, resume, progress)
+
+
+# model-id prefix -> trainer(config, name after the prefix, resume, progress) -> summary; a
+# plugin backend adds its own through the entry-point group `crossmodal.trainers`.
+Trainer = Callable[[TrainConfig, str, bool, bool], dict]
+TRAINERS: Registry[Trainer] = Registry("trainer", "crossmodal.trainers")
+TRAINERS["towers"] = _train_towers
+TRAINERS["hf"] = _train_hf
+
+
+def run_training(config: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    distributed.init_from_env()
+    prefix, name = split_model_id(config.model)
+    if prefix == "open_clip":
+        raise BadInputError(f"'{config.model}': open_clip models are not supported for "
+                            "training (open_clip needs torchvision, which crossmodal does not "
+                            "install); train an hf: CLIP / ChineseCLIP or a towers: model")
+    if prefix not in TRAINERS:
+        raise BadInputError(f"training supports {', '.join(p + ':' for p in TRAINERS)} models, "
+                            f"not '{config.model}'")
+    return TRAINERS[prefix](config, name, resume, progress)
 
 
 def load_and_run(path: str | Path, resume: bool = True) -> dict:

@@ -3,8 +3,9 @@
 Each stage has its losses (InfoNCE, IConE instance loss, CUSA's CSA and USA), trainable
 blocks, learning rates (AdamW, linear warm-up then cosine) and length. Frozen parts come
 from cached features or activations (tower_parts.py), so a stage runs at the speed of what
-it trains. Validation by Rsum on the val split at the configured intervals keeps the best
-heads and fine-tuned blocks (never chosen by test). A checkpoint after every
+it trains. Validation on the val split at the configured intervals, by the image-text
+evaluator and the config's `select_metric` (Rsum unless set), keeps the best heads and
+fine-tuned blocks (never chosen by test). A checkpoint after every
 `save_epoch_interval` epochs makes an interrupted run resume to the same result: each
 epoch's shuffling and dropout are seeded from (seed, stage, epoch), not from a running RNG.
 A non-finite loss stops the run with a clear error; the last good checkpoint stays.
@@ -26,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from crossmodal.errors import BadInputError, CrossmodalError, NonFiniteError
+from crossmodal.evaluation.evaluators import Evaluation
 from crossmodal.losses.registry import LOSSES, LossInputs, build_loss
 from crossmodal.losses.soft_label import teacher_similarity
 from crossmodal.losses.temperature import Temperature
@@ -186,21 +188,21 @@ class StageTrainer:
         return means
 
     # --- validation, checkpoints, log ---------------------------------------------------
-    def evaluate(self) -> dict:
+    def evaluate(self) -> Evaluation:
         """Val metrics of the current heads and backbones (features computed in chunks)."""
         self.heads.eval()
         with torch.inference_mode():
             chunk = self.config.valid_batch_size
             image = embed_side(self.val_sides[0], len(self.val.image), chunk)
             text = embed_side(self.val_sides[1], len(self.val.text), chunk)
-        return evaluate_features(self.heads, image, text, self.val)
+        return evaluate_features(self.heads, image, text, self.val, self.config.select_metric)
 
     def _validate(self, stage: StageConfig, epoch: int, record: dict) -> float:
         where = f"validation in stage '{stage.name}' epoch {epoch + 1}"
-        failure, report = None, None
+        failure, evaluation = None, None
         if self.rank == 0:  # one process validates and writes
             try:
-                report = self.evaluate()
+                evaluation = self.evaluate()
             except NonFiniteError as exc:  # else NaN embeddings would score as perfect
                 failure = f"{where}: {exc}"
         if distributed.any_rank(failure is not None):  # every process stops, not rank 0 alone
@@ -209,17 +211,18 @@ class StageTrainer:
                 f"check the data; the last good checkpoint is {self.out / 'last.pt'}")
         if self.rank != 0:
             return self.best
-        rsum = report["rsum"]
-        if rsum > self.best:
-            self.best = rsum
+        report, score, metric = evaluation.report, evaluation.score, evaluation.primary_metric
+        if score > self.best:
+            self.best = score
             self.heads.save(self.out / "best.safetensors")
             if self.towers is not None:
                 self.towers.save(self.out / "best-backbones.safetensors")
             atomic_save_json(self.out / "best.json", {"stage": stage.name, "epoch": epoch + 1,
                                                      "step": self.step, "val": report})
-        self._log({**record, "stage": stage.name, "epoch": epoch + 1, "val_rsum": rsum,
-                   "best_rsum": self.best})
-        return rsum
+        self._log({**record, "stage": stage.name, "epoch": epoch + 1,
+                   "val_rsum": report["rsum"], f"val_{metric}": score,
+                   f"best_{metric}": self.best})
+        return score
 
     def _log(self, record: dict) -> None:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as handle:

@@ -16,6 +16,7 @@ from PIL import Image
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError, missing_dependency
 from crossmodal.storage import atomic_write
+from crossmodal.viz.pages import picture_page
 
 # Families that carry CJK glyphs; matplotlib falls back to them glyph by glyph when installed.
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
@@ -127,8 +128,6 @@ def save_picture(png: bytes, path: Path, title: str = "") -> Path:
     if path.suffix.lower() == ".png":
         atomic_write(path, lambda handle: handle.write(png))
     else:
-        from crossmodal.viz.report import picture_page
-
         page = picture_page(title or path.stem, png)
         atomic_write(path, lambda handle: handle.write(page), mode="w")
     return path

@@ -1,10 +1,14 @@
 """The torch modules that get exported: each path of an encoder end to end, heads and L2 norm
-included, in plain fp32 eager form (no TorchScript trace, no bf16 autocast)."""
+included, in plain fp32 eager form (no TorchScript trace, no bf16 autocast).
+
+What to export for an encoder is chosen by its model id's prefix in `EXPORTERS` (built-ins:
+towers, hf); a plugin backend adds its own plan through the entry-point group
+`crossmodal.exporters` (name: its prefix; value: a function encoder -> ExportPlan)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +16,10 @@ import torch
 from torch import nn
 
 from crossmodal.errors import UnknownModelError
-from crossmodal.models.preprocess import features_tensor
+from crossmodal.models.preprocess import features_tensor, tokenize
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.towers.encoder import view_of
+from crossmodal.registry import Registry
 
 # hf: families whose get_*_features take (input_ids, attention_mask) padded to the longest text
 HF_EXPORTABLE = ("clip",)
@@ -122,12 +127,6 @@ def _token_spec(module: nn.Module, tokenizer, max_length: int) -> GraphSpec:
     return GraphSpec(module.eval(), inputs, axes | {"embeddings": {0: "batch"}})
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
-    """int64 numpy tokens padded to the longest text of the batch (not to the context)."""
-    return dict(tokenizer(list(texts), padding="longest", truncation=True,
-                          max_length=max_length, return_tensors="np"))
-
-
 def _with_grams(spec: GraphSpec, grams: nn.Module | None, dim: int) -> GraphSpec:
     if grams is not None:
         batch = next(iter(spec.inputs.values())).shape[0]
@@ -170,6 +169,8 @@ def _input_ranges(choices: Path, entry) -> dict:
 
 
 def _towers_plan(encoder) -> ExportPlan:
+    # A towers: model run by ONNX Runtime exports from its PyTorch weights.
+    encoder = getattr(encoder, "torch", encoder)
     image = _image_spec(TowersImagePath(encoder.image_backbone, encoder.heads.image,
                                         encoder.image_views), encoder.preprocessing.size)
     text_spec = encoder.config.text
@@ -205,18 +206,16 @@ def _hf_plan(encoder) -> ExportPlan:
     return ExportPlan(image, text, meta, encoder.tokenizer)
 
 
-def export_plan(encoder: Encoder) -> ExportPlan:
-    """What to export for a loaded `towers:` or `hf:` encoder."""
-    from crossmodal.models.hf import HFEncoder
-    from crossmodal.models.towers import TowersEncoder
-    from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder
+EXPORTERS: Registry[Callable[[Encoder], ExportPlan]] = Registry("ONNX exporter",
+                                                                "crossmodal.exporters")
+EXPORTERS.register("towers", _towers_plan)
+EXPORTERS.register("hf", _hf_plan)
 
-    if isinstance(encoder, TowersOnnxEncoder):  # export from the PyTorch weights
-        encoder = encoder.torch
-    if isinstance(encoder, TowersEncoder):
-        return _towers_plan(encoder)
-    if isinstance(encoder, HFEncoder):
-        return _hf_plan(encoder)
-    raise UnknownModelError(
-        f"ONNX export supports towers: and hf: CLIP models, not {encoder.model_id}"
-    )
+
+def export_plan(encoder: Encoder) -> ExportPlan:
+    """What to export for a loaded encoder, chosen by its model id's prefix."""
+    prefix = encoder.model_id.partition(":")[0]
+    if prefix not in EXPORTERS:
+        raise UnknownModelError(f"ONNX export supports {', '.join(p + ':' for p in EXPORTERS)} "
+                                f"models, not {encoder.model_id}")
+    return EXPORTERS[prefix](encoder)

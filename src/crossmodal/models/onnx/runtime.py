@@ -14,9 +14,8 @@ from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.batching import map_length_sorted, micro_batches
-from crossmodal.models.onnx.graphs import tokenize
 from crossmodal.models.onnx.manifest import OnnxManifest, read_manifest
-from crossmodal.models.preprocess import images_to_tensor, l2_normalize
+from crossmodal.models.preprocess import images_to_tensor, l2_normalize, tokenize
 from crossmodal.models.speed import cpuinfo_has_vnni
 from crossmodal.threads import thread_count
 

@@ -1,0 +1,1 @@
+"""An agent's door: a Model Context Protocol server over one index (`crossmodal mcp IDX`)."""

@@ -1,0 +1,74 @@
+"""Relevance cut-offs calibrated per model: the cosine above which a hit is relevant.
+
+`score_thresholds.json` beside this module holds, per model id, the thresholds that
+benchmarks/accuracy/min_score_calibration.py chose on Flickr8k val: `p90` is the lowest
+score at which 90% of the text->image hits kept were relevant there, `p50` the same at 50%.
+A threshold belongs to one model's score scale (and one set of its weights: the fingerprint
+is checked), so another model gets no default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from crossmodal.errors import BadInputError
+from crossmodal.storage import atomic_write
+
+DATA = Path(__file__).resolve().parent / "score_thresholds.json"
+# auto is p50: on Flickr8k val (one relevant photo per caption) towers:lite-en reaches 90%
+# only for its top 0.1% of scores, so p90 keeps almost nothing (docs/guide/search-options.md).
+ALIASES = {"auto": "p50"}
+HELP = "a raw cosine (e.g. 0.25), or auto / p90 / p50 (the model's calibrated cut-offs)"
+
+
+def calibrated() -> dict[str, dict]:
+    """Model id -> {"fingerprint", "thresholds": {"p90": t, ...}, "data"}."""
+    return json.loads(DATA.read_text(encoding="utf-8")) if DATA.is_file() else {}
+
+
+def resolve_min_score(spec: str | float | None, model_id: str,
+                      fingerprint: str | None = None) -> float | None:
+    """The cosine cut-off `spec` names for `model_id`: a number is used as given; auto, p90 or
+    p50 look the model up. None (or "none") keeps every hit."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
+        return None
+    if isinstance(spec, int | float):
+        return _finite(float(spec), str(spec))
+    name = ALIASES.get(spec.strip().lower(), spec.strip().lower())
+    if not (name.startswith("p") and name[1:].isdigit()):
+        try:
+            return _finite(float(spec), spec)
+        except ValueError:
+            raise BadInputError(f"--min-score must be {HELP}, not {spec!r}") from None
+    entry = calibrated().get(model_id)
+    if entry is None:
+        raise BadInputError(
+            f"no calibrated min-score for model '{model_id}': give a number, or calibrate it "
+            "with benchmarks/accuracy/min_score_calibration.py")
+    if fingerprint is not None and entry["fingerprint"] != fingerprint:
+        raise BadInputError(
+            f"the calibrated min-score of '{model_id}' was made with other weights "
+            f"(fingerprint {entry['fingerprint']}, now {fingerprint}): give a number, or "
+            "recalibrate with benchmarks/accuracy/min_score_calibration.py")
+    if name not in entry["thresholds"]:
+        known = ", ".join(sorted(entry["thresholds"]))
+        raise BadInputError(f"'{model_id}' has min-score cut-offs {known}, not {name}")
+    return float(entry["thresholds"][name])
+
+
+def _finite(value: float, spec: str) -> float:
+    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+        raise BadInputError(f"--min-score must be a cosine between -1 and 1, not {spec}")
+    return value
+
+
+def write_thresholds(model_id: str, fingerprint: str, thresholds: dict[str, float],
+                     data: str) -> Path:
+    """Store one model's calibrated cut-offs (the calibration script calls this)."""
+    table = calibrated()
+    table[model_id] = {"fingerprint": fingerprint, "thresholds": thresholds, "data": data}
+    text = json.dumps(dict(sorted(table.items())), indent=1, ensure_ascii=False) + "\n"
+    atomic_write(DATA, lambda handle: handle.write(text.encode("utf-8")))
+    return DATA
