@@ -179,6 +179,12 @@ def test_finetune_hf_writes_a_model_folder_every_command_takes(tmp_path, tiny_cl
     assert indexed.exit_code == 0, indexed.output
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["model"] == str(out)
+    searched = CliRunner().invoke(cli, ["search", "idx", "a red cat"])
+    assert searched.exit_code == 0 and "p0" in searched.output, searched.output
+    exported = CliRunner().invoke(cli, ["export-onnx", "--model", "mine", "--out", "mine-onnx"])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads((tmp_path / "mine-onnx" / "onnx.json").read_text())["source_model"] == \
+        str(out)
     load_encoder.cache_clear()
 
 
