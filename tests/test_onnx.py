@@ -169,6 +169,27 @@ def test_text_batches_pad_to_the_longest_caption(tiny_clip, lite_en):
     assert row_cosines(alone, beside_long).min() >= 0.99999
 
 
+def test_the_fast_tokenizer_gives_the_ids_transformers_gives(tiny_clip, lite_en):
+    """The ONNX Runtime path tokenizes with `tokenizers` alone (no transformers import)."""
+    from transformers import AutoTokenizer
+
+    from crossmodal.models.onnx.tokens import FastTokenizer
+
+    texts = [*TEXTS, "A dog", "", "  spaces   around  ", "Café naïve résumé", "一只狗在雪地里奔跑",
+             "emoji 🐶🐕 and ÜBER-long " + "word " * 200, "tabs\tand\nnewlines"]
+    for root in (tiny_clip["root"], lite_en["root"]):
+        folder = root / "fp32" / json.loads((root / "fp32" / "onnx.json").read_text())[
+            "text"]["tokenizer"]
+        ours, theirs = FastTokenizer(folder), AutoTokenizer.from_pretrained(str(folder))
+        for max_length in (8, 77):
+            mine, reference = tokenize(ours, texts, max_length), tokenize(theirs, texts,
+                                                                           max_length)
+            for name, expected in reference.items():
+                assert np.array_equal(mine[name], expected), (root, name, max_length)
+        assert ours(texts, truncation=False)["input_ids"] == theirs(
+            texts, truncation=False)["input_ids"]
+
+
 def test_lite_en_fp32_matches_torch_on_the_samples(lite_en):
     onnx_encoder = OnnxEncoder(lite_en["root"] / "fp32")
     images, captions = sample_images(), sample_captions("en")
@@ -347,8 +368,9 @@ def test_missing_or_corrupt_exports_fail_clearly(tiny_clip, tmp_path):
         OnnxEncoder(copy)
     (copy / "tokenizer").symlink_to(source / "tokenizer")
     (copy / "image.onnx").write_bytes(b"not a protobuf")
+    damaged = OnnxEncoder(copy)  # a text query does not load the image graph
     with pytest.raises(UnknownModelError, match="cannot load .*image.onnx.*export-onnx"):
-        OnnxEncoder(copy)
+        damaged.encode_images(photos()[:1])
     (copy / "image.onnx").unlink()
     with pytest.raises(UnknownModelError, match="missing image.onnx"):
         OnnxEncoder(copy)

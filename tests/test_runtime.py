@@ -183,13 +183,21 @@ def test_the_export_is_made_once_atomically_and_again_when_the_exporter_changes(
     (tmp_path / folder.name / "text.onnx").write_bytes(b"damaged")
     TowersOnnxEncoder(config).encode_images(sample_images()[:1])  # damaged: made again
     assert len(made) == 2
+    # The image graph loads on the first image only (a text query needs none): damaged,
+    # it is made again there.
+    (tmp_path / folder.name / "image.onnx").write_bytes(b"damaged")
+    texts_only = TowersOnnxEncoder(config)
+    texts_only.encode_texts(["a dog"])
+    assert len(made) == 2
+    texts_only.encode_images(sample_images()[:1])
+    assert len(made) == 3
     onnx_towers.exporter_digest.cache_clear()
     monkeypatch.setattr(onnx_towers, "EXPORT_VERSION", onnx_towers.EXPORT_VERSION + 1)
     try:
         TowersOnnxEncoder(config).encode_images(sample_images()[:1])
     finally:
         onnx_towers.exporter_digest.cache_clear()
-    assert len(made) == 3 and len(list(tmp_path.iterdir())) == 2
+    assert len(made) == 4 and len(list(tmp_path.iterdir())) == 2
 
 
 @pytest.fixture

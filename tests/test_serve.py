@@ -198,3 +198,64 @@ def test_thumbnail_of_a_vanished_file_is_404(client, colour_folder):
     (colour_folder / "green.png").unlink()
     response = client.get("/api/thumbnails/green.png")
     assert response.status_code == 404 and "no longer on disk" in response.json()["detail"]
+
+
+def test_captions_is_the_same_target_as_texts(client, colour_folder):
+    as_texts = client.post("/api/search/text", json={"query": "blue", "k": 1, "target": "texts"})
+    as_captions = client.post("/api/search/text",
+                              json={"query": "blue", "k": 1, "target": "captions"})
+    assert ids(as_captions) == ids(as_texts) == ["sub/blue.webp#0"]
+    assert as_captions.json()["target"] == "texts"
+    green = (colour_folder / "green.png").read_bytes()
+    by_image = client.post("/api/search/image", files={"file": ("g.png", green, "image/png")},
+                           data={"k": "1", "target": "captions"})
+    assert by_image.json()["hits"][0]["item_id"] == "green.png"
+    like = client.post("/api/search/like", json={"id": "red.jpg", "k": 1, "target": "captions"})
+    assert like.json()["hits"][0]["kind"] == "text"
+
+
+def test_captions_of_an_index_without_captions_come_with_a_note(tmp_path, fake_encoder):
+    from tests.image_helpers import write_image
+
+    photos = tmp_path / "bare"
+    write_image(photos / "red.jpg", (250, 10, 10))
+    index = build_index(tmp_path, photos, fake_encoder)
+    bare = local_client(create_app(index, ServeSettings(), encoder=fake_encoder))
+    found = bare.post("/api/search/image", files={"file": ("r.png", png_bytes((250, 0, 0)),
+                                                           "image/png")},
+                      data={"target": "captions"}).json()
+    assert found["hits"] == [] and "holds no captions" in found["note"]
+    assert bare.post("/api/search/text", json={"query": "red"}).json()["note"] is None
+
+
+def test_api_docs_are_served_from_the_installed_package(client):
+    pytest.importorskip("fastapi_offline")
+    for page, asset in (("/docs", "/docs-assets/swagger-ui-bundle.js"),
+                        ("/redoc", "/docs-assets/redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200 and asset in html.text
+        assert "cdn." not in html.text and "https://" not in html.text.split("<body>")[0]
+        assert client.get(asset).status_code == 200
+
+
+def test_full_size_view_is_by_id_scaled_and_guarded(tmp_path, fake_encoder):
+    import io
+
+    from PIL import Image
+
+    from tests.image_helpers import write_image
+
+    photos = tmp_path / "big"
+    write_image(photos / "wide.jpg", (200, 30, 30), size=(3000, 1000))
+    index = build_index(tmp_path, photos, fake_encoder)
+    client = local_client(create_app(index, ServeSettings(), encoder=fake_encoder))
+    full = client.get("/api/images/wide.jpg")
+    assert full.status_code == 200 and full.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(full.content)).size == (2048, 683)
+    for bad in ("/api/images/%2Fetc%2Fpasswd", "/api/images/../../etc/passwd",
+                "/api/images/nope.jpg"):
+        assert client.get(bad).status_code == 404
+    (photos / "wide.jpg").unlink()
+    assert "no longer on disk" in client.get("/api/images/wide.jpg").json()["detail"]
+    locked = local_client(create_app(index, ServeSettings(token=TOKEN), encoder=fake_encoder))
+    assert locked.get("/api/images/wide.jpg").status_code == 401

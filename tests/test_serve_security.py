@@ -193,7 +193,7 @@ def test_cli_looks_ids_up_by_the_same_rule(index_path, fake_encoder):
     bad = runner.invoke(cli, ["search", str(index_path), "--like", "../x.jpg"])
     assert bad.exit_code == 2 and "relative path" in bad.output
     removed = runner.invoke(cli, ["remove", str(index_path), "./red.jpg"])
-    assert removed.exit_code == 0 and "removed 1 items" in removed.output
+    assert removed.exit_code == 0 and "removed 1 item;" in removed.output
 
 
 def test_schema_declares_a_token_only_when_there_is_one(make_client):

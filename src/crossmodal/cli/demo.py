@@ -68,9 +68,13 @@ def demo_command(into: Path, model: str, fresh: bool) -> None:
     """Build an index of the sample photos, then search it by English, Chinese and image."""
     from crossmodal.cli.index_commands import print_add_report
     from crossmodal.engine import Collection
+    from crossmodal.models.registry import DEFAULT_MODEL
 
     if fresh and into.exists():
         shutil.rmtree(into)
+    why = f" (reads English and Chinese; other commands default to {DEFAULT_MODEL})" \
+        if model == DEMO_MODEL else ""
+    click.echo(f"demo: indexing the sample photos into {into} with {model}{why}")
     collection = Collection.create(into, model=model)
     print_add_report(collection.add_paths([sample_images_dir()], progress=True), into)
     for showcase in SHOWCASES:
@@ -78,7 +82,8 @@ def demo_command(into: Path, model: str, fresh: bool) -> None:
         click.echo(f"\n== {showcase.title}")
         click.echo(describe_query(showcase))
         click.echo(format_hits(hits, hits[0].kind + "s" if hits else "images"))
-    click.echo(f"\nTry: crossmodal search {into} \"{TRY_NEXT.query}\"")
+    click.echo(f"\nTry: crossmodal search {into} \"{TRY_NEXT.query}\"  (this index's model, "
+               f"{collection.manifest.model}, is used: no --model needed)")
 
 
 COMMANDS = [demo_command]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -10,18 +11,39 @@ import click
 from crossmodal.models.registry import DEFAULT_MODEL
 
 
-def _print_skipped(entries: list[tuple[str, str]], noun: str, shown: int = 20) -> None:
+def plural(count: int, noun: str) -> str:
+    """'1 item', '2 items'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _print_skipped(entries: list[tuple[str, str]], noun: str, verbose: bool = False,
+                   listed: int = 5) -> None:
+    """A few skips one a line; more as one line counting them by reason (all of them are in
+    the log, and on the terminal with --verbose)."""
     if not entries:
         return
-    click.echo(f"skipped {len(entries)} {noun}:", err=True)
-    for what, why in entries[:shown]:
-        # A name with a newline or tab (or undecodable bytes) is shown escaped, on one line.
-        click.echo(f"  {what if what.isprintable() else ascii(what)}: {why}", err=True)
-    if len(entries) > shown:
-        click.echo(f"  ... and {len(entries) - shown} more (all in the log)", err=True)
+    if verbose or len(entries) <= listed:
+        click.echo(f"skipped {plural(len(entries), noun)}:", err=True)
+        for what, why in entries:
+            # A name with a newline or tab (or undecodable bytes) is shown escaped.
+            click.echo(f"  {what if what.isprintable() else ascii(what)}: {why}", err=True)
+        return
+    kinds: dict[str, list[str]] = {}
+    for _, why in entries:
+        kinds.setdefault(re.sub(r"'[^']*'", "'…'", why), []).append(why)
+    counted = "; ".join(f"{len(whys)} {kind}" + (f" (e.g. {_example(whys[0])})" if "'…'" in kind
+                                                  else "")
+                        for kind, whys in sorted(kinds.items(), key=lambda kv: -len(kv[1])))
+    click.echo(f"skipped {plural(len(entries), noun)}: {counted} (all listed in the log; "
+               "--verbose shows them)", err=True)
 
 
-def print_add_report(report, into: Path) -> None:
+def _example(why: str) -> str:
+    match = re.search(r"'[^']*'", why)
+    return match.group(0) if match else why
+
+
+def print_add_report(report, into: Path, verbose: bool = False) -> None:
     click.echo(
         f"indexed {report.added} new and {report.updated} changed images "
         f"({report.texts} captions), {report.unchanged} unchanged, into {into}"
@@ -29,12 +51,75 @@ def print_add_report(report, into: Path) -> None:
     if report.truncated:
         click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
                    "and were truncated (listed in the log)")
-    _print_skipped(report.skipped_files, "files")
-    _print_skipped(report.skipped_captions, "captions")
+    _print_skipped(report.skipped_files, "file", verbose)
+    _print_skipped(report.skipped_captions, "caption", verbose)
     for note in getattr(report, "notes", []):
         click.echo(f"note: {note}")
     if report.log_path:
         click.echo(f"details: {report.log_path}", err=True)
+
+
+def _require_inputs(inputs) -> None:
+    """A mistyped path is refused before the model loads and before any folder is made."""
+    from crossmodal.errors import BadInputError
+
+    missing = [str(path) for path in inputs if not Path(path).expanduser().exists()]
+    if missing:
+        raise BadInputError(f"path not found: {', '.join(missing)}: nothing was indexed "
+                            "and no index was created")
+
+
+def _index_new(inputs, into: Path, model, caption_files, index_type, store, batch_size,
+               quiet):
+    """Create the index and add to it; when nothing could be added (an empty folder, only
+    unreadable files) or adding fails, what was made is removed again."""
+    from crossmodal.engine import Collection
+    from crossmodal.errors import BadInputError
+
+    _require_inputs(inputs)
+    made_folder = not into.exists()
+    collection = Collection.create(into, model=model or DEFAULT_MODEL,
+                                   index_type=index_type or "flat", store=store)
+    try:
+        report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                      progress=not quiet)
+        if not len(collection):
+            raise BadInputError(_nothing_indexed(inputs, report))
+    except BaseException:
+        _remove_new_index(collection, into, made_folder)
+        raise
+    return collection, report
+
+
+def _nothing_indexed(inputs, report) -> str:
+    where = ", ".join(str(path) for path in inputs)
+    if not report.skipped_files:
+        why = "no image files there (looked for .jpg, .png, .webp, ...)"
+    else:
+        reasons = sorted({reason.split(":")[0] for _, reason in report.skipped_files})
+        why = (f"{len(report.skipped_files)} files skipped, none an image that could be read "
+               f"({'; '.join(reasons[:3])})")
+    return f"nothing to index in {where}: {why}; no index was created"
+
+
+def _remove_new_index(collection, into: Path, made_folder: bool) -> None:
+    """Undo Collection.create: the store's collections (Milvus) and the files in the folder
+    (the folder itself only when this command made it)."""
+    import shutil
+
+    from crossmodal.engine import TARGETS
+    from crossmodal.index.stores import drop_store
+
+    collection.close()
+    drop_store(collection.manifest.store, into, TARGETS)
+    if made_folder:
+        shutil.rmtree(into, ignore_errors=True)
+        return
+    for child in into.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 @click.command("index")
@@ -58,12 +143,14 @@ def print_add_report(report, into: Path) -> None:
                    "(Milvus Lite in the folder), milvus:PATH or milvus:http://HOST:19530.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True,
+              help="List every file and caption skipped (else: counted, listed in the log).")
 @click.option("--ray", "ray", default=None, metavar="ADDRESS",
               help="Embed on a Ray cluster ('auto', HOST:PORT or 'local'); inputs may also be "
                    "webdataset .tar files or a parquet/CSV of paths and captions. New items only.")
 @click.option("--workers", type=int, default=None, help="With --ray: encoder actors.")
 def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
-                  batch_size, quiet, ray, workers) -> None:
+                  batch_size, quiet, verbose, ray, workers) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.engine import Collection
     from crossmodal.errors import BadInputError
@@ -86,12 +173,13 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
         index_with_ray(inputs, into, model, caption_files, index_type or "flat", ray, workers,
                        batch_size, quiet, store)
         return
-    if not existing:
-        collection = Collection.create(into, model=model or DEFAULT_MODEL,
-                                       index_type=index_type or "flat", store=store)
-    report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
-                                  progress=not quiet)
-    print_add_report(report, into)
+    if existing:
+        report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                      progress=not quiet)
+    else:
+        collection, report = _index_new(inputs, into, model, caption_files, index_type, store,
+                                        batch_size, quiet)
+    print_add_report(report, into, verbose)
     if retrain:
         if collection.manifest.index_type != "ivfpq":
             click.echo(f"note: --retrain: {into} is a {collection.manifest.index_type} index, "
@@ -115,7 +203,8 @@ def remove_command(index, item_ids) -> None:
                 for item_id in item_ids]
     unique = list(dict.fromkeys(item_ids))
     missing = collection.remove(unique)
-    click.echo(f"removed {len(unique) - len(missing)} items; {len(collection)} remain")
+    click.echo(f"removed {plural(len(unique) - len(missing), 'item')}; "
+               f"{len(collection)} remain")
     for item_id in missing:
         click.echo(f"not found: {item_id}", err=True)
 
@@ -183,12 +272,34 @@ def drop_command(index, yes) -> None:
 
 
 @click.command("models")
-def models_command() -> None:
-    """List model ids that can be used."""
-    from crossmodal.models.registry import available_models
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models_command(as_json) -> None:
+    """List model ids: languages, embedding dimension, the extra each needs, whether its
+    weights are on this machine, and the default (marked *)."""
+    from crossmodal.models.catalog import catalog
 
-    for name in available_models():
-        click.echo(name)
+    entries = catalog()
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=1))
+        return
+    rows = [("id", "languages", "dim", "needs", "weights here", "")]
+    for e in entries:
+        needs = "-" if not e.extra else \
+            f"[{e.extra}]" + ("" if e.installed else " (not installed)")
+        if e.pattern:
+            here = "-"
+        elif e.weights_here:
+            here = "yes"
+        else:
+            here = "no: download" if e.installed or e.id.startswith("open_clip:") else "no"
+        languages = "-" if e.pattern else ",".join(e.languages) or "any"
+        rows.append((e.id + (" *" if e.default else ""), languages,
+                     str(e.dim or "-"), needs, here, e.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+                   + "  " + row[5])
+    click.echo(f"* the default ({DEFAULT_MODEL}); needs: pip install 'crossmodal[EXTRA]'")
 
 
 COMMANDS = [index_command, remove_command, info_command, drop_command, models_command]

@@ -25,7 +25,10 @@ class _StderrLines(logging.Handler):
     """Runtime notes (which runtime runs, a first-use export) as plain lines on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        click.echo(record.getMessage(), err=True)
+        from tqdm import tqdm
+
+        # tqdm.write clears a progress bar that is showing and draws it again below the line.
+        tqdm.write(record.getMessage(), file=sys.stderr)
 
 
 def _show_runtime_lines() -> None:

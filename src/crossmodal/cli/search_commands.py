@@ -16,14 +16,57 @@ def format_hits(hits, target: str) -> str:
     return "\n".join(lines) if lines else "(no results)"
 
 
+def text_search(index: Path, query: str, k: int, target: str, where: str | None,
+                long_text: str, min_score: str | None = None) -> tuple:
+    """(collection, hits, language note) of a text query. The model loads and encodes the
+    query in a second thread while this one opens the index: on two cores a cold search
+    costs the longer of the two, not their sum."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crossmodal.engine import Collection
+    from crossmodal.errors import BadInputError
+    from crossmodal.index.filters import parse_filter
+    from crossmodal.index.manifest import Manifest
+    from crossmodal.models.score_thresholds import resolve_min_score
+
+    if not query.strip():
+        raise BadInputError("the query text is empty")
+    where = parse_filter(where)  # a bad filter or cut-off fails before anything loads
+    try:
+        manifest = Manifest.load(index)
+    except (FileNotFoundError, NotADirectoryError):
+        collection = Collection.open(index)  # it says what is wrong
+        return (collection, collection.search_text(query, k, target, where, long_text,
+                                                   min_score), collection.query_note(query))
+    cutoff = resolve_min_score(min_score, manifest.model, manifest.model_fingerprint)
+    with ThreadPoolExecutor(1) as pool:
+        encoded = pool.submit(_encode_query, manifest.model, query, long_text)
+        collection = Collection.open(index)
+        vector, note = encoded.result()
+    collection.encoder  # noqa: B018 - the cached encoder, checked against the index now
+    return (collection, collection.search_vectors(vector, k, target, 1, where, cutoff)[0],
+            note)
+
+
+def _encode_query(model: str, query: str, long_text: str):
+    from crossmodal.models.language import language_note
+    from crossmodal.models.long_text import encode_long_texts, parse_long_text
+    from crossmodal.models.registry import load_encoder
+
+    encoder = load_encoder(model)
+    vector = encode_long_texts(encoder, [query.strip()], parse_long_text(long_text))
+    return vector, language_note(model, tuple(getattr(encoder, "languages", ())), query)
+
+
 @click.command("search")
 @click.argument("index", type=click.Path(path_type=Path))
 @click.argument("query", required=False)
 @click.option("--image", "image", type=click.Path(path_type=Path), help="Query by an image file.")
 @click.option("--like", "like", help="Query by an indexed item id (or ITEM#K for a caption).")
 @click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--target", type=click.Choice(["images", "texts"]), default=None,
-              help="What to return (default: images; for --like, the item's own kind).")
+@click.option("--target", type=click.Choice(["images", "captions", "texts"]), default=None,
+              help="What to return: images or captions ('texts' is the same as captions; "
+                   "default: images; for --like, the item's own kind).")
 @click.option("--where", default=None,
               help='Metadata filter, e.g. \'source like "beach/%"\', folder=beach, '
                    '\'date >= "2024-01-01" and modality = "image"\'.')
@@ -45,36 +88,41 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
                    plus, minus, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
-    from crossmodal.engine import Collection
+    from crossmodal.engine import Collection, normal_target
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 
+    target = normal_target(target)
     given = [x is not None for x in (query, image, like)]
     if sum(given) > 1 or (sum(given) == 0 and not plus):
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
-    collection = Collection.open(index)
-    min_score = collection.min_score(min_score)  # a bad value fails before the encoder runs
+    if query is not None and not (plus or minus):
+        collection, hits, note = text_search(index, query, k, target or "images", where,
+                                             long_text, min_score)
+        if note:
+            click.echo(note, err=True)
+    else:
+        collection = Collection.open(index)
+        min_score = collection.min_score(min_score)  # a bad value fails before encoding
     if plus or minus:
         hits = collection.search_combined(
             _terms(query, image, like, plus, minus), k=k, target=target or "images",
             where=where, long_text=long_text, min_score=min_score)
-    elif query is not None:
-        hits = collection.search_text(query, k=k, target=target or "images", where=where,
-                                      long_text=long_text, min_score=min_score)
-        note = collection.query_note(query)
-        if note:
-            click.echo(note, err=True)
     elif image is not None:
         hits = collection.search_image(image, k=k, target=target or "images", where=where,
                                        min_score=min_score)
-    else:
+    elif like is not None:
         hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where,
                                       min_score=min_score)
         target = target or (hits[0].kind + "s" if hits else "images")
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
-    else:
-        click.echo(format_hits(hits, target or "images"))
+        return
+    click.echo(format_hits(hits, target or "images"))
+    if not hits and target == "texts" and not len(collection.texts):
+        click.echo(f"hint: {index} holds no captions; add them with `crossmodal index DIR "
+                   f"--into {index} --captions FILE` (or a .txt beside each photo), or "
+                   "search --target images", err=True)
 
 
 def _terms(query, image, like, plus, minus) -> list:

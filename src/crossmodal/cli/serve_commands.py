@@ -42,6 +42,7 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
     except ImportError as exc:
         raise missing_dependency(exc.name or "fastapi", "serve") from exc
 
+    _require_free_port(host, port)  # before the index and model load: seconds
     settings = ServeSettings(host=host, port=port, token=token, cors_origins=tuple(cors_origins),
                              allowed_hosts=tuple(allowed_hosts),
                              trusted_proxies=tuple(trusted_proxies), rate_per_second=rate_limit,
@@ -53,6 +54,27 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
     click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
                f"http://{host}:{port}/  (API docs: /docs)", err=True)
     uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """One `error:` line for a port in use or an address this machine does not have, in
+    place of uvicorn's log lines (bound as uvicorn binds: SO_REUSEADDR)."""
+    import errno
+    import socket
+
+    from crossmodal.errors import BadInputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BadInputError(
+                    f"port {port} on {host} is in use (another `crossmodal serve`?): stop it, "
+                    f"or pass --port {port + 1}") from None
+            raise BadInputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def uvicorn_options(settings) -> dict:

@@ -132,6 +132,13 @@ class FusionEncoder:
                   for part, scale in zip(parts, self.scales, strict=True)]
         return np.ascontiguousarray(np.concatenate(scaled, axis=1), dtype=np.float32)
 
+    def prepare(self) -> None:
+        """Load every member's runtime now (see crossmodal.ingest.warm_up)."""
+        for encoder in self.encoders:
+            prepare = getattr(encoder, "prepare", None)
+            if callable(prepare):
+                prepare()
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self._fused([encoder.encode_images(images) for encoder in self.encoders])
 

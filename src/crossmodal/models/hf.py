@@ -27,7 +27,28 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
-def _processor_config(source: str) -> dict:
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be asked (offline mode, or its host does not answer a
+    connection within 2 s), else None: then loads use the cache only, and a model that is
+    not cached fails at once instead of after ~27 s of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(constants.ENDPOINT)
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a sandbox refusing the network
+        return f"{host} cannot be reached ({getattr(exc, 'strerror', None) or exc})"
+    return None
+
+
+def _processor_config(source: str, local_only: bool = False) -> dict:
     """preprocessor_config.json of a local dir or (cached) hub repo; {} when absent."""
     local = Path(source) / "preprocessor_config.json"
     if local.is_file():
@@ -37,21 +58,22 @@ def _processor_config(source: str) -> dict:
     try:
         from transformers.utils import cached_file
 
-        path = cached_file(source, "preprocessor_config.json",
+        path = cached_file(source, "preprocessor_config.json", local_files_only=local_only,
                            _raise_exceptions_for_missing_entries=False)
     except OSError:
         return {}
     return json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
 
 
-def _weights_folder(source: str) -> Path | None:
+def _weights_folder(source: str, local_only: bool = False) -> Path | None:
     """The folder holding the weights: a local dir, or the hub cache snapshot of one commit."""
     if Path(source).is_dir():
         return Path(source)
     try:
         from transformers.utils import cached_file
 
-        path = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False)
+        path = cached_file(source, "config.json", local_files_only=local_only,
+                           _raise_exceptions_for_missing_entries=False)
     except OSError:
         return None
     return Path(path).parent if path else None
@@ -100,9 +122,16 @@ class HFEncoder:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         self.model_id = model_id or f"hf:{source}"
+        offline = None if Path(source).is_dir() else hub_unreachable()
+        self._local_only = offline is not None
         try:
-            config = AutoConfig.from_pretrained(source)
+            config = AutoConfig.from_pretrained(source, local_files_only=self._local_only)
         except (OSError, ValueError) as exc:
+            if offline:
+                raise UnknownModelError(
+                    f"cannot load '{source}': not a local model folder and not in the hub cache, "
+                    f"and the hub cannot be asked ({offline}): connect once to download it, "
+                    "or name a local model folder") from None
             raise UnknownModelError(
                 f"cannot load '{source}': not a local model folder, and not in the hub cache "
                 f"(this machine may be offline): {str(exc).splitlines()[0]}"
@@ -113,8 +142,9 @@ class HFEncoder:
                 f"hf: supports {', '.join(SUPPORTED_TYPES)}"
             )
         self.model_type = config.model_type
-        self.model = AutoModel.from_pretrained(source).eval().to(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.model = AutoModel.from_pretrained(
+            source, local_files_only=self._local_only).eval().to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=self._local_only)
         self.device = device
         text_config = self.model.config.text_config
         vision_config = self.model.config.vision_config
@@ -130,7 +160,7 @@ class HFEncoder:
         if image_size is None:
             image_size = self.patch_size * math.isqrt(int(vision_config.num_patches))
         self.preprocessing = preprocessing_from(
-            _processor_config(source), int(image_size), self.model_type
+            _processor_config(source, self._local_only), int(image_size), self.model_type
         )
         # SigLIP's text head projects to text_config.projection_size, which may differ from
         # hidden_size; the CLIP family has projection_dim on the top-level config.
@@ -144,7 +174,7 @@ class HFEncoder:
         # to_diff_dict stamps the installed version: upgrading transformers changes no vector
         config.pop("transformers_version", None)
         blob = {"config": config, "prep": self.preprocessing.as_dict(),
-                "weights": _weights_digest(_weights_folder(source))}
+                "weights": _weights_digest(_weights_folder(source, self._local_only))}
         text = json.dumps(blob, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

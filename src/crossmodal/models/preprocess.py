@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from crossmodal.models.onnx.tokens import tokenize  # noqa: F401 - where graphs finds it
 from crossmodal.models.protocol import ImagePreprocessing
 
 _RESAMPLE = {
@@ -91,10 +92,3 @@ def features_tensor(output: object) -> torch.Tensor:
     if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(f"cannot find embeddings in model output of type {type(output).__name__}")
-
-
-def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> dict:
-    """int64 numpy tokens padded to the longest text of the batch (not to the context): what
-    an exported text graph takes, at export and at run time alike."""
-    return dict(tokenizer(list(texts), padding="longest", truncation=True,
-                          max_length=max_length, return_tensors="np"))

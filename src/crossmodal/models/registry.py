@@ -37,12 +37,14 @@ def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None
 
 def _load_towers(name: str, model_id: str) -> Encoder:
     """ONNX Runtime by default (graphs exported on first use), PyTorch when forced."""
-    from crossmodal.models.towers import TowersEncoder, find_tower_config
+    from crossmodal.models.towers.config import find_tower_config
     from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder, log, requested_runtime
 
     config = find_tower_config(name)
     requested = requested_runtime()
     if requested == "torch":
+        from crossmodal.models.towers.encoder import TowersEncoder
+
         log.info("runtime: PyTorch for %s (CROSSMODAL_RUNTIME=torch)", model_id)
         return TowersEncoder(config, model_id=model_id)
     forced = requested == "onnx"  # then the text path too, whatever the CPU
@@ -105,7 +107,9 @@ def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
         model_id = read_model_folder(model_id)[1]
     prefix, name = split_model_id(model_id)
     apply_threads()  # the one thread setting, before any pool starts
-    return _BACKENDS[prefix](name, model_id)
+    encoder = _BACKENDS[prefix](name, model_id)
+    apply_threads()  # again for torch, when the backend has just imported it
+    return encoder
 
 
 def available_models() -> list[str]:

@@ -6,9 +6,11 @@ import functools
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads only to trace: the ONNX Runtime path reads CPU flags alone
+    import torch
+    from torch import nn
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -66,6 +68,8 @@ def cpu_description(cpuinfo: Path = CPUINFO) -> str:
 def traced_for_inference(module: nn.Module, example: torch.Tensor) -> nn.Module:
     """TorchScript trace + freeze (folds batch norms, fuses ops): ~1.8x faster convolutions
     on CPU, same numbers. Falls back to the eager module where tracing fails."""
+    import torch
+
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -46,11 +46,14 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     settings = settings or ServeSettings()
     live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir)
 
+    docs_assets = offline_docs_assets()
     app = FastAPI(
         title="crossmodal",
         summary="Image-text retrieval over one index: search by text, image or item; "
                 "add and remove items.",
         version="1",
+        # Served below from an installed package: the CDN pages are blank offline.
+        **({"docs_url": None, "redoc_url": None} if docs_assets else {}),
     )
     app.state.live = live
     app.state.settings = settings
@@ -65,9 +68,43 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
         return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if docs_assets:
+        _add_offline_docs(app, docs_assets)
 
     _add_middleware(app, settings)
     return app
+
+
+def offline_docs_assets() -> Path | None:
+    """Swagger UI and ReDoc as files of the fastapi-offline package (the serve extra
+    installs it); None without it: FastAPI's pages then load them from a CDN."""
+    try:
+        from importlib.resources import files
+
+        folder = Path(str(files("fastapi_offline") / "static"))
+    except ImportError:
+        return None
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_offline_docs(app: FastAPI, assets: Path) -> None:
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    icon = "data:,"  # no favicon request at all (FastAPI's default is on the internet)
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="crossmodal API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url=icon)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> Response:
+        return get_redoc_html(openapi_url=app.openapi_url, title="crossmodal API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url=icon, with_google_fonts=False)
 
 
 def public_detail(exc: BaseException, index_path: Path) -> str:

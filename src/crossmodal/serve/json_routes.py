@@ -16,6 +16,7 @@ import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
+from crossmodal.engine import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.query_terms import MAX_TERMS, MAX_WEIGHT, QueryTerm, combined_vector
@@ -89,7 +90,7 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
     class ImageQuery(BaseModel):
         image_base64: str = Field(min_length=1, description=IMAGE_BASE64_HELP)
         k: schemas.result_count(deps.settings.max_k) = 10
-        target: schemas.Target = "images"
+        target: schemas.TargetIn = "images"  # captions, also spelled texts
         min_score: schemas.MinScore = None
 
     @router.post("/search/image/base64", response_model=schemas.SearchResult,
@@ -99,8 +100,9 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         cutoff = _cutoff(live, body.min_score)
         upload = decode_base64_image(body.image_base64, deps)
-        hits = live.search_image(upload.image, k=body.k, target=body.target)
-        return _hits_out(_above(hits, cutoff), body.target, started)
+        target = normal_target(body.target)
+        hits = live.search_image(upload.image, k=body.k, target=target)
+        return _hits_out(_above(hits, cutoff), target, started, live=live)
 
 
 def _combined_route(router: APIRouter, deps: _Deps) -> None:
@@ -124,7 +126,7 @@ def _combined_route(router: APIRouter, deps: _Deps) -> None:
     class CombinedQuery(BaseModel):
         terms: list[Term] = Field(min_length=1, max_length=MAX_TERMS)
         k: K = 10
-        target: schemas.Target = "images"
+        target: schemas.TargetIn = "images"  # captions, also spelled texts
         min_score: schemas.MinScore = None
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
@@ -146,10 +148,11 @@ def _combined_route(router: APIRouter, deps: _Deps) -> None:
         cutoff = _cutoff(live, body.min_score)
         vector = combined_vector(_LiveSide(live), [term_of(t) for t in body.terms],
                                  body.long_text)
+        target = normal_target(body.target)
         with live.reading() as collection:
-            hits = collection.search_vectors(vector, body.k, body.target, threads=1,
+            hits = collection.search_vectors(vector, body.k, target, threads=1,
                                              min_score=cutoff)[0]
-        return _hits_out(hits, body.target, started)
+        return _hits_out(hits, target, started, live=live)
 
 
 def _add_item_route(router: APIRouter, deps: _Deps) -> None:

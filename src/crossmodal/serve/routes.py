@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.engine import Hit as EngineHit
+from crossmodal.engine import normal_target
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.models.score_thresholds import resolve_min_score
@@ -18,7 +19,7 @@ from crossmodal.serve import schemas
 from crossmodal.serve.budget import DecodeGate
 from crossmodal.serve.live import LiveCollection, NotFoundError, Upload
 from crossmodal.serve.settings import ServeSettings
-from crossmodal.serve.thumbnails import thumbnail_bytes
+from crossmodal.serve.thumbnails import full_size_bytes, thumbnail_bytes
 
 
 def _errors(*codes: int) -> dict:
@@ -37,7 +38,11 @@ CHANGE_THREADS = 4
 
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
-              note: str | None = None) -> schemas.SearchResult:
+              note: str | None = None, live: LiveCollection | None = None,
+              ) -> schemas.SearchResult:
+    if not hits and target == "texts" and live is not None and not _holds_captions(live):
+        note = "this index holds no captions: search images instead, or index captions " \
+               "with the photos (`crossmodal index DIR --into INDEX --captions FILE`)"
     return schemas.SearchResult(
         target=target,
         hits=[schemas.Hit(rank=h.rank, score=h.score, id=h.id, kind=h.kind, item_id=h.item_id,
@@ -45,6 +50,11 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
                           thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
         took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
+
+
+def _holds_captions(live: LiveCollection) -> bool:
+    with live.reading() as collection:
+        return len(collection.texts) > 0
 
 
 def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
@@ -115,7 +125,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         query: str = Field(min_length=1, max_length=settings.max_query_chars,
                            description="English or Chinese text, by the index's model.")
         k: K = 10
-        target: schemas.Target = "images"
+        target: schemas.TargetIn = Field("images", description="images, or captions "
+                                         "(also spelled texts)")
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
@@ -124,8 +135,9 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         id: str = Field(min_length=1, max_length=512,
                         description="An item id (its image) or ITEM#K (its K-th caption).")
         k: K = 10
-        target: schemas.Target | None = Field(
-            None, description="Default: the kind of the query (images for an item id).")
+        target: schemas.TargetIn | None = Field(
+            None, description="images or captions (also spelled texts). Default: the kind "
+                              "of the query (images for an item id).")
         min_score: schemas.MinScore = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
@@ -134,26 +146,27 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         if not body.query.strip():
             raise BadInputError("the query text is empty")
+        target = normal_target(body.target)
         cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
-        hits = live.search_text(body.query, k=body.k, target=body.target,
-                                long_text=body.long_text)
-        return _hits_out(_above(hits, cutoff), body.target, started,
-                         live.query_note(body.query))
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
+        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
+                         live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_image(file: Annotated[UploadFile, File(description="A JPEG/PNG/WebP image.",
                                                       json_schema_extra=schemas.NOT_EMPTY)],
                      k: Annotated[int, Form(ge=1, le=settings.max_k)] = 10,
-                     target: Annotated[schemas.Target, Form()] = "images",
+                     target: Annotated[schemas.TargetIn, Form()] = "images",
                      min_score: Annotated[str | None, Form(
                          max_length=16, description=schemas.MIN_SCORE_HELP)] = None,
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
+        target = normal_target(target)
         cutoff = _cutoff(live, min_score)
         upload = deps.read_upload(file)
         hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(_above(hits, cutoff), target, started)
+        return _hits_out(_above(hits, cutoff), target, started, live=live)
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -163,13 +176,15 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         cutoff = _cutoff(live, body.min_score)
         with live.reading() as collection:
             try:
-                hits = collection.search_like(query_id, k=body.k, target=body.target,
+                hits = collection.search_like(query_id, k=body.k,
+                                              target=normal_target(body.target),
                                               min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
-            target = body.target or ("images" if query_id in collection else "texts")
-        return _hits_out(hits, target, started)
+            target = normal_target(body.target) or (
+                "images" if query_id in collection else "texts")
+        return _hits_out(hits, target, started, live=live)
 
 
 def _item_routes(router: APIRouter, deps: _Deps) -> None:
@@ -185,6 +200,17 @@ def _item_routes(router: APIRouter, deps: _Deps) -> None:
     def thumbnail(item_id: ItemId) -> Response:
         item = live.item(_lookup_id(item_id))
         data = thumbnail_bytes(item, deps.settings.thumbnail_size, deps.decodes.reserve)
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+    @router.get("/images/{item_id:path}", dependencies=guarded, response_class=Response,
+                responses={200: {"content": {"image/jpeg": {}},
+                                 "description": "JPEG, the longest side at most full_size "
+                                                "(2048) px"}})
+    def full_size(item_id: ItemId) -> Response:
+        """The item's image to view full size, by id (a path is never accepted)."""
+        item = live.item(_lookup_id(item_id))
+        data = full_size_bytes(item, deps.settings.full_size, deps.decodes.reserve)
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 

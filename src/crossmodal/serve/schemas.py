@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 Target = Literal["images", "texts"]
+# What a request may name: "captions" is the page's (and the docs') word for "texts".
+TargetIn = Literal["images", "captions", "texts"]
 MIN_SCORE_HELP = ("Drop hits scoring below this: a raw cosine, or auto / p90 / p50, the "
                   "cut-off calibrated for the index's model on Flickr8k val.")
 MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
@@ -62,8 +64,9 @@ class SearchResult(BaseModel):
     target: Target
     hits: list[Hit]
     took_ms: float
-    note: str | None = Field(None, description="Set when the query looks like a language "
-                             "the index's model does not read.")
+    note: str | None = Field(None, description="Set when the answer needs a word of "
+                             "explanation: the query looks like a language the index's model "
+                             "does not read, or the index holds no captions to return.")
 
 
 def item_out(item: dict, prefix: str = "/api") -> Item:

@@ -52,6 +52,7 @@ class ServeSettings:
     rate_per_second: float = 20.0  # per client address; 0 turns rate limiting off
     rate_burst: int = 100
     thumbnail_size: int = 256
+    full_size: int = 2048  # the longest side of an item's image when opened full size
     allow_writes: bool = True  # adding and removing items over HTTP
     uploads_dir: str = "uploads"  # inside the index folder: where added images are kept
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the bound address
@@ -83,7 +84,8 @@ class ServeSettings:
         if not 0 < self.port < 65536:
             raise BadInputError(f"port must be 1-65535, not {self.port}")
         for name in ("max_body_bytes", "max_pixels", "max_k", "max_query_chars", "rate_burst",
-                     "thumbnail_size", "max_parallel_decodes", "max_decode_bytes"):
+                     "thumbnail_size", "full_size", "max_parallel_decodes",
+                     "max_decode_bytes"):
             if getattr(self, name) <= 0:
                 raise BadInputError(f"{name} must be positive")
         for proxy in self.trusted_proxies:

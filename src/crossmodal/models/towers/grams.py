@@ -9,46 +9,19 @@ The vocabulary is built from the training captions and saved with the head weigh
 from __future__ import annotations
 
 import json
-import logging
-import re
 from collections import Counter
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from crossmodal.errors import UnknownModelError, missing_dependency
-
-UNITS = ("words", "chars", "jieba")
-_WORD = re.compile(r"[^\W_]+")
-# "chars": each CJK character is a unit, a run of Latin letters or digits is one word
-_CHAR = re.compile(r"[a-z0-9]+|[^\W_a-z0-9]")
-
-
-@lru_cache(maxsize=1)
-def _jieba():
-    """PyPI jieba (its dictionary included; extra `multilingual`), loaded once, quietly."""
-    try:
-        import jieba
-    except ImportError as exc:
-        raise missing_dependency("jieba", "multilingual") from exc
-    jieba.setLogLevel(logging.WARNING)
-    return jieba
-
-
-def units_of(text: str, unit: str) -> list[str]:
-    """Lower-cased words, characters (Chinese) or jieba's Chinese words; spaces and
-    punctuation dropped."""
-    if unit == "jieba":
-        return [w for w in _jieba().lcut(text.lower()) if _WORD.fullmatch(w)]
-    return (_WORD if unit == "words" else _CHAR).findall(text.lower())
-
-
-def grams_of(text: str, unit: str) -> list[str]:
-    units = units_of(text, unit)
-    return units + [f"{a} {b}" for a, b in zip(units, units[1:], strict=False)]
+from crossmodal.errors import UnknownModelError
+from crossmodal.models.towers.gram_units import (  # noqa: F401 - their old home
+    UNITS,
+    grams_of,
+    units_of,
+)
 
 
 class GramBag(nn.Module):

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -31,14 +32,12 @@ from PIL import Image
 from crossmodal.errors import BadInputError
 from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.models.towers.config import TowersConfig
-from crossmodal.models.towers.encoder import (
-    TowersEncoder,
-    fingerprint_of,
-    image_views_of,
-    preprocessing_of,
-)
+from crossmodal.models.towers.identity import fingerprint_of, image_views_of, preprocessing_of
 from crossmodal.paths import export_cache_dir
-from crossmodal.threads import thread_count
+from crossmodal.threads import apply_threads, thread_count
+
+if TYPE_CHECKING:
+    from crossmodal.models.towers.encoder import TowersEncoder
 
 RUNTIME_ENV = "CROSSMODAL_RUNTIME"
 RUNTIMES = ("onnx", "torch")
@@ -82,11 +81,12 @@ def text_runtime_for(config: TowersConfig) -> str:
 @functools.cache
 def exporter_digest() -> str:
     """Changes whenever an export would come out differently: exporter code, torch, onnx."""
-    from crossmodal.models.onnx import export, graphs
+    import importlib.util
 
     digest = hashlib.sha256(str(EXPORT_VERSION).encode())
-    for module in (export, graphs):
-        digest.update(Path(module.__file__).read_bytes())
+    for module in ("crossmodal.models.onnx.export", "crossmodal.models.onnx.graphs"):
+        # Their source, found without importing them (they import torch).
+        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
     for package in ("torch", "onnx", "transformers"):
         try:
             digest.update(f"{package}={importlib.metadata.version(package)}".encode())
@@ -189,7 +189,10 @@ class TowersOnnxEncoder:
         """The same tower in PyTorch, loaded on first use."""
         with self._lock:
             if self._torch is None:
+                from crossmodal.models.towers.encoder import TowersEncoder
+
                 self._torch = TowersEncoder(self.config, model_id=self.model_id)
+                apply_threads()  # torch was just loaded: give its pool the one setting
         return self._torch
 
     def __getattr__(self, name: str):
@@ -245,9 +248,30 @@ class TowersOnnxEncoder:
             raise UnknownModelError(f"the export in {folder} does not fit {self.model_id}")
         return engine
 
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def prepare(self) -> None:
+        """Export (first use) and load the graphs now rather than on the first encode."""
+        self._image_engine()
+
+    def _image_engine(self):
+        """The engine with its image graph loaded (a text query never loads it); a damaged
+        image graph in the cache is exported again, as a damaged text graph is on load."""
+        from crossmodal.errors import UnknownModelError
+
         engine = self._engine()
-        return (engine or self.torch).encode_images(images)
+        if engine is None:
+            return self.torch
+        try:
+            engine.load_image_graph()
+        except UnknownModelError:
+            with self._lock:
+                shutil.rmtree(export_folder(self.config, self.fingerprint), ignore_errors=True)
+                self._onnx = None
+                self._load_or_fall_back()
+            engine = self._onnx or self.torch
+        return engine
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self._image_engine().encode_images(images)
 
     def _text_engine(self, batch: int):
         if self.text_runtime == "onnx" or (batch <= SMALL_TEXT_BATCH and self._engine()):

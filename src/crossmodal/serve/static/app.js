@@ -1,8 +1,18 @@
 // The search page: plain DOM, no build step. Talks only to this server's /api.
+// The current search lives in the URL (?q= or ?like=, target, k): a search can be shared and
+// reloaded, and Back/Forward move between searches. A query photo cannot live in a URL: it is
+// kept for this page's history entries only.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const DEFAULT_K = 24;
+const MAX_K = 100;
 const thumbnails = new Map(); // item id -> object URL (fetched with the token, kept)
+const photos = new Map(); // history key -> {file, url}: the query photos of this page
+const pageId = Math.random().toString(36).slice(2); // photo keys of an earlier load never match
+let photoCount = 0;
+let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k}
+let latest = 0; // the newest search: an older answer arriving late is dropped
 
 function headers() {
   const token = $("token").value.trim() || localStorage.getItem("crossmodal-token") || "";
@@ -10,13 +20,18 @@ function headers() {
   return token ? { Authorization: "Bearer " + token } : {};
 }
 
-function target() {
+function chosenTarget() {
   return document.querySelector("input[name=target]:checked").value;
 }
 
 function setStatus(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "muted";
+}
+
+function setNote(text) {
+  $("note").textContent = text || "";
+  $("note").hidden = !text;
 }
 
 async function call(path, options) {
@@ -26,77 +41,203 @@ async function call(path, options) {
   return body;
 }
 
+function idPath(id) {
+  return id.split("/").map(encodeURIComponent).join("/");
+}
+
+async function blobUrl(path) {
+  const response = await fetch(path, { headers: headers() });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.detail || response.status + " " + response.statusText);
+  }
+  return URL.createObjectURL(await response.blob());
+}
+
 async function thumbnail(itemId, img) {
   if (!thumbnails.has(itemId)) {
-    const url = "/api/thumbnails/" + itemId.split("/").map(encodeURIComponent).join("/");
-    const response = await fetch(url, { headers: headers() });
-    if (!response.ok) return;
-    thumbnails.set(itemId, URL.createObjectURL(await response.blob()));
+    try {
+      thumbnails.set(itemId, await blobUrl("/api/thumbnails/" + idPath(itemId)));
+    } catch (error) {
+      return;
+    }
   }
   img.src = thumbnails.get(itemId);
 }
 
-function show(result, label) {
-  const grid = $("results");
-  grid.replaceChildren();
-  setStatus(`${result.hits.length} ${result.target} for ${label} (${result.took_ms.toFixed(1)} ms)`);
-  for (const hit of result.hits) {
-    const card = document.createElement("div");
-    card.className = "card";
-    card.dataset.id = hit.id;
-    card.title = "Search by this " + hit.kind;
-    const img = document.createElement("img");
-    img.alt = hit.item_id;
-    thumbnail(hit.item_id, img);
-    const score = document.createElement("div");
-    score.className = "score";
-    score.textContent = `#${hit.rank}  ${hit.score.toFixed(3)}`;
-    const caption = document.createElement("p");
-    caption.className = "caption";
-    caption.textContent = hit.kind === "text" ? hit.text : (hit.captions[0] || "");
-    const id = document.createElement("div");
-    id.className = "id";
-    id.textContent = hit.id;
-    card.append(img, score, caption, id);
-    card.addEventListener("click", () => searchLike(hit.id));
-    grid.append(card);
+// --- the state and the URL ------------------------------------------------------------
+function clampK(raw) {
+  const k = parseInt(raw, 10);
+  return Number.isFinite(k) ? Math.min(Math.max(k, 1), MAX_K) : DEFAULT_K;
+}
+
+function stateFromUrl() {
+  const params = new URLSearchParams(location.search);
+  const raw = params.get("target");
+  const target = raw === "captions" || raw === "texts" ? "captions" : "images";
+  const k = clampK(params.get("k"));
+  if (params.get("q")) return { kind: "text", q: params.get("q"), target, k };
+  if (params.get("like")) return { kind: "like", like: params.get("like"), target, k };
+  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), target, k };
+  return null;
+}
+
+function urlFor(state) {
+  const params = new URLSearchParams();
+  if (state.kind === "text") params.set("q", state.q);
+  else if (state.kind === "like") params.set("like", state.like);
+  else params.set("photo", state.name || "");
+  params.set("target", state.target);
+  if (state.k !== DEFAULT_K) params.set("k", String(state.k));
+  return "?" + params.toString();
+}
+
+function itemOf(id) {
+  return id.replace(/#\d+$/, ""); // ITEM#K: the K-th caption of ITEM
+}
+
+function reflect(state) {
+  for (const radio of document.querySelectorAll("input[name=target]")) {
+    radio.checked = radio.value === state.target;
+  }
+  $("query").value = state.kind === "text" ? state.q : "";
+  const figure = $("query-photo");
+  const img = $("query-photo-img");
+  figure.hidden = state.kind === "text";
+  img.removeAttribute("src");
+  if (state.kind === "image") {
+    const photo = photos.get(state.photo);
+    if (photo) img.src = photo.url;
+    $("query-photo-caption").textContent = "query photo: " + (state.name || "");
+  } else if (state.kind === "like") {
+    thumbnail(itemOf(state.like), img);
+    $("query-photo-caption").textContent = "like: " + state.like;
   }
 }
 
-async function run(label, request) {
+// --- searching ------------------------------------------------------------------------
+function request(state) {
+  const json = { method: "POST", headers: { "Content-Type": "application/json" } };
+  const target = state.target;
+  if (state.kind === "text") {
+    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target }) });
+  }
+  if (state.kind === "like") {
+    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target }) });
+  }
+  const photo = photos.get(state.photo);
+  if (!photo) {
+    return Promise.reject(new Error("the query photo is not kept across page loads: choose it again"));
+  }
+  const form = new FormData();
+  form.append("file", photo.file);
+  form.append("k", String(state.k));
+  form.append("target", target);
+  return call("/api/search/image", { method: "POST", body: form });
+}
+
+function label(state) {
+  if (state.kind === "text") return `for “${state.q}”`;
+  if (state.kind === "like") return `like ${state.like}`;
+  return `for the photo ${state.name || ""}`;
+}
+
+async function search(state, how = "push") {
+  current = state;
+  reflect(state);
+  // The same search again (Enter pressed twice) is no new step for Back.
+  if (how === "push" && state.kind !== "image" && urlFor(state) === location.search) how = "replace";
+  if (how === "push") history.pushState(state, "", urlFor(state));
+  else if (how === "replace") history.replaceState(state, "", urlFor(state));
+  const mine = ++latest;
   setStatus("searching…");
+  setNote("");
   try {
-    show(await request(), label);
+    const result = await request(state);
+    if (mine === latest) show(result, label(state));
   } catch (error) {
+    if (mine !== latest) return;
     $("results").replaceChildren();
     setStatus(error.message, true);
   }
 }
 
+function show(result, label) {
+  const grid = $("results");
+  grid.replaceChildren();
+  const word = result.target === "texts" ? "captions" : "images";
+  setStatus(`${result.hits.length} ${word} ${label} (${result.took_ms.toFixed(1)} ms)`);
+  setNote(result.note);
+  for (const hit of result.hits) grid.append(card(hit));
+}
+
+function card(hit) {
+  const card = document.createElement("div");
+  card.className = "card";
+  card.dataset.id = hit.id;
+  card.title = "Search by this " + (hit.kind === "text" ? "caption" : "image");
+  const img = document.createElement("img");
+  img.alt = hit.item_id;
+  thumbnail(hit.item_id, img);
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open";
+  open.title = "Open full size";
+  open.textContent = "⤢";
+  open.addEventListener("click", (event) => { event.stopPropagation(); openViewer(hit); });
+  const score = document.createElement("div");
+  score.className = "score";
+  score.textContent = `#${hit.rank}  ${hit.score.toFixed(3)}`;
+  const caption = document.createElement("p");
+  caption.className = "caption";
+  caption.textContent = hit.kind === "text" ? hit.text : (hit.captions[0] || "");
+  const id = document.createElement("div");
+  id.className = "id";
+  id.textContent = hit.id;
+  card.append(img, open, score, caption, id);
+  card.addEventListener("click", () => search({ kind: "like", like: hit.id, target: current.target, k: current.k }));
+  return card;
+}
+
+async function openViewer(hit) {
+  const viewer = $("viewer");
+  const img = $("viewer-img");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.removeAttribute("src");
+  img.alt = hit.item_id;
+  $("viewer-caption").textContent = [hit.item_id, ...hit.captions].join(" · ");
+  viewer.showModal();
+  try {
+    img.src = await blobUrl("/api/images/" + idPath(hit.item_id));
+  } catch (error) {
+    $("viewer-caption").textContent = error.message;
+  }
+}
+
 function searchText() {
-  const query = $("query").value.trim();
-  if (!query) return setStatus("type something to search for", true);
-  run(`“${query}”`, () => call("/api/search/text", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ query, k: 24, target: target() }),
-  }));
+  const q = $("query").value.trim();
+  if (!q) return setStatus("type something to search for", true);
+  search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK() });
 }
 
 function searchImage(file) {
-  const form = new FormData();
-  form.append("file", file);
-  form.append("k", "24");
-  form.append("target", target());
-  run(file.name || "the image", () => call("/api/search/image", { method: "POST", body: form }));
+  const key = `${pageId}-${++photoCount}`;
+  photos.set(key, { file, url: URL.createObjectURL(file) });
+  search({ kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK() });
 }
 
-function searchLike(id) {
-  run(id, () => call("/api/search/like", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ id, k: 24, target: target() }),
-  }));
+function stateK() {
+  return clampK(new URLSearchParams(location.search).get("k"));
+}
+
+function restore(state) {
+  if (state) return search(state, "none");
+  current = null;
+  $("query").value = "";
+  $("query-photo").hidden = true;
+  $("results").replaceChildren();
+  setNote("");
+  setStatus("");
 }
 
 async function showStats() {
@@ -112,6 +253,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("text-form").addEventListener("submit", (event) => { event.preventDefault(); searchText(); });
   $("image-input").addEventListener("change", () => {
     if ($("image-input").files.length) searchImage($("image-input").files[0]);
+    $("image-input").value = ""; // choosing the same photo again is a new search
   });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
@@ -122,8 +264,15 @@ document.addEventListener("DOMContentLoaded", () => {
     if (event.dataTransfer.files.length) searchImage(event.dataTransfer.files[0]);
   });
   for (const radio of document.querySelectorAll("input[name=target]")) {
-    radio.addEventListener("change", () => { if ($("query").value.trim()) searchText(); });
+    // The switch re-runs the current search, whatever its kind, for the other target.
+    radio.addEventListener("change", () => { if (current) search({ ...current, target: radio.value }); });
   }
+  const viewer = $("viewer");
+  $("viewer-close").addEventListener("click", () => viewer.close());
+  viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });
+  window.addEventListener("popstate", (event) => restore(event.state || stateFromUrl()));
   $("token").addEventListener("change", showStats);
   showStats();
+  const initial = history.state || stateFromUrl();
+  if (initial) search(initial, "replace");
 });
