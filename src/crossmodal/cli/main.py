@@ -56,6 +56,7 @@ def _register() -> None:
         demo,
         distributed_commands,
         eval_commands,
+        finetune_commands,
         index_commands,
         mcp_commands,
         onnx_commands,
@@ -68,6 +69,7 @@ def _register() -> None:
     )
 
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
+                   finetune_commands,
                    teacher_commands, serve_commands, distributed_commands, plot_commands,
                    onnx_commands, sts_commands, mcp_commands):
         for command in module.COMMANDS:

@@ -25,32 +25,39 @@ import click
 @click.option("--seed", default=0, show_default=True,
               help="Seeds the initial heads and each epoch's shuffling and dropout.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write the head weights (default: the config's weights path).")
+              help="Where to write the head weights (default: heads.safetensors in the run "
+                   "folder, runs/train-heads-TOWER-LANG); never inside the installed package.")
 def train_heads_command(tower, data_root, language, train_language, epochs, batch_size, lr,
                         seed, out) -> None:
     """Train a tower's heads from scratch on Flickr8K-CN train (frozen towers, InfoNCE),
-    best epoch by val Rsum, and write them where the tower config expects them."""
+    best epoch by val Rsum; writes them and a tower config that loads them into
+    runs/train-heads-TOWER-LANG (or --out), never over the shipped weights."""
     from crossmodal.models.towers import find_tower_config
     from crossmodal.storage import atomic_save_json, atomic_write
     from crossmodal.train.config import TrainConfig
+    from crossmodal.train.finetune_checks import refuse_package_path
     from crossmodal.train.run import run_training
 
     tower_config = find_tower_config(tower)
+    run_dir = Path("runs") / f"train-heads-{tower_config.name}-{language}"
+    out = Path(out) if out else run_dir / "heads.safetensors"
+    refuse_package_path(out)
+    refuse_package_path(run_dir)
     root = Path(data_root).resolve()
     config = TrainConfig.from_dict({
         "model": f"towers:{tower}", "fresh_heads": True, "seed": seed,
         "train_data": f"flickr8k-cn:{root}:train:{train_language or language}",
         "val_data": f"flickr8k-cn:{root}:val:{language}",
-        "output_dir": str(Path("runs") / f"train-heads-{tower_config.name}-{language}"),
+        "output_dir": str(run_dir),
         "stages": [{"name": "heads", "losses": {"infonce": 1.0}, "lr": lr,
                     "max_epochs": epochs, "batch_size": batch_size}],
     })
     result = run_training(config, resume=False)
-    out = Path(out) if out else tower_config.weights_path
     best = (Path(config.output_dir) / "best.safetensors").read_bytes()
     atomic_write(out, lambda handle: handle.write(best))
     atomic_save_json(out.with_suffix(".json"), {**result, "config": config.to_dict()})
-    click.echo(json.dumps({"weights": str(out), "val": result["val"]}, indent=1))
+    click.echo(json.dumps({"weights": str(out), "model": result["model"], "val": result["val"]},
+                          indent=1))
 
 
 @click.command("train")

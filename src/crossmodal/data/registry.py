@@ -9,7 +9,7 @@ A spec is one of
   * the path of a `.json` or `.toml` file holding such a dict; relative paths in it are
     taken from the file's folder.
 Formats (see each module's docstring): flickr8k-cn, karpathy, albef, chinese-clip, coco,
-table, newsimages.
+table, newsimages, imagefolder, folder (photos with sidecar captions).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from crossmodal.config_files import read_config_file
 from crossmodal.data.albef import load_albef
+from crossmodal.data.captioned_folder import load_captioned_folder
 from crossmodal.data.chinese_clip import load_chinese_clip
 from crossmodal.data.coco import load_coco_captions
 from crossmodal.data.dataset import RetrievalDataset
@@ -52,6 +53,7 @@ FORMATS["coco"] = DatasetFormat(load_coco_captions, ("annotation_json", "image_r
 FORMATS["table"] = DatasetFormat(load_table, ("path", "image_root"))
 FORMATS["newsimages"] = DatasetFormat(load_newsimages, ("path", "image_root"))
 FORMATS["imagefolder"] = DatasetFormat(load_imagefolder, ("root",))
+FORMATS["folder"] = DatasetFormat(load_captioned_folder, ("root",))
 
 
 def _reader(name: object) -> tuple[Callable[..., RetrievalDataset], tuple[str, ...], str]:

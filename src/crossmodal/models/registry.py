@@ -9,6 +9,9 @@
 
 Backends register a loader; third-party packages add prefixes with `register_backend` or an
 entry point in the group `crossmodal.backends` (name: the prefix; value: the loader).
+
+A model folder (crossmodal-model.json inside, as `crossmodal finetune --out` writes) is an id
+too: it names one of the above with paths relative to the folder (models/model_folder.py).
 """
 
 from __future__ import annotations
@@ -80,11 +83,16 @@ register_backend("fusion", _load_fusion)
 
 
 def split_model_id(model_id: str) -> tuple[str, str]:
+    """(prefix, name) of a model id; a model folder gives those of the model it holds."""
+    from crossmodal.models.model_folder import is_model_folder, read_model_folder
+
+    if is_model_folder(model_id):
+        model_id = read_model_folder(model_id)[0]
     prefix, sep, name = model_id.partition(":")
     if not sep or not name or prefix not in _BACKENDS:
         raise UnknownModelError(
             f"unknown model '{model_id}': use one of {', '.join(p + ':…' for p in _BACKENDS)}, "
-            f"e.g. {DEFAULT_MODEL} (see `crossmodal models`)"
+            f"or a model folder, e.g. {DEFAULT_MODEL} (see `crossmodal models`)"
         )
     return prefix, name
 
@@ -92,8 +100,11 @@ def split_model_id(model_id: str) -> tuple[str, str]:
 @lru_cache(maxsize=4)
 def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
     """Load (and cache per process) the encoder a model id names."""
+    from crossmodal.models.model_folder import is_model_folder, read_model_folder
     from crossmodal.threads import apply_threads
 
+    if is_model_folder(model_id):  # the folder's absolute path names its vectors
+        model_id = read_model_folder(model_id)[1]
     prefix, name = split_model_id(model_id)
     apply_threads()  # the one thread setting, before any pool starts
     encoder = _BACKENDS[prefix](name, model_id)

@@ -12,18 +12,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.loader import encode_image_sources, encode_text_batches
 from crossmodal.models.speed import cpu_has_bf16
 from crossmodal.paths import content_key
 from crossmodal.storage import atomic_save_json, atomic_save_npy
+from crossmodal.train.fast_features import (
+    cuda_image_features,
+    cuda_text_features,
+    onnx_image_features,
+    onnx_text_features,
+    uses_onnx_text,
+)
 
 
 def _key(kind: str, spec: dict, items: list[str]) -> str:
     # The runtime precision too: text backbones run bf16 where the CPU has it, and a cache
     # made that way must not serve an fp32 run (CROSSMODAL_BF16=0) or the reverse.
     precision = "bf16" if cpu_has_bf16() else "fp32"
+    if torch.cuda.is_available():  # fast_features runs the backbones in fp16 there
+        precision = "cuda-fp16"
     return content_key({"kind": kind, "spec": spec, "items": items, "precision": precision})
 
 
@@ -33,8 +43,8 @@ def _fine_tuned(encoder) -> dict:
     return {} if digest == "pretrained" else {"backbone_weights": digest}
 
 
-def cached_image_features(encoder, data: RetrievalDataset,
-                          cache_dir: Path) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def cached_image_features(encoder, data: RetrievalDataset, cache_dir: Path,
+                          progress: bool = True) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Backbone features per image (per view with tta), and the (row, reason) of unreadable
     images (zero rows)."""
     spec = {"backbone": encoder.config.image, "prep": encoder.preprocessing.as_dict(),
@@ -44,9 +54,16 @@ def cached_image_features(encoder, data: RetrievalDataset,
     cached = load_image_rows(path)
     if cached is None:
         width = encoder.image_backbone.out_dim
-        flat, failed = encode_image_sources(
-            data.images, lambda images: encoder.image_features(images).reshape(len(images), -1)
-            .numpy(), 32, encoder.preprocessing.size, dim=width * views, desc="image features")
+        # indexing's runtime (~2x PyTorch on CPU), or the GPU where there is one
+        fast = onnx_image_features(encoder) or cuda_image_features(encoder)
+
+        def extract(images):
+            out = fast(images) if fast is not None else encoder.image_features(images).numpy()
+            return out.reshape(len(images), -1)
+
+        flat, failed = encode_image_sources(data.images, extract, 32, encoder.preprocessing.size,
+                                            dim=width * views, desc="image features",
+                                            progress=progress)
         save_image_rows(path, flat, failed)
         cached = flat, failed
     rows, failed = cached
@@ -71,13 +88,17 @@ def save_image_rows(path: Path, array: np.ndarray, failed: list[tuple[int, str]]
 
 
 def cached_text_features(encoder, data: RetrievalDataset, cache_dir: Path,
-                         batch: int = 256) -> np.ndarray:
+                         batch: int = 256, progress: bool = True) -> np.ndarray:
     spec = {**encoder.config.text, **_fine_tuned(encoder)}
+    if uses_onnx_text(encoder):  # fp32 ONNX Runtime, not the CPU's bf16 PyTorch
+        spec["runtime"] = "onnx"
     path = Path(cache_dir) / f"txt-{_key('text', spec, data.texts)}.npy"
     if path.is_file():
         return np.load(path)
-    out = encode_text_batches(data.texts, lambda texts: encoder.text_features(texts).numpy(),
-                              batch, desc="text features")
+    fast = onnx_text_features(encoder) or cuda_text_features(encoder)
+    out = encode_text_batches(data.texts, fast or (lambda texts: encoder.text_features(texts)
+                                                   .numpy()),
+                              batch, desc="text features", progress=progress)
     atomic_save_npy(path, out)
     return out
 

@@ -19,14 +19,14 @@ from crossmodal.train.tower_parts import TowerParts
 from crossmodal.train.trainer import StageTrainer, TeacherFeatures
 
 
-def dataset_features(encoder, data: RetrievalDataset
+def dataset_features(encoder, data: RetrievalDataset, progress: bool = True
                      ) -> tuple[FeatureSet, list[int], list[int]]:
     """Features of the readable images and their captions; unreadable images (and captions
     only they had) are left out, counted in `data.skipped`. Also returns the kept image and
     text rows, to align teacher features the same way."""
     cache = cache_dir("features")
-    image, failed = cached_image_features(encoder, data, cache)
-    text = cached_text_features(encoder, data, cache)
+    image, failed = cached_image_features(encoder, data, cache, progress=progress)
+    text = cached_text_features(encoder, data, cache, progress=progress)
     bad = {row for row, _ in failed}
     data.skipped.extend((data.image_ids[row], why) for row, why in failed)
     keep = [row for row in range(len(data.images)) if row not in bad]
