@@ -19,6 +19,9 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent  # the installed package: never written to
+
+
 def export_cache_dir() -> Path:
     """Where towers: graphs exported for ONNX Runtime on first use live (CROSSMODAL_ONNX_CACHE
     overrides; default CACHE/onnx). The test suite shares one across tests: exports are slow."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError
+from crossmodal.paths import PACKAGE_DIR
 
 MIN_PAIRS = 50  # fewer image-caption pairs than this teach the heads nothing measurable
 MIN_VAL_IMAGES = 5
@@ -55,9 +56,7 @@ def trainable_base(model_id: str) -> tuple[str, str]:
 def refuse_package_path(path: Path) -> None:
     """Trained weights never land inside the installed package (they would replace the
     shipped model for every index built with it)."""
-    import crossmodal
-
-    package = Path(crossmodal.__file__).resolve().parent
+    package = PACKAGE_DIR
     if Path(path).resolve().is_relative_to(package):
         raise BadInputError(f"{path} is inside the installed package ({package}): write "
                             "trained models to a folder of your own")

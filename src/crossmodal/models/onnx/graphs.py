@@ -215,12 +215,12 @@ EXPORTERS.register("hf", _hf_plan)
 def export_plan(encoder: Encoder) -> ExportPlan:
     """What to export for a loaded encoder, chosen by its model id's prefix (a model
     folder's: that of the model it holds)."""
-    from crossmodal.models.registry import split_model_id
+    from crossmodal.models.model_folder import is_model_folder, read_model_folder
 
-    try:
-        prefix = split_model_id(encoder.model_id)[0]
-    except UnknownModelError:  # an id the registry does not know: its prefix as written
-        prefix = encoder.model_id.partition(":")[0]
+    model_id = encoder.model_id
+    if is_model_folder(model_id):
+        model_id = read_model_folder(model_id)[0]
+    prefix = model_id.partition(":")[0]
     if prefix not in EXPORTERS:
         raise UnknownModelError(f"ONNX export supports {', '.join(p + ':' for p in EXPORTERS)} "
                                 f"models, not {encoder.model_id}")
