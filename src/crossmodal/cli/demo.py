@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from crossmodal.cli.search_commands import format_hits
+from crossmodal.models.registry import DEFAULT_MODEL
 
-DEMO_MODEL = "towers:lite-zh"  # multilingual text tower: English and Chinese queries alike
+DEMO_MODEL = DEFAULT_MODEL  # the demo shows what `crossmodal index` gives: English and Chinese
 
 
 @dataclass(frozen=True)

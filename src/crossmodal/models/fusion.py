@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -52,6 +53,9 @@ class FusionMember:
 @dataclass
 class FusionConfig:
     members: list[FusionMember]
+    # the query languages the fusion claims to read, for the note on others (default: any
+    # language some member reads; routing still follows each member's own)
+    languages: list[str] | None = None
 
 
 def shipped_fusions() -> list[str]:
@@ -65,6 +69,11 @@ def _fusion_dir() -> Path:
 def parse_fusion(spec: str) -> list[FusionMember]:
     """Members from `A+B`, `0.7*A+0.3*B`, a .json/.toml file naming them, or the name of a
     shipped fusion file."""
+    return read_fusion(spec).members
+
+
+def read_fusion(spec: str) -> FusionConfig:
+    """The whole fusion a spec names (members, and a file's other settings), checked."""
     names_a_file = spec.lower().endswith((".json", ".toml"))
     if "+" not in spec and ":" not in spec and not names_a_file:
         shipped = shipped_fusions()
@@ -73,9 +82,10 @@ def parse_fusion(spec: str) -> list[FusionMember]:
                                 f"{', '.join(shipped)}); or write fusion:A+B or fusion:FILE.toml")
         spec, names_a_file = str(_fusion_dir() / f"{spec}.toml"), True
     if names_a_file and "+" not in spec:
-        members = build(FusionConfig, read_config_file(spec, "fusion config"), spec).members
+        config = build(FusionConfig, read_config_file(spec, "fusion config"), spec)
     else:
-        members = [_member(part.strip(), spec) for part in spec.split("+")]
+        config = FusionConfig([_member(part.strip(), spec) for part in spec.split("+")])
+    members = config.members
     if len(members) < 2:
         raise BadInputError(f"fusion:{spec}: name at least two models, e.g. "
                             "fusion:towers:lite-en+towers:lite-zh")
@@ -84,7 +94,23 @@ def parse_fusion(spec: str) -> list[FusionMember]:
             raise BadInputError(f"fusion:{spec}: weights must be > 0, not {member.weight}")
         if member.model.startswith("fusion:"):
             raise BadInputError(f"fusion:{spec}: a fusion cannot hold another fusion")
-    return members
+    return config
+
+
+def _image_groups(encoders: list[Encoder]) -> list:
+    """Shared backbone passes where the members allow them; none if that cannot be set up
+    (each member then runs its own graph, as before)."""
+    from crossmodal.models.towers.shared_image import shared_image_groups
+
+    try:
+        groups = shared_image_groups(encoders)
+        for group in groups:
+            group.backbone.session()  # exported and loaded now, so a failure falls back here
+        return groups
+    except Exception as exc:  # noqa: BLE001 - sharing is only a speed-up
+        logging.getLogger("crossmodal.runtime").warning(
+            "fusion: each member runs its own image backbone (%s)", str(exc)[:200])
+        return []
 
 
 def _member(part: str, spec: str) -> FusionMember:
@@ -103,7 +129,8 @@ class FusionEncoder:
 
     def __init__(self, spec: str, model_id: str, load: Callable[[str], Encoder]):
         self.model_id = model_id
-        self.members = parse_fusion(spec)
+        config = read_fusion(spec)
+        self.members = config.members
         self.encoders = [load(member.model) for member in self.members]
         total = sum(member.weight for member in self.members)
         self.scales = [float(np.sqrt(member.weight / total)) for member in self.members]
@@ -112,12 +139,15 @@ class FusionEncoder:
                              for m, e in zip(self.members, self.encoders, strict=True)]
         # Route texts by language only where a member is limited to some and another is not.
         self.routing = any(self.languages_of) and not all(self.languages_of)
-        self.languages = ()  # the fusion reads what any member reads
+        # For the note on other languages only: what the file claims, else what any member
+        # reads (empty: any)
+        self.languages = tuple(config.languages or ())
         self.dim = sum(encoder.dim for encoder in self.encoders)
         self.context_length = min(encoder.context_length for encoder in self.encoders)
         # Images are decoded for the member that needs the most pixels; each resizes its own.
         self.preprocessing: ImagePreprocessing = max(
             (encoder.preprocessing for encoder in self.encoders), key=lambda p: p.size)
+        self._image_groups = None  # members sharing a backbone pass, found on first use
 
     @property
     def fingerprint(self) -> str:
@@ -133,7 +163,16 @@ class FusionEncoder:
         return np.ascontiguousarray(np.concatenate(scaled, axis=1), dtype=np.float32)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._fused([encoder.encode_images(images) for encoder in self.encoders])
+        """Members on the same image backbone share one pass of it (towers.shared_image);
+        the others embed on their own."""
+        if self._image_groups is None:
+            self._image_groups = _image_groups(self.encoders)
+        parts: list[np.ndarray | None] = [None] * len(self.encoders)
+        for group in self._image_groups:
+            for position, part in zip(group.members, group.encode(images), strict=True):
+                parts[position] = part
+        return self._fused([part if part is not None else encoder.encode_images(images)
+                            for part, encoder in zip(parts, self.encoders, strict=True)])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):

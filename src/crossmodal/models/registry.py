@@ -1,11 +1,12 @@
 """One registry: a model id names its backend and everything needed to rebuild it.
 
-    towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en),
+    towers:<name or config.json>       composed offline dual encoders (e.g. towers:lite-en),
                                        run by ONNX Runtime (CROSSMODAL_RUNTIME=torch: PyTorch)
     hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
     onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
-    fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation)
+    fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation); the
+                                       default model, fusion:bilingual, is a shipped one
 
 Backends register a loader; third-party packages add prefixes with `register_backend` or an
 entry point in the group `crossmodal.backends` (name: the prefix; value: the loader).
@@ -20,7 +21,13 @@ from crossmodal.errors import UnknownModelError
 from crossmodal.models.protocol import Encoder
 from crossmodal.registry import Registry
 
-DEFAULT_MODEL = "towers:lite-en"
+# The model a command uses when none is named (index, demo, eval-sts, Collection.create):
+# the best shipped one, reading English and Chinese (crossmodal/models/fusions/bilingual.toml).
+# Named by what it is, not by its role, so a better default later is a new id and indexes
+# built with this one still open.
+DEFAULT_MODEL = "fusion:bilingual"
+# Where one tower is needed (ONNX export, heat maps): the fastest shipped tower.
+DEFAULT_TOWER = "towers:lite-en"
 
 _BACKENDS: Registry[Callable[[str, str], Encoder]] = Registry("model backend",
                                                               "crossmodal.backends")
