@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from crossmodal.errors import BadInputError
 from crossmodal.models import registry
 from crossmodal.models.fusion import read_fusion
 from crossmodal.models.registry import DEFAULT_MODEL, DEFAULT_TOWER
@@ -80,4 +81,60 @@ def test_towers_on_one_image_backbone_run_it_once_per_image(monkeypatch):
     assert calls == [16, 4]  # 8 + 2 images, plain and mirror views each: one run per batch
     own = fused._fused([encoder.encode_images(images) for encoder in fused.encoders])
     np.testing.assert_allclose(shared, own, atol=1e-5)
+    registry.load_encoder.cache_clear()
+
+
+def test_a_fusion_file_may_project_the_fused_vector_to_fewer_dims(monkeypatch, tmp_path):
+    from safetensors.numpy import save_file
+
+    from tests.fakes import FakeEncoder
+
+    made = {"fake:a": FakeEncoder("fake:a"), "fake:b": FakeEncoder("fake:b", salt="b")}
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: made[model_id])
+    registry.load_encoder.cache_clear()
+    plain = registry.load_encoder("fusion:fake:a+fake:b")
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((plain.dim, plain.dim)))[0][:, :12]
+    save_file({"projection": basis.astype(np.float32)}, str(tmp_path / "p.safetensors"))
+    spec = tmp_path / "f.toml"
+    spec.write_text('projection = "p.safetensors"\n'
+                    'members = [{model = "fake:a"}, {model = "fake:b"}]\n')
+    projected = registry.load_encoder(f"fusion:{spec}")
+    assert projected.dim == 12 and projected.fingerprint != plain.fingerprint
+    texts = ["red car", "a green tree"]
+    vectors = projected.encode_texts(texts)
+    images = projected.encode_images([Image.new("RGB", (8, 8), (200, 10, 10))])
+    assert vectors.shape == (2, 12) and images.shape == (1, 12)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    expected = plain.encode_texts(texts) @ basis
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    fused_images, fused_texts = projected.fuse_embeddings(
+        [m.encode_images([Image.new("RGB", (8, 8), (200, 10, 10))]) for m in made.values()],
+        [m.encode_texts(texts) for m in made.values()], texts)
+    np.testing.assert_allclose(fused_texts, vectors, atol=1e-5)
+    np.testing.assert_allclose(fused_images, images, atol=1e-5)
+    save_file({"projection": basis[:5].astype(np.float32)}, str(tmp_path / "p.safetensors"))
+    registry.load_encoder.cache_clear()
+    with pytest.raises(BadInputError, match="projection takes 5 dims"):
+        registry.load_encoder(f"fusion:{spec}")
+    registry.load_encoder.cache_clear()
+
+
+def test_a_fusion_member_may_run_without_flip_tta(tmp_path):
+    registry.load_encoder.cache_clear()
+    flip = registry.load_encoder("fusion:towers:lite-en+towers:lite-zh")
+    spec = tmp_path / "f.toml"
+    spec.write_text('members = [{model = "towers:lite-en", tta = "none"}, '
+                    '{model = "towers:lite-zh"}]\n')
+    plain = registry.load_encoder(f"fusion:{spec}")
+    assert plain.encoders[0].image_views == ("plain",)
+    assert plain.encoders[1].image_views == ("plain", "mirror")
+    assert plain.encoders[0].fingerprint != flip.encoders[0].fingerprint
+    assert plain.fingerprint != flip.fingerprint
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (230, 250, 3), np.uint8))
+    got = plain.encode_images([image])  # the shared Lite0 pass, views per member
+    assert len(plain._image_groups) == 1
+    own = plain._fused([encoder.encode_images([image]) for encoder in plain.encoders])
+    np.testing.assert_allclose(got, own, atol=1e-5)
     registry.load_encoder.cache_clear()

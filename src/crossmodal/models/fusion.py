@@ -48,6 +48,8 @@ class FusionMember:
     weight: float = field(default=1.0, metadata={"must_be": "a number > 0"})
     # the text languages this member reads (default: its model's; empty: any)
     languages: list[str] | None = None
+    # a towers: member's image test-time augmentation instead of its config's (none | flip)
+    tta: str | None = None
 
 
 @dataclass
@@ -56,6 +58,9 @@ class FusionConfig:
     # the query languages the fusion claims to read, for the note on others (default: any
     # language some member reads; routing still follows each member's own)
     languages: list[str] | None = None
+    # a (members' dim, out dim) float32 matrix "projection" in a safetensors file, relative
+    # to the fusion file: the fused vector is projected and made unit again (fewer dims)
+    projection: str | None = None
 
 
 def shipped_fusions() -> list[str]:
@@ -83,6 +88,8 @@ def read_fusion(spec: str) -> FusionConfig:
         spec, names_a_file = str(_fusion_dir() / f"{spec}.toml"), True
     if names_a_file and "+" not in spec:
         config = build(FusionConfig, read_config_file(spec, "fusion config"), spec)
+        if config.projection:
+            config.projection = str(Path(spec).parent / config.projection)
     else:
         config = FusionConfig([_member(part.strip(), spec) for part in spec.split("+")])
     members = config.members
@@ -95,6 +102,29 @@ def read_fusion(spec: str) -> FusionConfig:
         if member.model.startswith("fusion:"):
             raise BadInputError(f"fusion:{spec}: a fusion cannot hold another fusion")
     return config
+
+
+def _load_member(member: FusionMember, load: Callable[[str], Encoder]) -> Encoder:
+    if member.tta is None:
+        return load(member.model)
+    from crossmodal.models.registry import load_tower_variant
+
+    return load_tower_variant(member.model, {"tta": member.tta})
+
+
+def _read_projection(path: str | None) -> tuple[np.ndarray | None, str]:
+    if not path:
+        return None, ""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from crossmodal.paths import file_sha256
+
+    try:
+        matrix = load_file(path)["projection"].astype(np.float32)
+    except (OSError, SafetensorError, KeyError) as exc:
+        raise BadInputError(f"cannot read the fusion projection {path}: {exc}") from exc
+    return matrix, file_sha256(Path(path))
 
 
 def _image_groups(encoders: list[Encoder]) -> list:
@@ -131,7 +161,7 @@ class FusionEncoder:
         self.model_id = model_id
         config = read_fusion(spec)
         self.members = config.members
-        self.encoders = [load(member.model) for member in self.members]
+        self.encoders = [_load_member(member, load) for member in self.members]
         total = sum(member.weight for member in self.members)
         self.scales = [float(np.sqrt(member.weight / total)) for member in self.members]
         self.languages_of = [tuple(m.languages) if m.languages is not None
@@ -142,7 +172,13 @@ class FusionEncoder:
         # For the note on other languages only: what the file claims, else what any member
         # reads (empty: any)
         self.languages = tuple(config.languages or ())
+        self.projection, self._projection_digest = _read_projection(config.projection)
         self.dim = sum(encoder.dim for encoder in self.encoders)
+        if self.projection is not None:
+            if self.projection.shape[0] != self.dim:
+                raise BadInputError(f"fusion:{spec}: its projection takes "
+                                    f"{self.projection.shape[0]} dims, the members give {self.dim}")
+            self.dim = int(self.projection.shape[1])
         self.context_length = min(encoder.context_length for encoder in self.encoders)
         # Images are decoded for the member that needs the most pixels; each resizes its own.
         self.preprocessing: ImagePreprocessing = max(
@@ -154,13 +190,22 @@ class FusionEncoder:
         blob = json.dumps([[m.model, m.weight, e.fingerprint, list(langs)]
                            for m, e, langs in zip(self.members, self.encoders,
                                                   self.languages_of, strict=True)]
-                          + ([ROUTING, language_available()] if self.routing else []))
+                          + ([ROUTING, language_available()] if self.routing else [])
+                          + ([self._projection_digest] if self.projection is not None else []))
         return "fusion-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _fused(self, parts: list[np.ndarray]) -> np.ndarray:
         scaled = [np.asarray(part, np.float32) * scale
                   for part, scale in zip(parts, self.scales, strict=True)]
         return np.ascontiguousarray(np.concatenate(scaled, axis=1), dtype=np.float32)
+
+    def _projected(self, fused: np.ndarray) -> np.ndarray:
+        """Unit fused rows through the projection (if any), unit again."""
+        if self.projection is None:
+            return fused
+        out = fused @ self.projection
+        return np.ascontiguousarray(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True),
+                                                     1e-12), dtype=np.float32)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Members on the same image backbone share one pass of it (towers.shared_image);
@@ -171,8 +216,9 @@ class FusionEncoder:
         for group in self._image_groups:
             for position, part in zip(group.members, group.encode(images), strict=True):
                 parts[position] = part
-        return self._fused([part if part is not None else encoder.encode_images(images)
-                            for part, encoder in zip(parts, self.encoders, strict=True)])
+        return self._projected(self._fused(
+            [part if part is not None else encoder.encode_images(images)
+             for part, encoder in zip(parts, self.encoders, strict=True)]))
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
@@ -205,21 +251,22 @@ class FusionEncoder:
         vector would be noise there), and the row is made unit again: a Chinese caption of
         lite-en + lite-zh is then ranked by lite-zh alone. Unknown language: all parts."""
         if langs is None:
-            return self._fused(parts)
+            return self._projected(self._fused(parts))
         parts = [np.array(part, np.float32) for part in parts]
         for part, reads in zip(parts, self.languages_of, strict=True):
             if reads:
                 part[[lang is not None and lang not in reads for lang in langs]] = 0.0
         fused = self._fused(parts)
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
-        return fused / np.maximum(norms, 1e-12)
+        return self._projected(fused / np.maximum(norms, 1e-12))
 
     def fuse_embeddings(self, images: list[np.ndarray], texts: list[np.ndarray],
                         raw_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The fusion's image and text vectors from its members' own (one array per member,
         in member order), as encode_images / encode_texts would give them: evaluation reuses
         each member's cached embeddings instead of embedding everything again."""
-        return self._fused(images), self._fused_texts(texts, self._languages(raw_texts))
+        return (self._projected(self._fused(images)),
+                self._fused_texts(texts, self._languages(raw_texts)))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         """The member with the shortest context decides what is cut."""

@@ -40,11 +40,30 @@ def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None
 
 
 def _load_towers(name: str, model_id: str) -> Encoder:
+    from crossmodal.models.towers import find_tower_config
+
+    return _towers_encoder(find_tower_config(name), model_id)
+
+
+def load_tower_variant(model_id: str, image: dict) -> Encoder:
+    """A towers: model with entries of its image table replaced (e.g. {"tta": "none"}), as a
+    fusion member may ask; the fingerprint follows the changed config. Not cached."""
+    from dataclasses import replace
+
+    from crossmodal.models.towers import find_tower_config
+
+    prefix, name = split_model_id(model_id)
+    if prefix != "towers":
+        raise UnknownModelError(f"only a towers: model takes image settings, not {model_id}")
+    config = find_tower_config(name)
+    return _towers_encoder(replace(config, image={**config.image, **image}), model_id)
+
+
+def _towers_encoder(config, model_id: str) -> Encoder:
     """ONNX Runtime by default (graphs exported on first use), PyTorch when forced."""
-    from crossmodal.models.towers import TowersEncoder, find_tower_config
+    from crossmodal.models.towers import TowersEncoder
     from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder, log, requested_runtime
 
-    config = find_tower_config(name)
     requested = requested_runtime()
     if requested == "torch":
         log.info("runtime: PyTorch for %s (CROSSMODAL_RUNTIME=torch)", model_id)
