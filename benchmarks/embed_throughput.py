@@ -125,6 +125,9 @@ def main() -> None:
                         help="Result file name (default: embed_throughput_MODEL)")
     parser.add_argument("--raw-images", type=int, default=200,
                         help="Images for the raw backbone rate")
+    parser.add_argument("--no-shared-backbones", action="store_true",
+                        help="A fusion's members each run their own image backbone (as before "
+                             "they shared it), for the comparison")
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--language", default="en", choices=["en", "zh"])
     parser.add_argument("--images", type=int, default=1000)
@@ -135,6 +138,8 @@ def main() -> None:
 
     data = load_flickr8k_cn(args.data, "val", args.language)
     encoder = load_encoder(args.model)
+    if args.no_shared_backbones:
+        encoder._image_groups = []
     encoder.encode_texts(data.texts[:64])  # warm-up: first calls allocate and pick kernels
     image_rate(encoder, data.images[:32], args.batch_size)
     load_before = os.getloadavg()
@@ -145,7 +150,8 @@ def main() -> None:
               "raw_backbone_images_per_s": raw and round(raw, 1),
               "end_to_end_over_raw": raw and round(images / raw, 3),
               "captions_per_s": round(captions, 1), "images": args.images,
-              "captions": args.captions, "language": args.language, **provenance(),
+              "captions": args.captions, "language": args.language,
+              "shared_backbones": not args.no_shared_backbones, **provenance(),
               "load_average_before": [round(x, 2) for x in load_before],
               "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     print(f"{'model':<18} {'images/s':>9} {'raw/s':>7} {'captions/s':>11}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ import numpy as np
 
 from crossmodal.engine import Collection
 from crossmodal.models.speed import cpu_description
+from embed_throughput import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -146,6 +148,7 @@ def main() -> None:
             collection.search_text(q, k=args.k)
         hits = collection.search_text(queries[0], k=args.k)
         assert len(hits) == min(args.k, args.n) and hits[0].path.endswith(".jpg"), hits[:1]
+        load_before = os.getloadavg()
         end_to_end = timed(lambda q: collection.search_text(q, k=args.k), queries)
         vectors = [encoder.encode_texts([q]) for q in queries]
         encode = timed(lambda q: encoder.encode_texts([q]), queries)
@@ -169,7 +172,8 @@ def main() -> None:
     print(f"goal p50 <= {args.goal_ms:g} ms: {verdict}; encode + search_vectors medians measured "
           f"apart sum to {alone:.2f} ms, end to end exceeds that by "
           f"{total['p50_ms'] - alone:.2f} ms")
-    print(f"example: {queries[0]!r} -> {hits[0].id} ({hits[0].score:.3f})")
+    print(f"example: {queries[0]!r} -> {hits[0].id} ({hits[0].score:.3f}); load average "
+          f"before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"model": args.model, "n": args.n, "dim": dim, "index_type": args.index_type,
               "queries": len(queries), "k": args.k, "warmup": args.warmup,
@@ -177,7 +181,9 @@ def main() -> None:
               "goal_p50_ms": args.goal_ms, "goal": verdict,
               "faiss_threads": args.faiss_threads or "default",
               "torch_threads": args.torch_threads or "default", "cpu": cpu_description(),
-              "example_queries": queries[:5]}
+              "example_queries": queries[:5], **provenance(),
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
 
 
