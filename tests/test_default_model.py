@@ -19,6 +19,9 @@ def test_the_default_is_the_four_tower_bilingual_fusion():
     assert [m.model for m in config.members] == [
         "towers:lite-en", "towers:lite-en-lite2", "towers:lite-zh", "towers:lite-zh-lite2"]
     assert config.languages == ["en", "zh"]
+    # flip TTA on the Lite0 members only; a projection of the 1024-d fusion to 512 dims
+    assert [m.tta for m in config.members] == [None, "none", None, "none"]
+    assert config.projection.endswith("bilingual.projection.safetensors")
 
 
 def test_commands_without_a_model_use_the_one_default():
@@ -27,6 +30,8 @@ def test_commands_without_a_model_use_the_one_default():
     from crossmodal.cli.main import cli
 
     assert DEMO_MODEL == DEFAULT_MODEL
+    listed = CliRunner().invoke(cli, ["models"]).output.splitlines()
+    assert listed[0] == f"{DEFAULT_MODEL}  (default)" and "towers:lite-en" in listed
     assert DEFAULT_MODEL in " ".join(p.help or "" for p in index_command.params)
     # a single tower where a fusion cannot serve (export, heat maps)
     for name in (["export-onnx"], ["plot", "heatmap"]):

@@ -184,7 +184,7 @@ def models_command() -> None:
     from crossmodal.models.registry import available_models
 
     for name in available_models():
-        click.echo(name)
+        click.echo(f"{name}  (default)" if name == DEFAULT_MODEL else name)
 
 
 COMMANDS = [index_command, remove_command, info_command, drop_command, models_command]

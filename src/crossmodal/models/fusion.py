@@ -229,8 +229,13 @@ class FusionEncoder:
                                for start in range(0, len(texts), TEXT_CHUNK)])
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
-        """Each member embeds the texts it reads (all of them unless routing)."""
         langs = self._languages(texts)
+        return self._fused_texts(self.member_text_parts(texts, langs), langs)
+
+    def member_text_parts(self, texts: list[str], langs: list[str | None] | None
+                          ) -> list[np.ndarray]:
+        """Each member's own vectors of the texts it reads (all of them unless routing; zero
+        rows for the others), in member order."""
         parts = []
         for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
             rows = list(range(len(texts)))
@@ -240,7 +245,7 @@ class FusionEncoder:
             if rows:
                 part[rows] = encoder.encode_texts([texts[row] for row in rows])
             parts.append(part)
-        return self._fused_texts(parts, langs)
+        return parts
 
     def _languages(self, texts: Sequence[str]) -> list[str | None] | None:
         return [detect_language(text) for text in texts] if self.routing else None

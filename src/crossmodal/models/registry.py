@@ -124,10 +124,14 @@ def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
 
 
 def available_models() -> list[str]:
+    """Model ids to show a user: the default first, then the shipped towers and fusions."""
+    from crossmodal.models.fusion import shipped_fusions
     from crossmodal.models.openclip import OPENAI_MODELS
     from crossmodal.models.towers import shipped_towers
 
-    return [f"towers:{t}" for t in shipped_towers()] + [
+    shipped = [f"towers:{t}" for t in shipped_towers()] + [f"fusion:{f}" for f in
+                                                            shipped_fusions()]
+    return [DEFAULT_MODEL] + [m for m in shipped if m != DEFAULT_MODEL] + [
         "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS),
         "onnx:<export folder>", "fusion:<id>+<id>"
     ]
