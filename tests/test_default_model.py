@@ -143,3 +143,20 @@ def test_a_fusion_member_may_run_without_flip_tta(tmp_path):
     own = plain._fused([encoder.encode_images([image]) for encoder in plain.encoders])
     np.testing.assert_allclose(got, own, atol=1e-5)
     registry.load_encoder.cache_clear()
+
+
+def test_an_index_of_a_single_tower_opens_and_searches_as_before(tmp_path):
+    """The default changed, not the towers: a towers:lite-en index keeps its model."""
+    from crossmodal.engine import Collection
+
+    built = Collection.create(tmp_path / "index", model="towers:lite-en")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3, 256)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    items = [{"id": f"{i}.jpg", "path": f"{i}.jpg", "captions": [f"caption {i}"]}
+             for i in range(3)]
+    built.add_vectors(items, vectors, vectors)
+    reopened = Collection.open(tmp_path / "index")
+    assert reopened.manifest.model == "towers:lite-en" and reopened.manifest.dim == 256
+    assert len(reopened.search_text("a dog in the snow", k=2)) == 2
+    assert reopened.query_note("两只狗在雪地里玩").startswith("note: the query looks Chinese")
