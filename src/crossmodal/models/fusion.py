@@ -208,17 +208,19 @@ class FusionEncoder:
                                                      1e-12), dtype=np.float32)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Members on the same image backbone share one pass of it (towers.shared_image);
-        the others embed on their own."""
+        return self._projected(self._fused(self.member_image_parts(images)))
+
+    def member_image_parts(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """Each member's own image vectors, in member order. Members on the same image
+        backbone share one pass of it (towers.shared_image); the others embed on their own."""
         if self._image_groups is None:
             self._image_groups = _image_groups(self.encoders)
         parts: list[np.ndarray | None] = [None] * len(self.encoders)
         for group in self._image_groups:
             for position, part in zip(group.members, group.encode(images), strict=True):
                 parts[position] = part
-        return self._projected(self._fused(
-            [part if part is not None else encoder.encode_images(images)
-             for part, encoder in zip(parts, self.encoders, strict=True)]))
+        return [part if part is not None else encoder.encode_images(images)
+                for part, encoder in zip(parts, self.encoders, strict=True)]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
