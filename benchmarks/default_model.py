@@ -142,6 +142,82 @@ def fit_command(args, folder: Path) -> None:
         "train_images": len(data.images), "energy_kept": round(energy, 4), "members_tta": tta})
 
 
+def train_parts(encoder, rows_by_language: dict, datasets: dict, label: str):
+    """Fused image vectors and per-language fused text vectors of train images `rows`."""
+    english = datasets["en"]
+    images, _ = encoder.fuse_embeddings(
+        image_parts(encoder, backbone_features(encoder, [english.images[r] for r in
+                                                         rows_by_language["en"]])),
+        [np.zeros((1, e.dim), np.float32) for e in encoder.encoders], [""])
+    texts = {}
+    for language, data in datasets.items():
+        subset = data.subset(rows_by_language[language])
+        parts = text_parts(encoder, subset.texts, f"{label}-{language}")
+        _, texts[language] = encoder.fuse_embeddings(
+            [np.zeros((1, e.dim), np.float32) for e in encoder.encoders], parts, subset.texts)
+        texts[language + "_positives"] = subset.text_images
+    return images, texts
+
+
+def select_command(args, folder: Path) -> None:
+    """Candidates fitted on 1,000 train photos (seed 0; texts: their first caption per
+    language), scored on 500 other train photos (seed 1) with all their captions; val is
+    not read. Rule fixed before running: ship the candidate whose worse language loses
+    least Rsum to no projection, if that loss is <= 2.0 in both; else no projection."""
+    datasets = {lang: load_flickr8k_cn(args.data, "train", lang) for lang in ("en", "zh")}
+    ids = set(datasets["en"].image_ids) & set(datasets["zh"].image_ids)
+    # the photos fit-projection drew (their backbone features are cached)
+    fit_ids = [i for i in datasets["en"].sample(args.images, args.seed).image_ids if i in ids]
+    rest = sorted(ids - set(fit_ids))
+    held_ids = [rest[i] for i in np.sort(np.random.default_rng(args.seed + 1).choice(
+        len(rest), 500, replace=False))]
+    row = {lang: {image_id: r for r, image_id in enumerate(d.image_ids)}
+           for lang, d in datasets.items()}
+    shipped = read_config_file(str(_fusion_dir() / f"{NAME}.toml"), "fusion config")
+    tta = {m["model"]: m.get("tta", "flip") for m in shipped["members"]}
+    encoder = load_encoder(fusion_file(folder, tta))
+    empty = [np.zeros((1, e.dim), np.float32) for e in encoder.encoders]
+    fit_images = encoder.fuse_embeddings(image_parts(encoder, backbone_features(
+        encoder, datasets["en"].sample(args.images, args.seed).images)), empty, [""])[0]
+    fit_texts = []
+    for lang, data in datasets.items():  # the first caption of each fit photo
+        subset = data.subset([row[lang][i] for i in fit_ids])
+        firsts = [subset.texts[texts[0]] for texts in subset.image_texts()]
+        parts = text_parts(encoder, firsts, f"fit-first-{lang}")
+        fit_texts.append(encoder.fuse_embeddings(empty, parts, firsts)[1])
+    texts = np.concatenate(fit_texts)
+    moments = {"image PCA": fit_images.T @ fit_images / len(fit_images),
+               "image+text PCA": 0.5 * fit_images.T @ fit_images / len(fit_images)
+               + 0.5 * texts.T @ texts / len(texts)}
+    held_images, held = train_parts(encoder, {lang: [row[lang][i] for i in held_ids]
+                                              for lang in datasets}, datasets, "held")
+    scores = {}
+    for name, moment in {"none": None, **moments}.items():
+        basis = None
+        if moment is not None:
+            values, vectors = np.linalg.eigh(moment.astype(np.float64))
+            basis = vectors[:, np.argsort(values)[::-1][:args.dim]].astype(np.float32)
+        scores[name] = {}
+        for lang in datasets:
+            im, tx = held_images, held[lang]
+            if basis is not None:
+                im, tx = _unit(im @ basis), _unit(tx @ basis)
+            scores[name][lang] = round(evaluate_pairs(im, tx, held[lang + "_positives"])
+                                       ["rsum"], 1)
+        print(name, scores[name], flush=True)
+    losses = {name: max(scores["none"][lang] - scores[name][lang] for lang in datasets)
+              for name in moments}
+    best = min(losses, key=losses.get)
+    chosen = best if losses[best] <= 2.0 else "none"
+    write("default_model_projection_selection", {
+        "held_out_train_rsum": scores, "worst_language_loss": losses, "chosen": chosen,
+        "rule": select_command.__doc__.split("Rule")[1].strip()})
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 VARIANTS = {  # name -> (tta per member; default flip), projection
     "flip on all (fusion:ensemble)": ({}, False),
     "flip on Lite0 only": ({"towers:lite-en-lite2": "none", "towers:lite-zh-lite2": "none"},
@@ -183,7 +259,7 @@ def write(name: str, result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["fit-projection", "ablate"])
+    parser.add_argument("command", choices=["fit-projection", "ablate", "select-projection"])
     parser.add_argument("--data", default="../shared/data/flickr8k-cn")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -192,7 +268,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        command = fit_command if args.command == "fit-projection" else ablate_command
+        command = {"fit-projection": fit_command, "ablate": ablate_command,
+                   "select-projection": select_command}[args.command]
         command(args, Path(folder))
     print(f"{time.perf_counter() - start:.0f} s")
 
