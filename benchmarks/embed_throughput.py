@@ -125,6 +125,8 @@ def main() -> None:
                         help="Result file name (default: embed_throughput_MODEL)")
     parser.add_argument("--raw-images", type=int, default=200,
                         help="Images for the raw backbone rate")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Measure each rate this many times, keep the best")
     parser.add_argument("--no-shared-backbones", action="store_true",
                         help="A fusion's members each run their own image backbone (as before "
                              "they shared it), for the comparison")
@@ -143,14 +145,18 @@ def main() -> None:
     encoder.encode_texts(data.texts[:64])  # warm-up: first calls allocate and pick kernels
     image_rate(encoder, data.images[:32], args.batch_size)
     load_before = os.getloadavg()
-    images = image_rate(encoder, data.images[: args.images], args.batch_size)
-    raw = raw_backbone_rate(encoder, data.images[: args.raw_images])
-    captions = text_rate(encoder, data.texts[: args.captions], args.text_batch_size)
+    images = raw = captions = 0.0
+    for _ in range(args.rounds):  # best of the rounds: others' load only ever slows a round
+        images = max(images, image_rate(encoder, data.images[: args.images], args.batch_size))
+        raw = max(raw, raw_backbone_rate(encoder, data.images[: args.raw_images]) or 0.0)
+        captions = max(captions, text_rate(encoder, data.texts[: args.captions],
+                                           args.text_batch_size))
+    raw = raw or None
     result = {"model": args.model, "images_per_s": round(images, 1),
               "raw_backbone_images_per_s": raw and round(raw, 1),
               "end_to_end_over_raw": raw and round(images / raw, 3),
               "captions_per_s": round(captions, 1), "images": args.images,
-              "captions": args.captions, "language": args.language,
+              "captions": args.captions, "language": args.language, "rounds": args.rounds,
               "shared_backbones": not args.no_shared_backbones, **provenance(),
               "load_average_before": [round(x, 2) for x in load_before],
               "load_average_after": [round(x, 2) for x in os.getloadavg()]}
