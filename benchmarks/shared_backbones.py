@@ -1,0 +1,62 @@
+"""Image encoding of a fusion with and without shared backbone passes, interleaved in one
+process (the same decoded photos, best of N rounds each), so others' load on a shared machine
+hits both alike: the speed-up of running each backbone once per image.
+
+    python benchmarks/shared_backbones.py --models fusion:ensemble,fusion:bilingual --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from crossmodal.data.flickr8k_cn import load_flickr8k_cn
+from crossmodal.data.images import load_image
+from crossmodal.models.registry import load_encoder
+from embed_throughput import provenance
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rate(encoder, images, shared: bool) -> float:
+    encoder._image_groups = None if shared else []  # None: found again on first use
+    start = time.perf_counter()
+    encoder.encode_images(images)
+    return len(images) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="fusion:ensemble,fusion:bilingual")
+    parser.add_argument("--data", default="../shared/data/flickr8k-cn")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    paths = load_flickr8k_cn(args.data, "val", "en").images[: args.images]
+    load_before = os.getloadavg()
+    rows = []
+    for model in args.models.split(","):
+        encoder = load_encoder(model)
+        images = [load_image(p, target_size=encoder.preprocessing.size) for p in paths]
+        rate(encoder, images[:8], True), rate(encoder, images[:8], False)  # warm-up
+        best = {True: 0.0, False: 0.0}
+        for _ in range(args.rounds):
+            for shared in (False, True):
+                best[shared] = max(best[shared], rate(encoder, images, shared))
+        rows.append({"model": model, "own_passes_images_per_s": round(best[False], 1),
+                     "shared_passes_images_per_s": round(best[True], 1),
+                     "speed_up": round(best[True] / best[False], 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    result = {"images": len(paths), "rounds": args.rounds, "rows": rows, **provenance(),
+              "note": "encode_images on decoded photos (no JPEG decode), best of the rounds",
+              "load_average_before": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "shared_backbones.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
