@@ -5,7 +5,7 @@ and lite-zh-lite2 the same Lite2; only their linear image heads differ. Each tow
 graph runs backbone and head together, so a four-tower fusion ran each backbone twice. Here a
 group of such towers runs one backbone-only graph (pooled features, exported on first use
 into the export cache) on the plain pixels and, where some member uses flip TTA, on the mirror
-image in the same batch; each member's head is then one small matrix product in numpy. The
+image; each member's head is then one small matrix product in numpy. The
 vectors are the members' own (same graph arithmetic, cosine >= 0.9999), so a fusion's
 fingerprint and its indexes stay as they were.
 """
@@ -137,11 +137,10 @@ class SharedImageGroup:
         parts: list[list[np.ndarray]] = [[] for _ in self.members]
         for batch in micro_batches(images):
             pixels = images_to_tensor(batch, self.preprocessing).contiguous().numpy()
-            # every view in one run: [plain; mirror] (the mirror flips left to right)
-            stacked = np.concatenate([pixels[..., ::-1] if view == "mirror" else pixels
-                                      for view in self.views])
-            features = self.backbone.features(np.ascontiguousarray(stacked))
-            by_view = dict(zip(self.views, np.split(features, len(self.views)), strict=True))
+            # one run per view, not both stacked: a batch of 8 keeps the activations in cache
+            # (17% faster than 16 on a loaded 2-core Xeon); the mirror flips left to right
+            by_view = {view: self.backbone.features(np.ascontiguousarray(
+                pixels[..., ::-1] if view == "mirror" else pixels)) for view in self.views}
             for part, head in zip(parts, self.heads, strict=True):
                 part.append(head.embed(by_view))
         return [np.concatenate(part) for part in parts]
