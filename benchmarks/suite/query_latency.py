@@ -9,26 +9,26 @@ Separately, per query: encode-only (`encoder.encode_texts([q])`), search-only (t
 faiss search of that vector) and search+hits (`collection.search_vectors`) medians.
 Waits (polling) for a towers model's head weights to exist before loading it.
 
-    python benchmarks/suite/query_latency.py                       # full: N=100,000, 200 queries
-    python benchmarks/suite/query_latency.py --n 20000 --queries 50   # quick check
+    python benchmarks/query_latency.py                       # full: N=100,000, 200 queries
+    python benchmarks/query_latency.py --n 20000 --queries 50   # quick check
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
-
 import numpy as np
 
-from _common import begin_run, write_result
-from crossmodal.engine import Collection
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+from _common import RESULTS, begin_run, write_result  # noqa: E402
+from crossmodal.engine import Collection
+from crossmodal.models.speed import cpu_description
 
 SUBJECTS = ["a dog", "two dogs", "a black dog", "a little girl", "a young boy", "a man",
             "a woman", "two children", "a group of people", "a brown horse", "a cat",
@@ -148,6 +148,7 @@ def main() -> None:
             collection.search_text(q, k=args.k)
         hits = collection.search_text(queries[0], k=args.k)
         assert len(hits) == min(args.k, args.n) and hits[0].path.endswith(".jpg"), hits[:1]
+        load_before = os.getloadavg()
         end_to_end = timed(lambda q: collection.search_text(q, k=args.k), queries)
         vectors = [encoder.encode_texts([q]) for q in queries]
         encode = timed(lambda q: encoder.encode_texts([q]), queries)
@@ -171,15 +172,16 @@ def main() -> None:
     print(f"goal p50 <= {args.goal_ms:g} ms: {verdict}; encode + search_vectors medians measured "
           f"apart sum to {alone:.2f} ms, end to end exceeds that by "
           f"{total['p50_ms'] - alone:.2f} ms")
-    print(f"example: {queries[0]!r} -> {hits[0].id} ({hits[0].score:.3f})")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(f"example: {queries[0]!r} -> {hits[0].id} ({hits[0].score:.3f}); load average "
+          f"before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     result = {"model": args.model, "n": args.n, "dim": dim, "index_type": args.index_type,
               "queries": len(queries), "k": args.k, "warmup": args.warmup,
               "create_s": create_s, "add_vectors_s": add_s, **total, **parts,
               "goal_p50_ms": args.goal_ms, "goal": verdict,
               "faiss_threads": args.faiss_threads or "default",
-              "torch_threads": args.torch_threads or "default", "example_queries": queries[:5]}
-    write_result((RESULTS / f"{args.out}.json"), result, envelope)
+              "torch_threads": args.torch_threads or "default", "cpu": cpu_description(),
+              "example_queries": queries[:5]}
+    write_result(RESULTS / f"{args.out}.json", result, envelope)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from crossmodal.cli.search_commands import format_hits
+from crossmodal.models.registry import DEFAULT_MODEL
 
-DEMO_MODEL = "towers:lite-zh"  # multilingual text tower: English and Chinese queries alike
+DEMO_MODEL = DEFAULT_MODEL  # the demo shows what `crossmodal index` gives: English and Chinese
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,10 @@ def demo_command(into: Path, model: str, fresh: bool) -> None:
     """Build an index of the sample photos, then search it by English, Chinese and image."""
     from crossmodal.cli.index_commands import print_add_report
     from crossmodal.collection.collection import Collection
-    from crossmodal.models.registry import DEFAULT_MODEL
-
     if fresh and into.exists():
         shutil.rmtree(into)
-    why = f" (reads English and Chinese; other commands default to {DEFAULT_MODEL})" \
-        if model == DEMO_MODEL else ""
+    why = " (reads English and Chinese; the default of every command)" \
+        if model == DEFAULT_MODEL else ""
     click.echo(f"demo: indexing the sample photos into {into} with {model}{why}")
     collection = Collection.create(into, model=model)
     print_add_report(collection.add_paths([sample_images_dir()], progress=True), into)

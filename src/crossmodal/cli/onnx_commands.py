@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from crossmodal.cli.options import model_option
+from crossmodal.models.registry import DEFAULT_TOWER
 
 CALIBRATION_LIMIT = 64
 
@@ -33,7 +34,7 @@ def _calibration_images(folder: Path | None, limit: int) -> list:
 
 
 @click.command("export-onnx")
-@model_option(dest="model_id",
+@model_option(dest="model_id", default=DEFAULT_TOWER,
               help="Encoder to export: towers:NAME or hf: CLIP (hub id or local dir).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create; use it as --model onnx:FOLDER.")

@@ -17,13 +17,14 @@ def with_options(command: Callable, options: list[Callable]) -> Callable:
     return command
 
 
-def model_option(required: bool = False, dest: str = "model", help: str | None = None
-                 ) -> Callable:
-    """--model: a model id, required or defaulting to the registry's default model."""
+def model_option(required: bool = False, dest: str = "model", help: str | None = None,
+                 default: str = DEFAULT_MODEL) -> Callable:
+    """--model: a model id, required or defaulting to the registry's default model (or to
+    `default`, e.g. DEFAULT_TOWER where only one tower will do)."""
     text = help or f"Model id, e.g. {DEFAULT_MODEL}."
     if required:
         return click.option("--model", dest, required=True, help=text)
-    return click.option("--model", dest, default=DEFAULT_MODEL, show_default=True, help=text)
+    return click.option("--model", dest, default=default, show_default=True, help=text)
 
 
 def data_options() -> list[Callable]:

@@ -14,6 +14,7 @@ from crossmodal.cli.options import (
     quiet_option,
     with_options,
 )
+from crossmodal.models.registry import DEFAULT_TOWER
 
 
 def dataset_options(command):
@@ -97,7 +98,8 @@ def retrieval_grid_command(model, data, split, language, seed, quiet, direction,
 
 
 @plot_group.command("heatmap")
-@model_option(help="A towers:* model, or an hf: CLIP / Chinese-CLIP / AltCLIP model.")
+@model_option(help="A towers:* model, or an hf: CLIP / Chinese-CLIP / AltCLIP model.",
+              default=DEFAULT_TOWER)
 @click.option("--image", "image", required=True, type=click.Path(path_type=Path),
               help="The image.")
 @click.option("--text", "texts", required=True, multiple=True,

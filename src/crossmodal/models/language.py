@@ -57,8 +57,12 @@ def language_note(model_id: str, languages: tuple[str, ...], text: str) -> str |
     lang = detect_language(text)
     if lang is None or lang in languages:
         return None
+    from crossmodal.models.defaults import DEFAULT_MODEL
+
     name = LANGUAGE_NAMES.get(lang, lang)
     reads = ", ".join(LANGUAGE_NAMES.get(code, code) for code in languages)
-    return (f"note: the query looks {name} ({lang}), and {model_id} reads {reads} only: "
-            "results may be poor; an index built with towers:lite-zh reads Chinese and "
-            "English")
+    note = f"note: the query looks {name} ({lang}), and {model_id} reads {reads} only: " \
+        "results may be poor"
+    if model_id != DEFAULT_MODEL:  # else there is no better shipped model to point to
+        note += f"; an index built with {DEFAULT_MODEL} (the default) reads English and Chinese"
+    return note

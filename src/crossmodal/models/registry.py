@@ -1,11 +1,12 @@
 """One registry: a model id names its backend and everything needed to rebuild it.
 
-    towers:<name or config.json>       composed offline dual encoders (default: towers:lite-en),
+    towers:<name or config.json>       composed offline dual encoders (e.g. towers:lite-en),
                                        run by ONNX Runtime (CROSSMODAL_RUNTIME=torch: PyTorch)
     hf:<hub id or local dir>           transformers CLIP / ChineseCLIP / AltCLIP / SigLIP
     open_clip:<arch>/<pretrained>      open_clip models (optional extra)
     onnx:<export folder>               a towers:/hf: CLIP export run by ONNX Runtime
-    fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation)
+    fusion:<id>+<id> or fusion:<file>  several models as one (weighted concatenation); the
+                                       default model, fusion:bilingual, is a shipped one
 
 Backends register a loader; third-party packages add prefixes with `register_backend` or an
 entry point in the group `crossmodal.backends` (name: the prefix; value: the loader).
@@ -20,10 +21,9 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from crossmodal.errors import UnknownModelError
+from crossmodal.models.defaults import DEFAULT_MODEL, DEFAULT_TOWER  # noqa: F401 - re-exported
 from crossmodal.models.protocol import Encoder
 from crossmodal.registry import Registry
-
-DEFAULT_MODEL = "towers:lite-en"
 
 _BACKENDS: Registry[Callable[[str, str], Encoder]] = Registry("model backend",
                                                               "crossmodal.backends")
@@ -36,11 +36,29 @@ def register_backend(prefix: str, loader: Callable[[str, str], Encoder]) -> None
 
 
 def _load_towers(name: str, model_id: str) -> Encoder:
-    """ONNX Runtime by default (graphs exported on first use), PyTorch when forced."""
     from crossmodal.models.towers.config import find_tower_config
+
+    return _towers_encoder(find_tower_config(name), model_id)
+
+
+def load_tower_variant(model_id: str, image: dict) -> Encoder:
+    """A towers: model with entries of its image table replaced (e.g. {"tta": "none"}), as a
+    fusion member may ask; the fingerprint follows the changed config. Not cached."""
+    from dataclasses import replace
+
+    from crossmodal.models.towers.config import find_tower_config
+
+    prefix, name = split_model_id(model_id)
+    if prefix != "towers":
+        raise UnknownModelError(f"only a towers: model takes image settings, not {model_id}")
+    config = find_tower_config(name)
+    return _towers_encoder(replace(config, image={**config.image, **image}), model_id)
+
+
+def _towers_encoder(config, model_id: str) -> Encoder:
+    """ONNX Runtime by default (graphs exported on first use), PyTorch when forced."""
     from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder, log, requested_runtime
 
-    config = find_tower_config(name)
     requested = requested_runtime()
     if requested == "torch":
         from crossmodal.models.towers.encoder import TowersEncoder
@@ -72,7 +90,7 @@ def _load_onnx(name: str, model_id: str) -> Encoder:
 def _load_fusion(name: str, model_id: str) -> Encoder:
     from crossmodal.models.fusion import FusionEncoder
 
-    return FusionEncoder(name, model_id, load_encoder)
+    return FusionEncoder(name, model_id, load_encoder, load_tower_variant)
 
 
 register_backend("towers", _load_towers)
@@ -113,10 +131,14 @@ def load_encoder(model_id: str = DEFAULT_MODEL) -> Encoder:
 
 
 def available_models() -> list[str]:
+    """Model ids to show a user: the default first, then the shipped towers and fusions."""
+    from crossmodal.models.fusion import shipped_fusions
     from crossmodal.models.openclip import OPENAI_MODELS
     from crossmodal.models.towers import shipped_towers
 
-    return [f"towers:{t}" for t in shipped_towers()] + [
+    shipped = [f"towers:{t}" for t in shipped_towers()] + [f"fusion:{f}" for f in
+                                                            shipped_fusions()]
+    return [DEFAULT_MODEL] + [m for m in shipped if m != DEFAULT_MODEL] + [
         "hf:<hub id or local dir>", *(f"open_clip:{m}" for m in OPENAI_MODELS),
         "onnx:<export folder>", "fusion:<id>+<id>"
     ]

