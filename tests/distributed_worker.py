@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under torchrun: train heads on synthetic features in
+"""Run by tests/train/test_distributed.py under torchrun: train heads on synthetic features in
 a process group and save what rank 0 learned."""
 
 from __future__ import annotations

@@ -384,7 +384,7 @@ def _eval_rsum(model: str, language: str) -> float:
 def model_table() -> str:
     """The README's model table: val Rsum from eval reports and the seed-0 ensembles run (the
     shipped weights), speed from embed_throughput (lite-zh's captions: runtime_throughput).
-    The README holds this text verbatim (tests/test_docs.py checks it), so its numbers come
+    The README holds this text verbatim (tests/project/test_docs.py checks it), so its numbers come
     from the result files too."""
     _, runtime = load("runtime_throughput")
     seed0 = {row["row"]: row for row in load("ensembles_seed0")[1]["rows"]}

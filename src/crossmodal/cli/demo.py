@@ -17,7 +17,7 @@ DEMO_MODEL = DEFAULT_MODEL  # the demo shows what `crossmodal index` gives: Engl
 
 @dataclass(frozen=True)
 class Showcase:
-    """One demo query and the item the shipped model ranks first (tests/test_demo.py holds
+    """One demo query and the item the shipped model ranks first (tests/project/test_demo.py holds
     it, so a model change that breaks the showcase fails a test)."""
 
     title: str

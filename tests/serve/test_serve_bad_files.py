@@ -16,6 +16,7 @@ pytest.importorskip("multipart")
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
 from crossmodal.serve.budget import MemoryBudget  # noqa: E402
 from tests.bad_files import PreprocessingEncoder, bad_dds, corrupt_gif, grey_png  # noqa: E402
+from tests.serve.test_serve_decode_memory import STATUS, reset_peak, rss_and_peak  # noqa: E402
 from tests.serve_helpers import (  # noqa: E402
     big_rgba_png,
     build_index,
@@ -23,7 +24,6 @@ from tests.serve_helpers import (  # noqa: E402
     png_bytes,
     serving,
 )
-from tests.test_serve_decode_memory import STATUS, reset_peak, rss_and_peak  # noqa: E402
 
 BAD_IMAGES = {
     "corrupt.gif": (corrupt_gif(), "IndexError"),

@@ -112,7 +112,8 @@ def test_following_new_generations_gives_the_old_ones_memory_back(tmp_path, fake
 
     path = build(tmp_path / "index", fake_encoder, 60_000)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    script = f"from tests.test_serve_generations import swap_memory; swap_memory({str(path)!r})"
+    script = (f"from tests.serve.test_serve_generations import swap_memory; "
+              f"swap_memory({str(path)!r})")
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=300, check=True)
     measured = json.loads(run.stdout.strip().splitlines()[-1])

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 from crossmodal.engine import Collection
 from tests.fakes import FakeEncoder
+from tests.paths import REPO
 
 WRITER = textwrap.dedent("""
     import json, sys
@@ -46,7 +46,6 @@ WRITER = textwrap.dedent("""
 
 
 def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
-    root = Path(__file__).resolve().parents[1]
     encoder = FakeEncoder()
     index = tmp_path / "index"
     Collection.create(index, model="fake:colours", encoder=encoder).add_paths(
@@ -56,8 +55,8 @@ def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
     for kill in range(10):  # log records only, then also new generations, in turn
         mode = ("log", "compact")[kill % 2]
         proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(index), str(colour_folder), str(root),
-             str(root / "src"), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-c", WRITER, str(index), str(colour_folder), str(REPO),
+             str(REPO / "src"), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()[-2000:]
         proc.stdout.readline()  # one commit done: commits are now running back to back

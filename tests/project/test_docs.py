@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.paths import REPO
+
 README = REPO / "README.md"
 HISTORY = re.compile(r"\b(issue|stop)\s+\d+", re.IGNORECASE)
 DEMO = "pip install torch==2.13.0 -e . && crossmodal demo"

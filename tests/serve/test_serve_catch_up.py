@@ -13,8 +13,8 @@ from crossmodal.engine import Collection
 from crossmodal.index import manifest, wal
 from crossmodal.serve.live import LiveCollection
 from crossmodal.serve.rwlock import ReadWriteLock
+from tests.serve.test_serve_live import _followed
 from tests.serve_helpers import build_index
-from tests.test_serve_live import _followed
 
 
 class SlowOnce:

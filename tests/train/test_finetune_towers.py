@@ -14,7 +14,7 @@ from PIL import Image
 
 from crossmodal.cli.main import cli
 from crossmodal.models.registry import load_encoder
-from tests.test_finetune import write_photos, write_table
+from tests.train.test_finetune import write_photos, write_table
 
 SAMPLES = Path(str(resources.files("crossmodal") / "samples"))
 

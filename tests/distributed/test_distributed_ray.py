@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from crossmodal.cli.main import cli
 from crossmodal.engine import Collection
 from tests.image_helpers import write_image
+from tests.paths import REPO
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -32,7 +33,6 @@ from crossmodal.distributed.clip_layout import list_shards, read_shard, shard_fi
 from crossmodal.distributed.inputs import plan_shards  # noqa: E402
 from crossmodal.distributed.ray_embed import embed_plan  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 MAGENTA = (255, 0, 255)
 
 
@@ -42,7 +42,7 @@ def worker_dir(tmp_path_factory):
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
         runtime_env={
-            "env_vars": {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "CROSSMODAL_TEST_DIR": str(folder),
+            "env_vars": {"PYTHONPATH": f"{REPO / 'src'}:{REPO}", "CROSSMODAL_TEST_DIR": str(folder),
                          "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
             "worker_process_setup_hook": "tests.ray_worker_setup.register_fake",
         },
@@ -172,10 +172,10 @@ def test_killed_driver_then_rerun_embeds_only_unfinished_shards(tmp_path, fake_e
     photos = _photos(tmp_path / "photos", colours)
     out = tmp_path / "emb"
     (tmp_path / "encode.log").write_text("")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}",
            "CROSSMODAL_TEST_DIR": str(tmp_path), "CROSSMODAL_TEST_ENCODE_SLEEP": "1"}
     driver = subprocess.Popen([sys.executable, "-m", "tests.ray_worker_setup", str(photos),
-                               str(out)], cwd=ROOT, env=env, start_new_session=True)
+                               str(out)], cwd=REPO, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while not shard_files(out, 0, 4).done() and time.monotonic() < deadline:

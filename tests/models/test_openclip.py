@@ -15,8 +15,8 @@ import torch
 from crossmodal.errors import UnknownModelError
 from crossmodal.models.openclip import OpenCLIPSpec, parse_open_clip_name, random_seed
 from crossmodal.models.registry import load_encoder
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 VENV = Path(os.environ.get("OPENCLIP_VENV", "/work/venvs/openclip"))
 FLICKR = REPO.parent / "shared" / "data" / "flickr8k-cn"
 TINY = {"embed_dim": 16,

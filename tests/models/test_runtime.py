@@ -23,8 +23,7 @@ from crossmodal.errors import BadInputError
 from crossmodal.models.registry import load_encoder
 from crossmodal.models.towers import TowersEncoder, find_tower_config, onnx_towers
 from crossmodal.models.towers.onnx_towers import TowersOnnxEncoder
-
-SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
+from tests.paths import SAMPLES
 
 
 @functools.cache

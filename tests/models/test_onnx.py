@@ -26,8 +26,7 @@ from crossmodal.models.protocol import Encoder  # noqa: E402
 from crossmodal.models.registry import load_encoder  # noqa: E402
 from crossmodal.models.towers import TowersEncoder, find_tower_config  # noqa: E402
 from tests.hf_helpers import TEXTS, build, photos  # noqa: E402
-
-SAMPLES = Path(__file__).resolve().parents[1] / "src" / "crossmodal" / "samples"
+from tests.paths import SAMPLES
 
 
 @functools.cache

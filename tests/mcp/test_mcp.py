@@ -7,18 +7,17 @@ import base64
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
 from tests.image_helpers import write_image
+from tests.paths import REPO
 from tests.serve_helpers import build_index, png_bytes
 
 mcp = pytest.importorskip("mcp")
 
-REPO = Path(__file__).resolve().parents[1]
 # `crossmodal mcp IDX` as the console script runs it, with the fake encoder registered first
 # (the subprocess cannot see the test's monkeypatching).
 FAKE_SERVER = """

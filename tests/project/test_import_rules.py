@@ -2,7 +2,7 @@
 included (a loop of lazy imports is still a loop), has no cycles and no arrow from a lower
 floor to a higher one. A module's floor comes from its top-level name below `crossmodal`.
 
-To see the graph yourself: `python -m tests.test_import_rules` prints every arrow that
+To see the graph yourself: `python -m tests.project.test_import_rules` prints every arrow that
 breaks a rule and every cycle.
 """
 

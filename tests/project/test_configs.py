@@ -17,8 +17,8 @@ from crossmodal.errors import BadInputError
 from crossmodal.models.towers import find_tower_config, shipped_towers
 from crossmodal.models.towers.config import HeadSpec, TowersConfig
 from crossmodal.train.config import TrainConfig
+from tests.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = {"model": "towers:lite-en", "train_data": "x", "val_data": "x"}
 
 

@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from crossmodal.train.trainer import StageTrainer
+from tests.paths import REPO
 from tests.trainer_helpers import STAGES, config, heads, synthetic
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def two_processes(out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
            "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(ROOT / "tests" / "distributed_worker.py"), str(out), *args],
+         str(REPO / "tests" / "distributed_worker.py"), str(out), *args],
         env=env, capture_output=True, text=True, timeout=timeout)
 
 

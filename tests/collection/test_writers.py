@@ -17,9 +17,8 @@ import pytest
 
 from crossmodal.engine import Collection
 from tests.image_helpers import write_image
+from tests.paths import REPO
 from tests.serve_helpers import build_index, local_client, png_bytes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def photos(folder: Path, n: int, prefix: str) -> Path:
@@ -100,7 +99,7 @@ def test_server_uploads_and_the_cli_indexing_at_once_lose_nothing(
     more = photos(tmp_path / "more", 40, "m")
     client = local_client(create_app(path, ServeSettings(rate_per_second=1000, rate_burst=1000),
                                      encoder=fake_encoder))
-    cli = subprocess.Popen([sys.executable, "-c", CLI_WRITER, str(ROOT), str(more), str(path)],
+    cli = subprocess.Popen([sys.executable, "-c", CLI_WRITER, str(REPO), str(more), str(path)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     acknowledged: list[str] = []
 
