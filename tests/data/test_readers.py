@@ -85,11 +85,19 @@ def _imagefolder(folder: Path) -> dict:
     return {"root": "classes"}
 
 
+def _captioned_folder(folder: Path) -> dict:
+    write_image(folder / "photos" / "a.jpg", RED)
+    write_image(folder / "photos" / "b.png", GREEN)
+    lines(folder / "photos" / "a.txt", "red", "crimson")
+    lines(folder / "photos" / "b.png.txt", "green")
+    return {"root": "photos"}
+
+
 # format -> writes a small set into a folder and returns its spec, paths relative to it
 EXAMPLES: dict[str, Callable[[Path], dict]] = {
     "flickr8k-cn": _flickr8k_cn, "karpathy": _karpathy, "albef": _albef,
     "chinese-clip": _chinese_clip, "coco": _coco, "table": _table,
-    "newsimages": _newsimages, "imagefolder": _imagefolder,
+    "newsimages": _newsimages, "imagefolder": _imagefolder, "folder": _captioned_folder,
 }
 
 

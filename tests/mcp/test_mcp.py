@@ -141,7 +141,8 @@ def test_console_entry_with_the_real_model(tmp_path):
         ImageDraw.Draw(image).ellipse((40, 40, 180, 180), fill=colour)
         (tmp_path / "photos").mkdir(exist_ok=True)
         image.save(tmp_path / "photos" / f"{name}.jpg")
-    Collection.create(tmp_path / "idx").add_paths([tmp_path / "photos"], progress=False)
+    Collection.create(tmp_path / "idx", model="towers:lite-en").add_paths(
+        [tmp_path / "photos"], progress=False)
     _, (found, strict) = asyncio.run(calls(
         server_params("-m", "crossmodal.cli.main", "mcp", str(tmp_path / "idx")),
         ("search_text", {"query": "a red circle", "k": 3}),
