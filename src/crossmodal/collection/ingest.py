@@ -228,6 +228,7 @@ class Progress:
 
     def __init__(self, todo: list[tuple[ItemSource, dict]], enabled: bool):
         self.todo, self.enabled = todo, enabled
+        self.started = time.time()  # the bar starts late: its rate counts from here
         self.bar: tqdm | None = None
         self.captions = False
         self.waiting: list[ItemSource] = []  # done before the bar started
@@ -243,6 +244,7 @@ class Progress:
                 else len(self.todo)
             self.bar = tqdm(total=total, desc="embedding", disable=not self.enabled,
                             unit="caption" if self.captions else "img")
+            self.bar.start_t = self.bar.last_print_t = self.started
             sources, self.waiting = self.waiting, []
         self.bar.update(sum(len(s.captions) for s in sources) if self.captions
                         else len(sources))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,8 @@ class SharedBackbone:
         backbone = build_image_backbone(self.image).eval()
         size = self.preprocessing.size
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about constant folding
             torch.onnx.export(backbone, (torch.randn(2, 3, size, size),), str(partial),
                               dynamo=False, input_names=["pixel_values"],
                               output_names=["features"], opset_version=OPSET,
