@@ -95,8 +95,10 @@ def test_nothing_is_read_or_decoded_while_the_writer_lock_is_held(
     lock_path = tmp_path / "index" / ".lock"
     reads_under_lock: list[str] = []
 
+    probing = threading.Lock()  # two decode threads probing at once would see each other
+
     def lock_is_held() -> bool:
-        with open(lock_path, "a+") as probe:  # another open file: flock conflicts with ours
+        with probing, open(lock_path, "a+") as probe:  # another open file: flock conflicts
             try:
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -15,6 +15,7 @@ from crossmodal.serve.routes import (
     _Deps,
     _errors,
     _item_routes,
+    _like_route,
     _search_routes,
     _status_routes,
     _write_routes,
@@ -34,6 +35,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
                  anyio.CapacityLimiter(CHANGE_THREADS))
     _status_routes(router, deps)
     _search_routes(router, deps)
+    _like_route(router, deps)
     _item_routes(router, deps)
     if settings.allow_writes:
         _write_routes(router, deps)

@@ -131,15 +131,6 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
 
-    class LikeQuery(BaseModel):
-        id: str = Field(min_length=1, max_length=512,
-                        description="An item id (its image) or ITEM#K (its K-th caption).")
-        k: K = 10
-        target: schemas.TargetIn | None = Field(
-            None, description="images or captions (also spelled texts). Default: the kind "
-                              "of the query (images for an item id).")
-        min_score: schemas.MinScore = None
-
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_text(body: TextQuery) -> schemas.SearchResult:
@@ -168,6 +159,20 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         hits = live.search_image(upload.image, k=k, target=target)
         return _hits_out(_above(hits, cutoff), target, started, live=live)
 
+
+def _like_route(router: APIRouter, deps: _Deps) -> None:
+    live, settings, guarded = deps.live, deps.settings, deps.guarded
+    K = schemas.result_count(settings.max_k)
+
+    class LikeQuery(BaseModel):
+        id: str = Field(min_length=1, max_length=512,
+                        description="An item id (its image) or ITEM#K (its K-th caption).")
+        k: K = 10
+        target: schemas.TargetIn | None = Field(
+            None, description="images or captions (also spelled texts). Default: the kind "
+                              "of the query (images for an item id).")
+        min_score: schemas.MinScore = None
+
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
     def search_like(body: LikeQuery) -> schemas.SearchResult:
@@ -185,6 +190,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
             target = normal_target(body.target) or (
                 "images" if query_id in collection else "texts")
         return _hits_out(hits, target, started, live=live)
+
 
 
 def _item_routes(router: APIRouter, deps: _Deps) -> None:
