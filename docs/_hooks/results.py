@@ -203,6 +203,21 @@ def cli_cost(name: str = "cli_cost") -> str:
     return with_source(name, table(["command", "wall s", "peak RSS MB"], rows))
 
 
+def cli_search_cold() -> str:
+    """Cold `crossmodal search` (a new process each) beside the warm in-process query."""
+    rows = []
+    for name in ("cli_search_cold_before", "cli_search_cold", "cli_search_cold_default"):
+        envelope, r = load(name)
+        rows.append([f"`{r['model']}`" + (" (before)" if name.endswith("before") else ""),
+                     f"{r['n']:,} × {r['dim']}-d", fmt(r["cold"]["wall_median_s"], 2),
+                     fmt(r["cold"]["cpu_median_s"], 2), fmt(r["warm_in_process_ms"]),
+                     _load_text(envelope).removeprefix("load average ")])
+    return table(["model", "index", "cold wall s (median)", "cold CPU s", "warm ms",
+                  "load average"], rows) + "\n\nSources: " + ", ".join(
+        f"`benchmarks/results/{n}.json`" for n in ("cli_search_cold_before", "cli_search_cold",
+                                                  "cli_search_cold_default"))
+
+
 def milvus_consistency(name: str = "milvus_consistency") -> str:
     _, r = load(name)
     rows = [[level, fmt(r[level]["p50_ms"]), fmt(r[level]["p90_ms"]), "–"]
@@ -449,6 +464,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "ray_embed": ray_embed,
     "metrics_speed": metrics_speed,
     "cli_cost": cli_cost,
+    "cli_search_cold": cli_search_cold,
     "milvus_consistency": milvus_consistency,
     "onnx_speed_lite-en": lambda: onnx_speed("onnx_speed_lite-en"),
     "onnx_speed_lite-zh": lambda: onnx_speed("onnx_speed_lite-zh"),
