@@ -98,7 +98,11 @@ class SentenceTransformerBackbone(nn.Module):
     def __init__(self, path: str, max_length: int = 128):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        # A local folder loads in milliseconds: its "Loading weights" bar would only land
+        # inside crossmodal's own progress bar.
+        transformers_logging.disable_progress_bar()
         folder = _resolve_package_dir(path)
         if not (folder / "config.json").is_file():
             raise UnknownModelError(f"no transformer model folder at {folder}")
