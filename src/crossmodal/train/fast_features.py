@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -73,14 +72,9 @@ def _graph_path(encoder, side: str) -> Path:
 
 
 def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer chatter about constant folding and asserts
-        torch.onnx.export(module.eval(), tuple(inputs.values()), str(partial), dynamo=False,
-                          input_names=list(inputs), output_names=["features"],
-                          dynamic_axes={**axes, "features": {0: "batch"}}, opset_version=17,
-                          do_constant_folding=True)
-    os.replace(partial, path)  # readers never see half a graph
+    from crossmodal.models.onnx.export import export_module
+
+    export_module(module.eval(), inputs, path, "features", {**axes, "features": {0: "batch"}})
 
 
 def _load_session(path: Path, export: Callable[[], None]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -42,15 +43,25 @@ def _require_onnx() -> None:
             raise missing_dependency(package) from exc
 
 
-def _export_graph(spec: GraphSpec, path: Path) -> None:
+def export_module(module: torch.nn.Module, inputs: dict[str, torch.Tensor], path: Path,
+                  output: str, dynamic_axes: dict) -> None:
+    """`module` (run on `inputs`) as an ONNX graph at `path`, written beside it and renamed
+    into place, so a reader never sees half a graph. Every graph the package exports (model
+    exports, shared backbones, training features) goes through here."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constant folding and asserts
         # The TorchScript-based exporter: no onnxscript needed, handles these models exactly.
         torch.onnx.export(
-            spec.module, tuple(spec.inputs.values()), str(path), dynamo=False,
-            input_names=list(spec.inputs), output_names=["embeddings"],
-            dynamic_axes=spec.dynamic_axes, opset_version=OPSET, do_constant_folding=True,
+            module, tuple(inputs.values()), str(partial), dynamo=False,
+            input_names=list(inputs), output_names=[output], dynamic_axes=dynamic_axes,
+            opset_version=OPSET, do_constant_folding=True,
         )
+    os.replace(partial, path)
+
+
+def _export_graph(spec: GraphSpec, path: Path) -> None:
+    export_module(spec.module, spec.inputs, path, "embeddings", spec.dynamic_axes)
 
 
 def _versions() -> dict[str, str]:

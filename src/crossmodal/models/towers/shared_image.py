@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,22 +101,15 @@ class SharedBackbone:
     def _export(self, path: Path) -> None:
         import torch
 
-        from crossmodal.models.onnx.export import OPSET
+        from crossmodal.models.onnx.export import export_module
         from crossmodal.models.towers.backbones import build_image_backbone
 
         log.info("exporting the %s backbone for ONNX Runtime into %s (first use only)…",
                  self.image.backbone, path)
-        backbone = build_image_backbone(self.image).eval()
         size = self.preprocessing.size
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer chatter about constant folding
-            torch.onnx.export(backbone, (torch.randn(2, 3, size, size),), str(partial),
-                              dynamo=False, input_names=["pixel_values"],
-                              output_names=["features"], opset_version=OPSET,
-                              dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
-                              do_constant_folding=True)
-        os.replace(partial, path)  # readers never see half a graph
+        export_module(build_image_backbone(self.image).eval(),
+                      {"pixel_values": torch.randn(2, 3, size, size)}, path, "features",
+                      {"pixel_values": {0: "batch"}, "features": {0: "batch"}})
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         return self.session().run(None, {"pixel_values": pixels})[0]
