@@ -13,8 +13,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from crossmodal.models import registry  # noqa: E402
-from tests.fakes import FakeEncoder  # noqa: E402
+from tests.fakes import FakeEncoder, as_fake_backend  # noqa: E402
 from tests.image_helpers import write_image  # noqa: E402
 from tests.milvus_server import milvus_server_uri  # noqa: E402, F401 - a session fixture
 
@@ -49,10 +48,7 @@ def _isolated(tmp_path_factory, monkeypatch, shared_export_cache):
 @pytest.fixture
 def fake_encoder(monkeypatch) -> FakeEncoder:
     encoder = FakeEncoder()
-    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: encoder)
-    registry.load_encoder.cache_clear()
-    yield encoder
-    registry.load_encoder.cache_clear()
+    yield from as_fake_backend(monkeypatch, encoder)
 
 
 @pytest.fixture

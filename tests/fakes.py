@@ -50,3 +50,15 @@ class FakeEncoder:
 
     def text_lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) + 2 for t in texts]
+
+
+def as_fake_backend(monkeypatch, encoder):  # noqa: ANN001, ANN201 - a fixture's body
+    """Serve `encoder` for every `fake:` model id while a test runs (`yield from` it in a
+    fixture); the registry's cache of loaded encoders is emptied before and after."""
+    from crossmodal.models import registry
+
+    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: encoder)
+    registry.load_encoder.cache_clear()
+    yield encoder
+    registry.load_encoder.cache_clear()
+

@@ -19,22 +19,18 @@ from crossmodal.data import loader
 from crossmodal.data.files import collect_items
 from crossmodal.data.images import ImageLoadError, decode_cost, load_image
 from crossmodal.engine import Collection
-from crossmodal.models import registry
 from crossmodal.models.preprocess import resize_and_crop
 from crossmodal.models.protocol import ImagePreprocessing
 from crossmodal.paths import NotRegularFileError, open_regular_file
 from tests.bad_files import PreprocessingEncoder, bad_dds, corrupt_gif, grey_png, write_bad_files
-from tests.fakes import FakeEncoder
+from tests.fakes import FakeEncoder, as_fake_backend
 from tests.image_helpers import write_image
 
 
 @pytest.fixture
 def real_preprocessing(monkeypatch) -> PreprocessingEncoder:
     encoder = PreprocessingEncoder()
-    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: encoder)
-    registry.load_encoder.cache_clear()
-    yield encoder
-    registry.load_encoder.cache_clear()
+    yield from as_fake_backend(monkeypatch, encoder)
 
 
 @pytest.fixture

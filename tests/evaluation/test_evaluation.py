@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.errors import BadInputError, NonFiniteError
 from crossmodal.evaluation.classify import (
     TEMPLATES,
@@ -14,19 +13,8 @@ from crossmodal.evaluation.classify import (
 from crossmodal.evaluation.embed import embed_dataset
 from crossmodal.evaluation.report import markdown_table, text_table
 from crossmodal.evaluation.run import evaluate_model
+from tests.evaluation.conftest import COLOURS
 from tests.image_helpers import write_image
-
-COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
-
-
-@pytest.fixture
-def colour_dataset(tmp_path) -> RetrievalDataset:
-    data = RetrievalDataset("colours")
-    for name, rgb in COLOURS.items():
-        row = data.add_image(name, write_image(tmp_path / f"{name}.png", rgb))
-        data.add_text(f"a {name} square", row)
-        data.add_text(f"{name}", row)
-    return data
 
 
 def test_evaluation_is_correct_and_cached(colour_dataset, fake_encoder):

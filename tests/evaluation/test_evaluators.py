@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from crossmodal.data.dataset import RetrievalDataset
 from crossmodal.data.sts import load_sts
 from crossmodal.errors import BadInputError
 from crossmodal.evaluation.classify import TEMPLATES, read_class_folder, zero_shot_accuracy
@@ -22,10 +21,10 @@ from crossmodal.evaluation.evaluators import (
 )
 from crossmodal.evaluation.run import evaluate_model, evaluate_model_within
 from crossmodal.evaluation.sts import evaluate_sts_files
+from tests.evaluation.conftest import COLOURS
 from tests.image_helpers import write_image
 from tests.trainer_helpers import STAGES, config, heads, synthetic
 
-COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
 EN = [("a red car", "a red car", 5.0), ("a red car", "a red truck", 4.0),
       ("a blue sky", "a green tree", 0.5), ("green grass", "a red apple", 1.0)]
 
@@ -33,16 +32,6 @@ EN = [("a red car", "a red car", 5.0), ("a red car", "a red truck", 4.0),
 def write_csv(path, rows):
     path.write_text("".join(f'"{a}","{b}",{s}\n' for a, b, s in rows), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def colour_dataset(tmp_path) -> RetrievalDataset:
-    data = RetrievalDataset("colours")
-    for name, rgb in COLOURS.items():
-        row = data.add_image(name, write_image(tmp_path / f"{name}.png", rgb))
-        data.add_text(f"a {name} square", row)
-        data.add_text(f"{name}", row)
-    return data
 
 
 def test_every_builtin_evaluator_is_registered_by_its_name():

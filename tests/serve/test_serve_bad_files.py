@@ -20,6 +20,7 @@ pytest.importorskip("multipart")
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
 from crossmodal.serve.budget import MemoryBudget  # noqa: E402
 from tests.bad_files import PreprocessingEncoder, bad_dds, corrupt_gif, grey_png  # noqa: E402
+from tests.fakes import as_fake_backend  # noqa: E402
 from tests.paths import REPO  # noqa: E402
 from tests.serve.test_serve_decode_memory import STATUS, reset_peak, rss_and_peak  # noqa: E402
 from tests.serve_helpers import (  # noqa: E402
@@ -40,13 +41,8 @@ BAD_IMAGES = {
 
 @pytest.fixture
 def encoder(monkeypatch) -> PreprocessingEncoder:
-    from crossmodal.models import registry
-
     encoder = PreprocessingEncoder()
-    monkeypatch.setitem(registry._BACKENDS, "fake", lambda name, model_id: encoder)
-    registry.load_encoder.cache_clear()
-    yield encoder
-    registry.load_encoder.cache_clear()
+    yield from as_fake_backend(monkeypatch, encoder)
 
 
 @pytest.mark.parametrize("name", sorted(BAD_IMAGES))
