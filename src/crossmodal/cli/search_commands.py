@@ -12,8 +12,15 @@ def format_hits(hits, target: str) -> str:
     lines = []
     for hit in hits:
         what = hit.text if target == "texts" else hit.path
-        lines.append(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.id}  {what}")
+        lines.append(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.id}  {what}{_photo_note(hit)}")
     return "\n".join(lines) if lines else "(no results)"
+
+
+def _photo_note(hit) -> str:  # noqa: ANN001 - a collection Hit
+    """When and with what the photo was taken, where its EXIF says so."""
+    taken = (hit.photo.get("taken") or "").replace("T", " ")[:16]
+    shown = "  ".join(part for part in (taken, hit.photo.get("camera")) if part)
+    return f"  [{shown}]" if shown else ""
 
 
 def text_search(index: Path, query: str, k: int, target: str, where: str | None,
@@ -67,7 +74,8 @@ def _encode_query(model: str, query: str, long_text: str):
                    "default: images; for --like, the item's own kind).")
 @click.option("--where", default=None,
               help='Metadata filter, e.g. \'source like "beach/%"\', folder=beach, '
-                   '\'date >= "2024-01-01" and modality = "image"\'.')
+                   '\'taken >= "2024-06-01" and camera like "%iPhone%"\', '
+                   '\'near(48.85, 2.35, 5km)\' (EXIF date, camera, GPS position).')
 @click.option("--long-text", default="head", show_default=True,
               help="A query longer than the model's context: head (the tokenizer's cut), "
                    "tail, chunks (pieces that fit, averaged) or sentences (each sentence a "
@@ -81,16 +89,22 @@ def _encode_query(model: str, query: str, long_text: str):
                    "for an indexed item, or else text; W:TERM weights it (e.g. '2:beach').")
 @click.option("--minus", "minus", multiple=True, metavar="TERM",
               help="Subtract a term from the query (repeatable; read as --plus).")
+@click.option("--sort", "sort", default="relevance", show_default=True,
+              help="The order of the hits found: relevance, taken (oldest first) or "
+                   "taken:desc (newest first), by the photo's EXIF date; hits without one "
+                   "come last.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search_command(index, query, image, like, k, target, where, long_text, min_score,
-                   plus, minus, as_json) -> None:
+                   plus, minus, sort, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
     from crossmodal.collection.collection import Collection, normal_target
+    from crossmodal.collection.sorting import parse_sort, sort_hits
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 
     target = normal_target(target)
+    parse_sort(sort)  # a bad sort fails before anything loads
     given = [x is not None for x in (query, image, like)]
     if sum(given) > 1 or (sum(given) == 0 and not plus):
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
@@ -113,6 +127,7 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
         hits = collection.search_like(normal_query_id(like), k=k, target=target, where=where,
                                       min_score=min_score)
         target = target or (hits[0].kind + "s" if hits else "images")
+    hits = sort_hits(hits, sort)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=1))
         return

@@ -60,6 +60,7 @@ class Hit:
     path: str
     text: str | None = None
     captions: list[str] = field(default_factory=list)
+    photo: dict = field(default_factory=dict)  # the item's EXIF fields (data.exif), if any
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -415,11 +416,12 @@ class Collection(FolderWriter):
         if target == "images":
             item = self.items[position]
             return Hit(rank, score, item["id"], "image", item["id"], item["path"],
-                       captions=item["captions"])
+                       captions=item["captions"], photo=item.get("photo") or {})
         item_id, k = self.text_rows[position]
         item = self.items[self._row_of[item_id]]
         return Hit(rank, score, f"{item_id}#{k}", "text", item_id, item["path"],
-                   text=item["captions"][k], captions=item["captions"])
+                   text=item["captions"][k], captions=item["captions"],
+                   photo=item.get("photo") or {})
 
     def text_query(self, text: str, long_text: str | None = None) -> np.ndarray:
         """The (1, dim) query vector of `text` (needs only the encoder, not the index);

@@ -4,7 +4,9 @@ What is new or changed is decided against the latest generation (read back under
 hashing, decoding and embedding (the slow parts, and the ones a strange file could stall) run
 without the folder's lock, so other writers (a server taking uploads) go on meanwhile; each
 batch is then applied to the latest generation under the lock (Collection.apply_embedded).
-A file that cannot be read, decoded or embedded is a reported skip; the run goes on.
+A file that cannot be read, decoded or embedded is a reported skip; the run goes on. What a
+photo's EXIF says (when, where, which camera: crossmodal.data.exif) is read as it is planned
+and kept as the item's "photo"; a broken EXIF block only leaves fields out.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from crossmodal.data.exif import read_photo_info
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.errors import IndexWriteError, write_failed
@@ -107,6 +110,9 @@ def plan(col: Target, sources: list[ItemSource],
         if old is not None and old.get("sha256") == meta["sha256"]:
             report.unchanged += 1
             continue
+        photo = read_photo_info(source.path)  # header and EXIF only; {} when it has none
+        if photo:
+            meta["photo"] = photo
         todo.append((source, meta))
     return todo
 

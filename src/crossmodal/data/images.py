@@ -23,7 +23,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from crossmodal.paths import NotRegularFileError, open_regular_file
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
+try:  # HEIC/HEIF, what phones save photos as: PIL opens them once the plugin is registered
+    from pillow_heif import register_heif_opener
+except ImportError:  # a broken install: such files are skipped as unrecognised, not a crash
+    pass
+else:
+    register_heif_opener()
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".heic",
+                              ".heif"})
 # 64 MP: far above any photo we embed at 224 px, far below what exhausts memory.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Wider (or taller) than this, an image's centre crop, all a model sees of it, is a sliver;

@@ -9,6 +9,10 @@ the meaning. The faiss store evaluates it on each row; Milvus stores ask Milvus 
 Milvus itself differs where the tree does not: a Milvus server takes only prefix patterns and
 reads `_` literally, Milvus Lite drops rows without the field under `not`.
 
+`near(LAT, LON, DISTANCE)` keeps rows whose `lat`/`lon` fields (a photo's GPS position) lie
+within DISTANCE of that point, along the earth's surface: `near(48.8566, 2.3522, 5km)`;
+the unit is km (the default), m or mi.
+
 `key=value` with an unquoted word is accepted as a string, so `--where folder=beach` works in a
 shell. A row without the field never matches a comparison on it (so `not` of one does).
 Booleans are not numbers: `flag = 1` does not match true.
@@ -24,14 +28,17 @@ other backslash is itself.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from crossmodal.errors import BadInputError
+from crossmodal.index.geo import EARTH_RADIUS_KM, distance_km, haversine_km
 
 Value = str | int | float | bool
-_TOKEN = re.compile(r"""\s*(?:(?P<number>-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)(?![\w.])
+_TOKEN = re.compile(r"""\s*(?:(?P<distance>\d+(?:\.\d*)?\s*(?:km|mi|m)\b)
+    |(?P<number>-?\d+(?:\.\d*)?(?:[eE]-?\d+)?)(?![\w.])
     |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
     |(?P<op>==|!=|<=|>=|=|<|>|\(|\)|\[|\]|,)
     |(?P<word>[A-Za-z_][\w./%-]*))""", re.VERBOSE)
@@ -55,7 +62,14 @@ class Logic:
     parts: tuple[Compare | Logic, ...]
 
 
-Node = Compare | Logic
+@dataclass(frozen=True)
+class Near:
+    lat: float
+    lon: float
+    km: float
+
+
+Node = Compare | Logic | Near
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,8 @@ class _Parser:
     def fail(self, why: str):
         raise BadInputError(
             f"bad filter {self.text!r}: {why}. Write comparisons like source like \"beach/%\", "
-            "folder = beach, mtime > 1700000000, modality in [\"image\"], joined by and/or/not")
+            "folder = beach, taken >= \"2024-06-01\", modality in [\"image\"], "
+            "near(48.85, 2.35, 5km), joined by and/or/not")
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
@@ -160,7 +175,10 @@ class _Parser:
         self.depth -= 1
         return node
 
-    def comparison(self) -> Compare:
+    def comparison(self) -> Compare | Near | Logic:
+        if self.peek() == ("word", "near") and self.tokens[self.at + 1:self.at + 2] == [
+                ("op", "(")]:
+            return self.near()
         kind, field = self.take()
         if kind != "word" or not _IDENT.match(field) or field.lower() in _KEYWORDS:
             self.fail(f"expected a field name, got '{field}'")
@@ -181,6 +199,27 @@ class _Parser:
         if kind != "op" or op not in ("==", "=", "!=", "<", "<=", ">", ">="):
             self.fail(f"expected a comparison after '{field}', got '{op}'")
         return Compare(field, "==" if op == "=" else op, self.value())
+
+    def near(self) -> Near:
+        self.at += 2  # near (
+        usage = "near takes (latitude, longitude, distance), e.g. near(48.85, 2.35, 5km)"
+        numbers: list[float] = []
+        for what in ("latitude", "longitude"):
+            kind, text = self.take()
+            if kind != "number" or self.take() != ("op", ","):
+                self.fail(f"{usage}; the {what} must be a number in degrees")
+            numbers.append(float(text))
+        kind, text = self.take()
+        if kind not in ("number", "distance") or self.take() != ("op", ")"):
+            self.fail(f"{usage}; the distance is a number with km, m or mi")
+        km = distance_km(text)
+        lat, lon = numbers
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            self.fail(f"near({lat:g}, {lon:g}, ...): latitude is -90..90 and longitude "
+                      "-180..180 (degrees, south and west negative)")
+        if not 0 < km < math.inf:
+            self.fail("the distance of near(...) must be above 0")
+        return Near(lat, lon, km)
 
     def values(self) -> tuple[Value, ...]:
         if self.take() != ("op", "["):
@@ -246,6 +285,10 @@ def _compare(have: object, op: str, want: Value | tuple[Value, ...]) -> bool:
 
 
 def _evaluate(node: Node, row: dict) -> bool:
+    if isinstance(node, Near):
+        lat, lon = row.get("lat"), row.get("lon")
+        return _is_number(lat) and _is_number(lon) and (
+            haversine_km(node.lat, node.lon, lat, lon) <= node.km)
     if isinstance(node, Compare):
         return node.field in row and _compare(row[node.field], node.op, node.value)
     if node.op == "and":
@@ -277,10 +320,27 @@ def _milvus(node: Compare) -> str:
     return f"{field} {node.op} {_literal(node.value)}"
 
 
+def _near_box(node: Near) -> str:
+    """A latitude (and, away from the poles and the 180th meridian, longitude) band holding
+    every point within node.km: what a Milvus store can ask for before the exact distance."""
+    margin = 1.001  # rounding never drops a row at the edge
+    lat_span = math.degrees(node.km / EARTH_RADIUS_KM) * margin + 1e-6
+    lat, lon = '$meta["lat"]', '$meta["lon"]'
+    box = [f"{lat} >= {node.lat - lat_span!r}", f"{lat} <= {node.lat + lat_span!r}"]
+    top = abs(node.lat) + lat_span
+    if top < 89:
+        lon_span = lat_span / math.cos(math.radians(top))
+        if node.lon - lon_span >= -180 and node.lon + lon_span <= 180:
+            box += [f"{lon} >= {node.lon - lon_span!r}", f"{lon} <= {node.lon + lon_span!r}"]
+    return "(" + " and ".join(box) + ")"
+
+
 def _superset(node: Node) -> str | None:
     """A Milvus expression true for every row the node matches; None: no safe constraint.
     Safe: ==, <, <=, >, >=, `in`, and a like pattern's literal prefix. Not safe: `not` of a
     superset, and `!=` (Milvus Lite reads true as 1: `x != 1` drops x = true)."""
+    if isinstance(node, Near):
+        return _near_box(node)
     if isinstance(node, Compare):
         field = f"$meta[{json.dumps(node.field)}]"
         if node.op == "!=":
@@ -305,6 +365,12 @@ def _superset(node: Node) -> str | None:
 
 
 def _fields(node: Node) -> set[str]:
+    if isinstance(node, Near):
+        return {"lat", "lon"}
     if isinstance(node, Compare):
         return {node.field}
     return set().union(*(_fields(part) for part in node.parts))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -3,7 +3,9 @@
 Fields (all filterable): item_id; source (the item id: the path relative to the folder that was
 indexed, e.g. "beach/dog.jpg"); folder ("beach"; "." at the top); name ("dog.jpg"); path (as
 given to `crossmodal index`); modality ("image" or "text"); caption (the caption's number, texts
-only); mtime (seconds since 1970, int); date ("YYYY-MM-DD", UTC); plus the item's own "meta"
+only); mtime (seconds since 1970, int); date ("YYYY-MM-DD", UTC); what the photo's EXIF says,
+where it says it (taken, camera, make, model, lat, lon, orientation, width, height: see
+crossmodal.data.exif; an item indexed without them has none); plus the item's own "meta"
 fields (strings, numbers, booleans) given through `Collection.add_vectors`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import PurePosixPath
 
+from crossmodal.data.exif import PHOTO_FIELDS
 from crossmodal.errors import BadInputError
 
 # Names the stores use for their own columns; metadata may not shadow them.
@@ -29,6 +32,9 @@ def item_metadata(item: dict, modality: str = "image", caption: int | None = Non
         seconds = int(item["mtime_ns"]) // 1_000_000_000
         row["mtime"] = seconds
         row["date"] = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d")
+    # The photo's fields go first: an item's own "meta" of the same name is what it means.
+    row.update({key: value for key, value in (item.get("photo") or {}).items()
+                if key in PHOTO_FIELDS})
     for key, value in (item.get("meta") or {}).items():
         if key in RESERVED or key in BUILT_IN or not str(key).isidentifier():
             raise BadInputError(f"item {item['id']}: metadata field '{key}' is reserved or not "
