@@ -16,7 +16,7 @@ import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
-from crossmodal.collection.collection import normal_target
+from crossmodal.collection.collection import normal_target, parse_filter
 from crossmodal.errors import BadInputError
 from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.query_terms import MAX_TERMS, MAX_WEIGHT, QueryTerm, combined_vector
@@ -92,6 +92,8 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
         k: schemas.result_count(deps.settings.max_k) = 10
         target: schemas.TargetIn = "images"  # captions, also spelled texts
         min_score: schemas.MinScore = None
+        where: schemas.Where = None
+        sort: schemas.Sort = "relevance"
 
     @router.post("/search/image/base64", response_model=schemas.SearchResult,
                  dependencies=deps.guarded, responses=WRITE_ERRORS)
@@ -99,10 +101,11 @@ def _image_route(router: APIRouter, deps: _Deps) -> None:
         """As POST /api/search/image, with the image as base64 in a JSON body."""
         started = time.perf_counter()
         cutoff = _cutoff(live, body.min_score)
+        where = parse_filter(body.where)
         upload = decode_base64_image(body.image_base64, deps)
         target = normal_target(body.target)
-        hits = live.search_image(upload.image, k=body.k, target=target)
-        return _hits_out(_above(hits, cutoff), target, started, live=live)
+        hits = live.search_image(upload.image, k=body.k, target=target, where=where)
+        return _hits_out(_above(hits, cutoff), target, started, live=live, sort=body.sort)
 
 
 def _combined_route(router: APIRouter, deps: _Deps) -> None:
@@ -130,6 +133,8 @@ def _combined_route(router: APIRouter, deps: _Deps) -> None:
         min_score: schemas.MinScore = None
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
+        where: schemas.Where = None
+        sort: schemas.Sort = "relevance"
 
     def term_of(term: Term) -> QueryTerm:
         if term.text is not None:
@@ -146,13 +151,14 @@ def _combined_route(router: APIRouter, deps: _Deps) -> None:
         (a negative weight subtracts), searched as one query."""
         started = time.perf_counter()
         cutoff = _cutoff(live, body.min_score)
+        where = parse_filter(body.where)
         vector = combined_vector(_LiveSide(live), [term_of(t) for t in body.terms],
                                  body.long_text)
         target = normal_target(body.target)
         with live.reading() as collection:
             hits = collection.search_vectors(vector, body.k, target, threads=1,
-                                             min_score=cutoff)[0]
-        return _hits_out(hits, target, started, live=live)
+                                             where=where, min_score=cutoff)[0]
+        return _hits_out(hits, target, started, live=live, sort=body.sort)
 
 
 def _add_item_route(router: APIRouter, deps: _Deps) -> None:

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossmodal.collection.collection import Collection, Hit
+from crossmodal.collection.collection import Collection, Filter, Hit
+from crossmodal.data.exif import read_photo_info
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
@@ -152,19 +153,20 @@ class LiveCollection:
             yield self._collection
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
-                    long_text: str | None = None) -> list[Hit]:
+                    long_text: str | None = None, where: Filter | None = None) -> list[Hit]:
         vector = self._collection.text_query(text, long_text)  # the encoder: outside the lease
         with self.reading() as collection:
-            return collection.search_vectors(vector, k, target, threads=1)[0]
+            return collection.search_vectors(vector, k, target, threads=1, where=where)[0]
 
     def query_note(self, text: str) -> str | None:
         """A note when the query's language is one the index's model does not read."""
         return self._collection.query_note(text)
 
-    def search_image(self, image: Image.Image, k: int = 10, target: str = "images") -> list[Hit]:
+    def search_image(self, image: Image.Image, k: int = 10, target: str = "images",
+                     where: Filter | None = None) -> list[Hit]:
         vector = self._collection.image_query(image)
         with self.reading() as collection:
-            return collection.search_vectors(vector, k, target, threads=1)[0]
+            return collection.search_vectors(vector, k, target, threads=1, where=where)[0]
 
     def item(self, item_id: str) -> dict:
         """A copy of the item's record; NotFoundError if the index does not hold it."""
@@ -243,6 +245,9 @@ class LiveCollection:
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
                 "bytes": len(upload.data)}
+        photo = read_photo_info(upload.data)  # when and where, as an indexed file has them
+        if photo:
+            item["photo"] = photo
         _store(stored, upload.data)  # mostly here, outside the lock: a write takes a while
         with self._writer:
             self._follow_disk()  # a new generation is loaded before the lease, not under it

@@ -11,7 +11,8 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from crossmodal.collection.collection import Hit as EngineHit
-from crossmodal.collection.collection import normal_target
+from crossmodal.collection.collection import normal_target, parse_filter
+from crossmodal.collection.sorting import sort_hits
 from crossmodal.errors import BadInputError
 from crossmodal.item_ids import normal_item_id, normal_query_id
 from crossmodal.models.score_thresholds import resolve_min_score
@@ -39,7 +40,8 @@ CHANGE_THREADS = 4
 
 def _hits_out(hits: list[EngineHit], target: str, started: float,
               note: str | None = None, live: LiveCollection | None = None,
-              ) -> schemas.SearchResult:
+              sort: str | None = None) -> schemas.SearchResult:
+    hits = sort_hits(hits, sort)
     if not hits and target == "texts" and live is not None and not _holds_captions(live):
         note = "this index holds no captions: search images instead, or index captions " \
                "with the photos (`crossmodal index DIR --into INDEX --captions FILE`)"
@@ -47,7 +49,8 @@ def _hits_out(hits: list[EngineHit], target: str, started: float,
         target=target,
         hits=[schemas.Hit(rank=h.rank, score=h.score, id=h.id, kind=h.kind, item_id=h.item_id,
                           text=h.text, captions=h.captions,
-                          thumbnail=f"/api/thumbnails/{h.item_id}") for h in hits],
+                          thumbnail=f"/api/thumbnails/{h.item_id}",
+                          photo=schemas.Photo(**h.photo) if h.photo else None) for h in hits],
         took_ms=round((time.perf_counter() - started) * 1000, 3), note=note,
     )
 
@@ -130,6 +133,8 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
+        where: schemas.Where = None
+        sort: schemas.Sort = "relevance"
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -139,9 +144,11 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
             raise BadInputError("the query text is empty")
         target = normal_target(body.target)
         cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
-        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
+        where = parse_filter(body.where)  # so does a bad filter
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text,
+                                where=where)
         return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
-                         live)
+                         live, body.sort)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -151,13 +158,17 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
                      target: Annotated[schemas.TargetIn, Form()] = "images",
                      min_score: Annotated[str | None, Form(
                          max_length=16, description=schemas.MIN_SCORE_HELP)] = None,
+                     where: Annotated[str | None, Form(
+                         max_length=2000, description=schemas.WHERE_HELP)] = None,
+                     sort: Annotated[schemas.Sort, Form()] = "relevance",
                      ) -> schemas.SearchResult:
         started = time.perf_counter()
         target = normal_target(target)
         cutoff = _cutoff(live, min_score)
+        where = parse_filter(where)
         upload = deps.read_upload(file)
-        hits = live.search_image(upload.image, k=k, target=target)
-        return _hits_out(_above(hits, cutoff), target, started, live=live)
+        hits = live.search_image(upload.image, k=k, target=target, where=where)
+        return _hits_out(_above(hits, cutoff), target, started, live=live, sort=sort)
 
 
 def _like_route(router: APIRouter, deps: _Deps) -> None:
@@ -172,6 +183,8 @@ def _like_route(router: APIRouter, deps: _Deps) -> None:
             None, description="images or captions (also spelled texts). Default: the kind "
                               "of the query (images for an item id).")
         min_score: schemas.MinScore = None
+        where: schemas.Where = None
+        sort: schemas.Sort = "relevance"
 
     @router.post("/search/like", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -179,17 +192,18 @@ def _like_route(router: APIRouter, deps: _Deps) -> None:
         started = time.perf_counter()
         query_id = _lookup_id(body.id, captions=True)
         cutoff = _cutoff(live, body.min_score)
+        where = parse_filter(body.where)
         with live.reading() as collection:
             try:
                 hits = collection.search_like(query_id, k=body.k,
                                               target=normal_target(body.target),
-                                              min_score=cutoff)
+                                              where=where, min_score=cutoff)
             except BadInputError:  # the only bad input left: an id not indexed
                 # Named by the id alone: the engine's message holds the index's folder.
                 raise NotFoundError(f"no item or caption '{query_id}' in the index") from None
             target = normal_target(body.target) or (
                 "images" if query_id in collection else "texts")
-        return _hits_out(hits, target, started, live=live)
+        return _hits_out(hits, target, started, live=live, sort=body.sort)
 
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from crossmodal.collection.sorting import SORT_HELP
+
 Target = Literal["images", "texts"]
 # What a request may name: "captions" is the page's (and the docs') word for "texts".
 TargetIn = Literal["images", "captions", "texts"]
@@ -17,6 +19,11 @@ MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
 LONG_TEXT_PATTERN = r"^(head|tail|chunks|sentences)(@([4-9]|[1-9][0-9]{1,5}))?$"
 LONG_TEXT_HELP = ("A query longer than the model's context: head, tail, chunks (pieces "
                   "averaged) or sentences (each sentence a piece), @N tokens (N at least 4).")
+WHERE_HELP = ("Keep only hits whose metadata match (the filter language of `crossmodal "
+              "search --where`), e.g. taken >= \"2024-06-01\" and camera like \"%iPhone%\", "
+              "or near(48.85, 2.35, 5km).")
+Where = Annotated[str | None, Field(max_length=2000, description=WHERE_HELP)]
+Sort = Annotated[Literal["relevance", "taken", "taken:desc"], Field(description=SORT_HELP)]
 NOT_EMPTY = {"minLength": 1}  # an uploaded file: an empty one is no image
 
 
@@ -49,6 +56,20 @@ class Item(BaseModel):
     thumbnail: str = Field(description="URL of the item's thumbnail (JPEG).")
 
 
+class Photo(BaseModel):
+    """What the photo's EXIF says, where it says it (crossmodal.data.exif)."""
+
+    taken: str | None = Field(None, description="YYYY-MM-DDTHH:MM:SS, the camera's clock.")
+    camera: str | None = None
+    make: str | None = None
+    model: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    orientation: int | None = None
+    width: int | None = Field(None, description="Pixels as viewed (after orientation).")
+    height: int | None = None
+
+
 class Hit(BaseModel):
     rank: int
     score: float
@@ -58,6 +79,7 @@ class Hit(BaseModel):
     text: str | None = None
     captions: list[str]
     thumbnail: str
+    photo: Photo | None = None
 
 
 class SearchResult(BaseModel):

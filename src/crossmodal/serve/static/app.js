@@ -1,5 +1,5 @@
 // The search page: plain DOM, no build step. Talks only to this server's /api.
-// The current search lives in the URL (?q= or ?like=, target, k): a search can be shared and
+// The current search lives in the URL (?q= or ?like=, target, k, sort, where): a search can be shared and
 // reloaded, and Back/Forward move between searches. A query photo cannot live in a URL: it is
 // kept for this page's history entries only.
 "use strict";
@@ -11,7 +11,8 @@ const thumbnails = new Map(); // item id -> object URL (fetched with the token, 
 const photos = new Map(); // history key -> {file, url}: the query photos of this page
 const pageId = Math.random().toString(36).slice(2); // photo keys of an earlier load never match
 let photoCount = 0;
-let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k}
+let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k, sort, where}
+const SORTS = ["relevance", "taken", "taken:desc"];
 let latest = 0; // the newest search: an older answer arriving late is dropped
 
 function headers() {
@@ -76,9 +77,11 @@ function stateFromUrl() {
   const raw = params.get("target");
   const target = raw === "captions" || raw === "texts" ? "captions" : "images";
   const k = clampK(params.get("k"));
-  if (params.get("q")) return { kind: "text", q: params.get("q"), target, k };
-  if (params.get("like")) return { kind: "like", like: params.get("like"), target, k };
-  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), target, k };
+  const sort = SORTS.includes(params.get("sort")) ? params.get("sort") : "relevance";
+  const where = params.get("where") || "";
+  if (params.get("q")) return { kind: "text", q: params.get("q"), target, k, sort, where };
+  if (params.get("like")) return { kind: "like", like: params.get("like"), target, k, sort, where };
+  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), target, k, sort, where };
   return null;
 }
 
@@ -89,6 +92,8 @@ function urlFor(state) {
   else params.set("photo", state.name || "");
   params.set("target", state.target);
   if (state.k !== DEFAULT_K) params.set("k", String(state.k));
+  if (state.sort && state.sort !== "relevance") params.set("sort", state.sort);
+  if (state.where) params.set("where", state.where);
   return "?" + params.toString();
 }
 
@@ -101,6 +106,8 @@ function reflect(state) {
     radio.checked = radio.value === state.target;
   }
   $("query").value = state.kind === "text" ? state.q : "";
+  $("sort").value = state.sort || "relevance";
+  $("where").value = state.where || "";
   const figure = $("query-photo");
   const img = $("query-photo-img");
   figure.hidden = state.kind === "text";
@@ -119,11 +126,12 @@ function reflect(state) {
 function request(state) {
   const json = { method: "POST", headers: { "Content-Type": "application/json" } };
   const target = state.target;
+  const options = { sort: state.sort || "relevance", where: state.where || null };
   if (state.kind === "text") {
-    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target }) });
+    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target, ...options }) });
   }
   if (state.kind === "like") {
-    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target }) });
+    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target, ...options }) });
   }
   const photo = photos.get(state.photo);
   if (!photo) {
@@ -133,6 +141,8 @@ function request(state) {
   form.append("file", photo.file);
   form.append("k", String(state.k));
   form.append("target", target);
+  form.append("sort", options.sort);
+  if (options.where) form.append("where", options.where);
   return call("/api/search/image", { method: "POST", body: form });
 }
 
@@ -195,8 +205,27 @@ function card(hit) {
   id.className = "id";
   id.textContent = hit.id;
   card.append(img, open, score, caption, id);
-  card.addEventListener("click", () => search({ kind: "like", like: hit.id, target: current.target, k: current.k }));
+  const taken = photoLine(hit.photo);
+  if (taken) {
+    const line = document.createElement("div");
+    line.className = "taken";
+    line.textContent = taken;
+    card.append(line);
+  }
+  card.addEventListener("click", () => search({ ...options(), kind: "like", like: hit.id, target: current.target, k: current.k }));
   return card;
+}
+
+// When and with what a photo was taken, as its EXIF says ("2024-06-01 14:03 · Apple iPhone 13").
+function photoLine(photo) {
+  if (!photo) return "";
+  const taken = photo.taken ? photo.taken.replace("T", " ").slice(0, 16) : "";
+  return [taken, photo.camera || ""].filter(Boolean).join(" · ");
+}
+
+// The order and filter the controls show: every new search takes them.
+function options() {
+  return { sort: $("sort").value, where: $("where").value.trim() };
 }
 
 async function openViewer(hit) {
@@ -217,13 +246,13 @@ async function openViewer(hit) {
 function searchText() {
   const q = $("query").value.trim();
   if (!q) return setStatus("type something to search for", true);
-  search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ ...options(), kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK() });
 }
 
 function searchImage(file) {
   const key = `${pageId}-${++photoCount}`;
   photos.set(key, { file, url: URL.createObjectURL(file) });
-  search({ kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ ...options(), kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK() });
 }
 
 function stateK() {
@@ -267,6 +296,14 @@ document.addEventListener("DOMContentLoaded", () => {
     // The switch re-runs the current search, whatever its kind, for the other target.
     radio.addEventListener("change", () => { if (current) search({ ...current, target: radio.value }); });
   }
+  // A new order re-runs the current search; a filter applies on Enter (the form's submit).
+  $("sort").addEventListener("change", () => { if (current) search({ ...current, sort: $("sort").value }); });
+  $("where").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && current && current.kind !== "text") {
+      event.preventDefault();
+      search({ ...current, where: $("where").value.trim() });
+    }
+  });
   const viewer = $("viewer");
   $("viewer-close").addEventListener("click", () => viewer.close());
   viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });
