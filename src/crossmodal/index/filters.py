@@ -176,8 +176,9 @@ class _Parser:
         return node
 
     def comparison(self) -> Compare | Near | Logic:
-        if self.peek() == ("word", "near") and self.tokens[self.at + 1:self.at + 2] == [
-                ("op", "(")]:
+        token = self.peek()
+        if token and token[0] == "word" and token[1].lower() == "near" and \
+                self.tokens[self.at + 1:self.at + 2] == [("op", "(")]:
             return self.near()
         kind, field = self.take()
         if kind != "word" or not _IDENT.match(field) or field.lower() in _KEYWORDS:
