@@ -146,6 +146,18 @@ def filtered_search(name: str) -> str:
     return with_source(name, body)
 
 
+def exif_speed(name: str) -> str:
+    _, r = load(name)
+    rows = [[row["photos"], fmt(row["n"]), fmt(row["read_photo_info_per_s"], 0),
+             fmt(row["index_per_s_without"]), fmt(row["index_per_s_with"]),
+             f"{row['slowdown_pct']:+.1f}%"] for row in r["rows"]]
+    body = table(["photos", "n", "EXIF reads/s", "indexed/s without EXIF",
+                  "indexed/s with EXIF", "slower by"], rows)
+    body += (f"\n\nModel: `{r['model']}`; medians of {r['reps']} alternating runs each; "
+             "the load average is that of a shared machine.")
+    return with_source(name, body)
+
+
 def runtime_throughput(name: str) -> str:
     _, r = load(name)
     rows = [["bare ONNX Runtime image backbone",
@@ -456,6 +468,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
         "index_changes_1M_flat_server")),
     "filtered_search_30k": lambda: filtered_search("filtered_search_30k"),
     "filtered_search_1M": lambda: filtered_search("filtered_search_1M"),
+    "exif_speed": lambda: exif_speed("exif_speed"),
+    "exif_speed_model": lambda: exif_speed("exif_speed_model"),
     "runtime_throughput": lambda: runtime_throughput("runtime_throughput"),
     "runtime_throughput_amd_epyc": lambda: runtime_throughput("runtime_throughput_amd_epyc"),
     "embed_throughput": embed_throughput,

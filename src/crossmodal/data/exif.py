@@ -40,6 +40,8 @@ _MAX_TEXT = 120  # a make or model longer than this is garbage, not a camera's n
 # Formats whose decoder already turned the pixels upright (libheif applies the rotation):
 # their size is the viewed size and their EXIF orientation was reset to 1.
 _UPRIGHT_FORMATS = frozenset({"HEIF", "AVIF"})
+# Formats whose getexif reads only what the header holds (PNG's decodes the image).
+_HEADER_EXIF_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "HEIF", "AVIF"})
 
 
 def read_photo_info(source: str | Path | bytes) -> dict:
@@ -75,17 +77,20 @@ def _info_of(handle) -> dict:  # noqa: ANN001 - a binary file object
 
 
 def _exif_block(image: ImageFile.ImageFile) -> Image.Exif:
-    """The EXIF the header holds. Parsed from the raw block the opener kept (JPEG, WebP,
-    HEIF, PNG before its pixels): Image.getexif would decode a whole PNG to look after the
-    pixels, a cost (and a memory risk) out of proportion to a date."""
-    exif = Image.Exif()
-    raw = image.info.get("exif")
-    if isinstance(raw, bytes) and raw:
-        try:
+    """The EXIF the header holds. JPEG's opener has parsed it already (for the DPI), so its
+    getexif costs nothing more; other formats' raw block is parsed here: PNG's getexif would
+    decode the whole image to look after the pixels, a cost (and a memory risk) out of
+    proportion to a date."""
+    try:
+        if image.format in _HEADER_EXIF_FORMATS:
+            return image.getexif()
+        exif = Image.Exif()
+        raw = image.info.get("exif")
+        if isinstance(raw, bytes) and raw:
             exif.load(raw)
-        except Exception:  # noqa: BLE001 - a broken block: no EXIF fields, size still kept
-            return Image.Exif()
-    return exif
+        return exif
+    except Exception:  # noqa: BLE001 - a broken block: no EXIF fields, the size still kept
+        return Image.Exif()
 
 
 def _text(value: object) -> str | None:
