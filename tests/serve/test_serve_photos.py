@@ -7,6 +7,7 @@ import base64
 import io
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -96,8 +97,6 @@ def test_a_bad_filter_or_sort_is_one_clear_line(client, route, body):
 
 def test_an_uploaded_photo_keeps_its_exif(client):
     out = io.BytesIO()
-    from PIL import Image
-
     Image.new("RGB", (20, 20), (250, 0, 0)).save(out, "JPEG", exif=exif_block(
         taken="2025:01:01 00:00:01", make="Google", model="Pixel 8",
         position=(35.6586, 139.7454)).tobytes())
@@ -115,3 +114,20 @@ def test_the_schema_names_the_sorts(client):
     text_query = schema["components"]["schemas"]["TextQuery"]["properties"]
     assert text_query["sort"]["enum"] == ["relevance", "taken", "taken:desc"]
     assert "near(" in text_query["where"]["description"]
+
+
+def test_a_heic_photo_is_searched_and_shown(tmp_path, fake_encoder):
+    pytest.importorskip("pillow_heif")
+    photos = tmp_path / "phone"
+    write_photo(photos / "IMG_0001.HEIC", (250, 10, 10), fmt="HEIF", size=(40, 30),
+                taken="2024:07:14 21:30:00", make="Apple", model="iPhone 15 Pro",
+                orientation=6)
+    client = local_client(create_app(build_index(tmp_path, photos, fake_encoder),
+                                     ServeSettings(), encoder=fake_encoder))
+    hits = client.post("/api/search/text", json={"query": "red", "where": 'taken >= "2024"'})
+    assert ids(hits) == ["IMG_0001.HEIC"]
+    assert hits.json()["hits"][0]["photo"]["width"] == 30  # as viewed: upright
+    thumbnail = client.get("/api/thumbnails/IMG_0001.HEIC")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    width, height = Image.open(io.BytesIO(thumbnail.content)).size
+    assert width < height  # portrait, as the phone held it
