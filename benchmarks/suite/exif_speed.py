@@ -5,12 +5,12 @@ The photos: the first `--n` Flickr8k-CN JPEGs as they are (they carry no EXIF: t
 looking), and the same photos re-saved into a temporary folder with a phone-like EXIF block
 (date, camera, GPS, orientation: the cost of reading one). Indexing runs with a tiny colour
 encoder (`--model tiny`: the worst case, where decoding and hashing are all the work and EXIF
-weighs most) or a real model (`--model fusion:bilingual`, what a user runs). "without" is the
+weighs most) or a real model (`--model towers:lite-en`, what a user runs). "without" is the
 same run with the EXIF reader replaced by one that returns nothing. Runs alternate with and
 without, `--reps` times each, and report medians: on a shared machine the load drifts.
 
     python benchmarks/suite/exif_speed.py --n 200 --reps 5
-    python benchmarks/suite/exif_speed.py --n 200 --reps 3 --model fusion:bilingual \
+    python benchmarks/suite/exif_speed.py --n 200 --reps 1 --model towers:lite-en \
         --out exif_speed_model
 """
 
