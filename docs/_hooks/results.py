@@ -148,13 +148,18 @@ def filtered_search(name: str) -> str:
 
 def exif_speed(name: str) -> str:
     _, r = load(name)
+    def spread(median: float, runs: list[float]) -> str:
+        return fmt(median) + (f" ({fmt(min(runs))}–{fmt(max(runs))})" if len(runs) > 1 else "")
+
     rows = [[row["photos"], fmt(row["n"]), fmt(row["read_photo_info_per_s"], 0),
-             fmt(row["index_per_s_without"]), fmt(row["index_per_s_with"]),
+             f"{1000 / row['read_photo_info_per_s']:.2f}",
+             spread(row["index_per_s_without"], row["runs_without"]),
+             spread(row["index_per_s_with"], row["runs_with"]),
              f"{row['slowdown_pct']:+.1f}%"] for row in r["rows"]]
-    body = table(["photos", "n", "EXIF reads/s", "indexed/s without EXIF",
-                  "indexed/s with EXIF", "slower by"], rows)
-    body += (f"\n\nModel: `{r['model']}`; medians of {r['reps']} alternating runs each; "
-             "the load average is that of a shared machine.")
+    body = table(["photos", "n", "EXIF reads/s", "ms a photo", "indexed/s without EXIF "
+                  "(min–max)", "indexed/s with EXIF (min–max)", "slower by (medians)"], rows)
+    body += (f"\n\nModel: `{r['model']}`; medians of {r['reps']} alternating runs each, on a "
+             "shared machine (see the load average).")
     return with_source(name, body)
 
 
