@@ -120,6 +120,30 @@ def test_towers_on_one_text_model_run_it_once_per_text(monkeypatch):
     registry.load_encoder.cache_clear()
 
 
+def test_towers_on_one_text_model_share_its_pass_for_a_lone_query(monkeypatch):
+    """A lone query runs in ONNX Runtime: one text-model-only graph gives both English
+    members' vectors, the same as each member's own graph gives, and neither member's own
+    text graph runs."""
+    from crossmodal.models.onnx.runtime import OnnxEncoder
+    from crossmodal.models.towers.shared_text import SharedTextModel
+
+    registry.load_encoder.cache_clear()
+    fused = registry.load_encoder("fusion:towers:lite-en+towers:lite-en-lite2")
+    queries = ["two dogs playing in the snow", "a girl in a red dress"]
+    own = fused._fused([encoder.encode_texts(queries) for encoder in fused.encoders])
+    shared_runs, own_runs = [], []
+    real_shared, real_own = SharedTextModel.features, OnnxEncoder._text_batch
+    monkeypatch.setattr(SharedTextModel, "features",
+                        lambda self, texts: shared_runs.append(len(texts))
+                        or real_shared(self, texts))
+    monkeypatch.setattr(OnnxEncoder, "_text_batch",
+                        lambda self, texts: own_runs.append(len(texts)) or real_own(self, texts))
+    shared = fused.encode_texts(queries)
+    assert shared_runs == [2] and own_runs == []
+    np.testing.assert_allclose(shared, own, atol=1e-5)
+    registry.load_encoder.cache_clear()
+
+
 def test_a_fusion_file_may_project_the_fused_vector_to_fewer_dims(monkeypatch, tmp_path):
     from safetensors.numpy import save_file
 
