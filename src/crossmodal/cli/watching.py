@@ -53,8 +53,8 @@ def printer(verbose: bool, err: bool = False):  # noqa: ANN201 - a callback
 
     def on_batch(report) -> None:
         if first[0] or report.changed:
-            for line in batch_lines(report, first[0], verbose):
-                click.echo(line, err=err)  # click.echo flushes: the line is out once shown
+            # One write, flushed by click.echo: a batch's lines come out whole or not at all.
+            click.echo("\n".join(batch_lines(report, first[0], verbose)), err=err)
             _print_skipped(report.skipped, "file", verbose)
         first[0] = False
     return on_batch
