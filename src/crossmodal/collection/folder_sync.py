@@ -126,7 +126,8 @@ class FolderSync:
             if not where.exists() or self._inside_index(where.resolve()):
                 continue
             collected = collect_items([where])
-            report.skipped += collected.skipped_files
+            report.skipped += [(path, why) for path, why in collected.skipped_files
+                               if not self._inside_index(Path(path))]
             for source in collected.items:
                 if where.is_dir():
                     source.id = f"{change.path}/{source.id}" if change.path else source.id
