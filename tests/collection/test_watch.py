@@ -137,6 +137,21 @@ def test_a_rename_keeps_the_vectors_and_a_folder_moved_in_is_indexed(
     assert not any(i.startswith(("card/", "2024/")) for i in on_disk(watched)._row_of)
 
 
+def test_copies_of_one_photo_renamed_together_keep_their_own_names(
+        watched, colour_folder, fake_encoder):
+    start = len(watched.reports)
+    for name in ("a.png", "b.png", "c.png"):  # the same bytes three times
+        write_image(colour_folder / "copies" / name, (40, 40, 40))
+    watched.wait_for(lambda: len(watched.applied(start).added) == 3, "the copies")
+    start, embedded = len(watched.reports), fake_encoder.images_seen
+    os.rename(colour_folder / "copies", colour_folder / "kept")
+    watched.wait_for(lambda: len(watched.applied(start).renamed) == 3, "the rename")
+    assert sorted(watched.applied(start).renamed) == [
+        (f"copies/{n}", f"kept/{n}") for n in ("a.png", "b.png", "c.png")]
+    assert watched.applied(start).removed == watched.applied(start).added == []
+    assert fake_encoder.images_seen == embedded
+
+
 def test_a_temp_file_renamed_into_place_is_read_once_whole(watched, colour_folder):
     start = len(watched.reports)
     temp = colour_folder / ".photo.jpg.part"  # hidden, as editors and rsync name them

@@ -158,7 +158,7 @@ class FolderSync:
         """Whether `item` was indexed from the file its id names under the folder (a link
         inside the folder counts: its stored path is the file it points to)."""
         named = self.root / item["id"]
-        return item.get("path") in (str(named), os.path.realpath(named))
+        return item.get("path") == str(named) or item.get("path") == os.path.realpath(named)
 
     # --- vectors --------------------------------------------------------------------------
     def _reuse_vectors(self, todo: list[tuple[ItemSource, dict]], gone: list[str],
@@ -166,11 +166,14 @@ class FolderSync:
         """Files whose content and captions are those of an item that went (a rename) take
         its stored vectors; the rest are left to embed."""
         col = self.collection
-        by_hash = {col.items[col._row_of[i]].get("sha256"): i for i in gone}
-        by_hash.pop(None, None)
+        by_hash: dict[str, list[str]] = {}
+        for item_id in gone:
+            digest = col.items[col._row_of[item_id]].get("sha256")
+            if digest:
+                by_hash.setdefault(digest, []).append(item_id)
         reused, rest = [], []
         for source, meta in todo:
-            old = by_hash.pop(meta["sha256"], None)
+            old = _same_name_first(by_hash.get(meta["sha256"], []), meta["id"])
             vectors = self._stored_vectors(old) if old is not None else None
             if vectors is None:
                 rest.append((source, meta))
@@ -216,6 +219,17 @@ class FolderSync:
         if pending or drop or unreadable:
             col.apply_embedded(pending, drop | unreadable, add_report)
         return unreadable
+
+
+def _same_name_first(candidates: list[str], new_id: str) -> str | None:
+    """Take one of the ids that went with this content from `candidates`: the one with the
+    new id's file name if any (copies of one photo renamed together keep their own)."""
+    if not candidates:
+        return None
+    name = new_id.rpartition("/")[2]
+    pick = next((c for c in candidates if c.rpartition("/")[2] == name), candidates[0])
+    candidates.remove(pick)
+    return pick
 
 
 def _with_images_of_sidecars(root: Path, changes: Iterable[Change]) -> list[Change]:
