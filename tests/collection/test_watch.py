@@ -245,3 +245,24 @@ def test_a_folder_that_disappears_stops_the_watch_without_emptying_the_index(
     assert not watching.thread.is_alive()
     assert watching.errors and "is gone" in str(watching.errors[0])
     assert len(Collection.open(index, encoder=fake_encoder)) == 4
+
+
+def test_without_inotify_watches_the_folder_is_polled(tmp_path, colour_folder, fake_encoder,
+                                                      monkeypatch):
+    from crossmodal.collection import watch
+
+    class NoWatchesLeft(watch.Observer):
+        def start(self) -> None:
+            raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watch, "Observer", NoWatchesLeft)
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder)
+    watching = Watching(collection, colour_folder)
+    try:
+        assert watching.watch.polling
+        start = len(watching.reports)
+        write_image(colour_folder / "polled.png", (9, 90, 9))
+        watching.wait_for(lambda: "polled.png" in watching.applied(start).added, "the file")
+    finally:
+        watching.stop()

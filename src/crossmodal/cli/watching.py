@@ -77,6 +77,12 @@ def _stop_on_signals(watch):  # noqa: ANN001
             signal.signal(sig, handler)
 
 
+def _note_polling(watch) -> None:  # noqa: ANN001
+    if watch.polling:
+        click.echo("note: the system allows no more file watches (fs.inotify.max_user_watches)"
+                   ": polling the folder every second instead", err=True)
+
+
 def follow(collection, folder: Path, batch_size: int, verbose: bool) -> None:
     """Follow `folder` into `collection` in this thread until Ctrl-C."""
     from crossmodal.collection.watch import FolderWatch
@@ -84,9 +90,7 @@ def follow(collection, folder: Path, batch_size: int, verbose: bool) -> None:
     watch = FolderWatch(collection, folder, printer(verbose), batch_size=batch_size)
     with _stop_on_signals(watch):
         watch.start()
-        if watch.polling:
-            click.echo("note: the system allows no more file watches: polling the folder "
-                       "every second instead", err=True)
+        _note_polling(watch)
         click.echo(f"watching {folder} (Ctrl-C stops)", err=True)
         watch.run()
     click.echo(f"stopped watching {folder}", err=True)
@@ -104,6 +108,7 @@ def follow_in_background(index: Path, folder: Path, encoder) -> threading.Thread
     collection = Collection.open(index, encoder=encoder)
     watch = FolderWatch(collection, folder, printer(verbose=False, err=True))
     watch.start()
+    _note_polling(watch)
 
     def run() -> None:
         try:

@@ -125,11 +125,12 @@ class FolderSync:
             where = self.root / change.path if change.path else self.root
             if not where.exists() or self._inside_index(where.resolve()):
                 continue
+            folder = where.is_dir()
             collected = collect_items([where])
             report.skipped += [(path, why) for path, why in collected.skipped_files
                                if not self._inside_index(Path(path))]
             for source in collected.items:
-                if where.is_dir():
+                if folder:
                     source.id = f"{change.path}/{source.id}" if change.path else source.id
                 else:
                     source.id = change.path

@@ -14,7 +14,6 @@ and the observer is started before it, so nothing that happens during the rescan
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -28,7 +27,6 @@ from watchdog.observers.polling import PollingObserver
 
 from crossmodal.collection.folder_sync import BatchReport, Change, FolderSync
 
-log = logging.getLogger("crossmodal.watch")
 _IGNORED_EVENTS = {"opened", "closed_no_write"}
 
 
@@ -198,9 +196,7 @@ def _start_observer(root: Path, queue: ChangeQueue):  # noqa: ANN202 - a watchdo
         observer.schedule(handler, str(root), recursive=True)
         observer.start()
         return observer
-    except OSError as exc:
-        log.warning("cannot watch %s for events (%s): polling it every second instead",
-                    root, exc.strerror or exc)
+    except OSError:  # e.g. ENOSPC: the kernel's inotify watches are used up
         observer = PollingObserver(timeout=1)
         observer.schedule(handler, str(root), recursive=True)
         observer.start()
