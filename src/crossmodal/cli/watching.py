@@ -47,17 +47,26 @@ def batch_lines(report, first: bool, verbose: bool) -> list[str]:
 def printer(verbose: bool, err: bool = False):  # noqa: ANN201 - a callback
     """on_batch for FolderWatch: the startup rescan's line always, then a line per batch
     that changed something (an editor's swap file that came and went prints nothing)."""
-    from crossmodal.cli.index_commands import _print_skipped
-
     first = [True]
 
     def on_batch(report) -> None:
         if first[0] or report.changed:
             # One write, flushed by click.echo: a batch's lines come out whole or not at all.
             click.echo("\n".join(batch_lines(report, first[0], verbose)), err=err)
-            _print_skipped(report.skipped, "file", verbose)
+            _print_skips(report.skipped, verbose)
         first[0] = False
     return on_batch
+
+
+def _print_skips(skipped: list[tuple[str, str]], verbose: bool, listed: int = 5) -> None:
+    """A batch's skipped files, each with why (the first few, all with `verbose`)."""
+    shown = skipped if verbose else skipped[:listed]
+    for path, why in shown:
+        # A name with a newline or tab (or undecodable bytes) is shown escaped.
+        click.echo(f"  skipped {path if path.isprintable() else ascii(path)}: {why}", err=True)
+    if len(skipped) > len(shown):
+        click.echo(f"  ... and {len(skipped) - len(shown)} more skipped (--verbose lists "
+                   "them)", err=True)
 
 
 @contextmanager
