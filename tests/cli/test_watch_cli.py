@@ -171,7 +171,7 @@ def test_watch_refuses_what_it_cannot_follow_in_one_line(tmp_path, colour_folder
     for args, expected in [
         ([str(colour_folder), str(tmp_path)], "exactly one DIR"),
         ([str(colour_folder / "red.jpg")], "needs a folder"),
-        ([str(colour_folder), "--captions", str(colour_folder / "red.txt")], "sidecar"),
+        ([str(colour_folder), "--ray", "local"], "--ray"),
     ]:
         result = runner.invoke(cli, ["index", *args, "--into", index, "--model",
                                      "fake:colours", "--watch"])

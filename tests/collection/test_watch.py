@@ -191,10 +191,13 @@ def test_bad_files_are_reported_skips_and_the_watch_goes_on(watched, colour_fold
     assert "broken.jpg" not in on_disk(watched)
 
 
-def test_a_burst_is_one_batch(watched, colour_folder):
+def test_a_burst_is_one_batch(watched, colour_folder, tmp_path):
+    photos = [write_image(tmp_path / f"{n:02d}.png", (n * 10, 0, 0)).read_bytes()
+              for n in range(20)]
     start = len(watched.reports)
-    for n in range(20):
-        write_image(colour_folder / "burst" / f"{n:02d}.png", (n * 10, 0, 0))
+    (colour_folder / "burst").mkdir()
+    for n, data in enumerate(photos):  # encoded beforehand: the burst is the writes only
+        (colour_folder / "burst" / f"{n:02d}.png").write_bytes(data)
     watched.wait_for(lambda: len(watched.applied(start).added) == 20, "the burst")
     assert len(watched.reports) - start <= 2  # one, or two if the folder settled first
 
@@ -264,5 +267,27 @@ def test_without_inotify_watches_the_folder_is_polled(tmp_path, colour_folder, f
         start = len(watching.reports)
         write_image(colour_folder / "polled.png", (9, 90, 9))
         watching.wait_for(lambda: "polled.png" in watching.applied(start).added, "the file")
+    finally:
+        watching.stop()
+
+
+def test_captions_files_apply_to_files_as_they_come(tmp_path, colour_folder, fake_encoder):
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("red.jpg\tcrimson from the list\nsub/later.png\ta later photo\n",
+                        encoding="utf-8")
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder)
+    collection.add_paths([colour_folder], [captions], progress=False)
+    watching = Watching(collection, colour_folder, caption_files=[captions])
+    try:
+        first = watching.reports[0]  # the same captions: nothing to redo
+        assert (first.added, first.updated, first.removed) == ([], [], [])
+        start = len(watching.reports)
+        write_image(colour_folder / "sub" / "later.png", (100, 0, 100))
+        watching.wait_for(lambda: "sub/later.png" in watching.applied(start).added, "it")
+        held = on_disk(watching)
+        assert held.item("sub/later.png")["captions"] == ["a later photo"]
+        assert held.item("red.jpg")["captions"] == ["a red square", "red thing",
+                                                    "crimson from the list"]
     finally:
         watching.stop()

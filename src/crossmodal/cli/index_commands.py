@@ -142,7 +142,7 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
     if watch:
         from crossmodal.cli.watching import require_watchable
 
-        require_watchable(inputs, caption_files, ray)
+        require_watchable(inputs, ray)
     existing = Collection.exists(into)
     if existing:
         collection = Collection.open(into, model=model)
@@ -176,7 +176,7 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
     if watch:
         from crossmodal.cli.watching import follow
 
-        follow(collection, Path(inputs[0]).expanduser(), batch_size, verbose)
+        follow(collection, Path(inputs[0]).expanduser(), batch_size, verbose, caption_files)
 
 
 @click.command("remove")

@@ -13,16 +13,13 @@ from pathlib import Path
 import click
 
 
-def require_watchable(inputs, caption_files=(), ray: str | None = None) -> Path:
+def require_watchable(inputs, ray: str | None = None) -> Path:
     """The one folder --watch follows, or one clear line saying why not."""
     from crossmodal.errors import BadInputError
 
     if ray:
         raise BadInputError("--watch and --ray do not go together: watch a folder without "
                             "--ray")
-    if caption_files:
-        raise BadInputError("--watch reads captions from sidecar files (photo.jpg -> "
-                            "photo.txt), not --captions: leave --captions out")
     if len(inputs) != 1:
         raise BadInputError("--watch follows one folder: give exactly one DIR")
     folder = Path(inputs[0]).expanduser()
@@ -92,11 +89,14 @@ def _note_polling(watch) -> None:  # noqa: ANN001
                    ": polling the folder every second instead", err=True)
 
 
-def follow(collection, folder: Path, batch_size: int, verbose: bool) -> None:
-    """Follow `folder` into `collection` in this thread until Ctrl-C."""
+def follow(collection, folder: Path, batch_size: int, verbose: bool,
+           caption_files=()) -> None:  # noqa: ANN001
+    """Follow `folder` into `collection` in this thread until Ctrl-C; `caption_files`
+    (--captions) are read once, and apply to files as they come."""
     from crossmodal.collection.watch import FolderWatch
 
-    watch = FolderWatch(collection, folder, printer(verbose), batch_size=batch_size)
+    watch = FolderWatch(collection, folder, printer(verbose), batch_size=batch_size,
+                        caption_files=caption_files)
     with _stop_on_signals(watch):
         watch.start()
         _note_polling(watch)

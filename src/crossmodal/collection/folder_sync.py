@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from crossmodal.collection.ingest import AddReport, Embedded, embed_or_skip, plan, warm_up
-from crossmodal.data.files import ItemSource, collect_items
+from crossmodal.data.files import ItemSource, collect_items, read_caption_file
 from crossmodal.data.images import IMAGE_EXTENSIONS
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.errors import BadInputError
@@ -61,9 +61,15 @@ class FolderSync:
     """Applies batches of changed paths of `root` to `collection` (a Collection)."""
 
     def __init__(self, collection, root: str | Path, batch_size: int = 32,
-                 commit_every: int = 4096):
+                 commit_every: int = 4096, caption_files: Iterable[str | Path] = ()):
         self.collection = collection
         self.root = Path(root).resolve()
+        # Read once (as `crossmodal index --captions` reads them): IMAGE key -> captions.
+        self._extra: dict[str, list[str]] = {}
+        for caption_file in caption_files:
+            for key, captions in read_caption_file(Path(caption_file)).items():
+                self._extra.setdefault(key, []).extend(
+                    text for text in (" ".join(c.split()) for c in captions) if text)
         self.batch_size = batch_size
         self.commit_every = commit_every
         self._index_folder = Path(collection.path).resolve()
@@ -141,8 +147,17 @@ class FolderSync:
                 except BadInputError as exc:
                     report.skipped.append((str(source.path), str(exc)))
                     continue
+                self._add_listed_captions(source)
                 sources.append(source)
         return sources, report
+
+    def _add_listed_captions(self, source: ItemSource) -> None:
+        """Captions the --captions files list for it, by id, file name or name without
+        extension (the rule of crossmodal.data.files), after its sidecar's."""
+        if self._extra:
+            name = source.id.rpartition("/")[2]
+            for key in dict.fromkeys((source.id, name, Path(name).stem)):
+                source.captions += self._extra.get(key, [])
 
     def _owned(self, changes: list[Change]) -> list[str]:
         """Ids of the folder's items at or below the changed paths."""

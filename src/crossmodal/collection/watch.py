@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +146,9 @@ class FolderWatch:
 
     def __init__(self, collection, root: str | Path, on_batch: Callable[[BatchReport], None],
                  batch_size: int = 32, quiet_s: float = 0.5, settle_s: float = 0.25,
-                 max_wait_s: float = 5.0):
-        self.sync = FolderSync(collection, root, batch_size=batch_size)
+                 max_wait_s: float = 5.0, caption_files: Sequence[str | Path] = ()):
+        self.sync = FolderSync(collection, root, batch_size=batch_size,
+                               caption_files=caption_files)
         self.root = self.sync.root
         self.on_batch = on_batch
         self.queue = ChangeQueue(self.sync.relative, quiet_s, settle_s, max_wait_s)
