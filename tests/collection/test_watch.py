@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crossmodal.collection.folder_sync import BatchReport
+from crossmodal.collection.folder_sync import BatchReport, Change, FolderSync
 from crossmodal.collection.watch import FolderWatch
 from crossmodal.engine import Collection
 from tests.image_helpers import write_image
@@ -291,3 +291,26 @@ def test_captions_files_apply_to_files_as_they_come(tmp_path, colour_folder, fak
                                                     "crimson from the list"]
     finally:
         watching.stop()
+
+
+def test_a_folder_that_cannot_be_read_keeps_its_items(tmp_path, colour_folder, fake_encoder,
+                                                      monkeypatch):
+    """A rescan that cannot read a folder (permissions, a network mount's hiccup) does not
+    take it for an emptied one."""
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder)
+    collection.add_paths([colour_folder], progress=False)
+    real_walk = os.walk
+
+    def walk_without_sub(top, onerror=None, **options):  # noqa: ANN001, ANN202
+        for folder, dirs, files in real_walk(top, onerror=onerror, **options):
+            if "sub" in dirs:
+                dirs.remove("sub")
+                onerror(PermissionError(13, "Permission denied", os.path.join(folder, "sub")))
+            yield folder, dirs, files
+
+    monkeypatch.setattr(os, "walk", walk_without_sub)
+    (colour_folder / "green.png").unlink()
+    report = FolderSync(collection, colour_folder).apply([Change("", folder=True)])
+    assert report.removed == ["green.png"]
+    assert "sub/blue.webp" in Collection.open(tmp_path / "index", encoder=fake_encoder)

@@ -106,8 +106,12 @@ class FolderSync:
         changes = _outermost(_with_images_of_sidecars(self.root, changes))
         sources, report = self._collect(changes, busy)
         found = {source.id for source in sources}
-        gone = [item_id for item_id in self._owned(changes)
-                if item_id not in found and item_id not in busy]
+        # A folder that could not be read (permissions, a network mount's hiccup) is not
+        # a folder emptied: its items stay.
+        kept = tuple(os.path.relpath(path, self.root).replace(os.sep, "/") + "/"
+                     for path, why in report.skipped if why.startswith("cannot read folder"))
+        gone = [item_id for item_id in self._owned(changes) if item_id not in found
+                and item_id not in busy and not (item_id + "/").startswith(kept or ("\0",))]
         add_report = AddReport()
         todo = plan(col, sources, add_report)
         reused, todo = self._reuse_vectors(todo, gone, report)
