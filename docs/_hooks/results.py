@@ -134,6 +134,20 @@ def index_changes(name: str) -> str:
          "remove ms", "update ms"], rows))
 
 
+def watch_latency() -> str:
+    _, r = load("watch_latency")
+    one, burst, moved = r["one_file_ms"], r["burst"], r["folder_rename"]
+    rows = [[f"startup rescan of {r['files']:,} unchanged files",
+             f"{fmt(r['startup_rescan_s'], 2)} s"],
+            [f"one photo saved → committed (median / p90 of {one['reps']})",
+             f"{fmt(one['median'], 0)} / {fmt(one['p90'], 0)} ms"],
+            [f"{burst['files']} photos saved back to back → last committed",
+             f"{fmt(burst['after_last_save_s'], 2)} s, {burst['batches']} batch(es)"],
+            [f"folder of {moved['files']} photos renamed → committed",
+             f"{fmt(moved['s'], 2)} s, {moved['images_embedded_again']} embedded again"]]
+    return with_source("watch_latency", table(["what", "time"], rows))
+
+
 def filtered_search(name: str) -> str:
     _, r = load(name)
     rows = [[row["index"], row["filter"], row["search"], row["plan"],
@@ -454,6 +468,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "index_changes": lambda: "\n".join(index_changes(n) for n in (
         "index_changes_200k", "index_changes_1M_flat", "index_changes_1M_hnsw",
         "index_changes_1M_flat_server")),
+    "watch_latency": watch_latency,
     "filtered_search_30k": lambda: filtered_search("filtered_search_30k"),
     "filtered_search_1M": lambda: filtered_search("filtered_search_1M"),
     "runtime_throughput": lambda: runtime_throughput("runtime_throughput"),
