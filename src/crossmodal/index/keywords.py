@@ -23,11 +23,12 @@ Scores are Okapi BM25 (k1 = 1.2, b = 0.75) with the Lucene idf, log(1 + (N - df 
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,34 +171,34 @@ class KeywordIndex:
         return unique.astype(np.int64), summed
 
     def search(self, query: str, k: int, captions_only: bool = False,
-               keep=None) -> list[KeywordHit]:  # noqa: ANN001 - keep(item_id, caption)->bool
-        """The `k` best documents for `query`, best first; ties keep index order. With
-        `captions_only` the file-name documents are left out; `keep` filters documents."""
-        numbers, scores = self.scores(query)
-        if captions_only and len(numbers):
-            is_caption = np.frombuffer(self.doc_caption, np.int32)[numbers] != NAME
-            numbers, scores = numbers[is_caption], scores[is_caption]
-        order = np.lexsort((numbers, -scores))
-        hits = []
-        for i in order:
-            number = int(numbers[i])
-            item_id, caption = self.doc_item[number], self.doc_caption[number]
-            if keep is not None and not keep(item_id, caption):
-                continue
-            hits.append(KeywordHit(item_id, caption, float(scores[i])))
-            if len(hits) == k:
-                break
-        return hits
+               keep: Callable[[str, int], bool] | None = None) -> list[KeywordHit]:
+        """The `k` best documents for `query`, best first (ties: the earlier added first).
+        With `captions_only` the file-name documents are left out; `keep(item id, caption
+        number)` filters documents."""
+        return list(itertools.islice(self._ranked(query, captions_only, keep), k))
 
-    def search_items(self, query: str, k: int, keep=None) -> list[KeywordHit]:  # noqa: ANN001
+    def search_items(self, query: str, k: int,
+                     keep: Callable[[str, int], bool] | None = None) -> list[KeywordHit]:
         """The `k` best items: an item scores its best document (file name or a caption)."""
         best: dict[str, KeywordHit] = {}
-        for hit in self.search(query, len(self.alive), keep=keep):
-            if hit.item_id not in best:  # hits come best first
+        for hit in self._ranked(query, False, keep):
+            if hit.item_id not in best:  # documents come best first
                 best[hit.item_id] = hit
                 if len(best) == k:
                     break
         return list(best.values())
+
+    def _ranked(self, query: str, captions_only: bool,
+                keep: Callable[[str, int], bool] | None) -> Iterator[KeywordHit]:
+        numbers, scores = self.scores(query)
+        if captions_only and len(numbers):
+            is_caption = np.frombuffer(self.doc_caption, np.int32)[numbers] != NAME
+            numbers, scores = numbers[is_caption], scores[is_caption]
+        for i in np.lexsort((numbers, -scores)):
+            number = int(numbers[i])
+            item_id, caption = self.doc_item[number], self.doc_caption[number]
+            if keep is None or keep(item_id, caption):
+                yield KeywordHit(item_id, caption, float(scores[i]))
 
     def _alive(self) -> np.ndarray:
         if self._alive_view is None:
