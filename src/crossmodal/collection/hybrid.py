@@ -21,14 +21,12 @@ import numpy as np
 
 from crossmodal.collection.hits import Hit, normal_target
 from crossmodal.collection.keyword_state import KeywordState
+from crossmodal.collection.search_modes import DEFAULT_MODE, MODES
 from crossmodal.errors import BadInputError
 from crossmodal.index.filters import Filter
 from crossmodal.index.keywords import KeywordHit
 from crossmodal.index.metadata import item_metadata
 
-MODES = ("vector", "keyword", "hybrid")
-# Chosen by benchmarks/accuracy/hybrid_search.py on Flickr8k val (docs/guide/search-options.md).
-DEFAULT_MODE = "vector"
 RRF_K = 60
 DEPTH = 100  # how much of each ranking is fused
 

@@ -130,6 +130,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
+        mode: schemas.Mode = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -139,9 +140,10 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
             raise BadInputError("the query text is empty")
         target = normal_target(body.target)
         cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
-        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
-        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
-                         live)
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text,
+                                mode=body.mode, min_score=cutoff)
+        note = None if body.mode == "keyword" else live.query_note(body.query)
+        return _hits_out(hits, target, started, note, live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
