@@ -17,7 +17,7 @@ from crossmodal.engine import Collection
 from crossmodal.errors import BadInputError, IndexWriteError
 from crossmodal.index.keywords import KeywordIndex, tokenize
 from tests.fakes import FakeEncoder
-from tests.image_helpers import write_image
+from tests.keyword_helpers import TARGET, write_shop_folder
 
 
 # --- tokens and BM25 ----------------------------------------------------------------------
@@ -82,29 +82,18 @@ def test_rrf_adds_reciprocal_ranks():
 # --- what keyword search finds that vectors miss --------------------------------------------
 @pytest.fixture
 def shop(tmp_path, fake_encoder):
-    """Dark photos, and one bright one whose name and caption carry what vectors cannot
-    read: the fake encoder knows only colour words, so a bright photo scores lowest for any
-    other text."""
-    root = tmp_path / "shop"
-    for n, colour in enumerate([(60, 20, 20), (20, 60, 20), (20, 20, 60), (40, 40, 40)]):
-        write_image(root / f"dark{n}.png", colour)
-        (root / f"dark{n}.txt").write_text(f"a dark shelf number {n}\n", encoding="utf-8")
-    write_image(root / "camera" / "IMG_2043.jpg", (250, 250, 240))
-    (root / "camera" / "IMG_2043.txt").write_text(
-        "label XJ-9000 on a bottle\n星河牌矿泉水\n", encoding="utf-8")
     path = tmp_path / "index"
     Collection.create(path, model="fake:colours", encoder=fake_encoder).add_paths(
-        [root], progress=False)
+        [write_shop_folder(tmp_path / "shop")], progress=False)
     return Collection.open(path, encoder=fake_encoder)
 
 
 @pytest.mark.parametrize("query", ["XJ-9000", "xj9000", "2043", "IMG 2043", "星河"])
 def test_keyword_finds_a_code_a_file_name_and_chinese_that_vectors_miss(shop, query):
-    target = "camera/IMG_2043.jpg"
     vector = [h.id for h in shop.search_text(query, k=5, mode="vector")]
-    assert vector.index(target) == 4  # last of five: the encoder does not know the word
-    assert [h.id for h in shop.search_text(query, k=5, mode="keyword")][0] == target
-    assert [h.id for h in shop.search_text(query, k=5, mode="hybrid")][0] == target
+    assert vector.index(TARGET) == 4  # last of five: the encoder does not know the word
+    assert [h.id for h in shop.search_text(query, k=5, mode="keyword")][0] == TARGET
+    assert [h.id for h in shop.search_text(query, k=5, mode="hybrid")][0] == TARGET
 
 
 def test_keyword_search_of_captions_where_and_scores(shop):

@@ -239,8 +239,8 @@ async function openViewer(hit) {
 
 function searchText() {
   const q = $("query").value.trim();
-  // Enter in the cut-off box of a like or photo search: that search again, with the cut-off.
-  if (!q && current && current.kind !== "text") return search({ ...current, ...chosenOptions() });
+  // Enter in the cut-off box of a like or photo search: its change event re-ran that search.
+  if (!q && current && document.activeElement === $("min-score")) return;
   if (!q) return setStatus("type something to search for", true);
   search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK(), ...chosenOptions() });
 }
