@@ -248,17 +248,25 @@ class KeywordIndex:
             if form != FORMAT or saved != generation:
                 return None
             index = cls()
-            offsets, docs, tfs = data["offsets"], data["docs"], data["tfs"]
+            offsets = data["offsets"].tolist()
+            docs, tfs = data["docs"].astype(np.int32), data["tfs"].astype(np.int32)
             for slot, term in enumerate(data["terms"].tolist()):
                 index.terms[term] = slot
-                index._docs.append(array("i", docs[offsets[slot] : offsets[slot + 1]]))
-                index._tfs.append(array("i", tfs[offsets[slot] : offsets[slot + 1]]))
+                index._docs.append(_int_array(docs[offsets[slot] : offsets[slot + 1]]))
+                index._tfs.append(_int_array(tfs[offsets[slot] : offsets[slot + 1]]))
             index.doc_item = data["doc_item"].tolist()
-            index.doc_caption = array("i", data["doc_caption"])
-            index.doc_length = array("i", data["doc_length"])
+            index.doc_caption = _int_array(data["doc_caption"].astype(np.int32))
+            index.doc_length = _int_array(data["doc_length"].astype(np.int32))
         index.alive = bytearray(b"\x01" * len(index.doc_item))
         index.live_docs = len(index.doc_item)
         index.live_length = int(sum(index.doc_length))
         for number, item_id in enumerate(index.doc_item):
             index.docs_of.setdefault(item_id, []).append(number)
         return index
+
+
+def _int_array(values: np.ndarray) -> array:
+    """An int32 numpy array as a growable array('i'), copied as bytes."""
+    out = array("i")
+    out.frombytes(np.ascontiguousarray(values, np.int32).tobytes())
+    return out
