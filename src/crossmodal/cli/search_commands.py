@@ -41,11 +41,11 @@ def text_search(index: Path, query: str, k: int, target: str, where: str | None,
     except (FileNotFoundError, NotADirectoryError):
         collection = Collection.open(index)  # it says what is wrong
         return (collection, collection.search_text(query, k, target, where, long_text,
-                                                   min_score, mode), None)
+                                                   min_score, mode), collection.query_note(query))
     if mode == "keyword":
         collection = Collection.open(index)
         return collection, search(collection, query, None, k, target, where, None, mode), None
-    cutoff = resolve_min_score(min_score, model, fingerprint)
+    cutoff = resolve_min_score(min_score, model, fingerprint, query)
     with ThreadPoolExecutor(1) as pool:
         encoded = pool.submit(_encode_query, model, query, long_text)
         collection = Collection.open(index)
@@ -117,7 +117,7 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
             click.echo(note, err=True)
     else:
         collection = Collection.open(index)
-        min_score = collection.min_score(min_score)  # a bad value fails before encoding
+        min_score = collection.min_score(min_score, query)  # a bad value fails before encoding
     if plus or minus:
         hits = collection.search_combined(
             _terms(query, image, like, plus, minus), k=k, target=target or "images",
