@@ -316,6 +316,24 @@ def min_score(name: str) -> str:
                        f"{r['captions']:,} captions):\n\n{picked}\n\n{curve}")
 
 
+def hybrid_search(name: str = "hybrid_search") -> str:
+    """Vector, keyword and hybrid search per language and setting, and the default chosen."""
+    _, r = load(name)
+    settings = {"t2i_names_only": "text→image, names only",
+                "t2i_one_caption_held": "text→image, one caption held",
+                "t2t": "text→text"}
+    rows = [[language, settings.get(setting, setting), fmt(r["queries"][language][setting]),
+             mode, fmt(row["R@1"], 2), fmt(row["R@5"], 2), fmt(row["R@10"], 2),
+             fmt(row["Rsum"], 2)]
+            for language, per_setting in r["results"].items()
+            for setting, modes in per_setting.items() for mode, row in modes.items()]
+    body = table(["language", "setting", "queries", "mode", "R@1", "R@5", "R@10", "Rsum"],
+                 rows)
+    return with_source(name, f"`{r['model']}` on {r['data']}, reciprocal rank fusion with "
+                       f"k = {r['rrf_k']}:\n\n{body}\n\nDefault mode by the rule: "
+                       f"**{r['default_mode']}** ({r['default_reason']}).")
+
+
 def ablation(name: str) -> str:
     _, rows_in = load(name)
     rows = []
@@ -494,6 +512,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "long_text_lite-zh": lambda: long_text("long_text_lite-zh"),
     "min_score_towers_lite-en_en": lambda: min_score("min_score_towers_lite-en_en"),
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
+    "hybrid_search": hybrid_search,
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

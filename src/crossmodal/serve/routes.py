@@ -131,6 +131,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
+        mode: schemas.Mode = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -141,9 +142,10 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         target = normal_target(body.target)
         # a bad value fails before the encoder runs; the query's language picks the table
         cutoff = _cutoff(live, body.min_score, body.query)
-        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
-        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
-                         live)
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text,
+                                mode=body.mode, min_score=cutoff)
+        note = None if body.mode == "keyword" else live.query_note(body.query)
+        return _hits_out(hits, target, started, note, live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
