@@ -399,8 +399,8 @@ def eval_reports() -> str:
     for path in sorted((RESULTS / "eval").glob("*.json")):
         found = json.loads(path.read_text(encoding="utf-8"))
         for r in found if isinstance(found, list) else [found]:  # compare-*.json: a list
-            reports.setdefault((r["dataset"].rsplit("/", 1)[-1] != "en", r["model"],
-                                r["dataset"]), r)
+            # eval-* sorts after compare-*: a model's own report replaces a comparison's row
+            reports[(r["dataset"].rsplit("/", 1)[-1] != "en", r["model"], r["dataset"])] = r
     rows = []
     for _, r in sorted(reports.items()):
         i2t, t2i = r["image_to_text"], r["text_to_image"]
