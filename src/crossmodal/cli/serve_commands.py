@@ -30,10 +30,19 @@ import click
 @click.option("--log-level", "log_level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
+@click.option("--watch", "watch_dir", default=None, type=click.Path(path_type=Path),
+              metavar="DIR",
+              help="Also follow DIR into the index as it changes (as `crossmodal index DIR "
+                   "--watch` would, beside the server's own uploads).")
 def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
-                  rate_limit, max_body_mb, read_only, log_level) -> None:
+                  rate_limit, max_body_mb, read_only, log_level, watch_dir) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
     from crossmodal.errors import missing_dependency
+
+    if watch_dir is not None:
+        from crossmodal.cli.watching import require_watchable
+
+        require_watchable([watch_dir])  # a mistyped folder: one line, before the model loads
 
     try:
         import uvicorn
@@ -53,7 +62,18 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
         stats = collection.stats()
     click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
                f"http://{host}:{port}/  (API docs: /docs)", err=True)
-    uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+    watcher = None
+    if watch_dir is not None:
+        from crossmodal.cli.watching import follow_in_background
+
+        watcher = follow_in_background(index, watch_dir.expanduser(), app.state.live.encoder)
+        click.echo(f"watching {watch_dir}", err=True)
+    try:
+        uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+    finally:
+        if watcher is not None:
+            watcher.stop()
+            watcher.join(timeout=10)  # a batch being committed finishes; embedding may not
 
 
 def _require_free_port(host: str, port: int) -> None:

@@ -60,11 +60,12 @@ def _holds_captions(live: LiveCollection) -> bool:
         return len(collection.texts) > 0
 
 
-def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
+def _cutoff(live: LiveCollection, spec: float | str | None,
+            text: str | None = None) -> float | None:
     """The cosine cut-off a request's min_score names for the index's model (its encoder
     matches the index's manifest; no read lease: a caller may already hold one, and the
     lock is not reentrant)."""
-    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint, text)
 
 
 def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
@@ -133,6 +134,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
+        mode: schemas.Mode = None
         where: schemas.Where = None
         sort: schemas.Sort = "relevance"
 
@@ -143,12 +145,13 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         if not body.query.strip():
             raise BadInputError("the query text is empty")
         target = normal_target(body.target)
-        cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
+        # a bad value fails before the encoder runs; the query's language picks the table
+        cutoff = _cutoff(live, body.min_score, body.query)
         where = parse_filter(body.where)  # so does a bad filter
         hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text,
-                                where=where)
-        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
-                         live, body.sort)
+                                mode=body.mode, min_score=cutoff, where=where)
+        note = None if body.mode == "keyword" else live.query_note(body.query)
+        return _hits_out(hits, target, started, note, live, body.sort)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)

@@ -1,5 +1,5 @@
 // The search page: plain DOM, no build step. Talks only to this server's /api.
-// The current search lives in the URL (?q= or ?like=, target, k, sort, where): a search can be shared and
+// The current search lives in the URL (?q= or ?like=, target, k, mode, min_score, sort, where): a search can be shared and
 // reloaded, and Back/Forward move between searches. A query photo cannot live in a URL: it is
 // kept for this page's history entries only.
 "use strict";
@@ -11,7 +11,8 @@ const thumbnails = new Map(); // item id -> object URL (fetched with the token, 
 const photos = new Map(); // history key -> {file, url}: the query photos of this page
 const pageId = Math.random().toString(36).slice(2); // photo keys of an earlier load never match
 let photoCount = 0;
-let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k, sort, where}
+let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k, mode, minScore, sort, where}
+const MODES = ["vector", "keyword", "hybrid"];
 const SORTS = ["relevance", "taken", "taken:desc"];
 let latest = 0; // the newest search: an older answer arriving late is dropped
 
@@ -23,6 +24,12 @@ function headers() {
 
 function chosenTarget() {
   return document.querySelector("input[name=target]:checked").value;
+}
+
+// The mode, the cut-off, the order and the filter, as the controls hold them ("" for the
+// server's default / none).
+function chosenOptions() {
+  return { mode: $("mode").value, minScore: $("min-score").value.trim(), sort: $("sort").value, where: $("where").value.trim() };
 }
 
 function setStatus(text, isError) {
@@ -77,11 +84,12 @@ function stateFromUrl() {
   const raw = params.get("target");
   const target = raw === "captions" || raw === "texts" ? "captions" : "images";
   const k = clampK(params.get("k"));
+  const mode = MODES.includes(params.get("mode")) ? params.get("mode") : "";
   const sort = SORTS.includes(params.get("sort")) ? params.get("sort") : "relevance";
-  const where = params.get("where") || "";
-  if (params.get("q")) return { kind: "text", q: params.get("q"), target, k, sort, where };
-  if (params.get("like")) return { kind: "like", like: params.get("like"), target, k, sort, where };
-  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), target, k, sort, where };
+  const options = { target, k, mode, minScore: (params.get("min_score") || "").trim(), sort, where: params.get("where") || "" };
+  if (params.get("q")) return { kind: "text", q: params.get("q"), ...options };
+  if (params.get("like")) return { kind: "like", like: params.get("like"), ...options };
+  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), ...options };
   return null;
 }
 
@@ -92,6 +100,8 @@ function urlFor(state) {
   else params.set("photo", state.name || "");
   params.set("target", state.target);
   if (state.k !== DEFAULT_K) params.set("k", String(state.k));
+  if (state.mode) params.set("mode", state.mode);
+  if (state.minScore) params.set("min_score", state.minScore);
   if (state.sort && state.sort !== "relevance") params.set("sort", state.sort);
   if (state.where) params.set("where", state.where);
   return "?" + params.toString();
@@ -106,6 +116,9 @@ function reflect(state) {
     radio.checked = radio.value === state.target;
   }
   $("query").value = state.kind === "text" ? state.q : "";
+  $("mode").value = state.mode || "";
+  $("min-score").value = state.minScore || "";
+  $("min-score").disabled = state.mode === "keyword"; // BM25 scores have no cosine to cut
   $("sort").value = state.sort || "relevance";
   $("where").value = state.where || "";
   const figure = $("query-photo");
@@ -123,15 +136,25 @@ function reflect(state) {
 }
 
 // --- searching ------------------------------------------------------------------------
+// A number is sent as one (a cosine); auto / p90 / p50 as the word; nothing when empty.
+function minScoreValue(state) {
+  if (!state.minScore || state.mode === "keyword") return undefined;
+  const number = Number(state.minScore);
+  return Number.isFinite(number) ? number : state.minScore;
+}
+
 function request(state) {
   const json = { method: "POST", headers: { "Content-Type": "application/json" } };
   const target = state.target;
-  const options = { sort: state.sort || "relevance", where: state.where || null };
+  const min_score = minScoreValue(state);
+  const sort = state.sort || "relevance";
+  const where = state.where || undefined;
   if (state.kind === "text") {
-    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target, ...options }) });
+    const mode = state.mode || undefined;
+    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target, mode, min_score, sort, where }) });
   }
   if (state.kind === "like") {
-    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target, ...options }) });
+    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target, min_score, sort, where }) });
   }
   const photo = photos.get(state.photo);
   if (!photo) {
@@ -141,8 +164,9 @@ function request(state) {
   form.append("file", photo.file);
   form.append("k", String(state.k));
   form.append("target", target);
-  form.append("sort", options.sort);
-  if (options.where) form.append("where", options.where);
+  if (min_score !== undefined) form.append("min_score", String(min_score));
+  form.append("sort", sort);
+  if (where) form.append("where", where);
   return call("/api/search/image", { method: "POST", body: form });
 }
 
@@ -212,7 +236,7 @@ function card(hit) {
     line.textContent = taken;
     card.append(line);
   }
-  card.addEventListener("click", () => search({ ...options(), kind: "like", like: hit.id, target: current.target, k: current.k }));
+  card.addEventListener("click", () => search({ kind: "like", like: hit.id, target: current.target, k: current.k, mode: current.mode, minScore: current.minScore, sort: current.sort, where: current.where }));
   return card;
 }
 
@@ -221,11 +245,6 @@ function photoLine(photo) {
   if (!photo) return "";
   const taken = photo.taken ? photo.taken.replace("T", " ").slice(0, 16) : "";
   return [taken, photo.camera || ""].filter(Boolean).join(" · ");
-}
-
-// The order and filter the controls show: every new search takes them.
-function options() {
-  return { sort: $("sort").value, where: $("where").value.trim() };
 }
 
 async function openViewer(hit) {
@@ -245,14 +264,16 @@ async function openViewer(hit) {
 
 function searchText() {
   const q = $("query").value.trim();
+  // Enter in the cut-off or filter box of a like or photo search: its change event re-ran it.
+  if (!q && current && [$("min-score"), $("where")].includes(document.activeElement)) return;
   if (!q) return setStatus("type something to search for", true);
-  search({ ...options(), kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK(), ...chosenOptions() });
 }
 
 function searchImage(file) {
   const key = `${pageId}-${++photoCount}`;
   photos.set(key, { file, url: URL.createObjectURL(file) });
-  search({ ...options(), kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK(), ...chosenOptions() });
 }
 
 function stateK() {
@@ -296,14 +317,15 @@ document.addEventListener("DOMContentLoaded", () => {
     // The switch re-runs the current search, whatever its kind, for the other target.
     radio.addEventListener("change", () => { if (current) search({ ...current, target: radio.value }); });
   }
-  // A new order re-runs the current search; a filter applies on Enter (the form's submit).
-  $("sort").addEventListener("change", () => { if (current) search({ ...current, sort: $("sort").value }); });
-  $("where").addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && current && current.kind !== "text") {
-      event.preventDefault();
-      search({ ...current, where: $("where").value.trim() });
-    }
+  // A new mode or cut-off re-runs the current search with it (the cut-off once typed).
+  $("mode").addEventListener("change", () => {
+    $("min-score").disabled = $("mode").value === "keyword";
+    if (current) search({ ...current, ...chosenOptions() });
   });
+  $("min-score").addEventListener("change", () => { if (current) search({ ...current, ...chosenOptions() }); });
+  // So do a new order and a filter (the filter once typed: Enter or leaving the box).
+  $("sort").addEventListener("change", () => { if (current) search({ ...current, ...chosenOptions() }); });
+  $("where").addEventListener("change", () => { if (current) search({ ...current, ...chosenOptions() }); });
   const viewer = $("viewer");
   $("viewer-close").addEventListener("click", () => viewer.close());
   viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });
