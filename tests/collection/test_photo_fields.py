@@ -150,3 +150,15 @@ def test_metadata_an_item_was_given_wins_over_its_exif(tmp_path, fake_encoder):
     collection.add_vectors([{"id": "a.jpg", "path": "/x/a.jpg", "photo": {"camera": "Exif"},
                              "meta": {"camera": "Mine"}}], vectors)
     assert collection.search_vectors(vectors, 1, where='camera = "Mine"')[0][0].id == "a.jpg"
+
+
+def test_keyword_and_hybrid_hits_filter_and_carry_the_fields(tmp_path, photo_folder,
+                                                             fake_encoder):
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder)
+    collection.add_paths([photo_folder], progress=False)
+    for mode in ("keyword", "hybrid"):
+        hits = collection.search_text("paris louvre", k=5, mode=mode,
+                                      where='taken < "2024-01-01"')
+        assert [h.item_id for h in hits] == ["louvre.jpg"], mode
+        assert hits[0].photo["camera"] == "NIKON D750"
