@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from crossmodal.collection import ingest
 from crossmodal.collection.ingest import AddReport, Embedded
 from crossmodal.data.files import collect_items
 from crossmodal.data.loader import iter_image_batches
-
-if TYPE_CHECKING:
-    from crossmodal.collection.milvus_collection import MilvusCollection
 
 
 class _Known:
@@ -26,7 +23,7 @@ class _Known:
         self._row_of = {record["id"]: row for row, record in enumerate(self.items)}
 
 
-def add_paths(col: MilvusCollection, inputs: Sequence[str | Path],
+def add_paths(col: Any, inputs: Sequence[str | Path],
               caption_files: Sequence[str | Path] = (), batch_size: int = 32,
               progress: bool = True, commit_every: int = 4096) -> AddReport:
     collected = collect_items(list(inputs), list(caption_files))

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossmodal.collection.uri import SCHEMES, is_collection_uri
 from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.milvus_store import CLIENTS, TOKEN_ENV, GuardedClient
 
-SCHEMES = ("milvus://", "milvus-lite://")
+__all__ = ["SCHEMES", "is_collection_uri"]
 SETTINGS_PROPERTY = "crossmodal.settings"
 FORMAT = 1
 STALENESS_MS = int(os.environ.get("CROSSMODAL_MILVUS_STALENESS_MS", "1000"))
@@ -41,11 +42,6 @@ _INDEX_TYPES = {
     "hnsw": ("HNSW", {"M": 32, "efConstruction": 80}, {"ef": 128}),
     "ivfpq": ("IVF_PQ", {"nlist": 1024, "m": 0, "nbits": 8}, {"nprobe": 64}),
 }
-
-
-def is_collection_uri(target: str | Path) -> bool:
-    """Whether `target` names a Milvus collection rather than an index folder."""
-    return str(target).startswith(SCHEMES)
 
 
 @dataclass(frozen=True)

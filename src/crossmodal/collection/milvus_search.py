@@ -6,7 +6,7 @@ caption count, is no answer), and Milvus is asked again for more while places st
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -14,13 +14,10 @@ from crossmodal.collection import milvus_schema as ms
 from crossmodal.collection.collection import Hit
 from crossmodal.index.filters import Filter
 
-if TYPE_CHECKING:
-    from crossmodal.collection.milvus_collection import MilvusCollection
-
 _MAX_LIMIT = 16_384  # Milvus's largest search limit
 
 
-def search(col: MilvusCollection, queries: np.ndarray, k: int, target: str,
+def search(col: Any, queries: np.ndarray, k: int, target: str,
            where: Filter | None, cutoff: float | None) -> list[list[Hit]]:
     role = "items" if target == "images" else "texts"
     expression = where.milvus_superset() if where is not None else ""
@@ -45,7 +42,7 @@ def search(col: MilvusCollection, queries: np.ndarray, k: int, target: str,
     return answers
 
 
-def _hits(col: MilvusCollection, rows: list[dict], role: str,
+def _hits(col: Any, rows: list[dict], role: str,
           where: Filter | None) -> list[Hit]:
     rows = [row for row in rows if where is None or where.matches(row.get("entity", {}))]
     if role == "items":

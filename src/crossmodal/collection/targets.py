@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crossmodal.collection.milvus_schema import SCHEMES, is_collection_uri
+from crossmodal.collection.uri import SCHEMES, is_collection_uri
 
 __all__ = ["SCHEMES", "collection_class", "is_collection_uri", "open_collection"]
 
