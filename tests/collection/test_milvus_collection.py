@@ -3,7 +3,6 @@ Milvus Lite for the laptop address), compared with a folder index on the same da
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
@@ -16,22 +15,10 @@ from crossmodal.collection.targets import collection_class, open_collection
 from crossmodal.errors import BadInputError, IndexMismatchError
 from tests.fakes import DIM, FakeEncoder
 
-_names = itertools.count()
-
 
 def past_the_bound() -> None:
     """Another process's (here: another object's) reads include a write once this passed."""
     time.sleep(STALENESS_MS / 1000)
-
-
-@pytest.fixture
-def milvus_target(milvus_server_uri) -> str:
-    """A fresh collection address on the session's Milvus server (dropped afterwards)."""
-    host = milvus_server_uri().removeprefix("http://")
-    target = f"milvus://{host}/c{next(_names)}_{np.random.default_rng().integers(1 << 30)}"
-    yield target
-    if MilvusCollection.exists(target):
-        MilvusCollection.drop(target)
 
 
 def test_addresses_name_a_server_or_a_lite_file():
