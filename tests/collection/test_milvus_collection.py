@@ -134,3 +134,22 @@ def test_a_milvus_lite_file_holds_a_collection_on_a_laptop(tmp_path, fake_encode
     reopened.close()
     MilvusCollection.drop(target)
     assert not MilvusCollection.exists(target)
+
+
+def test_a_rare_filter_milvus_cannot_run_still_fills_every_place(
+        milvus_target, fake_encoder, monkeypatch):
+    """`not ...` is checked in Python only: past Milvus's largest limit (made small here),
+    the matching rows are listed and named to Milvus outright."""
+    from crossmodal.collection import milvus_search
+
+    monkeypatch.setattr(milvus_search, "_MAX_LIMIT", 64)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    collection = MilvusCollection.create(milvus_target, model="fake:colours",
+                                         encoder=fake_encoder)
+    collection.add_vectors([{"id": f"p{i}", "path": "x", "meta": {"r": i}} for i in range(500)],
+                           vectors)
+    hits = collection.search_vectors(vectors[0], 5, where="not r < 495")[0]
+    assert sorted(h.id for h in hits) == [f"p{i}" for i in range(495, 500)]
+    collection.close()

@@ -114,6 +114,8 @@ class Traffic:
                 with self._lock:
                     self.kept.add(item_id)
                 self._wait_until(http, other, item_id, 200, acknowledged)
+                thumbnail = http.get(f"{other}/api/thumbnails/{item_id}")  # a shared folder
+                assert thumbnail.status_code == 200, thumbnail.text
                 self._search(http, mine)
                 self._search(http, other)
                 if j % 2:  # every other upload is deleted through the other server

@@ -36,7 +36,8 @@ from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.query_terms import QueryTerm, combined_vector
 
-_BATCH = 1_000  # rows per insert, ids per get/delete
+_BATCH = 2_000  # rows per upsert, ids per delete
+_GET_BATCH = 10_000  # ids per get: each Strong get waits for a time tick (~200 ms)
 _RECORD_KEYS = ("path", "captions", "sha256", "bytes", "mtime_ns", "meta")
 
 
@@ -226,8 +227,8 @@ class MilvusCollection:
         level = {"consistency_level": "Strong"} if strong else self.clock.read_kwargs()
         found: dict[str, dict] = {}
         unique = list(dict.fromkeys(item_ids))
-        for start in range(0, len(unique), _BATCH):
-            rows = self._client.get(self.names["items"], ids=unique[start:start + _BATCH],
+        for start in range(0, len(unique), _GET_BATCH):
+            rows = self._client.get(self.names["items"], ids=unique[start:start + _GET_BATCH],
                                     output_fields=[ms.ITEM_FIELD], **level)
             for row in rows:
                 found[row["id"]] = {"id": row["id"], **row[ms.ITEM_FIELD]}

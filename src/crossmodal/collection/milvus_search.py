@@ -6,6 +6,7 @@ caption count, is no answer), and Milvus is asked again for more while places st
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,35 @@ def search(col: Any, queries: np.ndarray, k: int, target: str,
             if len(hits) >= k or len(rows) < fetch or fetch >= _MAX_LIMIT:
                 break
             fetch = min(fetch * 4, _MAX_LIMIT)
+        if len(hits) < k and len(rows) == fetch and where is not None:
+            # Past Milvus's largest limit, the filter's rows are named outright.
+            keys = _matching_keys(col, role, expression, where)
+            rows = col._client.search(
+                col.names[role], data=[query], limit=min(max(k, 1), _MAX_LIMIT),
+                filter=f"id in {json.dumps(keys, ensure_ascii=False)}",
+                search_params=ms.search_params(col.manifest.index_type),
+                output_fields=list(dict.fromkeys(output)), **col.clock.read_kwargs())[0] \
+                if keys else []
+            hits = _hits(col, rows, role, where)
         kept = [h for h in hits if cutoff is None or h.score >= cutoff][:k]
         for rank, hit in enumerate(kept, 1):
             hit.rank = rank
         answers.append(kept)
     return answers
+
+
+def _matching_keys(col: Any, role: str, expression: str, where: Filter) -> list[str]:
+    """Ids of the rows matching `where`, read through a query iterator."""
+    rows = col._client.query_iterator(
+        col.names[role], batch_size=4_096, filter=expression or 'id != ""',
+        output_fields=["id", *sorted(where.fields())], **col.clock.read_kwargs())
+    keys: list[str] = []
+    try:
+        while batch := rows.next():
+            keys.extend(row["id"] for row in batch if where.matches(row))
+    finally:
+        rows.close()
+    return keys
 
 
 def _hits(col: Any, rows: list[dict], role: str,
