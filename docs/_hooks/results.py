@@ -480,6 +480,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "cli_search_cold": cli_search_cold,
     "milvus_consistency": milvus_consistency,
     "milvus_collection_2k": lambda: milvus_collection("milvus_collection_2k"),
+    "milvus_collection_100k": lambda: milvus_collection("milvus_collection_100k"),
     "onnx_speed_lite-en": lambda: onnx_speed("onnx_speed_lite-en"),
     "onnx_speed_lite-zh": lambda: onnx_speed("onnx_speed_lite-zh"),
     "onnx_speed_lite-en_int8_smoothed": lambda: onnx_speed("onnx_speed_lite-en_int8_smoothed"),
