@@ -15,6 +15,16 @@ photos more wrong ones score high. The thresholds apply to this model's score sc
     python benchmarks/accuracy/min_score_calibration.py --model towers:lite-en --language en
     python benchmarks/accuracy/min_score_calibration.py --model towers:lite-zh --language zh \
         --write-package-data
+
+A model that routes texts by language (fusion:bilingual) gets one table per query language:
+an English query uses all four members, a Chinese one only the two that read Chinese, so the
+two score on different scales. Its first language's table is also its default (queries in no
+detected language, image queries).
+
+    python benchmarks/accuracy/min_score_calibration.py --model fusion:bilingual --language en \
+        --write-package-data
+    python benchmarks/accuracy/min_score_calibration.py --model fusion:bilingual --language zh \
+        --write-package-data
 """
 
 from __future__ import annotations
@@ -149,8 +159,13 @@ def main() -> None:
     if args.write_package_data:
         thresholds = {f"p{round(r['precision_target'] * 100)}": r["threshold"] for r in rows
                       if r["threshold"] is not None}
-        print("updated", write_thresholds(args.model, encoder.fingerprint, thresholds,
-                                          f"{payload['data']}, {payload['images']} photos"))
+        routes = bool(getattr(encoder, "routing", False))
+        languages = tuple(getattr(encoder, "languages", ()))
+        print("updated", write_thresholds(
+            args.model, encoder.fingerprint, thresholds,
+            f"{payload['data']}, {payload['images']} photos",
+            language=args.language if routes else None,
+            default=not routes or languages[:1] == (args.language,)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -45,7 +46,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
+def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder, caplog):
     encoder = FakeEncoder()
     index = tmp_path / "index"
     Collection.create(index, model="fake:colours", encoder=encoder).add_paths(
@@ -71,6 +72,12 @@ def test_kill_9_never_leaves_a_broken_index(tmp_path, colour_folder):
         assert len(collection.text_rows) == len(collection.texts.vectors)
         hits = collection.search_text("red", k=50)
         assert len(hits) == len(collection)
+        # The keyword index: its generation's file plus the log, never rebuilt (the file
+        # of a generation is committed with it), and in step with the items.
+        with caplog.at_level(logging.WARNING, "crossmodal.engine"):
+            named = collection.search_text("png jpg webp bmp", k=50, mode="keyword")
+        assert sorted(h.id for h in named) == sorted(collection._row_of)
+        assert "rebuilt" not in caplog.text
         if acknowledged:  # no acknowledged commit lost; at most the one in flight added
             commit, ids = acknowledged[-1]
             assert collection.manifest.generation in (commit, commit + 1)

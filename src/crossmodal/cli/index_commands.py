@@ -71,9 +71,10 @@ def _require_inputs(inputs) -> None:
 
 
 def _index_new(inputs, into: Path, model, caption_files, index_type, store, batch_size,
-               quiet):
+               quiet, keep_empty: bool = False):
     """Create the index and add to it; when nothing could be added (an empty folder, only
-    unreadable files) or adding fails, what was made is removed again."""
+    unreadable files; kept with `keep_empty`: a watched folder fills later) or adding fails,
+    what was made is removed again."""
     from crossmodal.collection.collection import Collection
     from crossmodal.errors import BadInputError
 
@@ -84,7 +85,7 @@ def _index_new(inputs, into: Path, model, caption_files, index_type, store, batc
     try:
         report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
                                       progress=not quiet)
-        if not len(collection):
+        if not len(collection) and not keep_empty:
             raise BadInputError(_nothing_indexed(inputs, report))
     except BaseException:
         collection.discard(remove_folder=made_folder)
@@ -131,18 +132,28 @@ def _nothing_indexed(inputs, report) -> str:
               help="Embed on a Ray cluster ('auto', HOST:PORT or 'local'); inputs may also be "
                    "webdataset .tar files or a parquet/CSV of paths and captions. New items only.")
 @click.option("--workers", type=int, default=None, help="With --ray: encoder actors.")
+@click.option("--watch", is_flag=True,
+              help="After indexing, follow the folder: additions, changes, deletions and "
+                   "renames are applied as they happen, one line per batch (Ctrl-C stops).")
 def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
-                  batch_size, quiet, verbose, ray, workers) -> None:
+                  batch_size, quiet, verbose, ray, workers, watch) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.collection.collection import Collection
     from crossmodal.collection.targets import is_collection_uri
     from crossmodal.errors import BadInputError
 
     if is_collection_uri(into):
+        if watch:
+            raise BadInputError("--watch follows a folder into an index folder, not yet into "
+                                "a Milvus collection: run the same command again instead")
         index_into_collection(inputs, into, model, caption_files, index_type, batch_size,
                               quiet, verbose, ray)
         return
 
+    if watch:
+        from crossmodal.cli.watching import require_watchable
+
+        require_watchable(inputs, ray)
     existing = Collection.exists(into)
     if existing:
         collection = Collection.open(into, model=model)
@@ -165,7 +176,7 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
                                       progress=not quiet)
     else:
         collection, report = _index_new(inputs, into, model, caption_files, index_type, store,
-                                        batch_size, quiet)
+                                        batch_size, quiet, keep_empty=watch)
     print_add_report(report, into, verbose)
     if retrain:
         if collection.manifest.index_type != "ivfpq":
@@ -173,6 +184,10 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
                        "which needs no training")
         for note in collection.compact(retrain=True):
             click.echo(f"note: {note}")
+    if watch:
+        from crossmodal.cli.watching import follow
+
+        follow(collection, Path(inputs[0]).expanduser(), batch_size, verbose, caption_files)
 
 
 def index_into_collection(inputs, into: str, model: str | None, caption_files,

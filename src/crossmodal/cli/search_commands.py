@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from crossmodal.cli.targets import INDEX_TARGET
+from crossmodal.collection.search_modes import DEFAULT_MODE, MODES
 
 
 def format_hits(hits, target: str) -> str:
@@ -19,34 +20,41 @@ def format_hits(hits, target: str) -> str:
 
 
 def text_search(index: Path, query: str, k: int, target: str, where: str | None,
-                long_text: str, min_score: str | None = None) -> tuple:
+                long_text: str, min_score: str | None = None, mode: str | None = None
+                ) -> tuple:
     """(collection, hits, language note) of a text query. The model loads and encodes the
     query in a second thread while this one opens the index: on two cores a cold search
-    costs the longer of the two, not their sum."""
+    costs the longer of the two, not their sum. Keyword mode loads no model at all."""
     from concurrent.futures import ThreadPoolExecutor
 
     from crossmodal.collection.collection import parse_filter
+    from crossmodal.collection.hybrid import check_min_score, parse_mode, search
     from crossmodal.collection.targets import collection_class
     from crossmodal.errors import BadInputError
     from crossmodal.models.score_thresholds import resolve_min_score
 
     if not query.strip():
         raise BadInputError("the query text is empty")
-    where = parse_filter(where)  # a bad filter or cut-off fails before anything loads
+    where = parse_filter(where)  # a bad filter, mode or cut-off fails before anything loads
+    mode = parse_mode(mode)
+    check_min_score(mode, min_score)
     Collection = collection_class(index)  # noqa: N806 - the class of a folder or a URI
     try:
         model, fingerprint = Collection.model_of(index)
     except (FileNotFoundError, NotADirectoryError):
         collection = Collection.open(index)  # it says what is wrong
         return (collection, collection.search_text(query, k, target, where, long_text,
-                                                   min_score), collection.query_note(query))
-    cutoff = resolve_min_score(min_score, model, fingerprint)
+                                                   min_score, mode), collection.query_note(query))
+    if mode == "keyword":
+        collection = Collection.open(index)
+        return collection, search(collection, query, None, k, target, where, None, mode), None
+    cutoff = resolve_min_score(min_score, model, fingerprint, query)
     with ThreadPoolExecutor(1) as pool:
         encoded = pool.submit(_encode_query, model, query, long_text)
         collection = Collection.open(index)
         vector, note = encoded.result()
     collection.encoder  # noqa: B018 - the cached encoder, checked against the index now
-    return (collection, collection.search_vectors(vector, k, target, 1, where, cutoff)[0],
+    return (collection, search(collection, query, vector, k, target, where, cutoff, mode),
             note)
 
 
@@ -80,6 +88,10 @@ def _encode_query(model: str, query: str, long_text: str):
               help="Drop hits scoring below this: a raw cosine (e.g. 0.25), or auto / p90 / "
                    "p50, the cut-off calibrated for the index's model (90% / 50% of the "
                    "hits kept relevant on Flickr8k val).")
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help=f"For a text query: vector (by meaning), keyword (BM25 over captions, "
+                   f"text read off photos and file names: codes, names, rare words) or "
+                   f"hybrid (both, by reciprocal rank fusion). Default: {DEFAULT_MODE}.")
 @click.option("--plus", "plus", multiple=True, metavar="TERM",
               help="Add a term to the query (repeatable): an image file path, like:ITEM_ID "
                    "for an indexed item, or else text; W:TERM weights it (e.g. '2:beach').")
@@ -87,7 +99,7 @@ def _encode_query(model: str, query: str, long_text: str):
               help="Subtract a term from the query (repeatable; read as --plus).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def search_command(index, query, image, like, k, target, where, long_text, min_score,
-                   plus, minus, as_json) -> None:
+                   mode, plus, minus, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
     from crossmodal.collection.collection import normal_target
@@ -99,14 +111,17 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
     given = [x is not None for x in (query, image, like)]
     if sum(given) > 1 or (sum(given) == 0 and not plus):
         raise BadInputError("give exactly one query: a text, --image PATH or --like ITEM_ID")
+    if mode is not None and (query is None or plus or minus):
+        raise BadInputError("--mode applies to a text query alone (not to --image, --like, "
+                            "--plus or --minus)")
     if query is not None and not (plus or minus):
         collection, hits, note = text_search(index, query, k, target or "images", where,
-                                             long_text, min_score)
+                                             long_text, min_score, mode)
         if note:
             click.echo(note, err=True)
     else:
         collection = open_collection(index)
-        min_score = collection.min_score(min_score)  # a bad value fails before encoding
+        min_score = collection.min_score(min_score, query)  # a bad value fails before encoding
     if plus or minus:
         hits = collection.search_combined(
             _terms(query, image, like, plus, minus), k=k, target=target or "images",

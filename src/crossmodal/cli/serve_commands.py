@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from crossmodal.cli.targets import INDEX_TARGET
@@ -34,10 +36,25 @@ from crossmodal.cli.targets import INDEX_TARGET
 @click.option("--log-level", "log_level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
+@click.option("--watch", "watch_dir", default=None, type=click.Path(path_type=Path),
+              metavar="DIR",
+              help="Also follow DIR into the index as it changes (as `crossmodal index DIR "
+                   "--watch` would, beside the server's own uploads).")
 def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
-                  rate_limit, max_body_mb, read_only, uploads_dir, log_level) -> None:
+                  rate_limit, max_body_mb, read_only, uploads_dir, log_level, watch_dir) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
     from crossmodal.errors import missing_dependency
+
+    if watch_dir is not None:
+        from crossmodal.cli.watching import require_watchable
+        from crossmodal.collection.targets import is_collection_uri
+        from crossmodal.errors import BadInputError
+
+        if is_collection_uri(index):
+            raise BadInputError("--watch follows a folder into an index folder; for a Milvus "
+                                "collection, run `crossmodal index DIR --into URI` again")
+
+        require_watchable([watch_dir])  # a mistyped folder: one line, before the model loads
 
     try:
         import uvicorn
@@ -58,7 +75,18 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
         stats = collection.stats()
     click.echo(f"serving {stats['items']} items of {index} ({stats['model']}) at "
                f"http://{host}:{port}/  (API docs: /docs)", err=True)
-    uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+    watcher = None
+    if watch_dir is not None:
+        from crossmodal.cli.watching import follow_in_background
+
+        watcher = follow_in_background(index, watch_dir.expanduser(), app.state.live.encoder)
+        click.echo(f"watching {watch_dir}", err=True)
+    try:
+        uvicorn.run(app, log_level=log_level, **uvicorn_options(settings))
+    finally:
+        if watcher is not None:
+            watcher.stop()
+            watcher.join(timeout=10)  # a batch being committed finishes; embedding may not
 
 
 def _require_free_port(host: str, port: int) -> None:

@@ -1,15 +1,15 @@
 """The commit protocol: how a Collection's changes reach the disk (a log record per commit, a
 generation now and then) and how another writer's commits are read back.
 
-A faiss-backed index folder holds one full generation (vectors, faiss index, items JSON, named
-with their checksums by the manifest) and its write-ahead log `wal.<gen>.log` (crossmodal.index
-.wal). A commit appends one record with the change (removed item ids; added items with their
-vectors): its cost depends on the change, not on the collection. Opening loads the generation
-and replays the log. Once the log passes WAL_SHARE of the generation's size, or a store
-would rather be saved whole (VectorStore.wants_full_save: an HNSW log with too many rows to
-insert on every open, too many removed rows held, IVF-PQ retrained), the commit writes a new
-generation instead: new files, an empty log, then the manifest (the commit point), then the
-old files go.
+A faiss-backed index folder holds one full generation (vectors, faiss index, items JSON, the
+keyword index derived from the items, named with their checksums by the manifest) and its
+write-ahead log `wal.<gen>.log` (crossmodal.index.wal). A commit appends one record with the
+change (removed item ids; added items with their vectors): its cost depends on the change,
+not on the collection. Opening loads the generation and replays the log. Once the log passes
+WAL_SHARE of the generation's size, or a store would rather be saved whole
+(VectorStore.wants_full_save: an HNSW log with too many rows to insert on every open, too
+many removed rows held, IVF-PQ retrained), the commit writes a new generation instead: new
+files, an empty log, then the manifest (the commit point), then the old files go.
 
 Commit numbers: `manifest.generation` on disk numbers the full generation; in memory it counts
 every commit (the generation plus its log records), so it grows by one per commit either way.
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossmodal.collection.keyword_state import ROLE as KEYWORDS
 from crossmodal.collection.state import TARGETS, IndexState, LogState
 from crossmodal.errors import IndexCorruptError
 from crossmodal.index import wal
@@ -37,9 +38,11 @@ from crossmodal.storage import LEFTOVER_GRACE_S, atomic_save_json, remove_stale_
 
 WAL_SHARE = 0.25  # log bytes, as a share of the generation's, that trigger a new generation
 WAL_MIN_BYTES = 1 << 20  # small indexes: no new generation before the log holds this much
-# A generation's files: faiss vectors/index/live rows, Milvus keys/state, the items, the log.
+# A generation's files: faiss vectors/index/live rows, Milvus keys/state, the items, the
+# keyword index, the log.
 GENERATION_FILE = re.compile(
-    r"^(images|texts|items|wal)\.(\d{6})(\.alive|\.ids|\.milvus)?\.(npy|faiss|json|log)$")
+    r"^(images|texts|items|keywords|wal)\.(\d{6})(\.alive|\.ids|\.milvus)?"
+    r"\.(npy|faiss|json|npz|log)$")
 
 
 def committed_counts(path: Path, manifest: Manifest) -> dict:
@@ -165,6 +168,7 @@ def write_generation(col: IndexState) -> None:
         raise
     col._committed_now()
     col._log = LogState(generation, manifest.log)
+    col.keywords.saved_as(col.path / names[KEYWORDS], generation)
     for store in col.stores():
         store.committed()
     # The generation just replaced goes now; other leftovers after their grace period.
@@ -182,6 +186,9 @@ def _write_files(col: IndexState, stem: str) -> dict[str, str]:
     names["items"] = f"items.{stem}.json"
     atomic_save_json(col.path / names["items"],
                      {"items": col.items, "texts": [list(r) for r in col.text_rows]})
+    names[KEYWORDS] = f"{KEYWORDS}.{stem}.npz"  # derived from the items: saved with them
+    col.keywords.index(col.items, len(col.text_rows)).save(col.path / names[KEYWORDS],
+                                                            int(stem))
     col.manifest.files = {
         role: {"name": name, "bytes": (col.path / name).stat().st_size,
                "sha256": file_sha256(col.path / name)}

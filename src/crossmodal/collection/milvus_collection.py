@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmodal.collection import hybrid
 from crossmodal.collection import milvus_schema as ms
 from crossmodal.collection.collection import Hit, normal_target
 from crossmodal.collection.ingest import AddReport, Embedded
@@ -357,8 +358,16 @@ class MilvusCollection:
             self.clock.wrote()
 
     # --- searching --------------------------------------------------------------------
-    def min_score(self, spec: float | str | None) -> float | None:
-        return resolve_min_score(spec, self.manifest.model, self.manifest.model_fingerprint)
+    def min_score(self, spec: float | str | None, text: str | None = None) -> float | None:
+        return resolve_min_score(spec, self.manifest.model, self.manifest.model_fingerprint,
+                                 text)
+
+    @property
+    def keywords(self) -> None:
+        """Keyword (BM25) search reads a folder index's word index; none is kept here yet."""
+        raise BadInputError(f"{self.path} is a Milvus collection: it searches by meaning "
+                            "only (--mode vector); keyword and hybrid search need an index "
+                            "folder")
 
     def search_vectors(self, queries: np.ndarray, k: int = 10, target: str = "images",
                        threads: int | None = None, where: str | Filter | None = None,
@@ -395,10 +404,15 @@ class MilvusCollection:
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None, long_text: str | None = None,
-                    min_score: float | str | None = None) -> list[Hit]:
+                    min_score: float | str | None = None, mode: str | None = None
+                    ) -> list[Hit]:
+        """As Collection.search_text; `mode` other than vector is refused (`keywords`)."""
         where = parse_filter(where)
+        mode = hybrid.parse_mode(mode)
+        if mode != "vector":
+            self.keywords  # noqa: B018 - raises the one-line reason
         return self.search_vectors(self.text_query(text, long_text), k, target, 1, where,
-                                   min_score)[0]
+                                   self.min_score(min_score, text))[0]
 
     def search_image(self, image: str | Path | bytes | Image.Image, k: int = 10,
                      target: str = "images", where: str | Filter | None = None,

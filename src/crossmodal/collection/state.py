@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossmodal.collection.keyword_state import KeywordState
 from crossmodal.errors import IndexCorruptError
 from crossmodal.index.manifest import Manifest
 from crossmodal.index.metadata import item_metadata
@@ -51,6 +52,8 @@ class IndexState:
         # the two puts memory back at the last commit (crossmodal.collection.writer).
         self._uncommitted = False
         self.notes: list[str] = []  # what commits did besides the change (IVF-PQ retrained)
+        # The keyword index follows every change below (crossmodal.collection.keyword_state).
+        self.keywords = KeywordState(self.path, manifest.files, manifest.generation)
         self._reindex()
 
     def stores(self) -> tuple[VectorStore, VectorStore]:
@@ -69,6 +72,7 @@ class IndexState:
         old = self.stores()
         self.manifest, self.items, self.text_rows = fresh.manifest, fresh.items, fresh.text_rows
         self.images, self.texts, self._log = fresh.images, fresh.texts, fresh._log
+        self.keywords = fresh.keywords
         self._committed_now()
         self._reindex()
         for store in old:
@@ -123,6 +127,7 @@ class IndexState:
                 del self.text_rows[span.start : span.stop]
         self._pending.append(("remove", sorted(item_ids)))
         self._uncommitted = True
+        self.keywords.removed(item_ids)
         rows.remove(item_ids)
         self._caption_lookup = None
 
@@ -140,6 +145,7 @@ class IndexState:
         self._caption_lookup = None
         self.items.extend(items)
         self.text_rows.extend(rows)
+        self.keywords.added(items)
         self._pending.append(("add", items, image_vectors, text_vectors if rows else None))
         self._uncommitted = True
 

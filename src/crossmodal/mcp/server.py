@@ -28,6 +28,7 @@ MAX_PIXELS = 40_000_000
 MAX_K = 100
 THUMBNAIL_SIDE = 256
 Target = Literal["images", "texts"]
+Mode = Literal["vector", "keyword", "hybrid"]
 INSTRUCTIONS = (
     "Search a collection of photos and their captions. search_text finds photos (or "
     "captions, target='texts') for a description in the index's language; search_image "
@@ -118,12 +119,14 @@ def build_server(index: str | Path, encoder: Encoder | None = None):
     @_clear_errors
     def search_text(query: str, k: int = 10, target: Target = "images",
                     min_score: float | str | None = None,
-                    where: str | None = None) -> dict[str, Any]:
+                    where: str | None = None, mode: Mode = "vector") -> dict[str, Any]:
         """Photos (target='images') or captions (target='texts') that match a text query.
         min_score: a cosine, or 'auto' / 'p90' / 'p50'. where: a metadata filter, e.g.
-        'folder = "beach"'."""
+        'folder = "beach"'. mode: 'vector' (meaning), 'keyword' (exact words of captions
+        and file names, e.g. a product code) or 'hybrid' (both, fused)."""
         return hits_out(view.current().search_text(query, k=_check_k(k), target=target,
-                                                   where=where, min_score=min_score))
+                                                   where=where, min_score=min_score,
+                                                   mode=mode))
 
     @server.tool()
     @_clear_errors

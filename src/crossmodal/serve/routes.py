@@ -57,11 +57,12 @@ def _holds_captions(live: LiveCollection) -> bool:
         return len(collection.texts) > 0
 
 
-def _cutoff(live: LiveCollection, spec: float | str | None) -> float | None:
+def _cutoff(live: LiveCollection, spec: float | str | None,
+            text: str | None = None) -> float | None:
     """The cosine cut-off a request's min_score names for the index's model (its encoder
     matches the index's manifest; no read lease: a caller may already hold one, and the
     lock is not reentrant)."""
-    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint)
+    return resolve_min_score(spec, live.encoder.model_id, live.encoder.fingerprint, text)
 
 
 def _above(hits: list[EngineHit], cutoff: float | None) -> list[EngineHit]:
@@ -130,6 +131,7 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         long_text: str = Field("head", max_length=16, pattern=schemas.LONG_TEXT_PATTERN,
                                description=schemas.LONG_TEXT_HELP)
         min_score: schemas.MinScore = None
+        mode: schemas.Mode = None
 
     @router.post("/search/text", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)
@@ -138,10 +140,12 @@ def _search_routes(router: APIRouter, deps: _Deps) -> None:
         if not body.query.strip():
             raise BadInputError("the query text is empty")
         target = normal_target(body.target)
-        cutoff = _cutoff(live, body.min_score)  # a bad value fails before the encoder runs
-        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text)
-        return _hits_out(_above(hits, cutoff), target, started, live.query_note(body.query),
-                         live)
+        # a bad value fails before the encoder runs; the query's language picks the table
+        cutoff = _cutoff(live, body.min_score, body.query)
+        hits = live.search_text(body.query, k=body.k, target=target, long_text=body.long_text,
+                                mode=body.mode, min_score=cutoff)
+        note = None if body.mode == "keyword" else live.query_note(body.query)
+        return _hits_out(hits, target, started, note, live)
 
     @router.post("/search/image", response_model=schemas.SearchResult, dependencies=guarded,
                  responses=WRITE_ERRORS)

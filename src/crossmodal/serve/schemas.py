@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from crossmodal.collection.search_modes import DEFAULT_MODE
+
 Target = Literal["images", "texts"]
 # What a request may name: "captions" is the page's (and the docs') word for "texts".
 TargetIn = Literal["images", "captions", "texts"]
@@ -13,6 +15,11 @@ MIN_SCORE_HELP = ("Drop hits scoring below this: a raw cosine, or auto / p90 / p
                   "cut-off calibrated for the index's model on Flickr8k val.")
 MinScore = Annotated[float | Literal["auto", "p90", "p50"] | None,
                      Field(description=MIN_SCORE_HELP)]
+MODE_HELP = ("vector (by meaning), keyword (BM25 over captions, text read off photos and file "
+             "names) or hybrid (both, by reciprocal rank fusion). Default: " + DEFAULT_MODE +
+             ". min_score is a cosine: it cuts the vector ranking (before fusing, in hybrid); "
+             "keyword mode refuses it.")
+Mode = Annotated[Literal["vector", "keyword", "hybrid"] | None, Field(description=MODE_HELP)]
 # What parse_long_text takes, as the schema states it: @N with N >= 4, no leading zeros.
 LONG_TEXT_PATTERN = r"^(head|tail|chunks|sentences)(@([4-9]|[1-9][0-9]{1,5}))?$"
 LONG_TEXT_HELP = ("A query longer than the model's context: head, tail, chunks (pieces "

@@ -44,20 +44,31 @@ class TowersImagePath(nn.Module):
         return embedded[0] if len(embedded) == 1 else _normalize(sum(embedded) / len(embedded))
 
 
+class PooledTextPath(nn.Module):
+    """sentence-transformers' features: transformer, mean pooling over real tokens, L2 (the
+    text model alone, shared by the members of a fusion: towers.shared_text)."""
+
+    def __init__(self, transformer: nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return _normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
+
+
 class TowersTokenTextPath(nn.Module):
-    """sentence-transformers: transformer, mean pooling over real tokens, L2, head (+ the gram
-    bag's vectors, computed outside the graph), L2."""
+    """sentence-transformers: the pooled unit features, head (+ the gram bag's vectors,
+    computed outside the graph), L2."""
 
     def __init__(self, transformer: nn.Module, head: nn.Module):
         super().__init__()
-        self.transformer, self.head = transformer, head
+        self.pooled, self.head = PooledTextPath(transformer), head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 grams: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out = self.head(_normalize(pooled))
+        out = self.head(self.pooled(input_ids, attention_mask))
         return _normalize(out if grams is None else out + grams)
 
 

