@@ -29,6 +29,8 @@ def test_index_search_info_remove_drop_by_address(milvus_target, colour_folder, 
     assert [h["id"] for h in filtered] == ["sub/blue.webp"]
     like = json.loads(run("search", milvus_target, "--like", "red.jpg", "--json").output)
     assert "red.jpg" not in [h["id"] for h in like] and len(like) == 3
+    assert "searches by meaning only" in run("search", milvus_target, "red", "--mode",
+                                             "keyword", code=2).output
     info = json.loads(run("info", milvus_target).output)
     assert (info["items"], info["texts"], info["model"]) == (4, 4, "fake:colours")
     assert "removed 1 item; 3 remain" in run("remove", milvus_target, "green.png").output
