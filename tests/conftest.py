@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 from tests.fakes import FakeEncoder, as_fake_backend  # noqa: E402
 from tests.image_helpers import write_image  # noqa: E402
-from tests.milvus_server import milvus_server_uri  # noqa: E402, F401 - a session fixture
+from tests.milvus_server import milvus_server_uri, milvus_target  # noqa: E402, F401 - fixtures
 
 
 @pytest.fixture(scope="session")

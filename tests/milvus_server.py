@@ -13,6 +13,7 @@ pass silently) and skip with the reason elsewhere.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -159,3 +160,21 @@ def milvus_server_uri(tmp_path_factory):
     yield start
     if "server" in state:
         state["server"].stop()
+
+
+_collection_names = itertools.count()
+
+
+@pytest.fixture
+def milvus_target(milvus_server_uri):
+    """A fresh collection address, milvus://HOST:PORT/NAME, on the session's Milvus server
+    (its collections dropped afterwards)."""
+    from crossmodal.collection.milvus_collection import MilvusCollection
+
+    host = milvus_server_uri().removeprefix("http://")
+    target = f"milvus://{host}/c{os.getpid()}_{next(_collection_names)}"
+    if MilvusCollection.exists(target):  # left by an earlier run on a reused server
+        MilvusCollection.drop(target)
+    yield target
+    if MilvusCollection.exists(target):
+        MilvusCollection.drop(target)

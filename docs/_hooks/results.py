@@ -260,6 +260,19 @@ def milvus_consistency(name: str = "milvus_consistency") -> str:
     return with_source(name, table(["consistency", "p50 ms", "p90 ms", "writes missed"], rows))
 
 
+def milvus_collection(name: str = "milvus_collection") -> str:
+    """A collection in Milvus: insert rate, server memory, search latency (1 and 2 clients)."""
+    _, r = load(name)
+    head = (f"Milvus {r['milvus_version']}, {r['n']:,} items of {r['dim']}-d, "
+            f"{r['index_type']}: insert {fmt(r['items_per_s'], 0)} items/s, then flush and "
+            f"index {fmt(r['flush_and_index_s'])} s; server memory "
+            f"{fmt(r['bytes_per_item'], 0)} bytes per item.")
+    rows = [[row["filter"], row["processes"], fmt(row["p50_ms"]), fmt(row["p99_ms"]),
+             fmt(row["qps"], 0)] for row in r["search"]]
+    return with_source(name, head + "\n\n" + table(
+        ["filter", "processes", "p50 ms", "p99 ms", "queries/s"], rows))
+
+
 def onnx_speed(name: str) -> str:
     _, r = load(name)
     rows = [[row["variant"], fmt(row["images_per_s"]), f"{row['image_speedup']:.1f}×",
@@ -518,6 +531,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "cli_cost": cli_cost,
     "cli_search_cold": cli_search_cold,
     "milvus_consistency": milvus_consistency,
+    "milvus_collection_2k": lambda: milvus_collection("milvus_collection_2k"),
+    "milvus_collection_100k": lambda: milvus_collection("milvus_collection_100k"),
     "onnx_speed_lite-en": lambda: onnx_speed("onnx_speed_lite-en"),
     "onnx_speed_lite-zh": lambda: onnx_speed("onnx_speed_lite-zh"),
     "onnx_speed_lite-en_int8_smoothed": lambda: onnx_speed("onnx_speed_lite-en_int8_smoothed"),

@@ -152,3 +152,31 @@ def test_console_entry_with_the_real_model(tmp_path):
     ))
     assert hit_ids(found)[0] == "red.jpg"
     assert not strict.is_error  # auto resolves for the shipped weights (it may keep none)
+
+
+def test_a_collection_in_milvus_over_mcp(milvus_target, colour_folder, tmp_path, fake_encoder):
+    """`crossmodal mcp milvus://...`: the tools over a collection in Milvus; an item another
+    process adds is found once past the read bound."""
+    import time
+
+    from crossmodal.collection.milvus_collection import MilvusCollection
+    from crossmodal.collection.milvus_schema import STALENESS_MS
+
+    collection = MilvusCollection.create(milvus_target, model="fake:colours",
+                                         encoder=fake_encoder)
+    collection.add_paths([colour_folder], progress=False)
+
+    async def run():
+        async with mcp.Client(server_params("-c", FAKE_SERVER, milvus_target),
+                              read_timeout_seconds=120) as client:
+            before = await client.call_tool("search_text", {"query": "red", "k": 5,
+                                                            "where": 'folder = "."'})
+            photo = write_image(tmp_path / "more" / "crimson.png", (255, 0, 0))
+            collection.add_paths([photo.parent], progress=False)
+            time.sleep(STALENESS_MS / 1000)
+            after = await client.call_tool("search_text", {"query": "red", "k": 5})
+            return before, after
+    before, after = asyncio.run(run())
+    assert hit_ids(before)[0] == "red.jpg" and "sub/blue.webp" not in hit_ids(before)
+    assert "crimson.png" in hit_ids(after)
+    collection.close()

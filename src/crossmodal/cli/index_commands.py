@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.targets import INDEX_TARGET
 from crossmodal.models.registry import DEFAULT_MODEL
 
 
@@ -105,8 +106,9 @@ def _nothing_indexed(inputs, report) -> str:
 
 @click.command("index")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--into", "into", required=True, type=click.Path(path_type=Path),
-              help="Index folder (created if missing; re-running adds only new or changed files).")
+@click.option("--into", "into", required=True, type=INDEX_TARGET,
+              help="Index folder (created if missing; re-running adds only new or changed "
+                   "files), or a Milvus collection: milvus://HOST:PORT/NAME.")
 @click.option("--model", default=None,
               help=f"Model id (default {DEFAULT_MODEL}; an existing index keeps its own).")
 @click.option("--captions", "caption_files", multiple=True, type=click.Path(path_type=Path),
@@ -137,7 +139,16 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
                   batch_size, quiet, verbose, ray, workers, watch) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.collection.collection import Collection
+    from crossmodal.collection.targets import is_collection_uri
     from crossmodal.errors import BadInputError
+
+    if is_collection_uri(into):
+        if watch:
+            raise BadInputError("--watch follows a folder into an index folder, not yet into "
+                                "a Milvus collection: run the same command again instead")
+        index_into_collection(inputs, into, model, caption_files, index_type, batch_size,
+                              quiet, verbose, ray)
+        return
 
     if watch:
         from crossmodal.cli.watching import require_watchable
@@ -179,15 +190,51 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
         follow(collection, Path(inputs[0]).expanduser(), batch_size, verbose, caption_files)
 
 
+def index_into_collection(inputs, into: str, model: str | None, caption_files,
+                          index_type: str | None, batch_size: int, quiet: bool,
+                          verbose: bool, ray: str | None) -> None:
+    """Create the collection if needed (a new one that ends up empty is dropped again),
+    then add the new or changed files under `inputs`."""
+    from crossmodal.collection.milvus_collection import MilvusCollection
+    from crossmodal.errors import BadInputError
+
+    if ray:
+        raise BadInputError("--ray does not write into a Milvus collection yet: index "
+                            "without --ray, or --ray into a folder")
+    _require_inputs(inputs)
+    existing = MilvusCollection.exists(into)
+    if existing:
+        collection = MilvusCollection.open(into, model=model)
+        held = collection.manifest.index_type
+        if index_type and index_type != held:
+            raise BadInputError(f"{into} is a {held} collection; --index-type applies to new "
+                                "collections")
+    else:
+        collection = MilvusCollection.create(into, model=model or DEFAULT_MODEL,
+                                             index_type=index_type or "flat")
+    try:
+        report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
+                                      progress=not quiet)
+        if not existing and not len(collection):
+            raise BadInputError(_nothing_indexed(inputs, report))
+    except BaseException:
+        if not existing:
+            collection.discard()
+        raise
+    print_add_report(report, into, verbose)
+    click.echo(f"{len(collection)} items in {into}")
+    collection.close()
+
+
 @click.command("remove")
-@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("index", type=INDEX_TARGET)
 @click.argument("item_ids", nargs=-1, required=True)
 def remove_command(index, item_ids) -> None:
     """Remove items (and their captions) from INDEX by id."""
-    from crossmodal.collection.collection import Collection
+    from crossmodal.collection.targets import open_collection
     from crossmodal.item_ids import normal_item_id
 
-    collection = Collection.open(index)
+    collection = open_collection(index)
     # The server's rule; an id stored exactly as given (indexed before files were held to
     # that rule, e.g. with a newline) can still be removed by its exact spelling.
     item_ids = [item_id if item_id in collection else normal_item_id(item_id)
@@ -201,31 +248,31 @@ def remove_command(index, item_ids) -> None:
 
 
 @click.command("info")
-@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("index", type=INDEX_TARGET)
 @click.option("--verify", is_flag=True, help="Check every file against its checksum.")
 def info_command(index, verify) -> None:
     """Show what an index holds and which model built it; with --verify, exit status 1
     when a file fails its checksum."""
-    from crossmodal.collection.collection import Collection
+    from crossmodal.collection.targets import collection_class
 
     # With --verify, even an index that cannot be opened is described (its bad files).
-    stats = Collection.inspect(index, verify=verify)
+    stats = collection_class(index).inspect(index, verify=verify)
     click.echo(json.dumps(stats, indent=1))
     if verify and not stats["verified"]:
         raise SystemExit(1)  # as `sha256sum -c` does: scripts can test the status
 
 
 @click.command("drop")
-@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("index", type=INDEX_TARGET)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def drop_command(index, yes) -> None:
     """Delete INDEX: the Milvus collections it owns (if any), then its folder."""
-    from crossmodal.collection.collection import Collection
+    from crossmodal.collection.targets import collection_class
 
     def confirm(what: str) -> None:
         click.confirm(f"delete {what}?", abort=True)
 
-    kept = Collection.drop(index, confirm=None if yes else confirm)
+    kept = collection_class(index).drop(index, confirm=None if yes else confirm)
     click.echo(f"dropped {index}")
     if kept:
         click.echo(f"kept {', '.join(kept)}: another index folder owns them (this was a copy)",

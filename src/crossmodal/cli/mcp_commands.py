@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.targets import INDEX_TARGET
+
 
 @click.command("mcp")
-@click.argument("index", type=click.Path(path_type=Path))
-def mcp_command(index: Path) -> None:
+@click.argument("index", type=INDEX_TARGET)
+def mcp_command(index: Path | str) -> None:
     """Serve INDEX to an MCP client over stdin/stdout (read-only): tools search_text,
     search_image, search_like and get_item. Needs the mcp extra."""
     from crossmodal.errors import MissingDependencyError

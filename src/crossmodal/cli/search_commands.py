@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.targets import INDEX_TARGET
 from crossmodal.collection.search_modes import DEFAULT_MODE, MODES
 
 
@@ -33,8 +34,9 @@ def text_search(index: Path, query: str, k: int, target: str, where: str | None,
     costs the longer of the two, not their sum. Keyword mode loads no model at all."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from crossmodal.collection.collection import Collection, parse_filter
+    from crossmodal.collection.collection import parse_filter
     from crossmodal.collection.hybrid import check_min_score, parse_mode, search
+    from crossmodal.collection.targets import collection_class
     from crossmodal.errors import BadInputError
     from crossmodal.models.score_thresholds import resolve_min_score
 
@@ -43,6 +45,7 @@ def text_search(index: Path, query: str, k: int, target: str, where: str | None,
     where = parse_filter(where)  # a bad filter, mode or cut-off fails before anything loads
     mode = parse_mode(mode)
     check_min_score(mode, min_score)
+    Collection = collection_class(index)  # noqa: N806 - the class of a folder or a URI
     try:
         model, fingerprint = Collection.model_of(index)
     except (FileNotFoundError, NotADirectoryError):
@@ -73,7 +76,7 @@ def _encode_query(model: str, query: str, long_text: str):
 
 
 @click.command("search")
-@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("index", type=INDEX_TARGET)
 @click.argument("query", required=False)
 @click.option("--image", "image", type=click.Path(path_type=Path), help="Query by an image file.")
 @click.option("--like", "like", help="Query by an indexed item id (or ITEM#K for a caption).")
@@ -111,8 +114,9 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
                    mode, plus, minus, sort, as_json) -> None:
     """Search INDEX by a text QUERY (English or Chinese), --image PATH or --like ITEM_ID;
     --plus / --minus add or subtract more terms (query arithmetic)."""
-    from crossmodal.collection.collection import Collection, normal_target
+    from crossmodal.collection.collection import normal_target
     from crossmodal.collection.sorting import parse_sort, sort_hits
+    from crossmodal.collection.targets import open_collection
     from crossmodal.errors import BadInputError
     from crossmodal.item_ids import normal_query_id
 
@@ -130,7 +134,7 @@ def search_command(index, query, image, like, k, target, where, long_text, min_s
         if note:
             click.echo(note, err=True)
     else:
-        collection = Collection.open(index)
+        collection = open_collection(index)
         min_score = collection.min_score(min_score, query)  # a bad value fails before encoding
     if plus or minus:
         hits = collection.search_combined(

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.targets import INDEX_TARGET
+
 
 @click.command("serve")
-@click.argument("index", type=click.Path(path_type=Path))
+@click.argument("index", type=INDEX_TARGET)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. Anything but loopback needs --token.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -27,6 +29,10 @@ import click
 @click.option("--max-body-mb", default=16.0, show_default=True, type=click.FloatRange(0.01),
               help="Largest request body (uploads) in MB.")
 @click.option("--read-only", is_flag=True, help="No adding or removing items over HTTP.")
+@click.option("--uploads-dir", default=None,
+              help="Where uploaded images are kept: a folder inside the index folder "
+                   "(default uploads), or for a Milvus collection a folder every replica "
+                   "shares (default ./uploads).")
 @click.option("--log-level", "log_level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
@@ -35,12 +41,18 @@ import click
               help="Also follow DIR into the index as it changes (as `crossmodal index DIR "
                    "--watch` would, beside the server's own uploads).")
 def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
-                  rate_limit, max_body_mb, read_only, log_level, watch_dir) -> None:
+                  rate_limit, max_body_mb, read_only, uploads_dir, log_level, watch_dir) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
     from crossmodal.errors import missing_dependency
 
     if watch_dir is not None:
         from crossmodal.cli.watching import require_watchable
+        from crossmodal.collection.targets import is_collection_uri
+        from crossmodal.errors import BadInputError
+
+        if is_collection_uri(index):
+            raise BadInputError("--watch follows a folder into an index folder; for a Milvus "
+                                "collection, run `crossmodal index DIR --into URI` again")
 
         require_watchable([watch_dir])  # a mistyped folder: one line, before the model loads
 
@@ -56,7 +68,8 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
                              allowed_hosts=tuple(allowed_hosts),
                              trusted_proxies=tuple(trusted_proxies), rate_per_second=rate_limit,
                              max_body_bytes=int(max_body_mb * 1024 * 1024),
-                             allow_writes=not read_only)
+                             allow_writes=not read_only,
+                             **({"uploads_dir": uploads_dir} if uploads_dir else {}))
     app = create_app(index, settings)
     with app.state.live.reading() as collection:
         stats = collection.stats()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crossmodal.collection.collection import Collection, Hit
+from crossmodal.collection.targets import is_collection_uri, open_collection
 from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, CrossmodalError
 from crossmodal.item_ids import normal_item_id, normal_query_id
@@ -39,15 +40,17 @@ INSTRUCTIONS = (
 
 
 class IndexView:
-    """The index, reopened when another process has committed to it since."""
+    """The index, reopened when another process has committed to it since (a collection in
+    Milvus, addressed by URI, reads the latest state on every call: nothing to reopen)."""
 
     def __init__(self, path: str | Path, encoder: Encoder | None = None):
-        self.path = Path(path)
-        self._collection = Collection.open(self.path, encoder=encoder)
+        self.path = path if is_collection_uri(path) else Path(path)
+        self._collection = open_collection(self.path, encoder=encoder)
         self.encoder = self._collection.encoder  # loaded now: the first call is not slow
 
     def current(self) -> Collection:
-        if self._collection.disk_stamp() != self._collection.stamp():
+        if isinstance(self.path, Path) and (
+                self._collection.disk_stamp() != self._collection.stamp()):
             self._collection = Collection.open(self.path, encoder=self.encoder)
         return self._collection
 

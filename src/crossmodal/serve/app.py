@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from crossmodal.collection.targets import is_collection_uri
 from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.api import build_router
@@ -44,7 +45,7 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
                encoder: Encoder | None = None) -> FastAPI:
     """The app for the index at `index_path`; the index and its encoder load here, once."""
     settings = settings or ServeSettings()
-    live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir)
+    live = open_live(index_path, encoder, settings.uploads_dir)
 
     docs_assets = offline_docs_assets()
     app = FastAPI(
@@ -73,6 +74,15 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
 
     _add_middleware(app, settings)
     return app
+
+
+def open_live(index_path: str | Path, encoder: Encoder | None, uploads_dir: str):
+    """The server's view of an index folder, or of a collection in Milvus (a URI)."""
+    if is_collection_uri(index_path):
+        from crossmodal.serve.live_milvus import MilvusLive
+
+        return MilvusLive(str(index_path), encoder=encoder, uploads_dir=uploads_dir)
+    return LiveCollection(index_path, encoder=encoder, uploads_dir=uploads_dir)
 
 
 def offline_docs_assets() -> Path | None:
