@@ -112,7 +112,7 @@ def test_towers_on_one_text_model_run_it_once_per_text(monkeypatch):
     shared = fused.encode_texts(texts)
     assert sum(calls) == len(texts)  # once for both members, not twice
     calls.clear()
-    towers_encoder._SHARED_TEXT_FEATURES._memo.clear()
+    towers_encoder._SHARED_TEXT_FEATURES.clear()
     fused.encoders[1].torch.shared_text_key = None  # the member on its own
     own = fused._fused([encoder.encode_texts(texts) for encoder in fused.encoders])
     assert sum(calls) == 2 * len(texts)

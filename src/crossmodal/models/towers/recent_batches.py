@@ -40,3 +40,8 @@ class RecentBatches(Generic[Rows]):
             else:
                 self._memo.move_to_end(key)
             return self._copy(rows)
+
+    def clear(self) -> None:
+        """Forget every batch (tests; a process that changed a model's weights in place)."""
+        with self._lock:
+            self._memo.clear()
