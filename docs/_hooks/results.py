@@ -283,6 +283,22 @@ def long_text(name: str) -> str:
                        f"paragraphs are {r['median_tokens']} tokens at the median.")
 
 
+def ocr_search(name: str) -> str:
+    """Photos found by the text rendered in them (benchmarks/accuracy/ocr_search.py)."""
+    _, r = load(name)
+    rows = [[key, row["queries"], fmt(row["R@1"], 3), fmt(row["R@5"], 3)]
+            for key, row in r["recall"].items()]
+    s = r["scores"]
+    return with_source(name, table(["queries", "n", "R@1", "R@5"], rows) + (
+        f"\n\n`{r['model']}`, {r['mode']} search over {r['photos']} photos ({r['with_text_read']} "
+        f"with text read). Read exactly: {r['read_exactly']['en']:.0%} of English and "
+        f"{r['read_exactly']['zh']:.0%} of Chinese signs. A query scores "
+        f"{s['own_text_percentiles']['1']} or more (1st percentile) against its own photo's "
+        f"read text, at most {s['other_text_max']} against another's. OCR reads "
+        f"{r['ocr_photos_per_s']} photos/s; indexing with OCR runs at "
+        f"{r['index_photos_per_s']} photos/s."))
+
+
 def min_score(name: str) -> str:
     """The calibrated cut-offs of one model, and the precision / recall curve around them."""
     _, r = load(name)
@@ -479,6 +495,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "long_text_lite-zh": lambda: long_text("long_text_lite-zh"),
     "min_score_towers_lite-en_en": lambda: min_score("min_score_towers_lite-en_en"),
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
+    "ocr_search": lambda: ocr_search("ocr_search-fusion_bilingual-vector"),
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

@@ -30,10 +30,17 @@ import click
 @click.option("--log-level", "log_level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level.")
+@click.option("--ocr", is_flag=True,
+              help="Read the text in each uploaded photo and index it as its captions, as "
+                   "`crossmodal index --ocr` does. Needs pip install 'crossmodal[ocr]'.")
 def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
-                  rate_limit, max_body_mb, read_only, log_level) -> None:
+                  rate_limit, max_body_mb, read_only, log_level, ocr) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
+    from crossmodal.data.ocr import require_ocr
     from crossmodal.errors import missing_dependency
+
+    if ocr:
+        require_ocr()  # one line, before the index and model load
 
     try:
         import uvicorn
@@ -47,7 +54,7 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
                              allowed_hosts=tuple(allowed_hosts),
                              trusted_proxies=tuple(trusted_proxies), rate_per_second=rate_limit,
                              max_body_bytes=int(max_body_mb * 1024 * 1024),
-                             allow_writes=not read_only)
+                             allow_writes=not read_only, ocr=ocr)
     app = create_app(index, settings)
     with app.state.live.reading() as collection:
         stats = collection.stats()

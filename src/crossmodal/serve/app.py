@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from crossmodal.data.ocr import TextReader
 from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.api import build_router
@@ -44,7 +45,8 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
                encoder: Encoder | None = None) -> FastAPI:
     """The app for the index at `index_path`; the index and its encoder load here, once."""
     settings = settings or ServeSettings()
-    live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir)
+    live = LiveCollection(index_path, encoder=encoder, uploads_dir=settings.uploads_dir,
+                          reader=TextReader() if settings.ocr else None)
 
     docs_assets = offline_docs_assets()
     app = FastAPI(
