@@ -125,3 +125,14 @@ def test_real_ocr_reads_english_and_chinese_signs_and_search_finds_them(tmp_path
     assert collection.item("blank.jpg")["captions"] == []
     assert collection.search_text("fresh coffee", k=1)[0].id == "coffee.jpg"
     assert collection.search_text("北京西站出口", k=1)[0].id == "station.jpg"
+
+
+def test_the_progress_bar_counts_photos_as_their_text_is_read(tmp_path, signs, fake_encoder,
+                                                              capsys):
+    (signs / "not-a-photo.jpg").write_bytes(b"not a jpeg")  # counted too, as skipped
+    collection = Collection.create(tmp_path / "idx", model="fake:colours")
+    collection.add_paths([signs], progress=True, ocr=FakeReader())
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any(line.startswith("reading text, embedding: 100%") and "4/4" in line
+               for line in bar), bar
+    assert any("0/4" in line for line in bar)  # shown before the first photo is read

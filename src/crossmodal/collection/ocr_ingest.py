@@ -9,6 +9,7 @@ text found, so that indexing again with --ocr reads only what was not read yet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from crossmodal.data.files import ItemSource
@@ -56,15 +57,18 @@ def with_text(meta: dict, read: list[str]) -> None:
 
 
 def read_texts(reader: TextReading, batch: list[tuple[ItemSource, dict]],
-               report: ReadReport) -> None:
-    """Read the text in each photo of `batch` (full size, not the encoder's thumbnail). A photo
-    the reader fails on is indexed without text and reported; the run goes on."""
+               report: ReadReport, done: Callable[[], None] = lambda: None) -> None:
+    """Read the text in each photo of `batch` (full size, not the encoder's thumbnail),
+    calling `done` after each. A photo the reader fails on is indexed without text and
+    reported; the run goes on."""
     for source, meta in batch:
         try:
             read = reader.captions(load_image(source.path, target_size=OCR_SIDE))
         except Exception as exc:  # noqa: BLE001 - one photo's failure is its reported skip
             report.skipped_ocr.append((str(source.path), f"cannot read text: {exc}"))
             continue
+        finally:
+            done()
         with_text(meta, read)
         report.ocr_read += 1
         report.ocr_found += bool(read)
