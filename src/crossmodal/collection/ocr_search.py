@@ -34,9 +34,10 @@ class Searched(Protocol):
 
     def _hit(self, target: str, position: int, score: float, rank: int) -> Hit: ...
 
-# Text-to-text cosine above which an ocr caption matches a query: chosen on rendered signs
-# with fusion:bilingual (benchmarks/accuracy/ocr_search.py: queries score 0.93 and up against
-# their own photo's text, below 0.8 against other photos' text).
+# Text-to-text cosine above which an ocr caption matches a query. With fusion:bilingual a
+# query scores 0.99 and up against its own sign's read text and at most ~0.55 against other
+# signs' text sharing a word with it; descriptions of photos score far lower still
+# (benchmarks/accuracy/ocr_search.py prints both).
 OCR_MATCH = 0.6
 _ONLY_OCR = Compare("caption_source", "==", OCR_SOURCE)
 
