@@ -177,16 +177,24 @@ def normal(text: str) -> str:
     return "".join(text.split()).lower()
 
 
-def measure(collection: Collection, queries: list[dict], mode: str) -> dict:
-    """R@1 / R@5 per language (and per background), English also typed in lower case."""
+def measure(collection: Collection, queries: list[dict], mode: str,
+            misses: list[dict] | None = None) -> dict:
+    """R@1 / R@5 per language (and per background), English also typed in lower case; each
+    query whose photo is not first goes to `misses` (with what came first and what was read)."""
     rows: dict[str, list[int]] = {}
     for query in queries:
         variants = [("", query["text"])]
         if query["language"] == "en":
             variants.append((" lower", query["text"].lower()))
         for suffix, text in variants:
-            ids = [hit.id for hit in search(collection, text, 5, mode)]
+            hits = search(collection, text, 5, mode)
+            ids = [hit.id for hit in hits]
             rank = ids.index(query["id"]) + 1 if query["id"] in ids else 99
+            if rank > 1 and misses is not None:
+                misses.append({"query": text, "photo": query["id"], "rank": rank,
+                               "first": ids[0] if ids else None,
+                               "first_reads": hits[0].text if hits else None,
+                               "photo_captions": collection.item(query["id"])["captions"]})
             for key in (query["language"] + suffix,
                         f"{query['language']}{suffix} on {query['background']}"):
                 rows.setdefault(key, []).append(rank)
@@ -260,10 +268,12 @@ def main() -> None:
         started = time.perf_counter()
         report = collection.add_paths([photos], ocr=reader)
         index_seconds = time.perf_counter() - started
+        misses: list[dict] = []
         result = {
             "model": args.model, "mode": args.mode, "font": font.name, "seed": args.seed,
             "photos": len(collection), "with_text_read": report.ocr_found,
-            "recall": measure(collection, queries, args.mode),
+            "recall": measure(collection, queries, args.mode, misses),
+            "misses": misses,
             "read_exactly": read_accuracy(collection, queries),
             "scores": match_scores(collection, queries),
             "caption_queries": caption_takeover(collection, distractors, 100),
@@ -281,6 +291,8 @@ def print_table(result: dict) -> None:
     print(f"{'queries':24s} {'n':>4s} {'R@1':>6s} {'R@5':>6s}")
     for key, row in result["recall"].items():
         print(f"{key:24s} {row['queries']:4d} {row['R@1']:6.3f} {row['R@5']:6.3f}")
+    for miss in result["misses"]:
+        print(f"missed: {miss}")
     print(f"read exactly: {result['read_exactly']}")
     print(f"scores: {result['scores']}")
     print(f"caption queries answered by read text: {result['caption_queries']}")
