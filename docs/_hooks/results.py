@@ -291,7 +291,8 @@ def ocr_search(name: str) -> str:
     s = r["scores"]
     return with_source(name, table(["queries", "n", "R@1", "R@5"], rows) + (
         f"\n\n`{r['model']}`, {r['mode']} search over {r['photos']} photos ({r['with_text_read']} "
-        f"with text read). Read exactly: {r['read_exactly']['en']:.0%} of English and "
+        f"with text read). Read exactly (spaces and case aside): "
+        f"{r['read_exactly']['en']:.0%} of English and "
         f"{r['read_exactly']['zh']:.0%} of Chinese signs. A query scores "
         f"{s['own_text_percentiles']['1']} or more (1st percentile) against its own photo's "
         f"read text, at most {s['other_text_max']} against another's. Of Flickr8k caption "
@@ -300,7 +301,10 @@ def ocr_search(name: str) -> str:
         f"{r['caption_queries']['zh']['answered_by_read_text']:.0%} (Chinese) were answered "
         f"first by a photo's read text rather than by the image ranking. OCR reads "
         f"{r['ocr_photos_per_s']} photos/s; indexing with OCR runs at "
-        f"{r['index_photos_per_s']} photos/s."))
+        f"{r['index_photos_per_s']} photos/s.") + "".join(
+        f"\n\n- missed: `{m['query']}` (its photo read `{m['photo_captions']}`, rank "
+        f"{m['rank'] if m['rank'] <= 5 else '> 5'}); first came `{m['first_reads']}`"
+        for m in r.get("misses", [])))
 
 
 def min_score(name: str) -> str:
