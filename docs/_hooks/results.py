@@ -327,6 +327,30 @@ def long_text(name: str) -> str:
                        f"paragraphs are {r['median_tokens']} tokens at the median.")
 
 
+def ocr_search(name: str) -> str:
+    """Photos found by the text rendered in them (benchmarks/accuracy/ocr_search.py)."""
+    _, r = load(name)
+    rows = [[key, row["queries"], fmt(row["R@1"], 3), fmt(row["R@5"], 3)]
+            for key, row in r["recall"].items()]
+    s = r["scores"]
+    return with_source(name, table(["queries", "n", "R@1", "R@5"], rows) + (
+        f"\n\n`{r['model']}`, {r['mode']} search over {r['photos']} photos ({r['with_text_read']} "
+        f"with text read). Read exactly (spaces and case aside): "
+        f"{r['read_exactly']['en']:.0%} of English and "
+        f"{r['read_exactly']['zh']:.0%} of Chinese signs. A query scores "
+        f"{s['own_text_percentiles']['1']} or more (1st percentile) against its own photo's "
+        f"read text, at most {s['other_text_max']} against another's. Of Flickr8k caption "
+        f"queries (descriptions of the distractor photos), "
+        f"{r['caption_queries']['en']['answered_by_read_text']:.0%} (English) and "
+        f"{r['caption_queries']['zh']['answered_by_read_text']:.0%} (Chinese) were answered "
+        f"first by a photo's read text rather than by the image ranking. OCR reads "
+        f"{r['ocr_photos_per_s']} photos/s; indexing with OCR runs at "
+        f"{r['index_photos_per_s']} photos/s.") + "".join(
+        f"\n\n- missed: `{m['query']}` (its photo read `{m['photo_captions']}`, rank "
+        f"{m['rank'] if m['rank'] <= 5 else '> 5'}); first came `{m['first_reads']}`"
+        for m in r.get("misses", [])))
+
+
 def min_score(name: str) -> str:
     """The calibrated cut-offs of one model, and the precision / recall curve around them."""
     _, r = load(name)
@@ -547,6 +571,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "min_score_towers_lite-en_en": lambda: min_score("min_score_towers_lite-en_en"),
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
     "hybrid_search": hybrid_search,
+    "ocr_search": lambda: ocr_search("ocr_search-fusion_bilingual-vector"),
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

@@ -90,7 +90,11 @@ def test_item_metadata_fields():
                         "text", 2)
     assert row == {"item_id": "beach/dog.jpg", "source": "beach/dog.jpg", "folder": "beach",
                    "name": "dog.jpg", "path": "/p/beach/dog.jpg", "modality": "text",
-                   "caption": 2, "mtime": 1_700_000_000, "date": "2023-11-14", "camera": "x"}
+                   "caption": 2, "caption_source": "file", "mtime": 1_700_000_000,
+                   "date": "2023-11-14", "camera": "x"}
+    read = item_metadata({"id": "a", "captions": ["x", "EXIT"],
+                          "caption_sources": ["file", "ocr"]}, "text", 1)
+    assert read["caption_source"] == "ocr"  # text read in the photo (index --ocr)
     with pytest.raises(BadInputError, match="must be a string"):
         item_metadata({"id": "a", "meta": {"tags": ["x"]}})
 

@@ -52,7 +52,10 @@ def print_add_report(report, into: Path, verbose: bool = False) -> None:
     if report.truncated:
         click.echo(f"note: {len(report.truncated)} captions were longer than the model's context "
                    "and were truncated (listed in the log)")
+    if getattr(report, "ocr_read", 0) or getattr(report, "skipped_ocr", None):
+        click.echo(f"read text in {report.ocr_found} of {plural(report.ocr_read, 'photo')}")
     _print_skipped(report.skipped_files, "file", verbose)
+    _print_skipped(getattr(report, "skipped_ocr", []), "photo's text", verbose)
     _print_skipped(report.skipped_captions, "caption", verbose)
     for note in getattr(report, "notes", []):
         click.echo(f"note: {note}")
@@ -71,7 +74,7 @@ def _require_inputs(inputs) -> None:
 
 
 def _index_new(inputs, into: Path, model, caption_files, index_type, store, batch_size,
-               quiet, keep_empty: bool = False):
+               quiet, keep_empty: bool = False, reader=None):
     """Create the index and add to it; when nothing could be added (an empty folder, only
     unreadable files; kept with `keep_empty`: a watched folder fills later) or adding fails,
     what was made is removed again."""
@@ -84,7 +87,7 @@ def _index_new(inputs, into: Path, model, caption_files, index_type, store, batc
                                    index_type=index_type or "flat", store=store)
     try:
         report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
-                                      progress=not quiet)
+                                      progress=not quiet, ocr=reader)
         if not len(collection) and not keep_empty:
             raise BadInputError(_nothing_indexed(inputs, report))
     except BaseException:
@@ -102,6 +105,17 @@ def _nothing_indexed(inputs, report) -> str:
         why = (f"{len(report.skipped_files)} files skipped, none an image that could be read "
                f"({'; '.join(reasons[:3])})")
     return f"nothing to index in {where}: {why}; no index was created"
+
+
+def _text_reader(ray):
+    """The OCR engine for --ocr, checked before the model loads or any folder is made."""
+    from crossmodal.data.ocr import TextReader, require_ocr
+    from crossmodal.errors import BadInputError
+
+    if ray:
+        raise BadInputError("--ocr does not run on Ray yet: index without --ray to read text")
+    require_ocr()
+    return TextReader()
 
 
 @click.command("index")
@@ -135,14 +149,21 @@ def _nothing_indexed(inputs, report) -> str:
 @click.option("--watch", is_flag=True,
               help="After indexing, follow the folder: additions, changes, deletions and "
                    "renames are applied as they happen, one line per batch (Ctrl-C stops).")
+@click.option("--ocr", is_flag=True,
+              help="Also read the text in each photo (signs, menus, labels; Chinese and "
+                   "English) and index it as captions, so that a search for the words finds "
+                   "the photo. Needs pip install 'crossmodal[ocr]'.")
 def index_command(inputs, into, model, caption_files, index_type, convert, retrain, store,
-                  batch_size, quiet, verbose, ray, workers, watch) -> None:
+                  batch_size, quiet, verbose, ray, workers, watch, ocr) -> None:
     """Embed images under INPUTS (folders or files) and their captions into an index."""
     from crossmodal.collection.collection import Collection
     from crossmodal.collection.targets import is_collection_uri
     from crossmodal.errors import BadInputError
 
     if is_collection_uri(into):
+        if ocr:
+            raise BadInputError("--ocr works on index folders, not yet on a Milvus "
+                                "collection")
         if watch:
             raise BadInputError("--watch follows a folder into an index folder, not yet into "
                                 "a Milvus collection: run the same command again instead")
@@ -154,6 +175,9 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
         from crossmodal.cli.watching import require_watchable
 
         require_watchable(inputs, ray)
+
+    reader = _text_reader(ray) if ocr else None
+
     existing = Collection.exists(into)
     if existing:
         collection = Collection.open(into, model=model)
@@ -173,10 +197,11 @@ def index_command(inputs, into, model, caption_files, index_type, convert, retra
         return
     if existing:
         report = collection.add_paths(inputs, caption_files, batch_size=batch_size,
-                                      progress=not quiet)
+                                      progress=not quiet, ocr=reader)
     else:
         collection, report = _index_new(inputs, into, model, caption_files, index_type, store,
-                                        batch_size, quiet, keep_empty=watch)
+                                        batch_size, quiet, keep_empty=watch,
+                                        reader=reader)
     print_add_report(report, into, verbose)
     if retrain:
         if collection.manifest.index_type != "ivfpq":

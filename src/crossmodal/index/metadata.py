@@ -3,8 +3,9 @@
 Fields (all filterable): item_id; source (the item id: the path relative to the folder that was
 indexed, e.g. "beach/dog.jpg"); folder ("beach"; "." at the top); name ("dog.jpg"); path (as
 given to `crossmodal index`); modality ("image" or "text"); caption (the caption's number, texts
-only); mtime (seconds since 1970, int); date ("YYYY-MM-DD", UTC); what the photo's EXIF says,
-where it says it (taken, camera, make, model, lat, lon, orientation, width, height: see
+only); caption_source (texts only: "file", or "ocr" for text read in the photo); mtime
+(seconds since 1970, int); date ("YYYY-MM-DD", UTC); what the photo's EXIF says, where it
+says it (taken, camera, make, model, lat, lon, orientation, width, height: see
 crossmodal.data.exif; an item indexed without them has none); plus the item's own "meta"
 fields (strings, numbers, booleans) given through `Collection.add_vectors`.
 """
@@ -19,7 +20,8 @@ from crossmodal.errors import BadInputError
 
 # Names the stores use for their own columns; metadata may not shadow them.
 RESERVED = frozenset({"id", "vector"})
-BUILT_IN = ("item_id", "source", "folder", "name", "path", "modality", "caption", "mtime", "date")
+BUILT_IN = ("item_id", "source", "folder", "name", "path", "modality", "caption", "caption_source",
+            "mtime", "date")
 
 
 def item_metadata(item: dict, modality: str = "image", caption: int | None = None) -> dict:
@@ -28,6 +30,8 @@ def item_metadata(item: dict, modality: str = "image", caption: int | None = Non
                  "name": source.name, "path": str(item.get("path", "")), "modality": modality}
     if caption is not None:
         row["caption"] = caption
+        sources = item.get("caption_sources")
+        row["caption_source"] = sources[caption] if sources else "file"
     if item.get("mtime_ns") is not None:
         seconds = int(item["mtime_ns"]) // 1_000_000_000
         row["mtime"] = seconds

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from crossmodal.collection.targets import is_collection_uri
+from crossmodal.data.ocr import TextReader
 from crossmodal.errors import BadInputError, CrossmodalError, DiskFullError
 from crossmodal.models.protocol import Encoder
 from crossmodal.serve.api import build_router
@@ -45,7 +46,8 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
                encoder: Encoder | None = None) -> FastAPI:
     """The app for the index at `index_path`; the index and its encoder load here, once."""
     settings = settings or ServeSettings()
-    live = open_live(index_path, encoder, settings.uploads_dir)
+    live = open_live(index_path, encoder, settings.uploads_dir,
+                     TextReader() if settings.ocr else None)
 
     docs_assets = offline_docs_assets()
     app = FastAPI(
@@ -76,13 +78,17 @@ def create_app(index_path: str | Path, settings: ServeSettings | None = None,
     return app
 
 
-def open_live(index_path: str | Path, encoder: Encoder | None, uploads_dir: str):
-    """The server's view of an index folder, or of a collection in Milvus (a URI)."""
+def open_live(index_path: str | Path, encoder: Encoder | None, uploads_dir: str,
+              reader: TextReader | None = None):
+    """The server's view of an index folder, or of a collection in Milvus (a URI); `reader`
+    reads the text in uploaded photos (serve --ocr; folder indexes only)."""
     if is_collection_uri(index_path):
         from crossmodal.serve.live_milvus import MilvusLive
 
+        if reader is not None:
+            raise BadInputError("--ocr works on index folders, not on a collection in Milvus")
         return MilvusLive(str(index_path), encoder=encoder, uploads_dir=uploads_dir)
-    return LiveCollection(index_path, encoder=encoder, uploads_dir=uploads_dir)
+    return LiveCollection(index_path, encoder=encoder, uploads_dir=uploads_dir, reader=reader)
 
 
 def offline_docs_assets() -> Path | None:

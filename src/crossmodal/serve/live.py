@@ -33,6 +33,7 @@ from PIL import Image
 
 from crossmodal.collection import hybrid
 from crossmodal.collection.collection import Collection, Filter, Hit
+from crossmodal.collection.ocr_ingest import OCR_SIDE, with_text
 from crossmodal.data.exif import read_photo_info
 from crossmodal.data.images import (
     IMAGE_EXTENSIONS,
@@ -42,6 +43,7 @@ from crossmodal.data.images import (
     load_image,
     return_freed_memory,
 )
+from crossmodal.data.ocr import TextReader
 from crossmodal.errors import BadInputError, IndexWriteError, write_failed
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
@@ -104,8 +106,10 @@ class Upload:
 
 class LiveCollection:
     def __init__(self, path: str | Path, encoder: Encoder | None = None,
-                 uploads_dir: str = "uploads", refresh_s: float = 2.0):
+                 uploads_dir: str = "uploads", refresh_s: float = 2.0,
+                 reader: TextReader | None = None):
         self.path = Path(path)
+        self.reader = reader  # reads the text in each upload (serve --ocr)
         self.refresh_s = refresh_s
         self._lease = ReadWriteLock()
         self._writer = threading.Lock()  # one changing thread; it alone mutates _collection
@@ -246,15 +250,18 @@ class LiveCollection:
             if item_id in collection:
                 raise BadInputError(f"an item '{item_id}' is already indexed: remove it "
                                     "first or choose another id")
-        # The slow part runs without any lock: searches and other uploads go on meanwhile.
-        image_vector = self.encoder.encode_images([upload.image])
-        text_vectors = self.encoder.encode_texts(captions) if captions else None
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
                 "bytes": len(upload.data)}
         photo = read_photo_info(upload.data)  # when and where, as an indexed file has them
         if photo:
             item["photo"] = photo
+        # The slow part runs without any lock: searches and other uploads go on meanwhile.
+        if self.reader is not None:
+            self._read_text(upload, item)
+        image_vector = self.encoder.encode_images([upload.image])
+        captions = item["captions"]
+        text_vectors = self.encoder.encode_texts(captions) if captions else None
         _store(stored, upload.data)  # mostly here, outside the lock: a write takes a while
         with self._writer:
             self._follow_disk()  # a new generation is loaded before the lease, not under it
@@ -271,6 +278,16 @@ class LiveCollection:
                     self._forget_if_unused(collection, stored)
                     raise
             return dict(collection.item(item_id))
+
+    def _read_text(self, upload: Upload, item: dict) -> None:
+        """The upload's read text as its "ocr" captions; a photo the reader fails on is
+        added without them (and logged), as `crossmodal index --ocr` does."""
+        try:  # decoded again, larger: the upload's image is shrunk for the encoder
+            read = self.reader.captions(load_image(upload.data, target_size=OCR_SIDE))
+        except Exception as exc:  # noqa: BLE001 - the upload itself is fine
+            log.warning("could not read the text in %s: %s", item["id"], exc)
+            return
+        with_text(item, read)
 
     def remove(self, item_id: str) -> dict:
         with self._writer:

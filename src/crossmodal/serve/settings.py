@@ -55,6 +55,7 @@ class ServeSettings:
     full_size: int = 2048  # the longest side of an item's image when opened full size
     allow_writes: bool = True  # adding and removing items over HTTP
     uploads_dir: str = "uploads"  # inside the index folder: where added images are kept
+    ocr: bool = False  # read the text in each uploaded photo (crossmodal.data.ocr)
     allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the bound address
     trusted_proxies: tuple[str, ...] = ()  # X-Forwarded-* is believed only from these
     max_parallel_decodes: int = field(default_factory=_cores)  # full-size image decodes
