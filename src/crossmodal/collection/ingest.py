@@ -75,8 +75,9 @@ class Target(Protocol):
                        report: AddReport) -> None: ...
 
 
-def content_hash(path: Path, captions: Sequence[str]) -> str:
-    digest = hashlib.sha256(file_sha256(path).encode())
+def content_hash(path: Path, captions: Sequence[str], file_digest: str | None = None) -> str:
+    """The item's hash: its file's (`file_digest` when already known) with its captions."""
+    digest = hashlib.sha256((file_digest or file_sha256(path)).encode())
     digest.update(json.dumps(list(captions), ensure_ascii=False).encode())
     return digest.hexdigest()
 
@@ -100,7 +101,9 @@ def plan(col: Target, sources: list[ItemSource],
             report.unchanged += 1
             continue
         try:
-            meta["sha256"] = content_hash(source.path, source.captions)
+            # The file's own hash too: equal bytes whatever the captions (exact duplicates).
+            meta["file_sha256"] = file_sha256(source.path)
+            meta["sha256"] = content_hash(source.path, source.captions, meta["file_sha256"])
         except OSError as exc:
             report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
             continue

@@ -242,7 +242,7 @@ class LiveCollection:
         text_vectors = self.encoder.encode_texts(captions) if captions else None
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
-                "bytes": len(upload.data)}
+                "file_sha256": digest, "bytes": len(upload.data)}
         _store(stored, upload.data)  # mostly here, outside the lock: a write takes a while
         with self._writer:
             self._follow_disk()  # a new generation is loaded before the lease, not under it
