@@ -28,6 +28,7 @@ to see whether one member alone would do better.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -43,11 +44,18 @@ from PIL import Image, ImageEnhance
 
 from _common import begin_run, run, write_result
 from crossmodal.collection.collection import Collection
-from crossmodal.collection.duplicates import group_positions, similar_pairs
-from crossmodal.models.duplicate_thresholds import write_threshold
+from crossmodal.collection.duplicates import (
+    group_positions,
+    hash_pairs,
+    item_hashes,
+    similar_pairs,
+)
+from crossmodal.models.duplicate_thresholds import HASH_DISTANCE, write_threshold
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CALIBRATION_PRECISION = 0.98
+HASH_PRECISION = 0.99  # perceptual hashes alone, on train: the largest distance keeping it
+MAX_BITS = 16
 GRID = np.round(np.arange(0.5, 1.0001, 0.0025), 4)
 FLOOR = float(GRID[0])
 EDIT_MARK = "__"  # copies/PHOTO__EDIT.jpg
@@ -118,6 +126,20 @@ def build_set(data: Path, split: str, folder: Path, photos: int, edited: int, co
     return source
 
 
+def kept_set(args: argparse.Namespace, split: str, folder: Path, seed: int) -> dict:
+    """The set in `folder`, built unless a run with the same arguments left it there."""
+    record = folder.parent / f"{folder.name}-source.json"
+    wanted = [args.photos, args.edited, args.copies, seed]
+    if record.is_file():
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        if kept["args"] != wanted:
+            raise SystemExit(f"{folder} holds a set made with other arguments: remove it")
+        return kept["source"]
+    source = build_set(args.data, split, folder, args.photos, args.edited, args.copies, seed)
+    record.write_text(json.dumps({"args": wanted, "source": source}), encoding="utf-8")
+    return source
+
+
 def index_set(folder: Path, model: str, into: Path) -> float:
     started = time.perf_counter()
     run(["crossmodal", "index", str(folder), "--into", str(into), "--model", model, "--quiet"])
@@ -160,22 +182,30 @@ def score(groups: list[list[int]], source: list[str], ids: list[str]) -> dict:
                                 for e, v in sorted(per_edit.items())}}
 
 
-def calibrate(curve: list[dict]) -> float:
-    """The lowest grid threshold at and above which precision stays >= the target."""
+def calibrate(curve: list[dict], key: str = "threshold", target: float = 0.98,
+              upward: bool = False) -> float:
+    """The grid value furthest from strict (lowest threshold, or with `upward` the largest
+    hash distance) up to which precision stays >= `target`, coming from the strict end."""
     chosen = None
-    for row in reversed(curve):  # from the highest threshold down
-        if row["precision"] is not None and row["precision"] < CALIBRATION_PRECISION:
+    for row in (curve if upward else reversed(curve)):
+        if row["precision"] is not None and row["precision"] < target:
             break
-        chosen = row["threshold"]
+        chosen = row[key]
     if chosen is None:
-        raise SystemExit("no threshold reaches the calibration precision")
+        raise SystemExit(f"no {key} reaches precision {target}")
     return chosen
 
 
-def pairs_of(index: Path) -> tuple[list[dict], list[str], tuple]:
+def pairs_of(index: Path) -> tuple[list[dict], list[str], tuple, tuple]:
+    """Items, ids, vector pairs >= FLOOR, perceptual-hash pairs <= MAX_BITS apart."""
     collection = Collection.open(index)
     ids = [item["id"] for item in collection.items]
-    return collection.items, ids, similar_pairs(collection.images, FLOOR)
+    hashed = hash_pairs(item_hashes(collection.items), MAX_BITS)
+    return collection.items, ids, similar_pairs(collection.images, FLOOR), hashed
+
+
+def within(hashed: tuple | None, bits: int) -> tuple | None:
+    return None if hashed is None else tuple(a[hashed[2] <= bits] for a in hashed)
 
 
 def dense_pairs(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,39 +228,59 @@ def member_slices(model: str) -> list[tuple[str, slice]]:
     return out
 
 
-def measure(sets: dict, items: dict, pairs: dict, sources: dict, ids: dict) -> dict:
-    train_curve = [{"threshold": float(t), **score(group_positions(items["train"],
-                    pairs["train"], t), sources["train"], ids["train"])} for t in GRID]
-    threshold = calibrate(train_curve)
-    val = score(group_positions(items["val"], pairs["val"], threshold), sources["val"],
-                ids["val"])
-    nearby = [{"threshold": t, **{k: v for k, v in score(group_positions(
-        items["val"], pairs["val"], t), sources["val"], ids["val"]).items()
-        if k in ("precision", "recall")}} for t in
-        sorted({round(threshold + d, 4) for d in (-0.03, -0.02, -0.01, 0, 0.01, 0.02)})]
+def measure(d: dict, pairs: dict, hashed: dict | None, bits: int | None) -> dict:
+    """Threshold chosen on train, scored on val; `hashed` pairs (within `bits`) link too."""
+    def scored(split: str, t: float) -> dict:
+        links = within(hashed[split], bits) if hashed else None
+        return score(group_positions(d["items"][split], pairs[split], t, links),
+                     d["sources"][split], d["ids"][split])
+
+    train_curve = [{"threshold": float(t), **scored("train", t)} for t in GRID]
+    threshold = calibrate(train_curve, target=CALIBRATION_PRECISION)
+    nearby = [{"threshold": t, **{k: v for k, v in scored("val", t).items()
+                                  if k in ("precision", "recall")}}
+              for t in sorted({round(threshold + x, 4) for x in (-0.03, -0.01, 0, 0.01, 0.03)})]
     calib = next(r for r in train_curve if r["threshold"] == threshold)
-    return {"threshold": threshold, "train_at_threshold": calib, "val": val,
-            "val_near_threshold": nearby}
+    return {"threshold": threshold, "hash_distance": bits, "train_at_threshold": calib,
+            "val": scored("val", threshold), "val_near_threshold": nearby}
+
+
+def choose_bits(d: dict, pairs: dict, hashed: dict) -> tuple[int, dict]:
+    """The hash distance (perceptual hashes alone, no vector links) chosen on train; its
+    curve on train and its scores on val."""
+    def scored(split: str, bits: int) -> dict:
+        return score(group_positions(d["items"][split], pairs[split], 2.0,
+                                     within(hashed[split], bits)),
+                     d["sources"][split], d["ids"][split])
+
+    curve = [{"bits": b, **scored("train", b)} for b in range(MAX_BITS + 1)]
+    bits = calibrate(curve, "bits", HASH_PRECISION, upward=True)
+    return bits, {"hash_distance": bits, "train": next(r for r in curve if r["bits"] == bits),
+                  "val": scored("val", bits),
+                  "train_curve": [{k: r[k] for k in ("bits", "precision", "recall")}
+                                  for r in curve]}
 
 
 def run_model(model: str, sets: dict, work: Path) -> dict:
-    items, ids, pairs, sources, seconds, vectors = {}, {}, {}, {}, {}, {}
+    d: dict = {"items": {}, "ids": {}, "sources": {}}
+    pairs, hashed, seconds, vectors = {}, {}, {}, {}
     for split, (folder, source) in sets.items():
         index = work / f"index-{model.replace(':', '_')}-{split}"
         seconds[split] = round(index_set(folder, model, index), 1)
-        items[split], ids[split], pairs[split] = pairs_of(index)
-        sources[split] = [source[i] for i in ids[split]]
+        d["items"][split], d["ids"][split], pairs[split], hashed[split] = pairs_of(index)
+        d["sources"][split] = [source[i] for i in d["ids"][split]]
         vectors[split] = Collection.open(index).images.get_vectors(
-            np.arange(len(ids[split])))
+            np.arange(len(d["ids"][split])))
+    bits, hash_only = choose_bits(d, pairs, hashed)
     result = {"model": model, "index_seconds": seconds,
-              "images": {s: len(v) for s, v in ids.items()},
-              **measure(sets, items, pairs, sources, ids)}
+              "images": {s: len(v) for s, v in d["ids"].items()},
+              **measure(d, pairs, hashed, bits),
+              "vectors_only": measure(d, pairs, None, None), "hash_only": hash_only}
     members = {}
     for name, part in member_slices(model):
         sliced = {s: v[:, part] / np.linalg.norm(v[:, part], axis=1, keepdims=True)
                   for s, v in vectors.items()}
-        member_pairs = {s: dense_pairs(sliced[s]) for s in sliced}
-        members[name] = measure(sets, items, member_pairs, sources, ids)
+        members[name] = measure(d, {s: dense_pairs(sliced[s]) for s in sliced}, None, None)
     if members:
         result["member_slices"] = members
     fingerprint = Collection.open(work / f"index-{model.replace(':', '_')}-val") \
@@ -239,15 +289,21 @@ def run_model(model: str, sets: dict, work: Path) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'model':<34} {'thr':>6} {'P':>6} {'R':>6} {'exact grp':>9}  recall per edit"]
+    lines = [f"{'model / vectors':<44} {'thr':>6} {'bits':>4} {'P':>6} {'R':>6} "
+             f"{'exact':>6}  recall per edit"]
     for r in results:
-        rows = [(r["model"], r)] + [(f"  {name} (slice)", m)
-                                    for name, m in r.get("member_slices", {}).items()]
+        rows = [(r["model"] + " (default: vectors + hash)", r),
+                ("  vectors only", r["vectors_only"]), ("  hash only", r["hash_only"])]
+        rows += [(f"  {name} part, vectors only", m)
+                 for name, m in r.get("member_slices", {}).items()]
         for name, m in rows:
             v = m["val"]
             edits = " ".join(f"{e}={x:.2f}" for e, x in v["recall_per_edit"].items())
-            lines.append(f"{name:<34} {m['threshold']:>6.4f} {v['precision']:>6.3f} "
-                         f"{v['recall']:>6.3f} {v['photos_grouped_exactly']:>9.3f}  {edits}")
+            thr = f"{m['threshold']:>6.4f}" if "threshold" in m else f"{'-':>6}"
+            bits = m.get("hash_distance")
+            lines.append(f"{name:<44} {thr} {bits if bits is not None else '-':>4} "
+                         f"{v['precision']:>6.3f} {v['recall']:>6.3f} "
+                         f"{v['photos_grouped_exactly']:>6.3f}  {edits}")
     return "\n".join(lines)
 
 
@@ -262,18 +318,22 @@ def main() -> None:
     parser.add_argument("--write-package-data", action="store_true",
                         help="store each model's threshold as its calibrated default")
     parser.add_argument("--out", type=Path, default=RESULTS / "duplicates.json")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the sets and indexes here (a rerun reuses them)")
     args = parser.parse_args()
     envelope = begin_run()
     models = args.model or ["fusion:bilingual"]
     with tempfile.TemporaryDirectory(prefix="crossmodal-dupes-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
         sets = {}
         for split, seed in (("train", args.seed), ("val", args.seed + 1)):
-            source = build_set(args.data, split, work / split, args.photos, args.edited,
-                               args.copies, seed)
-            sets[split] = (work / split, source)
+            sets[split] = (work / split, kept_set(args, split, work / split, seed))
         results = [run_model(model, sets, work) for model in models]
     print(table(results))
+    for r in results:
+        if r["hash_distance"] != HASH_DISTANCE:
+            print(f"note: train chose hash distance {r['hash_distance']} for {r['model']}; "
+                  f"the library's HASH_DISTANCE is {HASH_DISTANCE}")
     if args.write_package_data:
         for r in results:
             write_threshold(r["model"], r["fingerprint"], r["threshold"],

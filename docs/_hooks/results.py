@@ -302,6 +302,27 @@ def min_score(name: str) -> str:
                        f"{r['captions']:,} captions):\n\n{picked}\n\n{curve}")
 
 
+def duplicates(name: str = "duplicates") -> str:
+    """Duplicate grouping on val photos at the threshold chosen on train photos, per model
+    (and per member slice of a fusion), with the recall of each kind of edit."""
+    _, r = load(name)
+    rows = [(m["model"], m) for m in r["models"]] + [
+        (f"{m['model']}: {member} part only", part) for m in r["models"]
+        for member, part in m.get("member_slices", {}).items()]
+    edits = sorted(r["models"][0]["val"]["recall_per_edit"])
+    main = table(["vectors", "threshold (train)", "precision", "recall", "photos grouped "
+                  "exactly", "train precision / recall"],
+                 [[f"`{name}`", fmt(m["threshold"], 4), fmt(m["val"]["precision"], 3),
+                   fmt(m["val"]["recall"], 3), fmt(m["val"]["photos_grouped_exactly"], 3),
+                   f"{fmt(m['train_at_threshold']['precision'], 3)} / "
+                   f"{fmt(m['train_at_threshold']['recall'], 3)}"] for name, m in rows])
+    per_edit = table(["vectors", *edits],
+                     [[f"`{name}`", *(fmt(m["val"]["recall_per_edit"][e], 2) for e in edits)]
+                      for name, m in rows])
+    return with_source(name, main + "\n\nRecall per edit (the photo and that copy in one "
+                       "group), val:\n\n" + per_edit)
+
+
 def ablation(name: str) -> str:
     _, rows_in = load(name)
     rows = []
@@ -479,6 +500,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "long_text_lite-zh": lambda: long_text("long_text_lite-zh"),
     "min_score_towers_lite-en_en": lambda: min_score("min_score_towers_lite-en_en"),
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
+    "duplicates": duplicates,
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

@@ -10,19 +10,26 @@ from crossmodal.cli.main import cli
 from tests.duplicate_helpers import write_copies_folder
 
 
-def run(*args, code=0):
+def invoke(*args, code=0):
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == code, result.output + str(result.exception)
-    return result.output
+    return result
+
+
+def run(*args, code=0):
+    return invoke(*args, code=code).stdout if code == 0 else invoke(*args, code=code).output
 
 
 def test_duplicates_listing_and_json(tmp_path, fake_encoder):
     folder = write_copies_folder(tmp_path / "photos")
     index = tmp_path / "index"
     run("index", folder, "--into", index, "--model", "fake:colours", "--quiet")
-    listing = run("duplicates", index, "--threshold", "0.99", "--quiet")
-    assert listing.startswith("2 groups, 2 duplicates among 5 images (threshold 0.9900, "
-                              "fake:colours)")
+    done = invoke("duplicates", index, "--threshold", "0.99", "--quiet")
+    listing = done.stdout
+    assert listing.startswith("2 groups, 2 duplicates among 5 images (cosine >= 0.9900 by "
+                              "fake:colours, perceptual hashes within 10 bits)")
+    # one colour each: nothing for a perceptual hash to see, and the user is told
+    assert "note: 5 images compared by vector only" in done.stderr
     assert "group 1: 2 images, exact copies" in listing
     assert "group 2: 2 images, near-duplicates" in listing
     assert "same file as " in listing and "blue.png" not in listing

@@ -10,6 +10,7 @@ from PIL import Image
 
 from crossmodal.collection.collection import Collection
 from crossmodal.collection.duplicates import components, find_duplicates, similar_pairs
+from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import BadInputError
 from crossmodal.models.duplicate_thresholds import checked_threshold, duplicate_threshold
 from tests.duplicate_helpers import write_copies_folder
@@ -99,8 +100,8 @@ def test_bad_threshold_is_one_clear_error(tmp_path, fake_encoder):
 
 
 def test_a_real_tower_groups_a_resized_copy_not_another_photo(tmp_path):
-    """towers:lite-en with its calibrated threshold: a half-size re-encoded copy of a photo
-    joins it; another photo of a dog on grass stays apart."""
+    """towers:lite-en with its calibrated threshold: a half-size re-encoded copy and a
+    turned copy of a photo join it; other photos of dogs stay apart."""
     root = tmp_path / "photos"
     root.mkdir()
     for name in ("dog-grass.jpg", "dog-sand.jpg", "two-dogs.jpg", "kayak.jpg"):
@@ -108,7 +109,31 @@ def test_a_real_tower_groups_a_resized_copy_not_another_photo(tmp_path):
     with Image.open(SAMPLES / "dog-grass.jpg") as im:
         im.resize((im.width // 2, im.height // 2)).save(root / "dog-grass-small.jpg",
                                                         quality=60)
+        im.transpose(Image.Transpose.ROTATE_90).save(root / "dog-grass-turned.jpg")
     collection = Collection.create(tmp_path / "index", model="towers:lite-en")
     collection.add_paths([root], progress=False)
     report = find_duplicates(collection)  # the calibrated threshold
-    assert groups_of(report) == [{"dog-grass.jpg", "dog-grass-small.jpg"}]
+    assert groups_of(report) == [{"dog-grass.jpg", "dog-grass-small.jpg",
+                                  "dog-grass-turned.jpg"}]
+
+
+def test_perceptual_hash_links_join_items_whose_vectors_differ(tmp_path, fake_encoder):
+    """Recorded hashes link; items without one get it from their file; -1 turns it off."""
+    with Image.open(SAMPLES / "kayak.jpg") as im:
+        im.transpose(Image.Transpose.ROTATE_180).save(tmp_path / "kayak-turned.png")
+    collection = Collection.create(tmp_path / "index", model="fake:colours",
+                                   encoder=fake_encoder)
+    with Image.open(SAMPLES / "dog-grass.jpg") as im:
+        hashes = image_hashes(im.convert("RGB"))
+    vectors = np.eye(16, dtype=np.float32)[:5]  # orthogonal: no vector links
+    collection.add_vectors([
+        {"id": "a.jpg", "path": "gone/a.jpg", "phash": hashes},
+        {"id": "b.jpg", "path": "gone/b.jpg", "phash": hashes[1:] + hashes[:1]},  # turned
+        {"id": "kayak.jpg", "path": str(SAMPLES / "kayak.jpg")},  # hashed from its file
+        {"id": "kayak-turned.png", "path": str(tmp_path / "kayak-turned.png")},
+        {"id": "lost.jpg", "path": str(tmp_path / "missing.jpg")}], vectors)
+    report = find_duplicates(collection, threshold=0.9)
+    assert sorted(groups_of(report), key=sorted) == [{"a.jpg", "b.jpg"},
+                                                     {"kayak-turned.png", "kayak.jpg"}]
+    assert report.unhashed == 1  # lost.jpg: no hash, no file
+    assert find_duplicates(collection, threshold=0.9, hash_distance=-1).groups == []

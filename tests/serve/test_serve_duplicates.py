@@ -26,6 +26,7 @@ def test_duplicate_groups_over_http(client):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == "fake:colours" and body["items"] == 5 and body["duplicates"] == 2
+    assert body["hash_distance"] == 10 and body["unhashed"] == 5  # one colour each: no hash
     groups = {frozenset(m["id"] for m in g["members"]): g for g in body["groups"]}
     assert set(groups) == {frozenset({"green.png", "copy/green.png"}),
                            frozenset({"red.jpg", "small/red.png"})}
@@ -51,6 +52,8 @@ def test_bad_threshold_is_a_clear_4xx(client):
     for bad in ("0", "1.5", "x"):
         answer = client.get("/api/duplicates", params={"threshold": bad})
         assert answer.status_code == 422 and "threshold" in answer.json()["detail"]
+    answer = client.get("/api/duplicates", params={"threshold": 0.9, "hash_distance": 65})
+    assert answer.status_code == 422 and "hash_distance" in answer.json()["detail"]
     uncalibrated = client.get("/api/duplicates")  # the fake model has no default threshold
     assert uncalibrated.status_code == 400
     assert "no calibrated duplicate threshold" in uncalibrated.json()["detail"]

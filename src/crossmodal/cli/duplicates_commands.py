@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from crossmodal.cli.index_commands import plural
+from crossmodal.models.duplicate_thresholds import HASH_DISTANCE
+
 
 def _size(count: int | None) -> str:
     if count is None:
@@ -19,14 +22,13 @@ def _size(count: int | None) -> str:
 
 def format_groups(report, model: str) -> str:  # noqa: ANN001 - a DuplicateReport
     """The groups as a person reads them: per group its members, the largest file first."""
-    from crossmodal.cli.index_commands import plural
-
-    head = (f"{plural(len(report.groups), 'group')}, {plural(report.duplicates, 'duplicate')} "
-            f"among {report.items} images (threshold {report.threshold:.4f}, {model})")
+    hashes = (f"perceptual hashes within {report.hash_distance} bits"
+              if report.hash_distance >= 0 else "no perceptual hashes")
+    how = f"(cosine >= {report.threshold:.4f} by {model}, {hashes})"
     if not report.groups:
-        return f"no duplicates among {report.items} images (threshold " \
-               f"{report.threshold:.4f}, {model})"
-    lines = [head]
+        return f"no duplicates among {report.items} images {how}"
+    lines = [f"{plural(len(report.groups), 'group')}, {plural(report.duplicates, 'duplicate')} "
+             f"among {report.items} images {how}"]
     width = max(len(m.id) for g in report.groups for m in g.members)
     for number, group in enumerate(report.groups, 1):
         kind = "exact copies" if group.exact else "near-duplicates"
@@ -46,13 +48,18 @@ def format_groups(report, model: str) -> str:  # noqa: ANN001 - a DuplicateRepor
 @click.option("--threshold", default="auto", show_default=True,
               help="Image-image cosine at or above which two photos are near-duplicates "
                    "(0 < T <= 1), or auto: the model's calibrated threshold.")
+@click.option("--hash-distance", default=HASH_DISTANCE, show_default=True,
+              type=click.IntRange(-1, 32),
+              help="Perceptual hashes (any turn by 90 degrees) at most this many bits apart "
+                   "of 64 are copies too; -1: compare by vectors (and file bytes) only.")
 @click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 1000),
               help="Nearest images compared per image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the groups as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def duplicates_command(index, threshold, k, as_json, quiet) -> None:
-    """Group the exact copies (same file bytes) and near-duplicates (resized, re-encoded,
-    cropped, rotated: similar image vectors) among the images of INDEX."""
+def duplicates_command(index, threshold, hash_distance, k, as_json, quiet) -> None:
+    """Group the exact copies (same file bytes) and near-duplicates among the images of
+    INDEX: resized, re-encoded, brightened or turned copies (close perceptual hashes) and
+    cropped or straightened ones (image vectors at or above the threshold)."""
     from crossmodal.collection.collection import Collection
     from crossmodal.collection.duplicates import find_duplicates
     from crossmodal.models.duplicate_thresholds import checked_threshold
@@ -60,7 +67,11 @@ def duplicates_command(index, threshold, k, as_json, quiet) -> None:
     if threshold.strip().lower() != "auto":
         threshold = checked_threshold(threshold)  # before the index is opened
     collection = Collection.open(index)
-    report = find_duplicates(collection, threshold, k, progress=not quiet and not as_json)
+    report = find_duplicates(collection, threshold, k, progress=not quiet and not as_json,
+                             hash_distance=hash_distance)
+    if report.unhashed:
+        click.echo(f"note: {plural(report.unhashed, 'image')} compared by vector only (flat, "
+                   "or indexed without a perceptual hash and its file unreadable)", err=True)
     if as_json:
         click.echo(json.dumps({"model": collection.manifest.model, **report.to_dict()},
                               ensure_ascii=False, indent=1))

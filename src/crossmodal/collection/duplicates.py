@@ -1,13 +1,17 @@
 """Duplicate photos in a collection: exact copies and near-duplicates, as groups.
 
-Exact copies are items whose files hashed the same when indexed ("file_sha256"; an index
-made before that field has only "sha256", the file and its captions hashed together, so
-there equal hashes still mean equal bytes, but a copy with other captions is found by its
-vector alone). Near-duplicates (resized, re-encoded, lightly cropped or rotated copies) are
-pairs of images whose stored vectors have a cosine at or above the threshold. Each image's
-k nearest images come from the image store's own search, a batch of images at a time, so
-time and memory grow with n * k, never n * n. Groups are the connected components of both
-kinds of link (union-find): a copy of a copy joins the group of the first.
+Three kinds of link join two images:
+- equal file hashes, recorded at index time ("file_sha256"; an index made before that field
+  has only "sha256", the file and its captions hashed together: equal ones still mean equal
+  bytes, but a copy with other captions is then found by the other links alone);
+- perceptual hashes within `hash_distance` bits, either image turned by 0, 90, 180 or 270
+  degrees (crossmodal.data.perceptual_hash; recorded at index time, computed from the file
+  here for items indexed without one): resized, re-encoded, brightened and turned copies;
+- image vectors with a cosine at or above the threshold: lightly cropped or straightened
+  copies, which a perceptual hash misses.
+Each image's k nearest images (by vector, and by hash) come from a search a batch at a
+time, so memory grows with n * k, never n * n. Groups are the connected components of the
+links (union-find): a copy of a copy joins the group of the first.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 
+from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.data.perceptual_hash import ROTATIONS, hash_bytes, image_hashes
 from crossmodal.index.protocol import VectorStore
-from crossmodal.models.duplicate_thresholds import duplicate_threshold
+from crossmodal.models.duplicate_thresholds import HASH_DISTANCE, duplicate_threshold
 
 if TYPE_CHECKING:
     from crossmodal.collection.collection import Collection
@@ -57,8 +64,10 @@ class DuplicateGroup:
 @dataclass
 class DuplicateReport:
     threshold: float
+    hash_distance: int
     items: int  # images looked at
     groups: list[DuplicateGroup] = field(default_factory=list)
+    unhashed: int = 0  # images compared by vector only (flat, or no hash and no file)
 
     @property
     def duplicates(self) -> int:
@@ -66,7 +75,8 @@ class DuplicateReport:
         return sum(len(g.members) - 1 for g in self.groups)
 
     def to_dict(self) -> dict:
-        return {"threshold": self.threshold, "items": self.items,
+        return {"threshold": self.threshold, "hash_distance": self.hash_distance,
+                "items": self.items, "unhashed": self.unhashed,
                 "duplicates": self.duplicates, "groups": [g.to_dict() for g in self.groups]}
 
 
@@ -94,6 +104,49 @@ def similar_pairs(store: VectorStore, floor: float, k: int = NEIGHBOURS, batch: 
     # A pair found from both ends is kept once (its two scores differ only by rounding).
     _, first = np.unique(rows * n + cols, return_index=True)
     return rows[first], cols[first], cosines[first]
+
+
+def item_hashes(items: Sequence[dict], progress: bool = False) -> list[list[str] | None]:
+    """Each item's perceptual hashes: recorded ones, else made from its file; None for a
+    flat photo or a file that cannot be read any more."""
+    missing = [p for p, item in enumerate(items) if "phash" not in item]
+    out: list[list[str] | None] = [item.get("phash") or None for item in items]
+    for position in tqdm(missing, unit="image", desc="hashing", leave=False,
+                         disable=not progress or not missing):
+        try:
+            hashes = image_hashes(load_image(items[position]["path"], target_size=64))
+            out[position] = hashes or None  # a flat photo has none
+        except (ImageLoadError, OSError):
+            out[position] = None
+    return out
+
+
+def hash_pairs(hashes: Sequence[list[str] | None], max_distance: int, k: int = NEIGHBOURS,
+               batch: int = 4 * BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, bits apart) of the pairs among each image's `k` nearest by perceptual
+    hash (any turn of it against the others upright) at most `max_distance` bits apart,
+    each pair once (row < col, its closest turn)."""
+    known = np.array([p for p, h in enumerate(hashes) if h], np.int64)
+    if len(known) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
+    index = faiss.IndexBinaryFlat(64)
+    index.add(hash_bytes([hashes[p][0] for p in known]))
+    keys, bits = [], []
+    for start in range(0, len(known), batch):
+        rows = known[start : start + batch]
+        queries = hash_bytes([h for p in rows for h in hashes[p][:ROTATIONS]])
+        distances, near = index.search(queries, min(k + 1, len(known)))
+        rows = np.broadcast_to(np.repeat(rows, ROTATIONS)[:, None], near.shape)
+        cols = known[np.maximum(near, 0)]
+        keep = (near >= 0) & (distances <= max_distance) & (cols != rows)
+        a, b = rows[keep], cols[keep]
+        keys.append(np.minimum(a, b) * len(hashes) + np.maximum(a, b))
+        bits.append(distances[keep])
+    keys, bits = np.concatenate(keys), np.concatenate(bits)
+    order = np.lexsort((bits, keys))  # by pair, then closest first
+    keys, bits = keys[order], bits[order]
+    first = np.append(True, keys[1:] != keys[:-1])
+    return keys[first] // len(hashes), keys[first] % len(hashes), bits[first]
 
 
 def file_key(item: dict) -> str | None:
@@ -139,11 +192,15 @@ def components(n: int, pairs: Sequence[tuple[int, int]] | np.ndarray) -> list[li
 
 
 def group_positions(items: Sequence[dict], pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
-                    threshold: float) -> list[list[int]]:
-    """Groups of positions linked by equal file hashes or a cosine >= `threshold`."""
+                    threshold: float, hashed: tuple[np.ndarray, ...] | None = None,
+                    ) -> list[list[int]]:
+    """Groups of positions linked by equal file hashes, a cosine >= `threshold` or (given:
+    rows and cols of `hash_pairs`) close perceptual hashes."""
     rows, cols, cosines = pairs
     near = cosines >= threshold
     links = list(zip(rows[near].tolist(), cols[near].tolist(), strict=True))
+    if hashed is not None:
+        links += list(zip(hashed[0].tolist(), hashed[1].tolist(), strict=True))
     return components(len(items), exact_pairs(items) + links)
 
 
@@ -165,14 +222,20 @@ def describe(items: Sequence[dict], store: VectorStore, positions: list[int]) ->
 
 
 def find_duplicates(collection: Collection, threshold: float | str | None = None,
-                    k: int = NEIGHBOURS, progress: bool = False,
-                    threads: int | None = None) -> DuplicateReport:
-    """Groups of duplicate images in `collection` (a Collection), biggest groups first.
-    `threshold`: a cosine in (0, 1], or None / "auto": the model's calibrated one."""
+                    k: int = NEIGHBOURS, progress: bool = False, threads: int | None = None,
+                    hash_distance: int = HASH_DISTANCE) -> DuplicateReport:
+    """Groups of duplicate images in `collection`, biggest groups first. `threshold`: a
+    cosine in (0, 1], or None / "auto": the model's calibrated one; `hash_distance`: the
+    most bits two perceptual hashes may differ by (-1: vectors and file hashes only)."""
     manifest = collection.manifest
     cutoff = duplicate_threshold(threshold, manifest.model, manifest.model_fingerprint)
     items, store = collection.items, collection.images
+    hashed, unhashed = None, 0
+    if hash_distance >= 0:
+        hashes = item_hashes(items, progress)
+        unhashed = sum(h is None for h in hashes)
+        hashed = hash_pairs(hashes, hash_distance, k)
     pairs = similar_pairs(store, cutoff, k, progress=progress, threads=threads)
-    groups = [describe(items, store, g) for g in group_positions(items, pairs, cutoff)]
+    groups = [describe(items, store, g) for g in group_positions(items, pairs, cutoff, hashed)]
     groups.sort(key=lambda g: (-len(g.members), g.members[0].id))
-    return DuplicateReport(cutoff, len(items), groups)
+    return DuplicateReport(cutoff, hash_distance, len(items), groups, unhashed)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
+from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import IndexWriteError, write_failed
 from crossmodal.index.rows import RowIndex
 from crossmodal.models.protocol import Encoder
@@ -207,6 +208,8 @@ def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[I
     images_done = time.perf_counter()
     text_vectors = encoder.encode_texts(texts) if texts else None
     text_seconds = time.perf_counter() - images_done
+    for (_, meta), image in zip(batch, images, strict=True):  # ~0.2 ms a photo
+        meta["phash"] = image_hashes(image)  # finds resized and turned copies (duplicates)
     if texts:  # counted once the batch is embedded: a batch retried item by item counts once
         for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
             if length > encoder.context_length:

@@ -1,5 +1,6 @@
 """Near-duplicate thresholds calibrated per model: the image-image cosine at or above which
-two photos are taken for copies of one another (resized, re-encoded, cropped, rotated).
+two photos are taken for copies of one another (cropped, straightened, re-encoded), and the
+perceptual-hash distance, the same for every model (resized, re-encoded, turned copies).
 
 `duplicate_thresholds.json` beside this module holds, per model id, the threshold that
 benchmarks/accuracy/duplicates.py chose on Flickr8k train photos and their edited copies
@@ -18,6 +19,10 @@ from crossmodal.errors import BadInputError
 from crossmodal.storage import atomic_write
 
 DATA = Path(__file__).resolve().parent / "duplicate_thresholds.json"
+# Perceptual hashes at most this many bits apart (of 64) are copies, whatever the model: the
+# largest distance whose pairs were >= 0.99 true on Flickr8k train photos and their edited
+# copies (benchmarks/accuracy/duplicates.py; docs/guide/duplicates.md).
+HASH_DISTANCE = 10
 
 
 def calibrated() -> dict[str, dict]:

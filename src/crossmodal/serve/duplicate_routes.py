@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from crossmodal.collection.duplicates import NEIGHBOURS, find_duplicates
+from crossmodal.models.duplicate_thresholds import HASH_DISTANCE
 from crossmodal.serve import schemas
 from crossmodal.serve.routes import _Deps
 
@@ -32,16 +33,21 @@ def duplicate_routes(router: APIRouter, deps: _Deps) -> None:
             gt=0, le=1, description="Image-image cosine at or above which two photos are "
                                     "near-duplicates (default: the model's calibrated one).")
         ] = None,
+        hash_distance: Annotated[int, Query(
+            ge=-1, le=32, description="Perceptual hashes (any turn by 90 degrees) at most "
+                                      "this many bits apart are copies too; -1: off.")
+        ] = HASH_DISTANCE,
         k: Annotated[int, Query(ge=1, le=100, description="Nearest images compared per "
                                                           "image.")] = NEIGHBOURS,
     ) -> schemas.Duplicates:
-        """Groups of exact copies (same file bytes) and near-duplicates (resized,
-        re-encoded, cropped, rotated) among the index's images, the biggest first."""
+        """Groups of exact copies (same file bytes) and near-duplicates among the index's
+        images, the biggest first: resized, re-encoded or turned copies (close perceptual
+        hashes), cropped or straightened ones (image vectors at or above the threshold)."""
         started = time.perf_counter()
         with one_at_a_time, live.reading() as collection:
-            key = (id(collection), collection.stamp(), threshold, k)
+            key = (id(collection), collection.stamp(), threshold, hash_distance, k)
             if key not in answers:
-                report = find_duplicates(collection, threshold, k)
+                report = find_duplicates(collection, threshold, k, hash_distance=hash_distance)
                 answers[key] = _out(collection.manifest.model, report)
                 while len(answers) > KEPT_ANSWERS:
                     answers.pop(next(iter(answers)))
@@ -57,5 +63,7 @@ def _out(model: str, report) -> schemas.Duplicates:  # noqa: ANN001 - a Duplicat
                                          copy_of=m.copy_of,
                                          thumbnail=f"/api/thumbnails/{m.id}")
                  for m in g.members]) for g in report.groups]
-    return schemas.Duplicates(model=model, threshold=report.threshold, items=report.items,
-                              duplicates=report.duplicates, groups=groups, took_ms=0.0)
+    return schemas.Duplicates(model=model, threshold=report.threshold,
+                              hash_distance=report.hash_distance, items=report.items,
+                              unhashed=report.unhashed, duplicates=report.duplicates,
+                              groups=groups, took_ms=0.0)

@@ -40,6 +40,7 @@ from crossmodal.data.images import (
     load_image,
     return_freed_memory,
 )
+from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import BadInputError, IndexWriteError, write_failed
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
@@ -242,7 +243,8 @@ class LiveCollection:
         text_vectors = self.encoder.encode_texts(captions) if captions else None
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
-                "file_sha256": digest, "bytes": len(upload.data)}
+                "file_sha256": digest, "bytes": len(upload.data),
+                "phash": image_hashes(upload.image)}
         _store(stored, upload.data)  # mostly here, outside the lock: a write takes a while
         with self._writer:
             self._follow_disk()  # a new generation is loaded before the lease, not under it

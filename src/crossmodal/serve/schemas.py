@@ -93,7 +93,10 @@ class DuplicateGroup(BaseModel):
 class Duplicates(BaseModel):
     model: str
     threshold: float = Field(description="The image-image cosine used.")
+    hash_distance: int = Field(description="The perceptual-hash distance used (-1: off).")
     items: int = Field(description="Images looked at.")
+    unhashed: int = Field(description="Images compared by vector only (flat, or without a "
+                                      "perceptual hash and a readable file).")
     duplicates: int = Field(description="Images that are copies of another (each group's "
                                         "members but its first).")
     groups: list[DuplicateGroup] = Field(description="The biggest groups first.")
