@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -39,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
 
+import faiss
 import numpy as np
 from PIL import Image, ImageEnhance
 
@@ -322,30 +324,40 @@ def main() -> None:
                         help="keep the sets and indexes here (a rerun reuses them)")
     args = parser.parse_args()
     envelope = begin_run()
+    # One thread for faiss here and for the indexing (CROSSMODAL_THREADS): on a shared
+    # machine, OpenMP pools spinning against other processes ran 40x slower.
+    faiss.omp_set_num_threads(1)
+    os.environ.setdefault("CROSSMODAL_THREADS", "1")
     models = args.model or ["fusion:bilingual"]
     with tempfile.TemporaryDirectory(prefix="crossmodal-dupes-") as tmp:
         work = args.work or Path(tmp)
         sets = {}
         for split, seed in (("train", args.seed), ("val", args.seed + 1)):
             sets[split] = (work / split, kept_set(args, split, work / split, seed))
-        results = [run_model(model, sets, work) for model in models]
+        results = []
+        for model in models:  # the file is written after each model: a long run keeps some
+            results.append(run_model(model, sets, work))
+            finish(args, results, envelope)
+
+
+def finish(args: argparse.Namespace, results: list[dict], envelope: dict) -> None:
     print(table(results))
     for r in results:
         if r["hash_distance"] != HASH_DISTANCE:
             print(f"note: train chose hash distance {r['hash_distance']} for {r['model']}; "
                   f"the library's HASH_DISTANCE is {HASH_DISTANCE}")
     if args.write_package_data:
-        for r in results:
-            write_threshold(r["model"], r["fingerprint"], r["threshold"],
-                            f"flickr8k-cn train, {args.photos} photos, {args.edited} with "
-                            f"{args.copies} edited copies; precision "
-                            f">= {CALIBRATION_PRECISION}")
+        r = results[-1]
+        write_threshold(r["model"], r["fingerprint"], r["threshold"],
+                        f"flickr8k-cn train, {args.photos} photos, {args.edited} with "
+                        f"{args.copies} edited copies; precision >= {CALIBRATION_PRECISION} "
+                        f"with perceptual hashes within {r['hash_distance']} bits")
     payload = {"set": {"photos": args.photos, "edited": args.edited, "copies": args.copies,
                        "edits": sorted(EDITS), "seed": args.seed,
-                       "calibration_precision": CALIBRATION_PRECISION},
+                       "calibration_precision": CALIBRATION_PRECISION,
+                       "hash_precision": HASH_PRECISION},
                "models": results}
-    print("wrote", write_result(args.out, payload, envelope))
-
+    print("wrote", write_result(args.out, payload, envelope), flush=True)
 
 if __name__ == "__main__":
     main()

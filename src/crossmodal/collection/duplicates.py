@@ -122,26 +122,34 @@ def item_hashes(items: Sequence[dict], progress: bool = False) -> list[list[str]
 
 
 def hash_pairs(hashes: Sequence[list[str] | None], max_distance: int, k: int = NEIGHBOURS,
-               batch: int = 4 * BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               batch: int = 4 * BATCH, threads: int | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, bits apart) of the pairs among each image's `k` nearest by perceptual
     hash (any turn of it against the others upright) at most `max_distance` bits apart,
-    each pair once (row < col, its closest turn)."""
+    each pair once (row < col, its closest turn). The comparison is exhaustive (64-bit
+    popcounts, n x 4n of them), `threads` faiss threads (default: as set for the process)."""
     known = np.array([p for p, h in enumerate(hashes) if h], np.int64)
     if len(known) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
     index = faiss.IndexBinaryFlat(64)
     index.add(hash_bytes([hashes[p][0] for p in known]))
     keys, bits = [], []
-    for start in range(0, len(known), batch):
-        rows = known[start : start + batch]
-        queries = hash_bytes([h for p in rows for h in hashes[p][:ROTATIONS]])
-        distances, near = index.search(queries, min(k + 1, len(known)))
-        rows = np.broadcast_to(np.repeat(rows, ROTATIONS)[:, None], near.shape)
-        cols = known[np.maximum(near, 0)]
-        keep = (near >= 0) & (distances <= max_distance) & (cols != rows)
-        a, b = rows[keep], cols[keep]
-        keys.append(np.minimum(a, b) * len(hashes) + np.maximum(a, b))
-        bits.append(distances[keep])
+    before = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(threads)
+    try:
+        for start in range(0, len(known), batch):
+            rows = known[start : start + batch]
+            queries = hash_bytes([h for p in rows for h in hashes[p][:ROTATIONS]])
+            distances, near = index.search(queries, min(k + 1, len(known)))
+            rows = np.broadcast_to(np.repeat(rows, ROTATIONS)[:, None], near.shape)
+            cols = known[np.maximum(near, 0)]
+            keep = (near >= 0) & (distances <= max_distance) & (cols != rows)
+            a, b = rows[keep], cols[keep]
+            keys.append(np.minimum(a, b) * len(hashes) + np.maximum(a, b))
+            bits.append(distances[keep])
+    finally:
+        faiss.omp_set_num_threads(before)
     keys, bits = np.concatenate(keys), np.concatenate(bits)
     order = np.lexsort((bits, keys))  # by pair, then closest first
     keys, bits = keys[order], bits[order]
@@ -234,7 +242,7 @@ def find_duplicates(collection: Collection, threshold: float | str | None = None
     if hash_distance >= 0:
         hashes = item_hashes(items, progress)
         unhashed = sum(h is None for h in hashes)
-        hashed = hash_pairs(hashes, hash_distance, k)
+        hashed = hash_pairs(hashes, hash_distance, k, threads=threads)
     pairs = similar_pairs(store, cutoff, k, progress=progress, threads=threads)
     groups = [describe(items, store, g) for g in group_positions(items, pairs, cutoff, hashed)]
     groups.sort(key=lambda g: (-len(g.members), g.members[0].id))
