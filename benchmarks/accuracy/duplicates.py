@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # _common
@@ -265,10 +266,14 @@ def choose_bits(d: dict, pairs: dict, hashed: dict) -> tuple[int, dict]:
 
 def run_model(model: str, sets: dict, work: Path) -> dict:
     d: dict = {"items": {}, "ids": {}, "sources": {}}
-    pairs, hashed, seconds, vectors = {}, {}, {}, {}
-    for split, (folder, source) in sets.items():
-        index = work / f"index-{model.replace(':', '_')}-{split}"
-        seconds[split] = round(index_set(folder, model, index), 1)
+    pairs, hashed, vectors = {}, {}, {}
+    index_of = {split: work / f"index-{model.replace(':', '_')}-{split}" for split in sets}
+    with ThreadPoolExecutor(len(sets)) as pool:  # both sets at once (wall time overlaps)
+        timed = {split: pool.submit(index_set, sets[split][0], model, index_of[split])
+                 for split in sets}
+        seconds = {split: round(job.result(), 1) for split, job in timed.items()}
+    for split, (_, source) in sets.items():
+        index = index_of[split]
         d["items"][split], d["ids"][split], pairs[split], hashed[split] = pairs_of(index)
         d["sources"][split] = [source[i] for i in d["ids"][split]]
         vectors[split] = Collection.open(index).images.get_vectors(
