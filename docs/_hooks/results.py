@@ -303,24 +303,32 @@ def min_score(name: str) -> str:
 
 
 def duplicates(name: str = "duplicates") -> str:
-    """Duplicate grouping on val photos at the threshold chosen on train photos, per model
-    (and per member slice of a fusion), with the recall of each kind of edit."""
+    """Duplicate grouping on val photos with the hash distance and threshold chosen on train
+    photos, per model: both links, each alone, and each member's part of a fusion's vector."""
     _, r = load(name)
-    rows = [(m["model"], m) for m in r["models"]] + [
-        (f"{m['model']}: {member} part only", part) for m in r["models"]
-        for member, part in m.get("member_slices", {}).items()]
+    rows = []
+    for m in r["models"]:
+        rows += [(f"`{m['model']}`: hashes + vectors (default)", m),
+                 (f"`{m['model']}`: vectors only", m["vectors_only"]),
+                 ("hashes only", m["hash_only"])]
+        rows += [(f"`{member}` part of the vector only", part)
+                 for member, part in m.get("member_slices", {}).items()]
     edits = sorted(r["models"][0]["val"]["recall_per_edit"])
-    main = table(["vectors", "threshold (train)", "precision", "recall", "photos grouped "
-                  "exactly", "train precision / recall"],
-                 [[f"`{name}`", fmt(m["threshold"], 4), fmt(m["val"]["precision"], 3),
-                   fmt(m["val"]["recall"], 3), fmt(m["val"]["photos_grouped_exactly"], 3),
-                   f"{fmt(m['train_at_threshold']['precision'], 3)} / "
-                   f"{fmt(m['train_at_threshold']['recall'], 3)}"] for name, m in rows])
-    per_edit = table(["vectors", *edits],
-                     [[f"`{name}`", *(fmt(m["val"]["recall_per_edit"][e], 2) for e in edits)]
-                      for name, m in rows])
-    return with_source(name, main + "\n\nRecall per edit (the photo and that copy in one "
-                       "group), val:\n\n" + per_edit)
+
+    def train(m: dict) -> str:
+        t = m.get("train_at_threshold") or m["train"]
+        return f"{fmt(t['precision'], 3)} / {fmt(t['recall'], 3)}"
+
+    main = table(["links", "threshold", "hash bits", "precision", "recall",
+                  "photos grouped exactly", "train precision / recall"],
+                 [[what, fmt(m.get("threshold"), 4), fmt(m.get("hash_distance")),
+                   fmt(m["val"]["precision"], 3), fmt(m["val"]["recall"], 3),
+                   fmt(m["val"]["photos_grouped_exactly"], 3), train(m)] for what, m in rows])
+    per_edit = table(["links", *edits],
+                     [[what, *(fmt(m["val"]["recall_per_edit"][e], 2) for e in edits)]
+                      for what, m in rows])
+    return with_source(name, main + "\n\nRecall per edit on val (the photo and that copy in "
+                       "one group):\n\n" + per_edit)
 
 
 def ablation(name: str) -> str:
