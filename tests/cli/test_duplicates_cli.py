@@ -27,7 +27,7 @@ def test_duplicates_listing_and_json(tmp_path, fake_encoder):
     done = invoke("duplicates", index, "--threshold", "0.99", "--quiet")
     listing = done.stdout
     assert listing.startswith("2 groups, 2 duplicates among 5 images (cosine >= 0.9900 by "
-                              "fake:colours, perceptual hashes within 10 bits)")
+                              "fake:colours, perceptual hashes within 11 bits)")
     # one colour each: nothing for a perceptual hash to see, and the user is told
     assert "note: 5 images compared by vector only" in done.stderr
     assert "group 1: 2 images, exact copies" in listing

@@ -26,7 +26,7 @@ def test_duplicate_groups_over_http(client):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == "fake:colours" and body["items"] == 5 and body["duplicates"] == 2
-    assert body["hash_distance"] == 10 and body["unhashed"] == 5  # one colour each: no hash
+    assert body["hash_distance"] == 11 and body["unhashed"] == 5  # one colour each: no hash
     groups = {frozenset(m["id"] for m in g["members"]): g for g in body["groups"]}
     assert set(groups) == {frozenset({"green.png", "copy/green.png"}),
                            frozenset({"red.jpg", "small/red.png"})}
