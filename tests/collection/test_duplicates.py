@@ -12,6 +12,7 @@ from crossmodal.collection.collection import Collection
 from crossmodal.collection.duplicates import components, find_duplicates, similar_pairs
 from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import BadInputError
+from crossmodal.models.defaults import DEFAULT_MODEL
 from crossmodal.models.duplicate_thresholds import checked_threshold, duplicate_threshold
 from tests.duplicate_helpers import write_copies_folder
 from tests.paths import SAMPLES
@@ -97,11 +98,15 @@ def test_bad_threshold_is_one_clear_error(tmp_path, fake_encoder):
                                             "'fake:colours': give a threshold"):
         duplicate_threshold(None, "fake:colours")
     assert duplicate_threshold("0.9", "fake:colours") == 0.9
+    # the shipped models have one, tied to their weights
+    assert 0.5 < duplicate_threshold(None, DEFAULT_MODEL) < 1.0
+    with pytest.raises(BadInputError, match="made with other weights"):
+        duplicate_threshold("auto", DEFAULT_MODEL, fingerprint="retrained")
 
 
 def test_a_real_tower_groups_a_resized_copy_not_another_photo(tmp_path):
-    """towers:lite-en: a half-size re-encoded copy and a turned copy of a photo join it;
-    other photos of dogs stay apart."""
+    """towers:lite-en with its calibrated threshold: a half-size re-encoded copy and a
+    turned copy of a photo join it; other photos of dogs stay apart."""
     root = tmp_path / "photos"
     root.mkdir()
     for name in ("dog-grass.jpg", "dog-sand.jpg", "two-dogs.jpg", "kayak.jpg"):
@@ -112,7 +117,7 @@ def test_a_real_tower_groups_a_resized_copy_not_another_photo(tmp_path):
         im.transpose(Image.Transpose.ROTATE_90).save(root / "dog-grass-turned.jpg")
     collection = Collection.create(tmp_path / "index", model="towers:lite-en")
     collection.add_paths([root], progress=False)
-    report = find_duplicates(collection, threshold=0.9)
+    report = find_duplicates(collection)  # its calibrated threshold
     assert groups_of(report) == [{"dog-grass.jpg", "dog-grass-small.jpg",
                                   "dog-grass-turned.jpg"}]
 
