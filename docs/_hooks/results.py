@@ -388,6 +388,35 @@ def hybrid_search(name: str = "hybrid_search") -> str:
                        f"**{r['default_mode']}** ({r['default_reason']}).")
 
 
+def duplicates(name: str = "duplicates") -> str:
+    """Duplicate grouping on val photos with the hash distance and threshold chosen on train
+    photos, per model: both links, each alone, and each member's part of a fusion's vector."""
+    _, r = load(name)
+    rows = []
+    for m in r["models"]:
+        rows += [(f"`{m['model']}`: hashes + vectors (default)", m),
+                 (f"`{m['model']}`: vectors only", m["vectors_only"]),
+                 ("hashes only", m["hash_only"])]
+        rows += [(f"`{member}` part of the vector only", part)
+                 for member, part in m.get("member_slices", {}).items()]
+    edits = sorted(r["models"][0]["val"]["recall_per_edit"])
+
+    def train(m: dict) -> str:
+        t = m.get("train_at_threshold") or m["train"]
+        return f"{fmt(t['precision'], 3)} / {fmt(t['recall'], 3)}"
+
+    main = table(["links", "threshold", "hash bits", "precision", "recall",
+                  "photos grouped exactly", "train precision / recall"],
+                 [[what, fmt(m.get("threshold"), 4), fmt(m.get("hash_distance")),
+                   fmt(m["val"]["precision"], 3), fmt(m["val"]["recall"], 3),
+                   fmt(m["val"]["photos_grouped_exactly"], 3), train(m)] for what, m in rows])
+    per_edit = table(["links", *edits],
+                     [[what, *(fmt(m["val"]["recall_per_edit"][e], 2) for e in edits)]
+                      for what, m in rows])
+    return with_source(name, main + "\n\nRecall per edit on val (the photo and that copy in "
+                       "one group):\n\n" + per_edit)
+
+
 def ablation(name: str) -> str:
     _, rows_in = load(name)
     rows = []
@@ -484,9 +513,9 @@ def _eval_rsum(model: str, language: str) -> float:
 
 def model_table() -> str:
     """The README's model table: val Rsum from eval reports (fusion:ensemble-en: the seed-0
-    ensembles run, the shipped weights), speed from embed_throughput (lite-zh's captions: runtime_throughput).
-    The README holds this text verbatim (tests/project/test_docs.py checks it), so its numbers come
-    from the result files too."""
+    ensembles run, the shipped weights), speed from embed_throughput (lite-zh's captions:
+    runtime_throughput). The README holds this text verbatim (tests/project/test_docs.py
+    checks it), so its numbers come from the result files too."""
     _, runtime = load("runtime_throughput")
     seed0 = {row["row"]: row for row in load("ensembles_seed0")[1]["rows"]}
     speed = {model: load(f"embed_throughput_{model.replace(':', '_')}")[1]
@@ -572,6 +601,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
     "hybrid_search": hybrid_search,
     "ocr_search": lambda: ocr_search("ocr_search-fusion_bilingual-vector"),
+    "duplicates": duplicates,
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
     "ensembles": ensembles,

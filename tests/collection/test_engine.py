@@ -170,10 +170,10 @@ def test_unreadable_file_is_skipped_not_fatal(tmp_path, colour_folder, fake_enco
 
     real = ingest.content_hash
 
-    def unreadable_green(path, captions):
+    def unreadable_green(path, captions, *known):
         if path.name == "green.png":
             raise PermissionError(13, "Permission denied")
-        return real(path, captions)
+        return real(path, captions, *known)
 
     monkeypatch.setattr(ingest, "content_hash", unreadable_green)
     collection, report = build(tmp_path, colour_folder, fake_encoder)

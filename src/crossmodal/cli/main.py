@@ -55,6 +55,7 @@ def _register() -> None:
     from crossmodal.cli import (
         demo,
         distributed_commands,
+        duplicates_commands,
         eval_commands,
         finetune_commands,
         index_commands,
@@ -71,7 +72,7 @@ def _register() -> None:
     for module in (index_commands, search_commands, eval_commands, demo, train_commands,
                    finetune_commands,
                    teacher_commands, serve_commands, distributed_commands, plot_commands,
-                   onnx_commands, sts_commands, mcp_commands):
+                   onnx_commands, sts_commands, mcp_commands, duplicates_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

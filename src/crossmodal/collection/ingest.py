@@ -31,6 +31,7 @@ from crossmodal.data.exif import read_photo_info
 from crossmodal.data.files import ItemSource, collect_items
 from crossmodal.data.loader import iter_image_batches
 from crossmodal.data.ocr import TextReader
+from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import IndexWriteError, write_failed
 from crossmodal.index.rows import RowIndex
 from crossmodal.models.protocol import Encoder
@@ -85,8 +86,9 @@ class Target(Protocol):
                        report: AddReport) -> None: ...
 
 
-def content_hash(path: Path, captions: Sequence[str]) -> str:
-    digest = hashlib.sha256(file_sha256(path).encode())
+def content_hash(path: Path, captions: Sequence[str], file_digest: str | None = None) -> str:
+    """The item's hash: its file's (`file_digest` when already known) with its captions."""
+    digest = hashlib.sha256((file_digest or file_sha256(path)).encode())
     digest.update(json.dumps(list(captions), ensure_ascii=False).encode())
     return digest.hexdigest()
 
@@ -113,7 +115,9 @@ def plan(col: Target, sources: list[ItemSource], report: AddReport,
             report.unchanged += 1
             continue
         try:
-            meta["sha256"] = content_hash(source.path, source.captions)
+            # The file's own hash too: equal bytes whatever the captions (exact duplicates).
+            meta["file_sha256"] = file_sha256(source.path)
+            meta["sha256"] = content_hash(source.path, source.captions, meta["file_sha256"])
         except OSError as exc:
             report.skipped_files.append((str(source.path), f"cannot read: {exc.strerror}"))
             continue
@@ -224,6 +228,8 @@ def embed(encoder: Encoder, batch: list[tuple[ItemSource, dict]], images: list[I
     images_done = time.perf_counter()
     text_vectors = encoder.encode_texts(texts) if texts else None
     text_seconds = time.perf_counter() - images_done
+    for (_, meta), image in zip(batch, images, strict=True):  # ~0.2 ms a photo
+        meta["phash"] = image_hashes(image)  # finds resized and turned copies (duplicates)
     if texts:  # counted once the batch is embedded: a batch retried item by item counts once
         for (item_id, k), length in zip(rows, encoder.text_lengths(texts), strict=True):
             if length > encoder.context_length:

@@ -7,6 +7,7 @@ import anyio
 from fastapi import APIRouter, Security
 
 from crossmodal.serve.budget import DecodeGate
+from crossmodal.serve.duplicate_routes import duplicate_routes
 from crossmodal.serve.forms import StrictFormRoute
 from crossmodal.serve.json_routes import json_routes
 from crossmodal.serve.live import LiveCollection
@@ -37,6 +38,7 @@ def build_router(live: LiveCollection, settings: ServeSettings,
     _search_routes(router, deps)
     _like_route(router, deps)
     _item_routes(router, deps)
+    duplicate_routes(router, deps)
     if settings.allow_writes:
         _write_routes(router, deps)
     json_routes(router, deps)

@@ -44,6 +44,7 @@ from crossmodal.data.images import (
     return_freed_memory,
 )
 from crossmodal.data.ocr import TextReader
+from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import BadInputError, IndexWriteError, write_failed
 from crossmodal.item_ids import new_item_id
 from crossmodal.models.protocol import Encoder
@@ -252,7 +253,8 @@ class LiveCollection:
                                     "first or choose another id")
         stored = self.uploads / f"{digest}{upload.extension}"
         item = {"id": item_id, "path": str(stored), "captions": captions, "sha256": digest,
-                "bytes": len(upload.data)}
+                "file_sha256": digest, "bytes": len(upload.data),
+                "phash": image_hashes(upload.image)}
         photo = read_photo_info(upload.data)  # when and where, as an indexed file has them
         if photo:
             item["photo"] = photo

@@ -100,3 +100,32 @@ class SearchResult(BaseModel):
 def item_out(item: dict, prefix: str = "/api") -> Item:
     return Item(id=item["id"], captions=item["captions"],
                 thumbnail=f"{prefix}/thumbnails/{item['id']}")
+
+
+class DuplicateMember(BaseModel):
+    id: str
+    bytes: int | None = Field(description="The file's size when indexed.")
+    similarity: float = Field(description="Cosine of its image vector with the group's "
+                                          "first member's.")
+    copy_of: str | None = Field(description="The first member with the same file bytes, "
+                                            "if any.")
+    thumbnail: str
+
+
+class DuplicateGroup(BaseModel):
+    size: int
+    exact: bool = Field(description="Every member is a byte-for-byte copy of the first.")
+    members: list[DuplicateMember] = Field(description="The largest file first.")
+
+
+class Duplicates(BaseModel):
+    model: str
+    threshold: float = Field(description="The image-image cosine used.")
+    hash_distance: int = Field(description="The perceptual-hash distance used (-1: off).")
+    items: int = Field(description="Images looked at.")
+    unhashed: int = Field(description="Images compared by vector only (flat, or without a "
+                                      "perceptual hash and a readable file).")
+    duplicates: int = Field(description="Images that are copies of another (each group's "
+                                        "members but its first).")
+    groups: list[DuplicateGroup] = Field(description="The biggest groups first.")
+    took_ms: float

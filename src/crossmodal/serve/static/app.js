@@ -90,11 +90,13 @@ function stateFromUrl() {
   if (params.get("q")) return { kind: "text", q: params.get("q"), ...options };
   if (params.get("like")) return { kind: "like", like: params.get("like"), ...options };
   if (params.has("photo")) return { kind: "image", photo: null, name: params.get("photo"), ...options };
+  if (params.has("duplicates")) return { kind: "duplicates", threshold: params.get("duplicates"), ...options };
   return null;
 }
 
 function urlFor(state) {
   const params = new URLSearchParams();
+  if (state.kind === "duplicates") return "?duplicates" + (state.threshold ? "=" + encodeURIComponent(state.threshold) : "");
   if (state.kind === "text") params.set("q", state.q);
   else if (state.kind === "like") params.set("like", state.like);
   else params.set("photo", state.name || "");
@@ -123,7 +125,7 @@ function reflect(state) {
   $("where").value = state.where || "";
   const figure = $("query-photo");
   const img = $("query-photo-img");
-  figure.hidden = state.kind === "text";
+  figure.hidden = state.kind === "text" || state.kind === "duplicates";
   img.removeAttribute("src");
   if (state.kind === "image") {
     const photo = photos.get(state.photo);
@@ -146,6 +148,9 @@ function minScoreValue(state) {
 function request(state) {
   const json = { method: "POST", headers: { "Content-Type": "application/json" } };
   const target = state.target;
+  if (state.kind === "duplicates") {
+    return call("/api/duplicates" + (state.threshold ? "?threshold=" + encodeURIComponent(state.threshold) : ""), {});
+  }
   const min_score = minScoreValue(state);
   const sort = state.sort || "relevance";
   const where = state.where || undefined;
@@ -188,7 +193,7 @@ async function search(state, how = "push") {
   setNote("");
   try {
     const result = await request(state);
-    if (mine === latest) show(result, label(state));
+    if (mine === latest) (state.kind === "duplicates" ? showGroups : show)(result, label(state));
   } catch (error) {
     if (mine !== latest) return;
     $("results").replaceChildren();
@@ -203,6 +208,31 @@ function show(result, label) {
   setStatus(`${result.hits.length} ${word} ${label} (${result.took_ms.toFixed(1)} ms)`);
   setNote(result.note);
   for (const hit of result.hits) grid.append(card(hit));
+}
+
+// --- duplicates: one row of cards per group, the largest file first ----------------------
+function showGroups(result) {
+  const grid = $("results");
+  grid.replaceChildren();
+  setStatus(`${result.groups.length} groups, ${result.duplicates} duplicates among ${result.items} images ` +
+            `(threshold ${result.threshold.toFixed(4)}, ${result.took_ms.toFixed(1)} ms)`);
+  setNote("");
+  result.groups.forEach((group, number) => {
+    const row = document.createElement("section");
+    row.className = "group";
+    const title = document.createElement("h2");
+    title.textContent = `group ${number + 1}: ${group.size} images, ` + (group.exact ? "exact copies" : "near-duplicates");
+    row.append(title);
+    group.members.forEach((member, rank) => {
+      const hit = { id: member.id, item_id: member.id, kind: "image", rank: rank + 1, score: member.similarity, captions: [] };
+      const item = card(hit);
+      item.querySelector(".score").textContent = member.similarity.toFixed(3);
+      item.querySelector(".caption").textContent = rank === 0 ? "first (largest file)"
+        : member.copy_of ? "same file as " + member.copy_of : "similar";
+      row.append(item);
+    });
+    grid.append(row);
+  });
 }
 
 function card(hit) {
@@ -331,6 +361,7 @@ document.addEventListener("DOMContentLoaded", () => {
   viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });
   window.addEventListener("popstate", (event) => restore(event.state || stateFromUrl()));
   $("token").addEventListener("change", showStats);
+  $("duplicates-button").addEventListener("click", () => search({ kind: "duplicates", threshold: "", target: chosenTarget(), k: stateK() }));
   showStats();
   const initial = history.state || stateFromUrl();
   if (initial) search(initial, "replace");
