@@ -44,31 +44,38 @@ class TowersImagePath(nn.Module):
         return embedded[0] if len(embedded) == 1 else _normalize(sum(embedded) / len(embedded))
 
 
+def _pooled_text(transformer: nn.Module, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor) -> torch.Tensor:
+    """sentence-transformers' features: mean pooling over real tokens, L2."""
+    hidden = transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return _normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
+
+
 class PooledTextPath(nn.Module):
-    """sentence-transformers' features: transformer, mean pooling over real tokens, L2 (the
-    text model alone, shared by the members of a fusion: towers.shared_text)."""
+    """The text model alone (pooled unit features), shared by the members of a fusion
+    (towers.shared_text). Its node names are those of TowersTokenTextPath's transformer."""
 
     def __init__(self, transformer: nn.Module):
         super().__init__()
         self.transformer = transformer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return _normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9))
+        return _pooled_text(self.transformer, input_ids, attention_mask)
 
 
 class TowersTokenTextPath(nn.Module):
     """sentence-transformers: the pooled unit features, head (+ the gram bag's vectors,
-    computed outside the graph), L2."""
+    computed outside the graph), L2. (The int8 choices name its MatMuls by node name, so
+    the attribute names stay.)"""
 
     def __init__(self, transformer: nn.Module, head: nn.Module):
         super().__init__()
-        self.pooled, self.head = PooledTextPath(transformer), head
+        self.transformer, self.head = transformer, head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 grams: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.head(self.pooled(input_ids, attention_mask))
+        out = self.head(_pooled_text(self.transformer, input_ids, attention_mask))
         return _normalize(out if grams is None else out + grams)
 
 
