@@ -98,8 +98,9 @@ def captions(n: int, language: str) -> list[tuple[int, str]]:
     for i in range(n):
         (colour, colour_zh), (thing, thing_zh) = COLOURS[i % 4], THINGS[(i // 4) % 5]
         other, other_zh = THINGS[i % 5]
-        out.append((i, f"a {colour} {thing} is playing with the {other} in park {i}"
-                    if language == "en" else f"{i}号公园里一只{colour_zh}的{thing_zh}和{other_zh}在玩"))
+        english = f"a {colour} {thing} is playing with the {other} in park {i}"
+        chinese = f"{i}号公园里一只{colour_zh}的{thing_zh}和{other_zh}在玩"
+        out.append((i, english if language == "en" else chinese))
     return out
 
 
