@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,9 @@ def test_each_member_learns_its_languages_and_the_folder_is_the_fused_model(tmp_
     assert set(card["by_language"]) == {"en", "zh"}
     assert {"image_features", "text_features", "training", "evaluation"} <= \
         set(card["phases_s"])
+    # Both members read photos with the same backbone: one feature pass per split, shared.
+    features = Path(os.environ["CROSSMODAL_CACHE"]) / "features"
+    assert len(list(features.glob("img-*.npy"))) == 2
     model = json.loads((out / "crossmodal-model.json").read_text())["model"]
     assert model == ("fusion:1.0*towers:members/1-tiny-en/tower.json+"
                      "0.5*towers:members/2-tiny-any/tower.json")
