@@ -256,3 +256,16 @@ def test_the_default_model_fine_tunes_for_real(tmp_path, monkeypatch):
     encoder = load_encoder(str(tmp_path / "mine"))
     assert encoder.encode_texts(["a red dog", "红色的狗"]).shape == (2, 1024)
     load_encoder.cache_clear()
+
+
+def test_a_rare_detected_language_is_taken_for_misdetection():
+    from types import SimpleNamespace
+
+    from crossmodal.train.finetune_fusion import assign_languages, main_languages
+
+    langs = ["en"] * 50 + ["zh"] * 45 + ["de"] * 3 + [None] * 2
+    assert main_languages(langs) == ["en", "zh"]
+    members = [SimpleNamespace(reads=("en",), learns=set()),
+               SimpleNamespace(reads=(), learns=set())]
+    assign_languages(members, langs)
+    assert [m.learns for m in members] == [{"en"}, {"zh"}]

@@ -5,7 +5,8 @@ a new fusion with the base's weights and routing, measured as a whole on the hel
 Which captions a member learns: those in a language it reads (lite-en: English); a member
 that reads any language (lite-zh) learns the languages no reading-limited member covers
 (Chinese, beside lite-en's English), and every member learns captions of no clear language
-(the fusion routes those to all). A member with none of its captions stays as it was.
+(the fusion routes those to all); a language of under 5 % of the captions counts as
+misdetection, not as a language to learn. A member with none of its captions stays as it was.
 
 Backbone features come from the on-disk feature cache, keyed by backbone and input, so
 members on the same image backbone (lite-en and lite-zh: EfficientNet-Lite0) or the same
@@ -86,10 +87,24 @@ def load_members(name: str, model_id: str) -> tuple[object, list[Member]]:
     return fusion, members
 
 
+# A language under this share of the captions is taken for misdetection (an English caption
+# read as German), not a language of the data: no member learns it for itself, and it gets
+# no table of its own.
+MIN_LANGUAGE_SHARE = 0.05
+
+
+def main_languages(langs: list[str | None]) -> list[str]:
+    counts: dict[str, int] = {}
+    for lang in langs:
+        if lang is not None:
+            counts[lang] = counts.get(lang, 0) + 1
+    return sorted(lang for lang, n in counts.items() if n >= MIN_LANGUAGE_SHARE * len(langs))
+
+
 def assign_languages(members: list[Member], langs: list[str | None]) -> None:
     """Each member's training languages (see the module's docstring)."""
     covered = {lang for member in members for lang in member.reads}
-    present = {lang for lang in langs if lang is not None}
+    present = set(main_languages(langs))
     for member in members:
         member.learns = set(member.reads) if member.reads else present - covered
 
@@ -144,7 +159,7 @@ def fused_reports(fusion, images: list[np.ndarray], texts: list[np.ndarray],
     text_image = np.array([remap[split.data.text_images[t][0]]
                            for t in range(len(split.texts))], np.int64)
     groups = {"all": list(range(len(split.texts)))}
-    present = sorted({lang for lang in split.langs if lang is not None})
+    present = main_languages(split.langs)
     if len(present) > 1:
         groups.update({lang: [t for t, x in enumerate(split.langs) if x == lang]
                        for lang in present})
