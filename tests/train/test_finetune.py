@@ -104,7 +104,8 @@ def test_fewer_than_fifty_pairs_are_refused(tmp_path, tiny_clip, no_long_work):
 @pytest.mark.parametrize("model, words", [
     ("onnx:/nowhere/export", "an ONNX export holds no trainable weights"),
     ("open_clip:ViT-B-32/openai", "open_clip models cannot train here"),
-    ("fusion:towers:lite-en+towers:lite-zh", "a fusion is several models"),
+    ("fusion:towers:lite-en+onnx:/nowhere/export", "member onnx:/nowhere/export is not a "
+                                                   "towers: model"),
 ])
 def test_a_base_that_cannot_train_is_refused(tmp_path, no_long_work, model, words):
     table = write_table(tmp_path / "t.csv", write_photos(tmp_path / "photos", 60))
@@ -257,10 +258,13 @@ def test_hold_out_is_by_image_and_seeded():
 
 def test_finetune_help_names_the_default_base():
     from crossmodal.cli.finetune_commands import DEFAULT_FROM
+    from crossmodal.models.defaults import DEFAULT_MODEL
+    from crossmodal.train.finetune_checks import trainable_base
 
     result = CliRunner().invoke(cli, ["finetune", "--help"])
     assert result.exit_code == 0 and DEFAULT_FROM in result.output
-    assert DEFAULT_FROM.startswith("towers:")  # a model finetune can train
+    assert DEFAULT_FROM == DEFAULT_MODEL
+    assert trainable_base(DEFAULT_FROM)[0] == "fusion"  # a model finetune can train
 
 
 def test_train_heads_never_writes_into_the_package(tmp_path, monkeypatch):

@@ -8,15 +8,14 @@ import click
 
 from crossmodal.models import registry
 
-# A fine-tune starts from the package's default model; where that is a fusion of several
-# towers (not one trainable model), from the default single tower.
-DEFAULT_FROM = getattr(registry, "DEFAULT_TOWER", registry.DEFAULT_MODEL)
+# A fine-tune starts from the package's default model (a fusion: each member fine-tuned).
+DEFAULT_FROM = registry.DEFAULT_MODEL
 
 
 @click.command("finetune")
 @click.option("--from", "base", default=DEFAULT_FROM, show_default=True,
-              help="Model to start from: towers:NAME, a tower config, a model folder, or an "
-                   "hf: CLIP / Chinese-CLIP model.")
+              help="Model to start from: the default fusion, towers:NAME, a tower config, a "
+                   "fusion of towers:, a model folder, or an hf: CLIP / Chinese-CLIP model.")
 @click.option("--data", required=True,
               help="Your photos and captions: a folder with sidecar captions (dog.jpg + "
                    "dog.txt), a table (photos.csv with image,caption columns), or any dataset "
@@ -47,7 +46,6 @@ def finetune_command(base, data, out, val, val_fraction, seed, epochs, batch_siz
     trains the base model's heads on cached backbone features (best epoch by the held-out
     Rsum), prints before/after and writes OUT (model folder + MODEL_CARD.md)."""
     from crossmodal.train.finetune import DEFAULT_LR, FinetuneRequest, run_finetune
-    from crossmodal.train.model_output import retrieval_table
 
     request = FinetuneRequest(base=base, data=data, out=out, val=val, val_fraction=val_fraction,
                               seed=seed, epochs=epochs, batch_size=batch_size,
@@ -55,13 +53,26 @@ def finetune_command(base, data, out, val, val_fraction, seed, epochs, batch_siz
                               fresh_heads=fresh_heads, overwrite=overwrite, resume=resume,
                               progress=not quiet)
     card = run_finetune(request, say=lambda line: click.echo(line, err=True))
-    click.echo(f"\nheld-out retrieval ({card['counts']['val_images']} images, "
-               f"{card['counts']['val_texts']} captions), best epoch {card['best_epoch']} "
-               f"of {epochs}:")
-    click.echo(retrieval_table(card["before"], card["after"]))
+    _print_results(card, epochs)
     out = Path(card["out"])
     click.echo(f"\nmodel: {out}  (crossmodal index --model {out} ...)")
     click.echo(f"card:  {out / 'MODEL_CARD.md'}  ({card['wall_s']:.0f} s)")
+
+
+def _print_results(card: dict, epochs: int) -> None:
+    from crossmodal.train.model_output import language_tables, member_lines, retrieval_table
+
+    counts = card["counts"]
+    which = ("the fusion of the fine-tuned members" if "members" in card
+             else f"best epoch {card['best_epoch']} of {epochs}")
+    click.echo(f"\nheld-out retrieval ({counts['val_images']} images, {counts['val_texts']} "
+               f"captions), {which}:")
+    click.echo(retrieval_table(card["before"], card["after"]))
+    for title, table in language_tables(card):
+        click.echo(f"\n{title}:\n{table}")
+    lines = member_lines(card)
+    if lines:
+        click.echo("\nmembers:\n" + "\n".join(f"  {line}" for line in lines))
 
 
 COMMANDS = [finetune_command]

@@ -1,7 +1,9 @@
 """A model folder: a directory holding `crossmodal-model.json`, which names the model it holds
 by an ordinary id whose paths are relative to the folder, e.g. {"model": "towers:tower.json"}
 or {"model": "hf:hf"}. `crossmodal finetune` writes such folders; every command takes one as
-`--model DIR`. The folder's absolute path is the model id that indexes record, so an index
+`--model DIR`. A fine-tuned fusion names its members the same way, e.g.
+{"model": "fusion:1.0*towers:members/1-lite-en/tower.json+1.0*towers:members/2-lite-zh/tower.json"}.
+The folder's absolute path is the model id that indexes record, so an index
 built from it reopens from any working directory.
 """
 
@@ -36,7 +38,20 @@ def read_model_folder(folder: str | Path) -> tuple[str, str]:
                                 '{"model": "towers:tower.json"} or similar') from exc
     if not isinstance(inner, str) or ":" not in inner:
         raise UnknownModelError(f"{path}: 'model' must be a model id such as towers:tower.json")
-    prefix, _, name = inner.partition(":")
+    return _absolute(inner, root), str(root)
+
+
+def _absolute(model_id: str, root: Path) -> str:
+    """The id with a path relative to the folder made absolute; in a fusion of members
+    (`fusion:W*towers:a/tower.json+W*towers:b/tower.json`, what a fine-tuned fusion holds)
+    each member's."""
+    prefix, _, name = model_id.partition(":")
+    if prefix == "fusion" and "+" in name:
+        parts = []
+        for part in name.split("+"):
+            weight, star, member = part.rpartition("*")
+            parts.append(f"{weight}{star}{_absolute(member, root)}")
+        return "fusion:" + "+".join(parts)
     if prefix in PATH_PREFIXES and not Path(name).is_absolute() and (root / name).exists():
         name = str(root / name)
-    return f"{prefix}:{name}", str(root)
+    return f"{prefix}:{name}"

@@ -71,6 +71,10 @@ class Prepared:
 def prepare(request: FinetuneRequest, say) -> Prepared:
     """Model, output folder and data checks, in the order the user can fix them."""
     prefix, name = checks.trainable_base(request.base)
+    if prefix == "fusion":
+        from crossmodal.train.finetune_fusion import refuse_fusion_options
+
+        refuse_fusion_options(request)
     state = checks.prepare_out(request.out, request.settings(), request.overwrite,
                                request.resume)
     data = checks.load_finetune_data(request.data)
@@ -111,14 +115,14 @@ def build_encoder(prefix: str, name: str, fresh_heads: bool = False, seed: int =
     return encoder
 
 
-def _config(request: FinetuneRequest, train_size: int):
+def _config(request: FinetuneRequest, train_size: int, output_dir: Path | None = None):
     from crossmodal.train.config import TrainConfig
 
     batch = max(2, min(request.batch_size, train_size))
     return TrainConfig.from_dict({
         "model": request.base, "train_data": request.data,
         "val_data": request.val or f"held out of {request.data}",
-        "output_dir": str(Path(request.out) / "train"), "seed": request.seed,
+        "output_dir": str(output_dir or Path(request.out) / "train"), "seed": request.seed,
         "stages": [{"name": "heads", "losses": {"infonce": 1.0}, "lr": request.lr,
                     "max_epochs": request.epochs, "batch_size": batch,
                     "warmup": max(1, train_size // batch)}],
@@ -127,7 +131,7 @@ def _config(request: FinetuneRequest, train_size: int):
 
 def _device() -> str:
     if torch.cuda.is_available():
-        return f"CUDA {torch.cuda.get_device_name(0)} (features)"
+        return f"CUDA {torch.cuda.get_device_name(0)} (features and heads, mixed precision)"
     return "CPU"
 
 
@@ -157,6 +161,8 @@ def run_finetune(request: FinetuneRequest, say=print) -> dict:
     out = request.out
     (out / "train").mkdir(parents=True, exist_ok=True)
     atomic_save_json(out / "train" / checks.RUN_FILE, request.settings())
+    if ready.prefix == "fusion":
+        return _run_fusion(request, ready, say, started, load_before)
     encoder = build_encoder(ready.prefix, ready.name, request.fresh_heads, request.seed)
     phases = {}
     tick = time.perf_counter()
@@ -180,6 +186,28 @@ def run_finetune(request: FinetuneRequest, say=print) -> dict:
     card = _card(request, ready, before, best, phases, started, load_before)
     model_output.write_card(out, card)
     model_output.finish(out, inner, request.base)
+    return card
+
+
+def _run_fusion(request: FinetuneRequest, ready: Prepared, say, started: float,
+                load_before: list) -> dict:
+    from crossmodal.train.finetune_fusion import fit_fusion
+
+    fitted = fit_fusion(ready.name, request.base, ready.train, ready.val, request.out,
+                        lambda folder, size: _config(request, size, folder), _seed_best, say,
+                        request.progress)
+    card = _card(request, ready, fitted["before"],
+                 {"epoch": "per member", "val": fitted["after"]}, fitted["phases_s"],
+                 started, load_before)
+    card["recipe"]["summary"] = (
+        "Fusion recipe: each towers: member's heads trained as the heads recipe does, on the "
+        "captions in its own language(s); the fine-tuned members fused with the base's "
+        "weights and routing, scored as one model on the held-out part. "
+        + card["recipe"]["summary"])
+    card["recipe"]["name"] = "fusion-heads-warm"
+    card.update(by_language=fitted["by_language"], members=fitted["members"])
+    model_output.write_card(request.out, card)
+    model_output.finish(request.out, fitted["model"], request.base)
     return card
 
 

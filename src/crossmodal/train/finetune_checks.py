@@ -45,12 +45,34 @@ def trainable_base(model_id: str) -> tuple[str, str]:
             raise BadInputError(f"--from {model_id}: a {kind} model cannot be fine-tuned here; "
                                 f"hf: models of type {', '.join(TRAINABLE_TYPES)} can")
         return prefix, name
+    if prefix == "fusion":
+        trainable_fusion(model_id, name)
+        return prefix, name
     why = {"onnx": "an ONNX export holds no trainable weights; fine-tune the towers: or hf: "
                    "model it was exported from",
-           "open_clip": "open_clip models cannot train here (no torchvision)",
-           "fusion": "a fusion is several models; fine-tune one of its towers: members"}
+           "open_clip": "open_clip models cannot train here (no torchvision)"}
     raise BadInputError(f"--from {model_id}: {why.get(prefix, 'not a trainable model')} "
-                        "(trainable: towers:NAME, a tower config, hf: CLIP / Chinese-CLIP)")
+                        "(trainable: towers:NAME, a tower config, hf: CLIP / Chinese-CLIP, "
+                        "a fusion of towers: such as the default fusion:bilingual)")
+
+
+def trainable_fusion(model_id: str, name: str) -> None:
+    """A fusion trains member by member: every member a towers: model, no projection (it was
+    fitted to the members as they were)."""
+    from crossmodal.models.fusion import read_fusion
+    from crossmodal.models.registry import split_model_id
+    from crossmodal.models.towers import find_tower_config
+
+    config = read_fusion(name)
+    if config.projection:
+        raise BadInputError(f"--from {model_id}: a fusion with a projection cannot be "
+                            "fine-tuned (the projection was fitted to the members as they were)")
+    for member in config.members:
+        prefix, tower = split_model_id(member.model)
+        if prefix != "towers":
+            raise BadInputError(f"--from {model_id}: member {member.model} is not a towers: "
+                                "model; a fusion fine-tunes only towers: members")
+        find_tower_config(tower)
 
 
 def refuse_package_path(path: Path) -> None:

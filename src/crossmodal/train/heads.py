@@ -15,10 +15,11 @@ def evaluate_features(heads, image: torch.Tensor, text: torch.Tensor, data: Feat
                       primary_metric: str = "rsum") -> Evaluation:
     """Retrieval metrics of the heads on backbone features of all of `data`'s images
     (per view with tta) and texts; the caller puts the heads in eval mode."""
+    device = next(heads.parameters()).device  # the GPU while heads train there
     with torch.inference_mode():
         captions = data.captions(np.arange(len(data.text)), heads)
-        image_emb = embed_images(heads, image).numpy()
-        text_emb = embed_texts(heads, text, captions).numpy()
+        image_emb = embed_images(heads, image.to(device)).float().cpu().numpy()
+        text_emb = embed_texts(heads, text.to(device), captions).float().cpu().numpy()
     return ImageTextEvaluator.on_embeddings(image_emb, text_emb, data.text_image,
                                             primary_metric)
 

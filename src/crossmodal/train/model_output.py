@@ -90,7 +90,7 @@ base model unchanged), chosen by Rsum on the held-out part.
 ## Held-out retrieval, before and after
 
 {retrieval_table(card['before'], card['after'], markdown=True)}
-
+{_fusion_sections(card)}
 The epoch was chosen on this same held-out part, so "after" leans slightly optimistic;
 `crossmodal eval --model {out} --data SPEC` on a separate test set gives an unbiased figure.
 
@@ -102,3 +102,34 @@ The epoch was chosen on this same held-out part, so "after" leans slightly optim
 device: {card['device']}.
 """
     atomic_write(out / "MODEL_CARD.md", lambda handle: handle.write(text), mode="w")
+
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese"}
+
+
+def language_tables(card: dict, markdown: bool = False) -> list[tuple[str, str]]:
+    """(title, before/after table) per caption language of a fused model's held-out part."""
+    return [(f"{LANGUAGE_NAMES.get(lang, lang)} captions ({lang})",
+             retrieval_table(pair["before"], pair["after"], markdown))
+            for lang, pair in card.get("by_language", {}).items()]
+
+
+def member_lines(card: dict) -> list[str]:
+    """One line per member of a fine-tuned fusion: what it learned, its own held-out Rsum."""
+    lines = []
+    for member in card.get("members", []):
+        line = f"{member['model']}: {member['status']}"
+        if "best_epoch" in member:
+            line += (f", its own held-out Rsum {member['before_rsum']:.1f} -> "
+                     f"{member['after_rsum']:.1f} (epoch {member['best_epoch']})")
+        lines.append(line)
+    return lines
+
+
+def _fusion_sections(card: dict) -> str:
+    if "members" not in card:
+        return ""
+    parts = [f"\n### {title}\n\n{table}\n" for title, table in language_tables(card, True)]
+    parts.append("\n## Members\n\n" + "\n".join(f"- {line}" for line in member_lines(card))
+                 + "\n")
+    return "".join(parts)

@@ -10,6 +10,10 @@ fine-tuned blocks (never chosen by test). A checkpoint after every
 epoch's shuffling and dropout are seeded from (seed, stage, epoch), not from a running RNG.
 A non-finite loss stops the run with a clear error; the last good checkpoint stays.
 Under torchrun each process embeds a slice of every global batch (distributed.py).
+Where CUDA is present and no backbone block trains, the heads and losses train on the GPU
+in mixed precision (bf16 autocast where the GPU has it, else fp16 with a gradient scaler);
+checkpoints and the best heads are written from the same weights, and the heads are back
+on the CPU when `fit` returns.
 """
 
 from __future__ import annotations
@@ -42,6 +46,34 @@ from crossmodal.train.tower_parts import TowerParts, embed_side, frozen_sides
 
 class TrainingDiverged(CrossmodalError):
     pass
+
+
+def heads_device(towers: TowerParts | None) -> torch.device:
+    """The GPU where there is one and only cached features feed the heads (backbone blocks
+    run on the CPU, on cached activations); else the CPU."""
+    if towers is None and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class MixedPrecision:
+    """Autocast and a gradient scaler for the GPU (bf16 needs no scaler); nothing on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.enabled = device.type == "cuda"
+        bf16 = self.enabled and torch.cuda.is_bf16_supported()
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and not bf16)
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.dtype, enabled=self.enabled)
+
+    def step(self, loss: torch.Tensor, optimizer, params_ready) -> None:
+        """backward, gradient averaging (params_ready), optimizer step."""
+        self.scaler.scale(loss).backward()
+        params_ready()
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 @dataclass
@@ -80,6 +112,10 @@ class StageTrainer:
         for text, image in enumerate(train.text_image):
             self.captions_of[image].append(text)
         self.temperatures = [m for m in self.losses.modules() if isinstance(m, Temperature)]
+        self.device = heads_device(towers)
+        for module in (self.heads, self.losses, self.uni):
+            module.to(self.device)
+        self.precision = MixedPrecision(self.device)
         self.best = -1.0
         self.step = 0
 
@@ -130,16 +166,20 @@ class StageTrainer:
         mine = distributed.local_slice(images)
         gather = distributed.gather_with_grad
         views = self._random_views(len(images))  # drawn for the global batch, then sliced
-        image_x = dropout(self.sides[0](images[mine], None if views is None else views[mine]))
-        text_x = dropout(self.sides[1](texts[mine]))
+        device = self.device
+        image_x = dropout(self.sides[0](images[mine], None if views is None else views[mine])
+                          .to(device))
+        text_x = dropout(self.sides[1](texts[mine]).to(device))
         captions = self.train.captions(texts[mine], self.heads)
         used = {name: LOSSES[name] for name in LOSSES if stage.losses.get(name)}
         batch = LossInputs(gather(embed_images(self.heads, image_x)),
                            gather(embed_texts(self.heads, text_x, captions)),
-                           torch.from_numpy(images))
+                           torch.from_numpy(images).to(device))
         if any(spec.needs_teacher for spec in used.values()):
-            batch.teacher_image = teacher_similarity(torch.from_numpy(self.teacher.image[images]))
-            batch.teacher_text = teacher_similarity(torch.from_numpy(self.teacher.text[texts]))
+            batch.teacher_image = teacher_similarity(
+                torch.from_numpy(self.teacher.image[images]).to(device))
+            batch.teacher_text = teacher_similarity(
+                torch.from_numpy(self.teacher.text[texts]).to(device))
         if any(spec.uses_uni_heads for spec in used.values()):
             batch.uni_image = gather(self.uni["image"](image_x))
             batch.uni_text = gather(self.uni["text"](text_x))
@@ -165,16 +205,16 @@ class StageTrainer:
         for step in range(steps):
             images = order[step * stage.batch_size : (step + 1) * stage.batch_size]
             texts = np.array([rng.choice(self.captions_of[i]) for i in images])
-            loss, parts = self._loss(stage, images, texts, dropout)
+            with self.precision.autocast():
+                loss, parts = self._loss(stage, images, texts, dropout)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} in stage '{stage.name}' epoch {epoch + 1} step "
                     f"{step + 1} (parts {parts}): lower lr or check the data; the last good "
                     f"checkpoint is {self.out / 'last.pt'}")
             optimizer.zero_grad()
-            loss.backward()
-            distributed.average_gradients(p for g in optimizer.param_groups for p in g["params"])
-            optimizer.step()
+            self.precision.step(loss, optimizer, lambda: distributed.average_gradients(
+                p for g in optimizer.param_groups for p in g["params"]))
             schedule.step()
             for temperature in self.temperatures:  # a tau past its bound comes back to it
                 temperature.clamp_()
@@ -248,9 +288,13 @@ class StageTrainer:
         returns the best val report (best.json)."""
         self._check()
         start_stage, start_epoch, saved = self._resume(resume)
-        for s, stage in enumerate(self.config.stages[start_stage:], start_stage):
-            resumed = s == start_stage
-            self._run_stage(s, stage, start_epoch if resumed else 0, saved if resumed else None)
+        try:
+            for s, stage in enumerate(self.config.stages[start_stage:], start_stage):
+                resumed = s == start_stage
+                self._run_stage(s, stage, start_epoch if resumed else 0,
+                                saved if resumed else None)
+        finally:
+            self.heads.to("cpu")  # where the caller embeds with them
         distributed.barrier()
         if self.rank != 0:
             return {}

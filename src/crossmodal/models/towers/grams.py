@@ -92,4 +92,6 @@ class GramBag(nn.Module):
         if not self.vocab:
             raise UnknownModelError("the grams head has no vocabulary: train the heads, or "
                                     "load weights saved with one")
-        return self.table(*self.ids(texts))
+        ids, offsets = self.ids(texts)
+        device = self.table.weight.device  # the GPU while heads train there
+        return self.table(ids.to(device), offsets.to(device))
