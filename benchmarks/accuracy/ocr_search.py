@@ -15,10 +15,10 @@ other photo's (what OCR_MATCH in crossmodal.collection.ocr_search is chosen betw
 often a Flickr8k caption query (a description, not a text on a sign) is answered first by a
 photo's read text: the cost of the text route to ordinary searches.
 
-`--mode` names the search mode (vector, the only one here; keyword and hybrid where the
-collection's search_text takes a `mode`), so that modes can be compared on the same set.
+`--mode` names the search mode or modes (vector, keyword, hybrid: comma-separated, measured
+on one set and one index, a result file each).
 
-    nice -n 15 python benchmarks/accuracy/ocr_search.py
+    nice -n 15 python benchmarks/accuracy/ocr_search.py --mode vector,keyword,hybrid
     nice -n 15 python benchmarks/accuracy/ocr_search.py --per-language 100 --distractors 200
 """
 
@@ -251,7 +251,9 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--per-language", type=int, default=60)
     parser.add_argument("--distractors", type=int, default=120)
-    parser.add_argument("--mode", default="vector", help="vector, keyword or hybrid")
+    parser.add_argument("--mode", default="vector",
+                        help="vector, keyword or hybrid, or several: vector,keyword,hybrid "
+                             "(one set, one index; a result file per mode)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -268,21 +270,25 @@ def main() -> None:
         started = time.perf_counter()
         report = collection.add_paths([photos], ocr=reader)
         index_seconds = time.perf_counter() - started
-        misses: list[dict] = []
-        result = {
-            "model": args.model, "mode": args.mode, "font": font.name, "seed": args.seed,
+        common = {
+            "model": args.model, "font": font.name, "seed": args.seed,
             "photos": len(collection), "with_text_read": report.ocr_found,
-            "recall": measure(collection, queries, args.mode, misses),
-            "misses": misses,
             "read_exactly": read_accuracy(collection, queries),
             "scores": match_scores(collection, queries),
             "caption_queries": caption_takeover(collection, distractors, 100),
             "ocr_photos_per_s": round(reader.photos / reader.seconds, 3),
             "index_photos_per_s": round(len(collection) / index_seconds, 3),
         }
-    print_table(result)
-    out = args.out or RESULTS / f"ocr_search-{args.model.replace(':', '_')}-{args.mode}.json"
-    print(f"wrote {write_result(out, result, envelope)}")
+        results = []
+        for mode in args.mode.split(","):
+            misses: list[dict] = []
+            recall = measure(collection, queries, mode, misses)
+            results.append({**common, "mode": mode, "recall": recall, "misses": misses})
+    for result in results:
+        print_table(result)
+        out = args.out or RESULTS / (f"ocr_search-{args.model.replace(':', '_')}-"
+                                     f"{result['mode']}.json")
+        print(f"wrote {write_result(out, result, envelope)}")
 
 
 def print_table(result: dict) -> None:
