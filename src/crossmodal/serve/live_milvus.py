@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.collection import hybrid
-from crossmodal.collection.collection import Hit
+from crossmodal.collection.collection import Filter, Hit
 from crossmodal.collection.targets import open_collection
 from crossmodal.errors import BadInputError, write_failed
 from crossmodal.item_ids import new_item_id
@@ -47,16 +47,17 @@ class MilvusLive:
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     long_text: str | None = None, mode: str | None = None,
-                    min_score: float | None = None) -> list[Hit]:
+                    min_score: float | None = None, where: Filter | None = None) -> list[Hit]:
         """As LiveCollection.search_text (keyword and hybrid modes are refused here)."""
         mode = hybrid.parse_mode(mode)
         hybrid.check_min_score(mode, min_score)
         vector = None if mode == "keyword" else self._collection.text_query(text, long_text)
-        return hybrid.search(self._collection, text, vector, k, target, None, min_score, mode)
+        return hybrid.search(self._collection, text, vector, k, target, where, min_score, mode)
 
-    def search_image(self, image: Image.Image, k: int = 10, target: str = "images") -> list[Hit]:
+    def search_image(self, image: Image.Image, k: int = 10, target: str = "images",
+                     where: Filter | None = None) -> list[Hit]:
         vector = self._collection.image_query(image)
-        return self._collection.search_vectors(vector, k, target, threads=1)[0]
+        return self._collection.search_vectors(vector, k, target, threads=1, where=where)[0]
 
     def query_note(self, text: str) -> str | None:
         return self._collection.query_note(text)
