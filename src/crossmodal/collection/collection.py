@@ -28,6 +28,7 @@ from PIL import Image
 from crossmodal.collection import commits, hybrid, ingest, ocr_search
 from crossmodal.collection.hits import Hit, normal_target
 from crossmodal.collection.ingest import AddReport
+from crossmodal.collection.model_check import ChecksItsEncoder
 from crossmodal.collection.state import TARGETS, IndexState, metadata_rows
 from crossmodal.collection.writer import FolderWriter, remove_new_folder
 from crossmodal.data.images import ImageLoadError, load_image
@@ -51,7 +52,7 @@ from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.query_terms import QueryTerm, combined_vector
 
 
-class Collection(FolderWriter):
+class Collection(ChecksItsEncoder, FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -203,29 +204,6 @@ class Collection(FolderWriter):
         kept = drop_store(record, path, TARGETS)
         shutil.rmtree(path)
         return kept
-
-    # --- the encoder ------------------------------------------------------------------
-    @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            encoder = load_encoder(self.manifest.model)
-            self._check_encoder(encoder)
-            self._encoder = encoder
-        return self._encoder
-
-    def _check_encoder(self, encoder: Encoder) -> None:
-        m = self.manifest
-        if encoder.model_id != m.model or encoder.dim != m.dim:
-            raise IndexMismatchError(
-                f"{self.path} holds {m.dim}-d vectors of '{m.model}'; the encoder given is "
-                f"'{encoder.model_id}' ({encoder.dim}-d)"
-            )
-        if encoder.fingerprint != m.model_fingerprint:
-            raise IndexMismatchError(
-                f"{self.path} was built with other weights or preprocessing of '{m.model}' "
-                f"(fingerprint {m.model_fingerprint}, now {encoder.fingerprint}): rebuild it "
-                "into a new folder with `crossmodal index`"
-            )
 
     # --- bookkeeping ------------------------------------------------------------------
     def build_lookups(self) -> None:

@@ -27,6 +27,7 @@ from crossmodal.collection import hybrid
 from crossmodal.collection import milvus_schema as ms
 from crossmodal.collection.collection import Hit, normal_target
 from crossmodal.collection.ingest import AddReport, Embedded
+from crossmodal.collection.model_check import ChecksItsEncoder
 from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.filters import Filter, parse_filter
@@ -70,7 +71,9 @@ class _Count:
         return self._count()
 
 
-class MilvusCollection:
+class MilvusCollection(ChecksItsEncoder):
+    REBUILD_HINT = "build a new collection for them"
+
     def __init__(self, address: ms.CollectionAddress, settings: MilvusSettings,
                  encoder: Encoder | None = None):
         self.address = address
@@ -192,27 +195,6 @@ class MilvusCollection:
         if not self._closed:
             self._closed = True
             ms.release(self.address)
-
-    # --- the encoder ------------------------------------------------------------------
-    @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            encoder = load_encoder(self.manifest.model)
-            self._check_encoder(encoder)
-            self._encoder = encoder
-        return self._encoder
-
-    def _check_encoder(self, encoder: Encoder) -> None:
-        m = self.manifest
-        if encoder.model_id != m.model or encoder.dim != m.dim:
-            raise IndexMismatchError(
-                f"{self.path} holds {m.dim}-d vectors of '{m.model}'; the encoder given is "
-                f"'{encoder.model_id}' ({encoder.dim}-d)")
-        if encoder.fingerprint != m.model_fingerprint:
-            raise IndexMismatchError(
-                f"{self.path} was built with other weights or preprocessing of '{m.model}' "
-                f"(fingerprint {m.model_fingerprint}, now {encoder.fingerprint}): build a new "
-                "collection for them")
 
     # --- reading records --------------------------------------------------------------
     def _count(self, role: str) -> int:

@@ -72,21 +72,17 @@ def image_head_of(encoder) -> ImageHead:
                      state["image.linear.bias"].astype(np.float32), tuple(encoder.image_views))
 
 
-class SharedBackbone:
-    """A backbone-only ONNX graph: (n, 3, H, W) pixels -> (n, features) pooled features."""
+class CachedGraph:
+    """An ONNX graph exported on first use into the export cache (at `path()`, by
+    `_export`), then loaded once."""
 
-    def __init__(self, image: ImageSpec, preprocessing):
-        self.image, self.preprocessing = image, preprocessing
-        self._session = None
+    _session = None
 
     def path(self) -> Path:
-        from crossmodal.models.towers.onnx_towers import exporter_digest
-        from crossmodal.paths import export_cache_dir
+        raise NotImplementedError
 
-        what = f"{self.image.backbone}|{self.image.weights}|{self.preprocessing.size}|"
-        digest = hashlib.sha256(what.encode() + Path(__file__).read_bytes()).hexdigest()[:12]
-        name = f"backbone-{self.image.backbone}-{digest}-{exporter_digest()}.onnx"
-        return export_cache_dir() / name
+    def _export(self, path: Path) -> None:
+        raise NotImplementedError
 
     def session(self):
         if self._session is None:
@@ -97,6 +93,22 @@ class SharedBackbone:
                 self._export(path)
             self._session = _session(path)
         return self._session
+
+
+class SharedBackbone(CachedGraph):
+    """A backbone-only ONNX graph: (n, 3, H, W) pixels -> (n, features) pooled features."""
+
+    def __init__(self, image: ImageSpec, preprocessing):
+        self.image, self.preprocessing = image, preprocessing
+
+    def path(self) -> Path:
+        from crossmodal.models.towers.onnx_towers import exporter_digest
+        from crossmodal.paths import export_cache_dir
+
+        what = f"{self.image.backbone}|{self.image.weights}|{self.preprocessing.size}|"
+        digest = hashlib.sha256(what.encode() + Path(__file__).read_bytes()).hexdigest()[:12]
+        name = f"backbone-{self.image.backbone}-{digest}-{exporter_digest()}.onnx"
+        return export_cache_dir() / name
 
     def _export(self, path: Path) -> None:
         import torch

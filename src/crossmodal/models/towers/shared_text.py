@@ -23,7 +23,7 @@ import numpy as np
 
 from crossmodal.models.batching import map_length_sorted
 from crossmodal.models.towers.config import HeadSpec
-from crossmodal.models.towers.shared_image import _unit
+from crossmodal.models.towers.shared_image import CachedGraph, _unit
 
 log = logging.getLogger("crossmodal.runtime")
 
@@ -61,12 +61,11 @@ def text_model_key(encoder) -> str | None:
     return json.dumps(config.text, sort_keys=True)
 
 
-class SharedTextModel:
+class SharedTextModel(CachedGraph):
     """A text-model-only ONNX graph: tokens -> (n, features) mean-pooled unit features."""
 
     def __init__(self, key: str, first_member):
         self.key, self._member = key, first_member
-        self._session = None
 
     def path(self) -> Path:
         from crossmodal.models.towers.onnx_towers import exporter_digest
@@ -74,16 +73,6 @@ class SharedTextModel:
 
         digest = hashlib.sha256(self.key.encode() + Path(__file__).read_bytes()).hexdigest()
         return export_cache_dir() / f"text-model-{digest[:12]}-{exporter_digest()}.onnx"
-
-    def session(self):
-        if self._session is None:
-            from crossmodal.models.onnx.runtime import _session
-
-            path = self.path()
-            if not path.is_file():
-                self._export(path)
-            self._session = _session(path)
-        return self._session
 
     def _export(self, path: Path) -> None:
         import torch
