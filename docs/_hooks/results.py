@@ -351,6 +351,19 @@ def ocr_search(name: str) -> str:
         for m in r.get("misses", [])))
 
 
+def ocr_search_modes(model: str = "fusion_bilingual") -> str:
+    """R@1 / R@5 of the OCR set per search mode, each from its own result file."""
+    rows = []
+    for mode in ("vector", "keyword", "hybrid"):
+        name = f"ocr_search-{model}-{mode}"
+        if (RESULTS / f"{name}.json").is_file():
+            _, r = load(name)
+            rows.append([mode, *(f"{fmt(r['recall'][q]['R@1'], 2)} / "
+                                 f"{fmt(r['recall'][q]['R@5'], 2)}" for q in ("en", "zh"))])
+    return table(["mode", "English R@1 / R@5", "Chinese R@1 / R@5"], rows) + (
+        f"\n\n<small>Source: `benchmarks/results/ocr_search-{model}-MODE.json`</small>")
+
+
 def min_score(name: str) -> str:
     """The calibrated cut-offs of one model, and the precision / recall curve around them."""
     _, r = load(name)
@@ -601,6 +614,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "min_score_towers_lite-zh_zh": lambda: min_score("min_score_towers_lite-zh_zh"),
     "hybrid_search": hybrid_search,
     "ocr_search": lambda: ocr_search("ocr_search-fusion_bilingual-vector"),
+    "ocr_search_modes": ocr_search_modes,
     "duplicates": duplicates,
     "ablation_en": lambda: ablation("ablation_en"),
     "ablation_zh": lambda: ablation("ablation_zh"),
