@@ -9,7 +9,12 @@ import pytest
 from PIL import Image
 
 from crossmodal.collection.collection import Collection
-from crossmodal.collection.duplicates import components, find_duplicates, similar_pairs
+from crossmodal.collection.duplicates import (
+    components,
+    find_duplicates,
+    hash_pairs,
+    similar_pairs,
+)
 from crossmodal.data.perceptual_hash import image_hashes
 from crossmodal.errors import BadInputError
 from crossmodal.models.defaults import DEFAULT_MODEL
@@ -142,3 +147,10 @@ def test_perceptual_hash_links_join_items_whose_vectors_differ(tmp_path, fake_en
                                                      {"kayak-turned.png", "kayak.jpg"}]
     assert report.unhashed == 1  # lost.jpg: no hash, no file
     assert find_duplicates(collection, threshold=0.9, hash_distance=-1).groups == []
+
+
+def test_photos_with_no_close_hashes_give_no_pairs():
+    """Distinct photos only (the demo's twelve): no pair, not an error."""
+    hashes = [image_hashes(Image.open(path)) for path in sorted(SAMPLES.glob("*.jpg"))]
+    rows, cols, bits = hash_pairs(hashes, max_distance=2)
+    assert len(rows) == len(cols) == len(bits) == 0

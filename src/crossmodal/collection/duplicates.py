@@ -151,6 +151,8 @@ def hash_pairs(hashes: Sequence[list[str] | None], max_distance: int, k: int = N
     finally:
         faiss.omp_set_num_threads(before)
     keys, bits = np.concatenate(keys), np.concatenate(bits)
+    if not len(keys):  # no two photos that close
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int32)
     order = np.lexsort((bits, keys))  # by pair, then closest first
     keys, bits = keys[order], bits[order]
     first = np.append(True, keys[1:] != keys[:-1])
