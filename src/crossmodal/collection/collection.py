@@ -28,10 +28,9 @@ from PIL import Image
 from crossmodal.collection import commits, hybrid, ingest, ocr_search
 from crossmodal.collection.hits import Hit, normal_target
 from crossmodal.collection.ingest import AddReport
-from crossmodal.collection.model_check import ChecksItsEncoder
+from crossmodal.collection.model_check import ModelSide
 from crossmodal.collection.state import TARGETS, IndexState, metadata_rows
 from crossmodal.collection.writer import FolderWriter, remove_new_folder
-from crossmodal.data.images import ImageLoadError, load_image
 from crossmodal.data.ocr import TextReader
 from crossmodal.errors import BadInputError, IndexCorruptError, IndexMismatchError
 from crossmodal.index.filters import Filter, parse_filter
@@ -45,14 +44,13 @@ from crossmodal.index.stores import (
     new_stores,
     parse_store_spec,
 )
-from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
 from crossmodal.query_terms import QueryTerm, combined_vector
 
 
-class Collection(ChecksItsEncoder, FolderWriter):
+class Collection(ModelSide, FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -391,30 +389,6 @@ class Collection(ChecksItsEncoder, FolderWriter):
         return Hit(rank, score, f"{item_id}#{k}", "text", item_id, item["path"],
                    text=item["captions"][k], captions=item["captions"],
                    photo=item.get("photo") or {})
-
-    def text_query(self, text: str, long_text: str | None = None) -> np.ndarray:
-        """The (1, dim) query vector of `text` (needs only the encoder, not the index);
-        `long_text` says what to do with a text longer than the context (models.long_text)."""
-        if not text or not text.strip():
-            raise BadInputError("the query text is empty")
-        return encode_long_texts(self.encoder, [text.strip()], parse_long_text(long_text))
-
-    def image_query(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
-        """The (1, dim) query vector of an image, a path to one or its bytes."""
-        if not isinstance(image, Image.Image):
-            try:
-                image = load_image(image)
-            except ImageLoadError as exc:
-                raise BadInputError(f"cannot use query image: {exc}") from exc
-        return self.encoder.encode_images([image])
-
-    def query_note(self, text: str) -> str | None:
-        """A one-line note when `text` is confidently in a language the model does not
-        read (a Chinese query to a towers:lite-en index), else None."""
-        from crossmodal.models.language import language_note
-
-        return language_note(self.manifest.model, tuple(getattr(self.encoder, "languages", ())),
-                             text)
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None, long_text: str | None = None,

@@ -27,12 +27,10 @@ from crossmodal.collection import hybrid
 from crossmodal.collection import milvus_schema as ms
 from crossmodal.collection.collection import Hit, normal_target
 from crossmodal.collection.ingest import AddReport, Embedded
-from crossmodal.collection.model_check import ChecksItsEncoder
-from crossmodal.data.images import ImageLoadError, load_image
+from crossmodal.collection.model_check import ModelSide
 from crossmodal.errors import BadInputError, IndexMismatchError
 from crossmodal.index.filters import Filter, parse_filter
 from crossmodal.index.metadata import item_metadata
-from crossmodal.models.long_text import encode_long_texts, parse_long_text
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
@@ -71,7 +69,7 @@ class _Count:
         return self._count()
 
 
-class MilvusCollection(ChecksItsEncoder):
+class MilvusCollection(ModelSide):
     REBUILD_HINT = "build a new collection for them"
 
     def __init__(self, address: ms.CollectionAddress, settings: MilvusSettings,
@@ -364,25 +362,6 @@ class MilvusCollection(ChecksItsEncoder):
             raise BadInputError(f"target must be images or texts, not '{target}'")
         return search(self, np.atleast_2d(np.asarray(queries, np.float32)), k, target,
                       parse_filter(where), self.min_score(min_score))
-
-    def text_query(self, text: str, long_text: str | None = None) -> np.ndarray:
-        if not text or not text.strip():
-            raise BadInputError("the query text is empty")
-        return encode_long_texts(self.encoder, [text.strip()], parse_long_text(long_text))
-
-    def image_query(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
-        if not isinstance(image, Image.Image):
-            try:
-                image = load_image(image)
-            except ImageLoadError as exc:
-                raise BadInputError(f"cannot use query image: {exc}") from exc
-        return self.encoder.encode_images([image])
-
-    def query_note(self, text: str) -> str | None:
-        from crossmodal.models.language import language_note
-
-        return language_note(self.manifest.model, tuple(getattr(self.encoder, "languages", ())),
-                             text)
 
     def search_text(self, text: str, k: int = 10, target: str = "images",
                     where: str | Filter | None = None, long_text: str | None = None,
