@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from crossmodal.collection import commits, hybrid, ingest, ocr_search
+from crossmodal.collection.derived_searches import DerivedSearches
 from crossmodal.collection.hits import Hit, normal_target
 from crossmodal.collection.ingest import AddReport
 from crossmodal.collection.model_check import ModelSide
@@ -47,10 +48,9 @@ from crossmodal.index.stores import (
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
-from crossmodal.query_terms import QueryTerm, combined_vector
 
 
-class Collection(ModelSide, FolderWriter):
+class Collection(ModelSide, DerivedSearches, FolderWriter):
     """An index folder plus the encoder that built it."""
 
     def __init__(self, path: Path, manifest: Manifest, items: list[dict],
@@ -426,25 +426,4 @@ class Collection(ModelSide, FolderWriter):
         if item_id in self._text_row_of:
             return self.texts.get_vectors([self._text_row_of[item_id]]), "texts"
         raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
-
-    def search_like(self, item_id: str, k: int = 10, target: str | None = None,
-                    where: str | Filter | None = None,
-                    min_score: float | str | None = None) -> list[Hit]:
-        """Items similar to an indexed one: an item id (image) or `ITEM#K` (its K-th caption)."""
-        vector, own = self.indexed_query(item_id)
-        target = target or own
-        hits = self.search_vectors(vector, k + 1, target, where=where, min_score=min_score)[0]
-        hits = [h for h in hits if h.id != item_id][:k]  # the query itself is no answer
-        for rank, hit in enumerate(hits, 1):
-            hit.rank = rank
-        return hits
-
-    def search_combined(self, terms: Sequence[QueryTerm], k: int = 10, target: str = "images",
-                        where: str | Filter | None = None, long_text: str | None = None,
-                        min_score: float | str | None = None) -> list[Hit]:
-        """Query arithmetic: the `k` best hits for the normalised weighted sum of texts,
-        images and indexed items (crossmodal.query_terms; a negative weight subtracts)."""
-        where = parse_filter(where)
-        vector = combined_vector(self, terms, long_text)
-        return self.search_vectors(vector, k, target, 1, where, min_score)[0]
 

@@ -26,6 +26,7 @@ from PIL import Image
 from crossmodal.collection import hybrid
 from crossmodal.collection import milvus_schema as ms
 from crossmodal.collection.collection import Hit, normal_target
+from crossmodal.collection.derived_searches import DerivedSearches
 from crossmodal.collection.ingest import AddReport, Embedded
 from crossmodal.collection.model_check import ModelSide
 from crossmodal.errors import BadInputError, IndexMismatchError
@@ -34,7 +35,6 @@ from crossmodal.index.metadata import item_metadata
 from crossmodal.models.protocol import Encoder
 from crossmodal.models.registry import DEFAULT_MODEL, load_encoder
 from crossmodal.models.score_thresholds import resolve_min_score
-from crossmodal.query_terms import QueryTerm, combined_vector
 
 _BATCH = 2_000  # rows per upsert, ids per delete
 _GET_BATCH = 10_000  # ids per get: each Strong get waits for a time tick (~200 ms)
@@ -69,7 +69,7 @@ class _Count:
         return self._count()
 
 
-class MilvusCollection(ModelSide):
+class MilvusCollection(ModelSide, DerivedSearches):
     REBUILD_HINT = "build a new collection for them"
 
     def __init__(self, address: ms.CollectionAddress, settings: MilvusSettings,
@@ -389,21 +389,3 @@ class MilvusCollection(ModelSide):
             if rows:
                 return np.asarray(rows[0]["vector"], np.float32)[None, :], target
         raise BadInputError(f"no item or caption '{item_id}' in {self.path}")
-
-    def search_like(self, item_id: str, k: int = 10, target: str | None = None,
-                    where: str | Filter | None = None,
-                    min_score: float | str | None = None) -> list[Hit]:
-        vector, own = self.indexed_query(item_id)
-        hits = self.search_vectors(vector, k + 1, target or own, where=where,
-                                   min_score=min_score)[0]
-        hits = [h for h in hits if h.id != item_id][:k]
-        for rank, hit in enumerate(hits, 1):
-            hit.rank = rank
-        return hits
-
-    def search_combined(self, terms: Sequence[QueryTerm], k: int = 10, target: str = "images",
-                        where: str | Filter | None = None, long_text: str | None = None,
-                        min_score: float | str | None = None) -> list[Hit]:
-        where = parse_filter(where)
-        vector = combined_vector(self, terms, long_text)
-        return self.search_vectors(vector, k, target, 1, where, min_score)[0]
