@@ -49,3 +49,12 @@ def write_raw_exif(path: Path, raw: bytes, colour=(30, 30, 200), size=(40, 30)) 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, format="JPEG", exif=raw)
     return path
+
+
+def write_paris_photos(folder: Path) -> None:
+    """Two red-ish photos the photo-field tests share: paris.jpg (iPhone 13, 2024-06-01, by
+    the Eiffel tower) and louvre.jpg (Nikon D750, 2023-12-24, by the Louvre)."""
+    write_photo(folder / "paris.jpg", (250, 10, 10), taken="2024:06:01 14:03:22", make="Apple",
+                model="iPhone 13", position=(48.8584, 2.2945))
+    write_photo(folder / "louvre.jpg", (240, 20, 10), taken="2023:12:24 09:00:00",
+                make="NIKON CORPORATION", model="NIKON D750", position=(48.8606, 2.3376))

@@ -9,17 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from crossmodal.cli.main import cli
-from tests.exif_helpers import write_photo
+from tests.exif_helpers import write_paris_photos, write_photo
 from tests.image_helpers import write_image
 
 
 @pytest.fixture
 def index(tmp_path, fake_encoder):
     photos = tmp_path / "photos"
-    write_photo(photos / "paris.jpg", (250, 10, 10), taken="2024:06:01 14:03:22", make="Apple",
-                model="iPhone 13", position=(48.8584, 2.2945))
-    write_photo(photos / "louvre.jpg", (240, 20, 10), taken="2023:12:24 09:00:00",
-                make="NIKON CORPORATION", model="NIKON D750", position=(48.8606, 2.3376))
+    write_paris_photos(photos)
     write_photo(photos / "IMG_0042.HEIC", (230, 30, 20), fmt="HEIF",
                 taken="2024:08:10 20:15:00", make="Apple", model="iPhone 15 Pro",
                 position=(40.7580, -73.9855))

@@ -14,7 +14,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
-from tests.exif_helpers import write_photo  # noqa: E402
+from tests.exif_helpers import write_paris_photos  # noqa: E402
 from tests.image_helpers import write_image  # noqa: E402
 from tests.serve.test_serve_browser import (  # noqa: E402, F401 - the browser fixture
     browser,
@@ -29,10 +29,7 @@ from tests.serve_helpers import build_index, serving  # noqa: E402
 @pytest.fixture
 def photo_server(tmp_path, fake_encoder):
     photos = tmp_path / "photos"
-    write_photo(photos / "paris.jpg", (250, 10, 10), taken="2024:06:01 14:03:22", make="Apple",
-                model="iPhone 13", position=(48.8584, 2.2945))
-    write_photo(photos / "louvre.jpg", (240, 20, 10), taken="2023:12:24 09:00:00",
-                make="NIKON CORPORATION", model="NIKON D750", position=(48.8606, 2.3376))
+    write_paris_photos(photos)
     write_image(photos / "scan.png", (245, 15, 15))
     app = create_app(build_index(tmp_path, photos, fake_encoder), ServeSettings(),
                      encoder=fake_encoder)

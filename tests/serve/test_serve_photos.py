@@ -14,7 +14,7 @@ pytest.importorskip("httpx")
 pytest.importorskip("multipart")
 
 from crossmodal.serve import ServeSettings, create_app  # noqa: E402
-from tests.exif_helpers import exif_block, write_photo  # noqa: E402
+from tests.exif_helpers import exif_block, write_paris_photos, write_photo  # noqa: E402
 from tests.image_helpers import write_image  # noqa: E402
 from tests.serve_helpers import build_index, local_client, png_bytes  # noqa: E402
 
@@ -24,10 +24,7 @@ NEWEST_FIRST = ["nyc.jpg", "paris.jpg", "louvre.jpg", "scan.png"]
 @pytest.fixture
 def client(tmp_path, fake_encoder):
     photos = tmp_path / "photos"
-    write_photo(photos / "paris.jpg", (250, 10, 10), taken="2024:06:01 14:03:22", make="Apple",
-                model="iPhone 13", position=(48.8584, 2.2945))
-    write_photo(photos / "louvre.jpg", (240, 20, 10), taken="2023:12:24 09:00:00",
-                make="NIKON CORPORATION", model="NIKON D750", position=(48.8606, 2.3376))
+    write_paris_photos(photos)
     write_photo(photos / "nyc.jpg", (230, 30, 20), taken="2024:08:10 20:15:00", make="Apple",
                 model="iPhone 15 Pro", position=(40.7580, -73.9855))
     write_image(photos / "scan.png", (245, 15, 15))
