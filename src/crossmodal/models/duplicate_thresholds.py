@@ -11,12 +11,11 @@ one given by hand.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from crossmodal.errors import BadInputError
-from crossmodal.storage import atomic_write
+from crossmodal.models.calibration_tables import checked_entry, read_table, write_table
 
 DATA = Path(__file__).resolve().parent / "duplicate_thresholds.json"
 # Perceptual hashes at most this many bits apart (of 64) are copies, whatever the model: the
@@ -27,7 +26,7 @@ HASH_DISTANCE = 11
 
 def calibrated() -> dict[str, dict]:
     """Model id -> {"fingerprint", "threshold", "data"}."""
-    return json.loads(DATA.read_text(encoding="utf-8")) if DATA.is_file() else {}
+    return read_table(DATA)
 
 
 def checked_threshold(value: float | str) -> float:
@@ -49,16 +48,13 @@ def duplicate_threshold(spec: float | str | None, model_id: str,
     one calibrated for `model_id`."""
     if spec is not None and str(spec).strip().lower() not in ("", "auto"):
         return checked_threshold(spec)
-    entry = calibrated().get(model_id)
-    if entry is None:
-        raise BadInputError(
-            f"no calibrated duplicate threshold for model '{model_id}': give a threshold "
-            "(a cosine, e.g. 0.9), or calibrate one with benchmarks/accuracy/duplicates.py")
-    if fingerprint is not None and entry["fingerprint"] != fingerprint:
-        raise BadInputError(
-            f"the calibrated duplicate threshold of '{model_id}' was made with other weights "
-            f"(fingerprint {entry['fingerprint']}, now {fingerprint}): give a threshold, or "
-            "calibrate again with benchmarks/accuracy/duplicates.py")
+    entry = checked_entry(
+        calibrated(), model_id, fingerprint,
+        missing=f"no calibrated duplicate threshold for model '{model_id}': give a threshold "
+                "(a cosine, e.g. 0.9), or calibrate one with benchmarks/accuracy/duplicates.py",
+        stale=f"the calibrated duplicate threshold of '{model_id}' was made with other "
+              "weights (fingerprint {theirs}, now {now}): give a threshold, or calibrate "
+              "again with benchmarks/accuracy/duplicates.py")
     return float(entry["threshold"])
 
 
@@ -66,6 +62,4 @@ def write_threshold(model_id: str, fingerprint: str, threshold: float, data: str
     """Store one model's calibrated threshold (the benchmark calls this)."""
     table = calibrated()
     table[model_id] = {"fingerprint": fingerprint, "threshold": threshold, "data": data}
-    text = json.dumps(dict(sorted(table.items())), indent=1, ensure_ascii=False) + "\n"
-    atomic_write(DATA, lambda handle: handle.write(text.encode("utf-8")))
-    return DATA
+    return write_table(DATA, table)

@@ -11,13 +11,12 @@ hold `languages`: thresholds per query language, used when the query text is det
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from crossmodal.errors import BadInputError
+from crossmodal.models.calibration_tables import checked_entry, read_table, write_table
 from crossmodal.models.language import detect_language
-from crossmodal.storage import atomic_write
 
 DATA = Path(__file__).resolve().parent / "score_thresholds.json"
 # auto is p50: on Flickr8k val (one relevant photo per caption) towers:lite-en reaches 90%
@@ -29,7 +28,7 @@ HELP = "a raw cosine (e.g. 0.25), or auto / p90 / p50 (the model's calibrated cu
 def calibrated() -> dict[str, dict]:
     """Model id -> {"fingerprint", "thresholds": {"p90": t, ...}, "data"} and, for a model
     calibrated per query language, "languages": {"zh": {"p50": t, ...}, ...}."""
-    return json.loads(DATA.read_text(encoding="utf-8")) if DATA.is_file() else {}
+    return read_table(DATA)
 
 
 def resolve_min_score(spec: str | float | None, model_id: str,
@@ -47,16 +46,13 @@ def resolve_min_score(spec: str | float | None, model_id: str,
             return _finite(float(spec), spec)
         except ValueError:
             raise BadInputError(f"--min-score must be {HELP}, not {spec!r}") from None
-    entry = calibrated().get(model_id)
-    if entry is None:
-        raise BadInputError(
-            f"no calibrated min-score for model '{model_id}': give a number, or calibrate it "
-            "with benchmarks/accuracy/min_score_calibration.py")
-    if fingerprint is not None and entry["fingerprint"] != fingerprint:
-        raise BadInputError(
-            f"the calibrated min-score of '{model_id}' was made with other weights "
-            f"(fingerprint {entry['fingerprint']}, now {fingerprint}): give a number, or "
-            "recalibrate with benchmarks/accuracy/min_score_calibration.py")
+    entry = checked_entry(
+        calibrated(), model_id, fingerprint,
+        missing=f"no calibrated min-score for model '{model_id}': give a number, or "
+                "calibrate it with benchmarks/accuracy/min_score_calibration.py",
+        stale=f"the calibrated min-score of '{model_id}' was made with other weights "
+              "(fingerprint {theirs}, now {now}): give a number, or recalibrate with "
+              "benchmarks/accuracy/min_score_calibration.py")
     thresholds = _thresholds_for(entry, text)
     if name not in thresholds:
         known = ", ".join(sorted(thresholds))
@@ -96,6 +92,4 @@ def write_thresholds(model_id: str, fingerprint: str, thresholds: dict[str, floa
         entry.setdefault("languages", {})[language] = thresholds
         entry.setdefault("language_data", {})[language] = data
     table[model_id] = dict(sorted(entry.items()))
-    text = json.dumps(dict(sorted(table.items())), indent=1, ensure_ascii=False) + "\n"
-    atomic_write(DATA, lambda handle: handle.write(text.encode("utf-8")))
-    return DATA
+    return write_table(DATA, table)
