@@ -111,6 +111,7 @@ def test_towers_on_one_text_model_run_it_once_per_text(monkeypatch):
                         lambda self, batch: calls.append(len(batch)) or real(self, batch))
     shared = fused.encode_texts(texts)
     assert sum(calls) == len(texts)  # once for both members, not twice
+    assert fused._text_groups is None  # the lone-query graph was never set up for these
     calls.clear()
     towers_encoder._SHARED_TEXT_FEATURES.clear()
     fused.encoders[1].torch.shared_text_key = None  # the member on its own

@@ -269,7 +269,7 @@ class FusionEncoder:
                     or langs[row] is None or langs[row] in reads] for reads in self.languages_of]
         parts = [np.zeros((len(texts), encoder.dim), np.float32) for encoder in self.encoders]
         done: set[int] = set()
-        for group in self._shared_text_groups():
+        for group in self._shared_text_groups(len(texts)):
             rows = rows_of[group.members[0]]  # a group's members read the same languages
             if rows and group.serves(len(rows)):
                 vectors = group.encode([texts[row] for row in rows])
@@ -282,8 +282,14 @@ class FusionEncoder:
                 parts[position][rows] = encoder.encode_texts([texts[row] for row in rows])
         return parts
 
-    def _shared_text_groups(self) -> list:
+    def _shared_text_groups(self, batch: int) -> list:
+        """The groups, set up (an export on first use, a session) only once a batch of this
+        size could take them: batches of captions on a CPU with fast bf16 never do."""
+        from crossmodal.models.towers.shared_text import may_share
+
         if self._text_groups is None:
+            if not may_share(self.encoders, batch):
+                return []
             self._text_groups = _text_groups(self.encoders, self.languages_of)
         return self._text_groups
 

@@ -112,9 +112,7 @@ class SharedTextGroup:
     def serves(self, batch: int) -> bool:
         """Whether the members would run this batch in ONNX Runtime (lone queries; every
         batch where PyTorch bf16 is not the faster text runtime)."""
-        from crossmodal.models.towers.onnx_towers import SMALL_TEXT_BATCH
-
-        return all(e.text_runtime == "onnx" or batch <= SMALL_TEXT_BATCH for e in self.encoders)
+        return all(_runs_in_onnx(e, batch) for e in self.encoders)
 
     def heads(self) -> list[TextHead]:
         if self._heads is None:
@@ -132,6 +130,18 @@ class SharedTextGroup:
         """Each member's unit text embeddings, in the order of `members`."""
         features = map_length_sorted(list(texts), self.model.features)
         return [head.embed(features, texts) for head in self.heads()]
+
+
+def _runs_in_onnx(encoder, batch: int) -> bool:
+    from crossmodal.models.towers.onnx_towers import SMALL_TEXT_BATCH
+
+    return getattr(encoder, "text_runtime", None) == "onnx" or batch <= SMALL_TEXT_BATCH
+
+
+def may_share(encoders: list, batch: int) -> bool:
+    """Whether any member could run a batch of this size in ONNX Runtime, where a shared
+    pass would serve it (else the groups need not be set up at all)."""
+    return any(_runs_in_onnx(e, batch) for e in encoders)
 
 
 def shared_text_groups(encoders: list, reads: list[tuple[str, ...]]) -> list[SharedTextGroup]:
